@@ -1,0 +1,192 @@
+package caddymodule
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/approvals"
+	"github.com/caddy-nomos/nomos/internal/credentials"
+	"github.com/caddy-nomos/nomos/internal/identity"
+	"github.com/caddy-nomos/nomos/internal/redact"
+	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/policy"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+}
+
+// App is the nomos app: it owns the state every Nomos handler shares
+// (policy sets, identity, audit, approvals, executors, runtime limits).
+// Provision validates all of it, so a bad config is refused and the
+// running config keeps serving.
+type App struct {
+	// Environment is bound to every action. Default: dev.
+	Environment string `json:"environment,omitempty"`
+	// Policies are named policy sets; handlers pick one. Default: none.
+	Policies map[string]*PolicySet `json:"policies,omitempty"`
+	// Identity lists the accepted credentials. Default: none (every
+	// request fails authentication unless a route is anonymous).
+	Identity *IdentityConfig `json:"identity,omitempty"`
+	// Audit lists the audit sinks. Default: sqlite under the data dir.
+	Audit *AuditConfig `json:"audit,omitempty"`
+	// Approvals enables approvals. Default: off (REQUIRE_APPROVAL denies).
+	Approvals *ApprovalsConfig `json:"approvals,omitempty"`
+	// Executor enables built-in executors. Default: off.
+	Executor *ExecutorConfig `json:"executor,omitempty"`
+	// Credentials are brokered secrets for secrets.checkout. Default: none.
+	Credentials []SecretConfig `json:"credentials,omitempty"`
+	// Redaction adds operator patterns. Default: built-ins only.
+	Redaction *RedactionConfig `json:"redaction,omitempty"`
+	// Runtime holds operational switches.
+	Runtime *RuntimeConfig `json:"runtime,omitempty"`
+
+	ctx       caddy.Context
+	logger    *zap.Logger
+	slog      *slog.Logger
+	poolKeys  []string
+	engines   map[string]*policy.Engine
+	recorder  *audit.Recorder
+	approvals approvals.Store
+	auth      *identity.Authenticator
+	exec      service.Executor
+	redactor  service.Redactor
+	red       *redact.Redactor
+	broker    *credentials.Broker
+	// brokerValues are redacted everywhere.
+	brokerValues []string
+	services     map[string]*service.Service
+	slots        chan struct{}
+	assurance    string
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "nomos",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision builds and validates every component. Any error refuses the
+// whole config.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	a.slog = slog.New(zapslog.NewHandler(a.logger.Core()))
+	a.applyDefaults()
+	if err := a.validateRuntime(); err != nil {
+		return err
+	}
+	steps := []func() error{a.provisionPolicies, a.provisionRedaction, a.provisionAudit,
+		a.provisionApprovals, a.provisionIdentity, a.provisionExecutor, a.provisionServices}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	a.slots = make(chan struct{}, a.Runtime.ConcurrencyLimit)
+	return nil
+}
+
+func (a *App) applyDefaults() {
+	if a.Environment == "" {
+		a.Environment = "dev"
+	}
+	if a.Runtime == nil {
+		a.Runtime = new(RuntimeConfig)
+	}
+	if a.Runtime.DeploymentMode == "" {
+		a.Runtime.DeploymentMode = "unmanaged"
+	}
+	if a.Runtime.ConcurrencyLimit <= 0 {
+		a.Runtime.ConcurrencyLimit = 32
+	}
+	if a.Audit == nil || len(a.Audit.Sinks) == 0 {
+		a.Audit = &AuditConfig{Sinks: []SinkConfig{{Type: "sqlite"}}}
+		if a.Runtime.Stateless {
+			a.Audit.Sinks[0].Type = "stdout"
+		}
+	}
+}
+
+// validateRuntime enforces what stateless mode forbids.
+func (a *App) validateRuntime() error {
+	modes := []string{"ci", "k8s", "remote_dev", "unmanaged"}
+	if !slices.Contains(modes, a.Runtime.DeploymentMode) {
+		return fmt.Errorf("nomos: runtime: unknown deployment_mode %q (want ci, k8s, remote_dev or unmanaged)", a.Runtime.DeploymentMode)
+	}
+	if !a.Runtime.Stateless {
+		return nil
+	}
+	if a.Approvals != nil {
+		return fmt.Errorf("nomos: runtime: approvals must be disabled in stateless mode")
+	}
+	for _, s := range a.Audit.Sinks {
+		if s.Type == "sqlite" {
+			return fmt.Errorf("nomos: runtime: the sqlite audit sink is not allowed in stateless mode")
+		}
+	}
+	return nil
+}
+
+// Service returns the pipeline bound to the named policy set.
+func (a *App) Service(name string) (*service.Service, error) {
+	s, ok := a.services[name]
+	if !ok {
+		return nil, fmt.Errorf("nomos: unknown policy set %q (defined: %v)", name, a.policyNames())
+	}
+	return s, nil
+}
+
+func (a *App) policyNames() []string {
+	names := make([]string, 0, len(a.Policies))
+	for n := range a.Policies {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Start implements caddy.App. Background work lives in pooled components.
+func (a *App) Start() error { return nil }
+
+// Stop implements caddy.App.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this config's hold on pooled state; state shared with a
+// newer config survives.
+func (a *App) Cleanup() error {
+	for _, k := range a.poolKeys {
+		if _, err := pool.Delete(k); err != nil {
+			a.logger.Error("releasing pooled state", zap.String("key", k), zap.Error(err))
+		}
+	}
+	return nil
+}
+
+// acquire takes a concurrency slot without blocking.
+func (a *App) acquire() bool {
+	select {
+	case a.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (a *App) release() { <-a.slots }
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

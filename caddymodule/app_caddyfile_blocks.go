@@ -1,0 +1,342 @@
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// unmarshalIdentity parses:
+//
+//	identity {
+//		api_key <key> <principal>
+//		api_keys_file <path>
+//		agent_secret <agent> <secret>
+//		require_timestamp
+//		max_clock_skew <duration>
+//		jwt { issuer <iss>; audience <aud>...; principal_claim <claim>; key <pem>; jwks_url <url>; jwks_refresh <dur> }
+//		mtls { mode spiffe|subject; trust_domain <domain>; require }
+//		trusted_headers { principal <header>; agent <header> }
+//	}
+func unmarshalIdentity(d *caddyfile.Dispenser, c *IdentityConfig) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "api_key":
+			var args []string
+			if args = d.RemainingArgs(); len(args) != 2 {
+				return d.Err("usage: api_key <key> <principal>")
+			}
+			c.APIKeys = append(c.APIKeys, APIKeyConfig{Key: args[0], Principal: args[1]})
+		case "api_keys_file":
+			err = setOnce(d, &c.APIKeysFile)
+		case "agent_secret":
+			var args []string
+			if args = d.RemainingArgs(); len(args) != 2 {
+				return d.Err("usage: agent_secret <agent> <secret>")
+			}
+			c.AgentSecrets = append(c.AgentSecrets, AgentSecretConfig{Agent: args[0], Secret: args[1]})
+		case "require_timestamp":
+			err = setFlag(d, &c.RequireTimestamp)
+		case "max_clock_skew":
+			err = setDuration(d, &c.MaxClockSkew)
+		case "jwt":
+			if c.JWT != nil {
+				return d.Err("jwt already configured")
+			}
+			c.JWT = new(JWTConfig)
+			err = unmarshalJWT(d, c.JWT)
+		case "mtls":
+			if c.MTLS != nil {
+				return d.Err("mtls already configured")
+			}
+			c.MTLS = new(MTLSConfig)
+			err = unmarshalMTLS(d, c.MTLS)
+		case "trusted_headers":
+			if c.TrustedHeaders != nil {
+				return d.Err("trusted_headers already configured")
+			}
+			c.TrustedHeaders = new(TrustedHeadersConfig)
+			err = unmarshalTrustedHeaders(d, c.TrustedHeaders)
+		default:
+			return d.Errf("unrecognized identity subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func unmarshalJWT(d *caddyfile.Dispenser, c *JWTConfig) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "issuer":
+			err = setOnce(d, &c.Issuer)
+		case "audience":
+			err = appendArgs(d, &c.Audiences)
+		case "principal_claim":
+			err = setOnce(d, &c.PrincipalClaim)
+		case "key":
+			err = appendArgs(d, &c.Keys)
+		case "jwks_url":
+			err = setOnce(d, &c.JWKSURL)
+		case "jwks_refresh":
+			err = setDuration(d, &c.JWKSRefresh)
+		default:
+			return d.Errf("unrecognized jwt subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if c.Issuer == "" || len(c.Audiences) == 0 || (len(c.Keys) == 0 && c.JWKSURL == "") {
+		return d.Err("jwt needs issuer, audience and a key or jwks_url")
+	}
+	return nil
+}
+
+func unmarshalMTLS(d *caddyfile.Dispenser, c *MTLSConfig) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "mode":
+			err = setOnce(d, &c.Mode)
+			if err == nil && c.Mode != "spiffe" && c.Mode != "subject" {
+				return d.Errf("mtls mode must be spiffe or subject, got %q", c.Mode)
+			}
+		case "trust_domain":
+			err = setOnce(d, &c.TrustDomain)
+		case "require":
+			err = setFlag(d, &c.Require)
+		default:
+			return d.Errf("unrecognized mtls subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func unmarshalTrustedHeaders(d *caddyfile.Dispenser, c *TrustedHeadersConfig) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "principal":
+			err = setOnce(d, &c.Principal)
+		case "agent":
+			err = setOnce(d, &c.Agent)
+		default:
+			return d.Errf("unrecognized trusted_headers subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalAudit parses:
+//
+//	audit {
+//		sink stdout
+//		sink sqlite [<path>]
+//		sink webhook <url> { outbox <path>; header <name> <value>; batch_size <n>; flush_interval <dur> }
+//	}
+func unmarshalAudit(d *caddyfile.Dispenser, c *AuditConfig) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() != "sink" {
+			return d.Errf("unrecognized audit subdirective %q", d.Val())
+		}
+		s, err := unmarshalSink(d)
+		if err != nil {
+			return err
+		}
+		c.Sinks = append(c.Sinks, s)
+	}
+	return nil
+}
+
+func unmarshalSink(d *caddyfile.Dispenser) (SinkConfig, error) {
+	var s SinkConfig
+	if !d.NextArg() {
+		return s, d.ArgErr()
+	}
+	s.Type = d.Val()
+	switch s.Type {
+	case "stdout":
+	case "sqlite":
+		d.Args(&s.Path)
+	case "webhook":
+		if !d.NextArg() {
+			return s, d.Err("usage: sink webhook <url>")
+		}
+		s.URL = d.Val()
+	default:
+		return s, d.Errf("unknown sink type %q (want stdout, sqlite or webhook)", s.Type)
+	}
+	if d.NextArg() {
+		return s, d.ArgErr()
+	}
+	if s.Type != "webhook" {
+		if d.NextBlock(d.Nesting()) {
+			return s, d.Errf("sink %s takes no block", s.Type)
+		}
+		return s, nil
+	}
+	return s, unmarshalWebhook(d, &s)
+}
+
+func unmarshalWebhook(d *caddyfile.Dispenser, s *SinkConfig) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "outbox":
+			err = setOnce(d, &s.Outbox)
+		case "header":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Err("usage: header <name> <value>")
+			}
+			if s.Headers == nil {
+				s.Headers = map[string]string{}
+			}
+			s.Headers[args[0]] = args[1]
+		case "batch_size":
+			err = setInt(d, &s.BatchSize)
+		case "flush_interval":
+			err = setDuration(d, &s.FlushInterval)
+		default:
+			return d.Errf("unrecognized webhook subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalApprovals parses:
+//
+//	approvals { store sqlite|file [<path>]; ttl <dur>; approvers <principal>...; single_use }
+func unmarshalApprovals(d *caddyfile.Dispenser, c *ApprovalsConfig) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "store":
+			if c.Store != "" {
+				return d.Err("store already set")
+			}
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 || (args[0] != "sqlite" && args[0] != "file") {
+				return d.Err("usage: store sqlite|file [<path>]")
+			}
+			c.Store = args[0]
+			if len(args) == 2 {
+				c.Path = args[1]
+			}
+		case "ttl":
+			err = setDuration(d, &c.TTL)
+		case "approvers":
+			err = appendArgs(d, &c.Approvers)
+		case "single_use":
+			err = setFlag(d, &c.SingleUse)
+		default:
+			return d.Errf("unrecognized approvals subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalExecutor parses the executor block; see ExecutorConfig.
+func unmarshalExecutor(d *caddyfile.Dispenser, c *ExecutorConfig) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "workspace_root":
+			err = setOnce(d, &c.WorkspaceRoot)
+		case "sandbox_profile":
+			err = setOnce(d, &c.SandboxProfile)
+			if err == nil && c.SandboxProfile != "none" && c.SandboxProfile != "local" && c.SandboxProfile != "container" {
+				return d.Errf("sandbox_profile must be none, local or container, got %q", c.SandboxProfile)
+			}
+		case "max_output_bytes":
+			err = setInt(d, &c.MaxOutputBytes)
+		case "max_output_lines":
+			err = setInt(d, &c.MaxOutputLines)
+		case "exec_timeout":
+			err = setDuration(d, &c.ExecTimeout)
+		case "http_timeout":
+			err = setDuration(d, &c.HTTPTimeout)
+		case "env_allowlist":
+			err = appendArgs(d, &c.EnvAllowlist)
+		case "allow_private_cidrs":
+			err = appendArgs(d, &c.AllowPrivateCIDRs)
+		default:
+			return d.Errf("unrecognized executor subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalRuntime parses:
+//
+//	runtime {
+//		stateless
+//		deployment_mode ci|k8s|remote_dev|unmanaged
+//		concurrency_limit <n>
+//		strong_guarantee
+//		evidence runtime_isolation|workload_identity|durable_audit...
+//	}
+func unmarshalRuntime(d *caddyfile.Dispenser, c *RuntimeConfig) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "stateless":
+			err = setFlag(d, &c.Stateless)
+		case "deployment_mode":
+			err = setOnce(d, &c.DeploymentMode)
+		case "concurrency_limit":
+			err = setInt(d, &c.ConcurrencyLimit)
+		case "strong_guarantee":
+			err = setFlag(d, &c.StrongGuarantee)
+		case "evidence":
+			err = unmarshalEvidence(d, c)
+		default:
+			return d.Errf("unrecognized runtime subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func unmarshalEvidence(d *caddyfile.Dispenser, c *RuntimeConfig) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	if c.Evidence == nil {
+		c.Evidence = new(EvidenceConfig)
+	}
+	for _, a := range args {
+		switch a {
+		case "runtime_isolation":
+			c.Evidence.RuntimeIsolationVerified = true
+		case "workload_identity":
+			c.Evidence.WorkloadIdentityVerified = true
+		case "durable_audit":
+			c.Evidence.DurableAuditVerified = true
+		default:
+			return d.Errf("unknown evidence %q (want runtime_isolation, workload_identity or durable_audit)", a)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,79 @@
+package caddymodule
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/caddy-nomos/nomos/internal/credentials"
+	"github.com/caddy-nomos/nomos/internal/executor"
+	"github.com/caddy-nomos/nomos/internal/redact"
+)
+
+// provisionRedaction compiles the built-in and operator patterns once.
+func (a *App) provisionRedaction() error {
+	var patterns []string
+	if a.Redaction != nil {
+		patterns = a.Redaction.Patterns
+	}
+	r, err := redact.New(patterns)
+	if err != nil {
+		return fmt.Errorf("nomos: redaction: %w", err)
+	}
+	if a.brokerValues, err = a.provisionBroker(); err != nil {
+		return err
+	}
+	if r, err = r.With(nil, a.brokerValues); err != nil {
+		return fmt.Errorf("nomos: redaction: %w", err)
+	}
+	a.red = r
+	a.redactor = r
+	return nil
+}
+
+// redactBytes is the audit redactor: every audit line passes through it.
+func (a *App) redactBytes(b []byte) []byte { return a.red.JSON(b) }
+
+// provisionBroker builds the credential broker; its values are always
+// redacted, wherever they show up.
+func (a *App) provisionBroker() ([]string, error) {
+	secrets := make([]credentials.Secret, 0, len(a.Credentials))
+	for _, s := range a.Credentials {
+		v := resolve(s.Value)
+		if v == "" {
+			return nil, fmt.Errorf("nomos: credentials: secret %q is empty (unset environment variable?)", s.ID)
+		}
+		ttl := time.Duration(s.TTL)
+		if ttl <= 0 {
+			ttl = 5 * time.Minute
+		}
+		secrets = append(secrets, credentials.Secret{ID: s.ID, EnvKey: s.EnvKey, Value: v, TTL: ttl})
+	}
+	b, err := credentials.NewBroker(secrets, time.Now)
+	if err != nil {
+		return nil, fmt.Errorf("nomos: credentials: %w", err)
+	}
+	a.broker = b
+	return b.Values(), nil
+}
+
+// provisionExecutor enables built-in executors when configured.
+func (a *App) provisionExecutor() error {
+	c := a.Executor
+	if c == nil {
+		return nil
+	}
+	if c.WorkspaceRoot == "" {
+		return fmt.Errorf("nomos: executor: workspace_root is required")
+	}
+	e, err := executor.New(executor.Config{
+		WorkspaceRoot: c.WorkspaceRoot, SandboxProfile: c.SandboxProfile,
+		MaxOutputBytes: c.MaxOutputBytes, MaxOutputLines: c.MaxOutputLines,
+		ExecTimeout: time.Duration(c.ExecTimeout), HTTPTimeout: time.Duration(c.HTTPTimeout),
+		EnvAllowlist: c.EnvAllowlist, AllowedPrivateCIDRs: c.AllowPrivateCIDRs,
+	}, a.broker, a.red)
+	if err != nil {
+		return fmt.Errorf("nomos: executor: %w", err)
+	}
+	a.exec = e
+	return nil
+}

@@ -1,0 +1,396 @@
+package caddymodule
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/approvals"
+	"github.com/caddy-nomos/nomos/internal/identity"
+	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/policy"
+)
+
+// resolve expands known placeholders ({env.X}, {file./path}) in a value.
+func resolve(v string) string {
+	return caddy.NewReplacer().ReplaceKnown(v, "")
+}
+
+// dataPath is the default location of Nomos state under Caddy's data dir.
+func dataPath(name string) string {
+	return filepath.Join(caddy.AppDataDir(), "nomos", name)
+}
+
+func (a *App) track(key string) { a.poolKeys = append(a.poolKeys, key) }
+
+// provisionPolicies compiles every policy set, sharing engines whose
+// bundles did not change since the previous config.
+func (a *App) provisionPolicies() error {
+	a.engines = map[string]*policy.Engine{}
+	for _, name := range a.policyNames() {
+		e, err := a.loadPolicySet(name, a.Policies[name])
+		if err != nil {
+			return fmt.Errorf("nomos: policy %q: %w", name, err)
+		}
+		a.engines[name] = e
+		a.logger.Info("policy loaded", zap.String("policy", name), zap.String("policy_bundle_hash", e.Hash()))
+	}
+	return nil
+}
+
+func (a *App) loadPolicySet(name string, set *PolicySet) (*policy.Engine, error) {
+	if set == nil || len(set.Bundles) == 0 {
+		return nil, fmt.Errorf("at least one bundle is required")
+	}
+	sources, err := readBundles(set.Bundles)
+	if err != nil {
+		return nil, err
+	}
+	opts, keyData, err := a.policyOptions(set)
+	if err != nil {
+		return nil, err
+	}
+	key := configKey("policy", sources, keyData, opts.Environment, opts.AllowLocalOverride)
+	a.track(key)
+	return loadPooled(key, func() (*policy.Engine, func() error, error) {
+		e, err := policy.Load(sources, opts)
+		return e, nil, err
+	})
+}
+
+func readBundles(bundles []BundleConfig) ([]policy.BundleSource, error) {
+	out := make([]policy.BundleSource, 0, len(bundles))
+	for _, b := range bundles {
+		data, err := os.ReadFile(b.Path)
+		if err != nil {
+			return nil, fmt.Errorf("reading bundle: %w", err)
+		}
+		src := policy.BundleSource{Path: b.Path, Role: b.Role, Data: data}
+		if b.Signature != "" {
+			if src.Signature, err = os.ReadFile(b.Signature); err != nil {
+				return nil, fmt.Errorf("reading bundle signature: %w", err)
+			}
+		}
+		out = append(out, src)
+	}
+	return out, nil
+}
+
+func (a *App) policyOptions(set *PolicySet) (policy.LoadOptions, [][]byte, error) {
+	opts := policy.LoadOptions{
+		Environment:        a.Environment,
+		AllowLocalOverride: a.Runtime.DeploymentMode == "unmanaged" && (a.Environment == "dev" || a.Environment == "local"),
+	}
+	var raw [][]byte
+	for _, p := range set.VerifyKeys {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return opts, nil, fmt.Errorf("reading verify key: %w", err)
+		}
+		k, err := policy.ParseSignatureKey(data)
+		if err != nil {
+			return opts, nil, fmt.Errorf("verify key %s: %w", p, err)
+		}
+		opts.VerifyKeys = append(opts.VerifyKeys, k)
+		raw = append(raw, data)
+	}
+	return opts, raw, nil
+}
+
+// provisionAudit opens the sinks. The recorder is pooled so a reload keeps
+// one hash chain and one writer per sqlite file.
+func (a *App) provisionAudit() error {
+	sinks := make([]SinkConfig, len(a.Audit.Sinks))
+	for i, s := range a.Audit.Sinks {
+		s, err := normalizeSink(s)
+		if err != nil {
+			return fmt.Errorf("nomos: audit: sink %d: %w", i, err)
+		}
+		sinks[i] = s
+	}
+	key := configKey("audit", sinks)
+	a.track(key)
+	rec, err := loadPooled(key, func() (*audit.Recorder, func() error, error) {
+		return openRecorder(sinks, a.redactBytes)
+	})
+	if err != nil {
+		return fmt.Errorf("nomos: audit: %w", err)
+	}
+	a.recorder = rec
+	return nil
+}
+
+func normalizeSink(s SinkConfig) (SinkConfig, error) {
+	switch s.Type {
+	case "stdout":
+	case "sqlite":
+		if s.Path == "" {
+			s.Path = dataPath("audit.db")
+		}
+	case "webhook":
+		s.URL = resolve(s.URL)
+		if !strings.HasPrefix(s.URL, "http://") && !strings.HasPrefix(s.URL, "https://") {
+			return s, fmt.Errorf("webhook url must be http(s), got %q", s.URL)
+		}
+		if s.Outbox == "" {
+			s.Outbox = dataPath("outbox-" + configKey("", s.URL)[1:17] + ".db")
+		}
+		headers := map[string]string{}
+		for k, v := range s.Headers {
+			headers[k] = resolve(v)
+		}
+		s.Headers = headers
+	default:
+		return s, fmt.Errorf("unknown sink type %q (want stdout, sqlite or webhook)", s.Type)
+	}
+	return s, nil
+}
+
+// openRecorder opens every sink; on any failure the ones already open are
+// closed again.
+func openRecorder(cfgs []SinkConfig, redact func([]byte) []byte) (*audit.Recorder, func() error, error) {
+	var sinks []audit.Sink
+	closeAll := func() {
+		for _, s := range sinks {
+			_ = s.Close()
+		}
+	}
+	for _, c := range cfgs {
+		s, err := openSink(c)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		sinks = append(sinks, s)
+	}
+	rec, err := audit.NewRecorder(sinks, audit.WithRedactor(redact))
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return rec, rec.Close, nil
+}
+
+func openSink(c SinkConfig) (audit.Sink, error) {
+	switch c.Type {
+	case "stdout":
+		return audit.NewFuncSink("stdout", zapAuditWrite), nil
+	case "sqlite":
+		if err := os.MkdirAll(filepath.Dir(c.Path), 0o700); err != nil {
+			return nil, err
+		}
+		return audit.OpenSQLite(c.Path)
+	}
+	if err := os.MkdirAll(filepath.Dir(c.Outbox), 0o700); err != nil {
+		return nil, err
+	}
+	w, err := audit.NewWebhookSink(audit.WebhookConfig{
+		URL: c.URL, OutboxPath: c.Outbox, Headers: c.Headers, BatchSize: c.BatchSize,
+		FlushInterval: time.Duration(c.FlushInterval),
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.Start(context.Background())
+	return w, nil
+}
+
+// zapAuditWrite logs one event through the logger named nomos.audit, so
+// Caddy's log config can route, filter or silence it. caddy.Log() is read
+// on every write because the pooled recorder outlives any one config.
+func zapAuditWrite(line []byte) error {
+	ev := json.RawMessage(bytes.Clone(line))
+	caddy.Log().Named("nomos.audit").Info("audit event", zap.Reflect("event", ev))
+	return nil
+}
+
+// provisionApprovals opens the approval store, if approvals are enabled.
+func (a *App) provisionApprovals() error {
+	c := a.Approvals
+	if c == nil {
+		return nil
+	}
+	if c.Store == "" {
+		c.Store = "sqlite"
+	}
+	if c.Path == "" {
+		c.Path = dataPath(map[string]string{"sqlite": "approvals.db", "file": "approvals.json"}[c.Store])
+	}
+	if c.Store != "sqlite" && c.Store != "file" {
+		return fmt.Errorf("nomos: approvals: unknown store %q (want sqlite or file)", c.Store)
+	}
+	if c.TTL <= 0 {
+		c.TTL = caddy.Duration(15 * time.Minute)
+	}
+	key := configKey("approvals", c.Store, c.Path)
+	a.track(key)
+	st, err := loadPooled(key, func() (approvals.Store, func() error, error) {
+		st, err := openApprovals(c.Store, c.Path)
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, st.Close, nil
+	})
+	if err != nil {
+		return fmt.Errorf("nomos: approvals: %w", err)
+	}
+	a.approvals = st
+	return nil
+}
+
+func openApprovals(kind, path string) (approvals.Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if kind == "file" {
+		return approvals.OpenFile(path)
+	}
+	return approvals.OpenSQLite(path)
+}
+
+// provisionIdentity builds the authenticator. It is pooled by its resolved
+// config so the replay cache and JWKS survive a reload.
+func (a *App) provisionIdentity() error {
+	cfg, err := a.identityConfig()
+	if err != nil {
+		return fmt.Errorf("nomos: identity: %w", err)
+	}
+	key := configKey("identity", cfg)
+	a.track(key)
+	auth, err := loadPooled(key, func() (*identity.Authenticator, func() error, error) {
+		auth, err := identity.New(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		auth.Start(ctx)
+		return auth, func() error { cancel(); return nil }, nil
+	})
+	if err != nil {
+		return fmt.Errorf("nomos: identity: %w", err)
+	}
+	a.auth = auth
+	return nil
+}
+
+func (a *App) identityConfig() (identity.Config, error) {
+	c := a.Identity
+	if c == nil {
+		c = new(IdentityConfig)
+	}
+	cfg := identity.Config{RequireTimestamp: c.RequireTimestamp, MaxClockSkew: time.Duration(c.MaxClockSkew)}
+	for _, k := range c.APIKeys {
+		cfg.APIKeys = append(cfg.APIKeys, identity.APIKey{Key: resolve(k.Key), Principal: k.Principal})
+	}
+	fileKeys, err := readAPIKeysFile(c.APIKeysFile)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.APIKeys = append(cfg.APIKeys, fileKeys...)
+	for _, s := range c.AgentSecrets {
+		cfg.AgentSecrets = append(cfg.AgentSecrets, identity.AgentSecret{AgentID: s.Agent, Secret: resolve(s.Secret)})
+	}
+	if err := checkResolved(cfg); err != nil {
+		return cfg, err
+	}
+	if cfg.JWT, err = jwtConfig(c.JWT); err != nil {
+		return cfg, err
+	}
+	if c.MTLS != nil {
+		cfg.MTLS = &identity.MTLSConfig{Mode: c.MTLS.Mode, TrustDomain: c.MTLS.TrustDomain, Require: c.MTLS.Require}
+	}
+	if c.TrustedHeaders != nil {
+		cfg.TrustedHeaders = &identity.TrustedHeaderConfig{PrincipalHeader: c.TrustedHeaders.Principal, AgentHeader: c.TrustedHeaders.Agent}
+	}
+	return cfg, nil
+}
+
+// checkResolved refuses secrets whose placeholder resolved to nothing, so a
+// missing environment variable never becomes an empty key.
+func checkResolved(cfg identity.Config) error {
+	for i, k := range cfg.APIKeys {
+		if k.Key == "" {
+			return fmt.Errorf("api key %d for principal %q is empty (unset environment variable?)", i, k.Principal)
+		}
+	}
+	for _, s := range cfg.AgentSecrets {
+		if s.Secret == "" {
+			return fmt.Errorf("agent secret for %q is empty (unset environment variable?)", s.AgentID)
+		}
+	}
+	return nil
+}
+
+func readAPIKeysFile(path string) ([]identity.APIKey, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("api_keys_file: %w", err)
+	}
+	var keys []identity.APIKey
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("api_keys_file %s:%d: want \"<key> <principal>\"", path, n)
+		}
+		keys = append(keys, identity.APIKey{Key: f[0], Principal: f[1]})
+	}
+	return keys, nil
+}
+
+func jwtConfig(c *JWTConfig) (*identity.JWTConfig, error) {
+	if c == nil {
+		return nil, nil
+	}
+	out := &identity.JWTConfig{
+		Issuer: c.Issuer, Audiences: c.Audiences, PrincipalClaim: c.PrincipalClaim,
+		JWKSURL: resolve(c.JWKSURL), JWKSRefresh: time.Duration(c.JWKSRefresh),
+	}
+	for _, p := range c.Keys {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("jwt key: %w", err)
+		}
+		out.StaticKeys = append(out.StaticKeys, data)
+	}
+	return out, nil
+}
+
+// provisionServices binds one pipeline per policy set.
+func (a *App) provisionServices() error {
+	a.assurance = assuranceLevel(a.Runtime, a.Audit, a.Identity, a.Executor)
+	a.services = map[string]*service.Service{}
+	for _, name := range a.policyNames() {
+		cfg := service.Config{
+			Environment: a.Environment, Policy: a.engines[name], Audit: a.recorder,
+			Executor: a.exec, Redactor: a.redactor, AssuranceLevel: a.assurance, Logger: a.slog,
+		}
+		if a.approvals != nil {
+			cfg.Approvals, cfg.ApprovalTTL = a.approvals, time.Duration(a.Approvals.TTL)
+			cfg.Approvers, cfg.SingleUseApprovals = a.Approvals.Approvers, a.Approvals.SingleUse
+		}
+		s, err := service.New(cfg)
+		if err != nil {
+			return fmt.Errorf("nomos: policy %q: %w", name, err)
+		}
+		a.services[name] = s
+	}
+	return nil
+}

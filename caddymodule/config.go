@@ -1,0 +1,194 @@
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2"
+)
+
+// PolicySet is a named, ordered list of bundles compiled into one engine.
+type PolicySet struct {
+	// Bundles load in order; rule ids must be unique across them.
+	Bundles []BundleConfig `json:"bundles,omitempty"`
+	// VerifyKeys are PEM public keys (RSA or Ed25519). When set, every
+	// bundle must carry a signature that one of them verifies. Default: none.
+	VerifyKeys []string `json:"verify_keys,omitempty"`
+}
+
+// BundleConfig is one policy bundle file.
+type BundleConfig struct {
+	// Path of the YAML or JSON bundle, relative to the working directory.
+	Path string `json:"path"`
+	// Role is baseline, org, repo, env or local_override. Default: none.
+	Role string `json:"role,omitempty"`
+	// Signature is the path of the bundle's signature file. Default: none.
+	Signature string `json:"signature,omitempty"`
+}
+
+// IdentityConfig lists the credentials Nomos accepts. Secrets may be Caddy
+// placeholders such as {env.NOMOS_API_KEY}; they are resolved at provision
+// time and never written to logs.
+type IdentityConfig struct {
+	// APIKeys map bearer keys to principals.
+	APIKeys []APIKeyConfig `json:"api_keys,omitempty"`
+	// APIKeysFile holds one "<key> <principal>" pair per line. Default: none.
+	APIKeysFile string `json:"api_keys_file,omitempty"`
+	// AgentSecrets are the HMAC secrets of signing agents.
+	AgentSecrets []AgentSecretConfig `json:"agent_secrets,omitempty"`
+	// RequireTimestamp makes X-Nomos-Timestamp mandatory on signed
+	// requests. Default: false.
+	RequireTimestamp bool `json:"require_timestamp,omitempty"`
+	// MaxClockSkew bounds the age of a signed timestamp. Default: 5m.
+	MaxClockSkew caddy.Duration `json:"max_clock_skew,omitempty"`
+	// JWT accepts bearer JWTs (RS256, ES256, EdDSA). Default: off.
+	JWT *JWTConfig `json:"jwt,omitempty"`
+	// MTLS maps a verified client certificate to a principal. Default: off.
+	MTLS *MTLSConfig `json:"mtls,omitempty"`
+	// TrustedHeaders are identity headers honoured only on requests from
+	// the server's trusted_proxies. Default: off.
+	TrustedHeaders *TrustedHeadersConfig `json:"trusted_headers,omitempty"`
+}
+
+// APIKeyConfig maps one bearer key to a principal.
+type APIKeyConfig struct {
+	Key       string `json:"key"`
+	Principal string `json:"principal"`
+}
+
+// AgentSecretConfig is one agent's HMAC secret.
+type AgentSecretConfig struct {
+	Agent  string `json:"agent"`
+	Secret string `json:"secret"`
+}
+
+// JWTConfig verifies bearer JWTs.
+type JWTConfig struct {
+	// Issuer must equal the iss claim.
+	Issuer string `json:"issuer"`
+	// Audiences: the aud claim must contain one of them.
+	Audiences []string `json:"audiences"`
+	// PrincipalClaim names the claim that becomes the principal. Default: sub.
+	PrincipalClaim string `json:"principal_claim,omitempty"`
+	// Keys are PEM files of static public keys or certificates.
+	Keys []string `json:"keys,omitempty"`
+	// JWKSURL is fetched, cached and refreshed. Default: none.
+	JWKSURL string `json:"jwks_url,omitempty"`
+	// JWKSRefresh is the refresh interval. Default: 15m.
+	JWKSRefresh caddy.Duration `json:"jwks_refresh,omitempty"`
+}
+
+// MTLSConfig maps the verified peer certificate to a principal. Caddy's
+// tls client_auth performs the handshake.
+type MTLSConfig struct {
+	// Mode is spiffe (URI SAN in TrustDomain) or subject (common name).
+	// Default: spiffe.
+	Mode string `json:"mode,omitempty"`
+	// TrustDomain is required in spiffe mode.
+	TrustDomain string `json:"trust_domain,omitempty"`
+	// Require refuses requests without a verified certificate. Default: false.
+	Require bool `json:"require,omitempty"`
+}
+
+// TrustedHeadersConfig names the identity headers a trusted proxy sets.
+type TrustedHeadersConfig struct {
+	Principal string `json:"principal,omitempty"`
+	Agent     string `json:"agent,omitempty"`
+}
+
+// AuditConfig lists the audit sinks; every event goes to all of them.
+type AuditConfig struct {
+	// Sinks default to one sqlite sink under Caddy's data directory, or
+	// stdout in stateless mode.
+	Sinks []SinkConfig `json:"sinks,omitempty"`
+}
+
+// SinkConfig is one audit sink.
+type SinkConfig struct {
+	// Type is stdout, sqlite or webhook.
+	Type string `json:"type"`
+	// Path of the sqlite file. Default: <data dir>/nomos/audit.db.
+	Path string `json:"path,omitempty"`
+	// URL of the webhook collector.
+	URL string `json:"url,omitempty"`
+	// Outbox is the webhook's durable queue. Default: <data dir>/nomos/outbox-<hash>.db.
+	Outbox string `json:"outbox,omitempty"`
+	// Headers are added to webhook requests (placeholders allowed).
+	Headers map[string]string `json:"headers,omitempty"`
+	// BatchSize caps events per webhook request. Default: 50.
+	BatchSize int `json:"batch_size,omitempty"`
+	// FlushInterval is how often the outbox is drained. Default: 1s.
+	FlushInterval caddy.Duration `json:"flush_interval,omitempty"`
+}
+
+// ApprovalsConfig enables human approval for REQUIRE_APPROVAL decisions.
+type ApprovalsConfig struct {
+	// Store is sqlite or file. Default: sqlite.
+	Store string `json:"store,omitempty"`
+	// Path of the store. Default: <data dir>/nomos/approvals.db (or .json).
+	Path string `json:"path,omitempty"`
+	// TTL of a pending or approved approval. Default: 15m.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+	// Approvers are the principals who may decide. Empty authorizes nobody.
+	Approvers []string `json:"approvers,omitempty"`
+	// SingleUse consumes an approval on first use. Default: false.
+	SingleUse bool `json:"single_use,omitempty"`
+}
+
+// RuntimeConfig holds operational switches.
+type RuntimeConfig struct {
+	// Stateless forbids local state: no sqlite sink, no approvals.
+	Stateless bool `json:"stateless,omitempty"`
+	// DeploymentMode is ci, k8s, remote_dev or unmanaged. Default: unmanaged.
+	DeploymentMode string `json:"deployment_mode,omitempty"`
+	// ConcurrencyLimit caps in-flight actions; more get 429. Default: 32.
+	ConcurrencyLimit int `json:"concurrency_limit,omitempty"`
+	// StrongGuarantee claims a hardened deployment; the assurance level
+	// still depends on Evidence. Default: false.
+	StrongGuarantee bool `json:"strong_guarantee,omitempty"`
+	// Evidence is what the operator has verified about the deployment.
+	Evidence *EvidenceConfig `json:"evidence,omitempty"`
+}
+
+// EvidenceConfig records verified facts behind the assurance level.
+type EvidenceConfig struct {
+	RuntimeIsolationVerified bool `json:"runtime_isolation_verified,omitempty"`
+	WorkloadIdentityVerified bool `json:"workload_identity_verified,omitempty"`
+	DurableAuditVerified     bool `json:"durable_audit_verified,omitempty"`
+}
+
+// ExecutorConfig enables Nomos' own executors for built-in action types.
+// Without it, built-in actions are denied as unsupported_action.
+type ExecutorConfig struct {
+	// WorkspaceRoot confines every file and process action. Required.
+	WorkspaceRoot string `json:"workspace_root"`
+	// SandboxProfile is what this host really provides: none or local.
+	// Default: none.
+	SandboxProfile string `json:"sandbox_profile,omitempty"`
+	// MaxOutputBytes caps outputs and written content. Default: 65536.
+	MaxOutputBytes int64 `json:"max_output_bytes,omitempty"`
+	// MaxOutputLines caps output lines. Default: 200.
+	MaxOutputLines int64 `json:"max_output_lines,omitempty"`
+	// ExecTimeout bounds process.exec. Default: 5s.
+	ExecTimeout caddy.Duration `json:"exec_timeout,omitempty"`
+	// HTTPTimeout bounds net.http_request. Default: 5s.
+	HTTPTimeout caddy.Duration `json:"http_timeout,omitempty"`
+	// EnvAllowlist names parent variables process.exec may pass on.
+	EnvAllowlist []string `json:"env_allowlist,omitempty"`
+	// AllowPrivateCIDRs opens private or loopback ranges to
+	// net.http_request. Default: none.
+	AllowPrivateCIDRs []string `json:"allow_private_cidrs,omitempty"`
+}
+
+// SecretConfig is one brokered secret. Agents only ever see lease ids.
+type SecretConfig struct {
+	ID     string `json:"id"`
+	EnvKey string `json:"env_key"`
+	// Value may be a placeholder such as {env.DB_PASSWORD}.
+	Value string `json:"value"`
+	// TTL of a lease. Default: 5m.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+}
+
+// RedactionConfig adds operator patterns to the built-in ones.
+type RedactionConfig struct {
+	// Patterns are RE2 regular expressions.
+	Patterns []string `json:"patterns,omitempty"`
+}

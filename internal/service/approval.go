@@ -1,0 +1,200 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/approvals"
+	"github.com/caddy-nomos/nomos/policy"
+	"github.com/caddy-nomos/nomos/policy/action"
+)
+
+// scopeClassActionResource is the only class scope an obligation may ask for.
+const scopeClassActionResource = "action_type_resource"
+
+// approvalInfo is the approval a decision is bound to.
+type approvalInfo struct {
+	id          string
+	fingerprint string
+	expiresAt   time.Time
+	// applied is true when an approved record turned the decision to ALLOW;
+	// created when a new pending record was made.
+	applied bool
+	created bool
+}
+
+// scope returns the scope type and key an approval for a binds to.
+func scope(a *action.Action, d policy.Decision) (string, string) {
+	if d.Obligations.ApprovalScopeClass == scopeClassActionResource {
+		return approvals.ScopeClass, a.ActionType + "|" + a.Resource
+	}
+	return approvals.ScopeFingerprint, a.Fingerprint
+}
+
+// resolveApproval applies a presented approval or creates (or reuses) a
+// pending one. Only an APPROVED, unexpired, scope- and identity-equal record
+// allows; anything else leaves the action waiting or denied.
+func (s *Service) resolveApproval(ctx context.Context, r *run) error {
+	if s.cfg.Approvals == nil {
+		r.d.Decision, r.d.ReasonCode = policy.Deny, ReasonApprovalsNotEnabled
+		return nil
+	}
+	id, err := action.ApprovalID(r.a)
+	if err != nil {
+		return Errorf(http.StatusBadRequest, CodeValidation, "%s", err.Error())
+	}
+	if id != "" {
+		done, err := s.useApproval(ctx, r, id)
+		if err != nil || done {
+			return err
+		}
+	}
+	return s.pendingApproval(ctx, r)
+}
+
+// useApproval tries the presented approval id. It reports done when the
+// decision is final (allowed, or denied by the reviewer).
+func (s *Service) useApproval(ctx context.Context, r *run, id string) (bool, error) {
+	st := s.cfg.Approvals
+	scopeType, key := scope(r.a, r.d)
+	rec, err := st.Use(ctx, id, key, r.a.Principal, r.a.Agent, r.a.Environment, s.cfg.Clock())
+	if err == nil {
+		r.d.Decision, r.d.ReasonCode = policy.Allow, ReasonAllowByApproval
+		r.approval = &approvalInfo{id: rec.ID, fingerprint: rec.Fingerprint, expiresAt: rec.ExpiresAt, applied: true}
+		return true, nil
+	}
+	rec, gerr := st.Get(ctx, id)
+	if errors.Is(gerr, approvals.ErrNotFound) {
+		return false, nil
+	}
+	if gerr != nil {
+		return false, Errorf(http.StatusInternalServerError, CodeInternal, "approval store unavailable")
+	}
+	if rec.Status == approvals.Denied && rec.ScopeType == scopeType && rec.ScopeKey == key && sameIdentity(rec, r.a) {
+		r.d.Decision, r.d.ReasonCode = policy.Deny, ReasonApprovalDenied
+		r.approval = &approvalInfo{id: rec.ID, fingerprint: rec.Fingerprint, expiresAt: rec.ExpiresAt}
+		return true, nil
+	}
+	return false, nil
+}
+
+func sameIdentity(rec approvals.Record, a *action.Action) bool {
+	return rec.Principal == a.Principal && rec.Agent == a.Agent && rec.Environment == a.Environment
+}
+
+// pendingApproval creates or reuses the pending approval for this action.
+func (s *Service) pendingApproval(ctx context.Context, r *run) error {
+	scopeType, key := scope(r.a, r.d)
+	req := approvals.Request{
+		Fingerprint: r.a.Fingerprint, ScopeType: scopeType, ScopeKey: key,
+		TraceID: r.a.TraceID, ActionID: r.a.ActionID, ActionType: r.a.ActionType,
+		Resource: r.a.Resource, ParamsHash: r.a.ParamsHash,
+		Principal: r.a.Principal, Agent: r.a.Agent, Environment: r.a.Environment,
+		SingleUse: s.cfg.SingleUseApprovals,
+	}
+	rec, created, err := s.cfg.Approvals.CreateOrGetPending(ctx, req, s.cfg.ApprovalTTL, s.cfg.Clock())
+	if err != nil {
+		s.cfg.Logger.Error("approvals: could not create pending approval", "trace_id", r.a.TraceID, "error", err)
+		return Errorf(http.StatusInternalServerError, CodeInternal, "approval store unavailable")
+	}
+	r.approval = &approvalInfo{id: rec.ID, fingerprint: rec.Fingerprint, expiresAt: rec.ExpiresAt, created: created}
+	return nil
+}
+
+// recordApprovalEvent writes approval.requested or approval.applied after
+// the decision event.
+func (s *Service) recordApprovalEvent(ctx context.Context, r *run) error {
+	if r.approval == nil {
+		return nil
+	}
+	switch {
+	case r.approval.applied:
+		return s.record(ctx, s.decisionEvent(r, audit.EventApprovalApplied))
+	case r.d.Decision == policy.RequireApproval:
+		return s.record(ctx, s.decisionEvent(r, audit.EventApprovalRequested))
+	}
+	return nil
+}
+
+// DecideRequest is the body of POST /approvals/decide.
+type DecideRequest struct {
+	ApprovalID string `json:"approval_id"`
+	Decision   string `json:"decision"`
+}
+
+// DecideResponse states the decision that was actually recorded.
+type DecideResponse struct {
+	ApprovalID          string `json:"approval_id"`
+	Status              string `json:"status"`
+	Reason              string `json:"reason"`
+	DecidedBy           string `json:"decided_by,omitempty"`
+	ApprovalFingerprint string `json:"approval_fingerprint,omitempty"`
+	ApprovalExpiresAt   string `json:"approval_expires_at,omitempty"`
+}
+
+// Decide records a reviewer's decision. The reviewer must be a listed
+// approver; an empty list authorizes nobody.
+func (s *Service) Decide(ctx context.Context, body []byte, principal string) (*DecideResponse, error) {
+	if s.cfg.Approvals == nil {
+		return nil, Errorf(http.StatusNotFound, CodeNotEnabled, "approvals are not enabled")
+	}
+	var req DecideRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return nil, err
+	}
+	if req.ApprovalID == "" {
+		return nil, Errorf(http.StatusBadRequest, CodeValidation, "approval_id is required")
+	}
+	status, err := approvals.ParseDecision(req.Decision)
+	if err != nil {
+		return nil, Errorf(http.StatusBadRequest, CodeValidation, "decision must be APPROVE or DENY")
+	}
+	if !s.approvers[principal] {
+		return nil, Errorf(http.StatusForbidden, CodeApprovalForbidden, "principal is not an approver")
+	}
+	rec, err := s.cfg.Approvals.Decide(ctx, req.ApprovalID, status, principal, s.cfg.Clock())
+	if err != nil {
+		return nil, decideError(err)
+	}
+	if err := s.record(ctx, decidedEvent(rec, principal, s.cfg.Environment)); err != nil {
+		return nil, err
+	}
+	return &DecideResponse{
+		ApprovalID: rec.ID, Status: rec.Status, Reason: "approval_recorded", DecidedBy: rec.DecidedBy,
+		ApprovalFingerprint: rec.Fingerprint, ApprovalExpiresAt: rec.ExpiresAt.UTC().Format(time.RFC3339Nano),
+	}, nil
+}
+
+func decideError(err error) error {
+	switch {
+	case errors.Is(err, approvals.ErrNotFound):
+		return Errorf(http.StatusNotFound, CodeApproval, "approval not found")
+	case errors.Is(err, approvals.ErrConflict):
+		return Errorf(http.StatusConflict, CodeApproval, "approval already decided differently")
+	case errors.Is(err, approvals.ErrExpired):
+		return Errorf(http.StatusBadRequest, CodeApproval, "approval expired")
+	}
+	return Errorf(http.StatusInternalServerError, CodeInternal, "approval store unavailable")
+}
+
+func decidedEvent(rec approvals.Record, approver, env string) *audit.Event {
+	return &audit.Event{
+		EventType:          audit.EventApprovalDecided,
+		TraceID:            rec.TraceID,
+		ActionID:           rec.ActionID,
+		Principal:          approver,
+		Environment:        env,
+		ActionType:         rec.ActionType,
+		ResourceNormalized: rec.Resource,
+		ParamsHash:         rec.ParamsHash,
+		ActionFingerprint:  rec.Fingerprint,
+		ApprovalID:         rec.ID,
+		Decision:           rec.Status,
+		Reason:             "approval_recorded",
+		EngineVersion:      EngineVersion,
+		ExecutorMetadata:   map[string]any{"requested_by": rec.Principal, "requested_by_agent": rec.Agent},
+	}
+}

@@ -1,0 +1,164 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/executor"
+	"github.com/caddy-nomos/nomos/policy"
+	"github.com/caddy-nomos/nomos/policy/action"
+)
+
+// Reason codes the service adds to the policy engine's.
+const (
+	ReasonAllowByApproval     = "allow_by_approval"
+	ReasonApprovalDenied      = "approval_denied"
+	ReasonApprovalsNotEnabled = "approvals_not_enabled"
+	ReasonUnsupportedAction   = "unsupported_action"
+)
+
+// run is the state of one request through the pipeline.
+type run struct {
+	a        *action.Action
+	d        policy.Decision
+	approval *approvalInfo
+	start    time.Time
+	// class and meta describe the outcome for action.completed.
+	class string
+	meta  map[string]any
+}
+
+// Process decodes, normalizes, decides, records and (for built-in types)
+// executes one action. id carries the verified principal and agent.
+func (s *Service) Process(ctx context.Context, body []byte, id action.Identity) (*Response, error) {
+	a, err := s.prepare(ctx, body, id)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{a: a, start: s.cfg.Clock()}
+	if err := s.record(ctx, s.event(a, audit.EventTraceStart)); err != nil {
+		return nil, err
+	}
+	if err := s.decide(ctx, r); err != nil {
+		return nil, err
+	}
+	resp := s.respond(ctx, r)
+	s.finish(ctx, r, resp)
+	return resp, nil
+}
+
+// prepare turns the raw body into a normalized action. Failures are audited
+// when enough of the envelope was readable to say what was asked.
+func (s *Service) prepare(ctx context.Context, body []byte, id action.Identity) (*action.Action, error) {
+	id.Environment = s.cfg.Environment
+	env, err := action.DecodeEnvelope(body)
+	if err != nil {
+		s.auditRejected(ctx, nil, id, audit.ResultValidationError, err)
+		return nil, Errorf(http.StatusBadRequest, CodeValidation, "%s", s.cfg.Redactor.String(err.Error()))
+	}
+	a, err := action.New(env, id)
+	if err != nil {
+		class := audit.ResultValidationError
+		if errors.Is(err, action.ErrNormalization) {
+			class = audit.ResultNormalizationError
+		}
+		s.auditRejected(ctx, env, id, class, err)
+		return nil, Errorf(http.StatusBadRequest, CodeValidation, "%s", s.cfg.Redactor.String(err.Error()))
+	}
+	return a, nil
+}
+
+// decide evaluates policy, resolves approvals and commits the decision to
+// audit before anything runs. A decision that cannot be recorded denies.
+func (s *Service) decide(ctx context.Context, r *run) error {
+	r.d = s.evaluate(r.a)
+	if r.d.Decision == policy.RequireApproval {
+		if err := s.resolveApproval(ctx, r); err != nil {
+			return err
+		}
+	}
+	ev := s.decisionEvent(r, audit.EventActionDecision)
+	if err := s.cfg.Audit.Record(ctx, ev); err != nil {
+		s.cfg.Logger.Error("audit: decision not recorded; action denied", "trace_id", r.a.TraceID, "action_id", r.a.ActionID, "error", err)
+		return Errorf(http.StatusInternalServerError, CodeAudit, "could not record authorization decision; action not authorized")
+	}
+	return s.recordApprovalEvent(ctx, r)
+}
+
+// evaluate runs policy; apply_patch additionally checks every touched path
+// as its own write, and the strictest outcome wins.
+func (s *Service) evaluate(a *action.Action) policy.Decision {
+	d := s.cfg.Policy.Evaluate(a)
+	if a.ActionType != "repo.apply_patch" || d.Decision == policy.Deny {
+		return d
+	}
+	return s.evaluatePatchPaths(a, d)
+}
+
+// respond turns the decision into a response, executing allowed built-ins.
+func (s *Service) respond(ctx context.Context, r *run) *Response {
+	resp := s.baseResponse(r)
+	if r.d.Decision != policy.Allow {
+		return resp
+	}
+	if !action.IsBuiltin(r.a.ActionType) {
+		resp.ExecutionMode = ModeExternalAuthorized
+		resp.ReportPath = ReportPath
+		return resp
+	}
+	if s.cfg.Executor == nil {
+		return s.deny(resp, ReasonUnsupportedAction, "built-in action execution is not enabled on this route")
+	}
+	return s.execute(ctx, r, resp)
+}
+
+func (s *Service) baseResponse(r *run) *Response {
+	resp := &Response{
+		Decision: r.d.Decision,
+		Reason:   r.d.ReasonCode,
+		TraceID:  r.a.TraceID,
+		ActionID: r.a.ActionID,
+		RuleIDs:  r.d.MatchedRuleIDs,
+	}
+	if r.d.Decision != policy.Deny {
+		resp.Obligations = obligationsOrNil(r.d.Obligations)
+	}
+	if r.approval != nil {
+		resp.ApprovalID = r.approval.id
+		resp.ApprovalFingerprint = r.approval.fingerprint
+		resp.ApprovalExpiresAt = r.approval.expiresAt.UTC().Format(time.RFC3339Nano)
+	}
+	return resp
+}
+
+func (s *Service) deny(resp *Response, code, msg string) *Response {
+	resp.Decision = policy.Deny
+	resp.Reason = code + ": " + s.cfg.Redactor.String(msg)
+	resp.Obligations = nil
+	resp.ExecutionMode, resp.ReportPath = "", ""
+	return resp
+}
+
+// execute runs the executor and maps its result; executor refusals are
+// DENY outcomes, not transport errors.
+func (s *Service) execute(ctx context.Context, r *run, resp *Response) *Response {
+	res, err := s.cfg.Executor.Execute(ctx, r.a, r.d)
+	if err != nil {
+		var ee *executor.Error
+		if errors.As(err, &ee) {
+			r.class = ee.Classification
+			return s.deny(resp, ee.Code, ee.Message)
+		}
+		r.class = audit.ResultExecutionError
+		return s.deny(resp, "execution_error", err.Error())
+	}
+	r.class, r.meta = res.Classification, res.Metadata
+	resp.ExecutionMode = ModeExecuted
+	resp.Output, resp.Truncated, resp.BytesWritten = res.Output, res.Truncated, res.BytesWritten
+	resp.Stdout, resp.Stderr, resp.ExitCode = res.Stdout, res.Stderr, res.ExitCode
+	resp.StatusCode, resp.CredentialLeaseID = res.StatusCode, res.CredentialLeaseID
+	return resp
+}

@@ -1,0 +1,98 @@
+package service
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/policy/action"
+)
+
+// Outcomes a caller may report for an external action.
+const (
+	OutcomeSucceeded = "SUCCEEDED"
+	OutcomeFailed    = "FAILED"
+)
+
+// ReportRequest is the body of POST /actions/report.
+type ReportRequest struct {
+	ActionID string `json:"action_id"`
+	TraceID  string `json:"trace_id"`
+	Outcome  string `json:"outcome"`
+	Message  string `json:"message,omitempty"`
+}
+
+// ReportResponse confirms that the report is stored in audit.
+type ReportResponse struct {
+	Recorded bool   `json:"recorded"`
+	TraceID  string `json:"trace_id"`
+	ActionID string `json:"action_id"`
+	Outcome  string `json:"outcome"`
+}
+
+// Report records the caller's claim about an action Nomos authorized but
+// did not execute. It is evidence of the claim, not proof of the outcome.
+func (s *Service) Report(ctx context.Context, body []byte, id action.Identity) (*ReportResponse, error) {
+	var req ReportRequest
+	if err := decodeStrict(body, &req, "action_id", "trace_id", "outcome", "message"); err != nil {
+		return nil, err
+	}
+	if err := validateReport(req); err != nil {
+		return nil, err
+	}
+	class := audit.ResultSuccess
+	if req.Outcome == OutcomeFailed {
+		class = audit.ResultUpstreamError
+	}
+	ev := &audit.Event{
+		EventType:             audit.EventExternalReported,
+		TraceID:               req.TraceID,
+		ActionID:              req.ActionID,
+		Principal:             id.Principal,
+		Agent:                 id.Agent,
+		Environment:           s.cfg.Environment,
+		ResultClassification:  class,
+		Retryable:             req.Outcome == OutcomeFailed,
+		ResultRedactedSummary: s.summary(req.Message),
+		EngineVersion:         EngineVersion,
+		AssuranceLevel:        s.cfg.AssuranceLevel,
+		ExecutorMetadata: map[string]any{
+			"execution_mode": "caller_reported", "nomos_executed": false, "reported_outcome": req.Outcome,
+		},
+	}
+	if err := s.record(ctx, ev); err != nil {
+		return nil, err
+	}
+	return &ReportResponse{Recorded: true, TraceID: req.TraceID, ActionID: req.ActionID, Outcome: req.Outcome}, nil
+}
+
+func validateReport(req ReportRequest) error {
+	if !validID(req.ActionID) || !validID(req.TraceID) {
+		return Errorf(http.StatusBadRequest, CodeValidation, "action_id and trace_id must match ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+	}
+	if req.Outcome != OutcomeSucceeded && req.Outcome != OutcomeFailed {
+		return Errorf(http.StatusBadRequest, CodeValidation, "outcome must be SUCCEEDED or FAILED")
+	}
+	if len(req.Message) > 4096 {
+		return Errorf(http.StatusBadRequest, CodeValidation, "message exceeds 4096 bytes")
+	}
+	return nil
+}
+
+// validID matches ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$ without a regexp.
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 128 || !alnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !alnum(c) && c != '.' && c != '_' && c != ':' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func alnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}

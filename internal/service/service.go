@@ -1,0 +1,97 @@
+package service
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/approvals"
+	"github.com/caddy-nomos/nomos/internal/executor"
+	"github.com/caddy-nomos/nomos/policy"
+	"github.com/caddy-nomos/nomos/policy/action"
+)
+
+// EngineVersion is stamped on audit events and explain output.
+const EngineVersion = "nomos-caddy/0.1.0"
+
+// ReportPath is where callers report the outcome of external actions.
+const ReportPath = "/actions/report"
+
+// Recorder writes audit events synchronously; an error means the event is
+// not stored.
+type Recorder interface {
+	Record(ctx context.Context, e *audit.Event) error
+}
+
+// Executor runs a built-in action that policy allowed.
+type Executor interface {
+	Execute(ctx context.Context, a *action.Action, d policy.Decision) (*executor.Result, error)
+}
+
+// Redactor removes secrets from text leaving the process.
+type Redactor interface {
+	String(s string) string
+}
+
+// Config wires a Service. Policy and Audit are required.
+type Config struct {
+	// Environment is bound to every action; it never comes from a request.
+	Environment string
+	Policy      *policy.Engine
+	Audit       Recorder
+	// Approvals is nil when approvals are disabled.
+	Approvals   approvals.Store
+	ApprovalTTL time.Duration
+	// Approvers may decide approvals; empty authorizes nobody.
+	Approvers []string
+	// SingleUseApprovals consumes an approval on its first use.
+	SingleUseApprovals bool
+	// Executor is nil when built-in actions are not executed.
+	Executor       Executor
+	Redactor       Redactor
+	AssuranceLevel string
+	Logger         *slog.Logger
+	Clock          func() time.Time
+}
+
+// Service runs the pipeline. It is immutable after New and safe for
+// concurrent use; a config reload builds a new one.
+type Service struct {
+	cfg       Config
+	approvers map[string]bool
+}
+
+// New validates cfg and fills defaults.
+func New(cfg Config) (*Service, error) {
+	if cfg.Policy == nil || cfg.Audit == nil {
+		return nil, Errorf(500, CodeInternal, "service: policy and audit are required")
+	}
+	if cfg.ApprovalTTL <= 0 {
+		cfg.ApprovalTTL = 15 * time.Minute
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Redactor == nil {
+		cfg.Redactor = nopRedactor{}
+	}
+	s := &Service{cfg: cfg, approvers: map[string]bool{}}
+	for _, p := range cfg.Approvers {
+		s.approvers[p] = true
+	}
+	return s, nil
+}
+
+// Environment is the configured environment.
+func (s *Service) Environment() string { return s.cfg.Environment }
+
+// PolicyHash is the merged hash of the policy in force.
+func (s *Service) PolicyHash() string { return s.cfg.Policy.Hash() }
+
+type nopRedactor struct{}
+
+func (nopRedactor) String(s string) string { return s }
