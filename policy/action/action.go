@@ -1,6 +1,10 @@
 package action
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+)
 
 // SchemaVersion is the only envelope version this engine accepts.
 const SchemaVersion = "v1"
@@ -37,4 +41,56 @@ type Action struct {
 	// Fingerprint is the sha256 hex of the canonical normalized action and
 	// identity; approvals bind to it.
 	Fingerprint string
+}
+
+// New validates env, binds it to the verified identity id and normalizes it:
+// the resource (errors wrap ErrNormalization), the params into canonical
+// JSON, and the derived ParamsHash, RiskFlags and Fingerprint. Envelopes
+// built in code get the same checks as decoded ones, so every Action obeys
+// the v1 rules whatever front door built it. Other errors wrap ErrValidation.
+func New(env *Envelope, id Identity) (*Action, error) {
+	const step = "new action"
+	if env == nil {
+		return nil, validationError(step, "envelope is nil")
+	}
+	if p := append(env.problems(), id.problems()...); len(p) > 0 {
+		return nil, validationError(step, p...)
+	}
+	resource, err := NormalizeResource(env.ActionType, env.Resource)
+	if err != nil {
+		return nil, err
+	}
+	params, err := Canonicalize(env.Params)
+	if err != nil {
+		return nil, err
+	}
+	a := &Action{
+		SchemaVersion: env.SchemaVersion,
+		ActionID:      env.ActionID,
+		TraceID:       env.TraceID,
+		ActionType:    env.ActionType,
+		Resource:      resource,
+		Params:        params,
+		ParamsHash:    SHA256Hex(params),
+		Principal:     id.Principal,
+		Agent:         id.Agent,
+		Environment:   id.Environment,
+		Extensions:    cloneExtensions(env.Context.Extensions),
+	}
+	a.RiskFlags = ComputeRiskFlags(a)
+	a.Fingerprint = Fingerprint(a)
+	return a, nil
+}
+
+// cloneExtensions copies the map and its values so an Action never aliases
+// a caller's buffers.
+func cloneExtensions(ext map[string]json.RawMessage) map[string]json.RawMessage {
+	if ext == nil {
+		return nil
+	}
+	out := maps.Clone(ext)
+	for k, v := range out {
+		out[k] = slices.Clone(v)
+	}
+	return out
 }

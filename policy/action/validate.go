@@ -1,0 +1,131 @@
+package action
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// problems lists every value rule of the v1 envelope that env breaks. It is
+// shared by DecodeEnvelope and New so an envelope built in code is held to the
+// same rules as one decoded from a request.
+func (env *Envelope) problems() []string {
+	var p []string
+	if env.SchemaVersion != SchemaVersion {
+		p = append(p, `schema_version must be "v1"`)
+	}
+	if !validID(env.ActionID) {
+		p = append(p, "action_id must match "+idPattern)
+	}
+	if !validActionType(env.ActionType) {
+		p = append(p, `action_type must be dotted lowercase with at least two segments, like "fs.read"`)
+	}
+	if env.Resource == "" {
+		p = append(p, "resource is required")
+	}
+	if msg := paramsProblem(env.Params); msg != "" {
+		p = append(p, msg)
+	}
+	if !validID(env.TraceID) {
+		p = append(p, "trace_id must match "+idPattern)
+	}
+	return append(p, env.Context.problems()...)
+}
+
+// paramsProblem checks that params is one JSON object within its limit, with
+// no duplicate key at any depth: canonicalization would otherwise hide which
+// of two values the upstream tool will see.
+func paramsProblem(params []byte) string {
+	if len(params) > MaxParamsBytes {
+		return fmt.Sprintf("params exceeds %d bytes", MaxParamsBytes)
+	}
+	if len(params) == 0 {
+		return "params is required"
+	}
+	root, err := parseJSON(params)
+	if err != nil {
+		return "params: " + err.Error()
+	}
+	if root.kind != '{' {
+		return "params must be a JSON object"
+	}
+	return ""
+}
+
+// problems checks the extensions, in sorted key order so the report is
+// deterministic.
+func (c Context) problems() []string {
+	var p []string
+	if n := c.size(); n > MaxContextBytes {
+		p = append(p, fmt.Sprintf("context exceeds %d bytes", MaxContextBytes))
+	}
+	keys := sortedKeys(c.Extensions)
+	for i, k := range keys {
+		if i > 0 && strings.EqualFold(keys[i-1], k) {
+			p = append(p, "context.extensions: keys "+quoteKey(keys[i-1])+" and "+quoteKey(k)+" differ only in case")
+		}
+		if msg := extensionProblem(k, c.Extensions[k]); msg != "" {
+			p = append(p, msg)
+		}
+	}
+	return p
+}
+
+func extensionProblem(key string, raw []byte) string {
+	if key == approvalExtension {
+		if _, msg := parseApproval(raw); msg != "" {
+			return "context.extensions.approval: " + msg
+		}
+		return ""
+	}
+	if strings.EqualFold(key, approvalExtension) {
+		return "context.extensions: key " + quoteKey(key) + ` must be spelled "approval"`
+	}
+	if _, err := parseJSON(raw); err != nil {
+		return "context.extensions[" + quoteKey(key) + "]: " + err.Error()
+	}
+	return ""
+}
+
+// size approximates the compact size of the context for envelopes built in
+// code; decoded envelopes are also checked on their raw bytes.
+func (c Context) size() int {
+	n := len(`{"extensions":{}}`)
+	for k, v := range c.Extensions {
+		n += len(k) + len(`"":,`) + len(v)
+	}
+	return n
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// problems checks the identity bound to an action: an empty principal,
+// agent or environment would let unrelated callers share fingerprints and
+// approvals.
+func (id Identity) problems() []string {
+	var p []string
+	if id.Principal == "" {
+		p = append(p, "principal is required")
+	}
+	if id.Agent == "" {
+		p = append(p, "agent is required")
+	}
+	if id.Environment == "" {
+		p = append(p, "environment is required")
+	}
+	return p
+}
+
+func (id Identity) problemsIf(check bool) []string {
+	if !check {
+		return nil
+	}
+	return id.problems()
+}
