@@ -1,0 +1,233 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fiveRowAudit returns the path of a closed audit file holding 5 events.
+func fiveRowAudit(t *testing.T) string {
+	t.Helper()
+	path, db := openTestSQLite(t)
+	r := newTestRecorder(t, []Sink{db})
+	recordN(t, r, 0, 5)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestVerifySQLiteDetectsTampering(t *testing.T) {
+	tests := []struct {
+		name    string
+		tamper  []string
+		badSeq  int64
+		problem string
+	}{
+		{name: "intact"},
+		{
+			name:    "edited json",
+			tamper:  []string{`UPDATE audit_events SET json = replace(json, '"decision":"ALLOW"', '"decision":"DENY"') WHERE seq = 3`},
+			badSeq:  3,
+			problem: "edited",
+		},
+		{
+			name:    "edited column",
+			tamper:  []string{`UPDATE audit_events SET trace_id = 'other' WHERE seq = 2`},
+			badSeq:  2,
+			problem: "column trace_id",
+		},
+		{
+			name: "edited row with its hash recomputed",
+			tamper: []string{
+				`UPDATE audit_events SET json = replace(json, '"alice"', '"mallory"') WHERE seq = 2`,
+				`-- rehash 2`,
+			},
+			badSeq:  3,
+			problem: "prev_event_hash",
+		},
+		{
+			name:    "deleted middle row",
+			tamper:  []string{`DELETE FROM audit_events WHERE seq = 3`},
+			badSeq:  4,
+			problem: "deleted",
+		},
+		{
+			name:    "deleted first row",
+			tamper:  []string{`DELETE FROM audit_events WHERE seq = 1`},
+			badSeq:  2,
+			problem: "earlier rows",
+		},
+		{
+			name:    "deleted last row",
+			tamper:  []string{`DELETE FROM audit_events WHERE seq = 5`},
+			badSeq:  5,
+			problem: "last 1 row",
+		},
+		{
+			name: "swapped rows",
+			tamper: []string{
+				`UPDATE audit_events SET seq = -1 WHERE seq = 2`,
+				`UPDATE audit_events SET seq = 2 WHERE seq = 3`,
+				`UPDATE audit_events SET seq = 3 WHERE seq = -1`,
+			},
+			badSeq:  2,
+			problem: "reordered",
+		},
+		{
+			name: "deleted row with seq renumbered",
+			tamper: []string{
+				`DELETE FROM audit_events WHERE seq = 3`,
+				`UPDATE audit_events SET seq = seq - 1 WHERE seq > 3`,
+				`UPDATE sqlite_sequence SET seq = 4 WHERE name = 'audit_events'`,
+			},
+			badSeq:  3,
+			problem: "prev_event_hash",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := fiveRowAudit(t)
+			tamper(t, path, tt.tamper)
+			rep := mustVerify(t, path)
+			if tt.tamper == nil {
+				if !rep.OK || rep.Events != 5 || rep.LastEventHash == "" {
+					t.Fatalf("intact file failed: %+v", rep)
+				}
+				return
+			}
+			if rep.OK || rep.FirstBadSeq != tt.badSeq || !strings.Contains(rep.Problem, tt.problem) {
+				t.Fatalf("got %+v, want first bad seq %d mentioning %q", rep, tt.badSeq, tt.problem)
+			}
+		})
+	}
+}
+
+// tamper edits the file directly. "-- rehash N" recomputes row N's hash the
+// way a careful forger would, so only the link to the next row betrays it.
+func tamper(t *testing.T, path string, stmts []string) {
+	t.Helper()
+	db := rawDB(t, path)
+	for _, s := range stmts {
+		if seq, ok := strings.CutPrefix(s, "-- rehash "); ok {
+			rehash(t, db, seq)
+			continue
+		}
+		if _, err := db.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	db.Close()
+}
+
+func rehash(t *testing.T, db *sql.DB, seq string) {
+	t.Helper()
+	var line string
+	if err := db.QueryRow(`SELECT json FROM audit_events WHERE seq = ?`, seq).Scan(&line); err != nil {
+		t.Fatal(err)
+	}
+	h, err := Hash([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed, err := withEventHash([]byte(line), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE audit_events SET json = ?, event_hash = ? WHERE seq = ?`,
+		string(fixed), h, seq); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerifySQLiteMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "absent.db")
+	if _, err := VerifySQLite(context.Background(), path); err == nil {
+		t.Fatal("verify of a missing file succeeded")
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatal("verify created the file it was asked to check")
+	}
+}
+
+func TestVerifySQLiteEmptyDatabase(t *testing.T) {
+	path, db := openTestSQLite(t)
+	db.Close()
+	if rep := mustVerify(t, path); !rep.OK || rep.Events != 0 {
+		t.Fatalf("empty audit: %+v", rep)
+	}
+}
+
+func TestSQLiteFileIsPrivateAndWAL(t *testing.T) {
+	path, db := openTestSQLite(t)
+	defer db.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	var mode string
+	if err := db.db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode %q, %v", mode, err)
+	}
+}
+
+func TestSQLiteWriteIsIdempotentPerEventID(t *testing.T) {
+	_, db := openTestSQLite(t)
+	defer db.Close()
+	e := &Event{EventID: "e1", EventType: EventTraceStart, TraceID: "t", EventHash: "h1"}
+	ctx := context.Background()
+	for range 2 {
+		if err := db.Write(ctx, e, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if evs, _ := db.Query(ctx, Filter{}); len(evs) != 1 {
+		t.Fatalf("%d rows after writing the same event twice", len(evs))
+	}
+	other := *e
+	other.EventHash = "h2"
+	if err := db.Write(ctx, &other, []byte(`{}`)); err == nil {
+		t.Fatal("a reused event_id with different content was silently dropped")
+	}
+}
+
+func TestQueryFiltersAndLimits(t *testing.T) {
+	_, db := openTestSQLite(t)
+	r := newTestRecorder(t, []Sink{db})
+	defer r.Close()
+	recordN(t, r, 0, 7) // traces: 0,0,0,1,1,1,2
+	end := &Event{EventType: EventTraceEnd, TraceID: "trace-1"}
+	if err := r.Record(context.Background(), end); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tests := []struct {
+		f    Filter
+		want []string // action ids, oldest first
+	}{
+		{Filter{TraceID: "trace-1"}, []string{"act-3", "act-4", "act-5", ""}},
+		{Filter{TraceID: "trace-1", EventType: EventActionDecision}, []string{"act-3", "act-4", "act-5"}},
+		{Filter{ActionID: "act-6"}, []string{"act-6"}},
+		{Filter{Limit: 2}, []string{"act-6", ""}},
+	}
+	for _, tt := range tests {
+		evs, err := db.Query(ctx, tt.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range evs {
+			got = append(got, e.ActionID)
+		}
+		if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+			t.Errorf("Query(%+v) = %v, want %v", tt.f, got, tt.want)
+		}
+	}
+}
