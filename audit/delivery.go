@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 // initialBackoff is the wait after the first failed delivery; it doubles
@@ -135,7 +137,7 @@ func batchKey(batch []outboxEvent) string {
 	for i, ev := range batch {
 		ids[i] = ev.eventID
 	}
-	return sha256Hex([]byte(strings.Join(ids, "\n")))
+	return action.SHA256Hex([]byte(strings.Join(ids, "\n")))
 }
 
 // backoff is exponential with jitter in [d/2, d], so many replicas that

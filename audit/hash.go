@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 // Hash returns the event hash of one event line: the SHA-256 hex of the
@@ -16,16 +18,21 @@ import (
 // line as is. prev_event_hash is part of the hashed content, which is what
 // links each event to the one before it.
 func Hash(line []byte) (string, error) {
+	// Canonicalize refuses duplicate keys and invalid UTF-8: either would
+	// let two readers see different events behind one hash.
+	if _, err := action.Canonicalize(line); err != nil {
+		return "", fmt.Errorf("audit: hash: %w", err)
+	}
 	fields, err := decodeObject(line)
 	if err != nil {
 		return "", fmt.Errorf("audit: hash: %w", err)
 	}
 	fields["event_hash"] = ""
-	canon, err := canonicalMarshal(fields)
+	canon, err := action.CanonicalMarshal(fields)
 	if err != nil {
 		return "", fmt.Errorf("audit: hash: canonical json: %w", err)
 	}
-	return sha256Hex(canon), nil
+	return action.SHA256Hex(canon), nil
 }
 
 // decodeObject parses one JSON object. Numbers stay json.Number so that

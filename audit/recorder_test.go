@@ -256,8 +256,10 @@ func TestHashIgnoresEventHashField(t *testing.T) {
 	if a != b || a == c {
 		t.Fatalf("Hash: %s %s %s", a, b, c)
 	}
-	if _, err := Hash([]byte(`{"a":1} {}`)); err == nil {
-		t.Fatal("trailing data accepted")
+	for _, bad := range []string{`{"a":1} {}`, `{"a":1,"a":2}`, `[1]`, `{"a":"\ud800"}`} {
+		if _, err := Hash([]byte(bad)); err == nil {
+			t.Errorf("Hash accepted %s", bad)
+		}
 	}
 }
 
