@@ -1,0 +1,112 @@
+package policy
+
+// Exec argv patterns, compiled once. A pattern is positional: "*" is one
+// token, "**" any number of tokens (also none), other tokens are literal.
+
+type argvPattern struct {
+	toks []globSeg // segLiteral, segOne or segAny
+}
+
+func compileArgvPattern(tokens []string) argvPattern {
+	var p argvPattern
+	for _, t := range tokens {
+		switch {
+		case t == "**" && len(p.toks) > 0 && p.toks[len(p.toks)-1].kind == segAny:
+		case t == "**":
+			p.toks = append(p.toks, globSeg{kind: segAny})
+		case t == "*":
+			p.toks = append(p.toks, globSeg{kind: segOne})
+		default:
+			p.toks = append(p.toks, globSeg{kind: segLiteral, text: t})
+		}
+	}
+	return p
+}
+
+// match runs the same last-star backtracking as resource globs, over the
+// argv token spans inside the params JSON.
+func (p *argvPattern) match(b []byte, argv []span) (bool, error) {
+	pi, ai := 0, 0
+	starP, starA := -1, 0
+	for ai < len(argv) {
+		if pi < len(p.toks) && p.toks[pi].kind == segAny {
+			starP, starA = pi, ai
+			pi++
+			continue
+		}
+		ok, err := p.tokenMatches(pi, b, argv[ai])
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			pi, ai = pi+1, ai+1
+			continue
+		}
+		if starP < 0 {
+			return false, nil
+		}
+		starA++
+		pi, ai = starP+1, starA
+	}
+	for pi < len(p.toks) && p.toks[pi].kind == segAny {
+		pi++
+	}
+	return pi == len(p.toks), nil
+}
+
+func (p *argvPattern) tokenMatches(pi int, b []byte, tok span) (bool, error) {
+	if pi >= len(p.toks) {
+		return false, nil
+	}
+	t := &p.toks[pi]
+	if t.kind == segOne {
+		return true, nil
+	}
+	return spanEquals(b, tok, t.text)
+}
+
+// spanEquals compares a params string with s, decoding only escaped strings.
+func spanEquals(b []byte, sp span, s string) (bool, error) {
+	if !sp.escaped {
+		return string(b[sp.start:sp.end]) == s, nil
+	}
+	d, err := decodeString(b, sp)
+	return d == s, err
+}
+
+// extractArgv appends the spans of params.argv to buf. found is false when
+// argv is absent; argv that is not an array of strings is an error.
+func extractArgv(b []byte, buf []span) ([]span, bool, error) {
+	argvPath := [1]pathSeg{{key: "argv", index: -1}}
+	start, found, err := lookup(b, argvPath[:])
+	if err != nil || !found {
+		return buf, false, err
+	}
+	if b[start] != '[' {
+		return buf, false, errArgv
+	}
+	return appendArgv(b, start, buf)
+}
+
+const errArgv = scanError("params.argv must be an array of strings")
+
+func appendArgv(b []byte, i int, buf []span) ([]span, bool, error) {
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return buf, true, nil
+	}
+	for i >= 0 {
+		if i >= len(b) || b[i] != '"' {
+			return buf, false, errArgv
+		}
+		sp, _, err := scanString(b, i)
+		if err != nil {
+			return buf, false, err
+		}
+		buf = append(buf, sp)
+		if i, err = nextMember(b, i, ']'); err != nil {
+			return buf, false, err
+		}
+	}
+	return buf, true, nil
+}
