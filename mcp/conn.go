@@ -1,0 +1,256 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/mark3labs/mcp-go/client/transport"
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+)
+
+// conn is one upstream MCP session over a mark3labs/mcp-go transport. A
+// stdio upstream has one conn shared by every downstream session; a remote
+// upstream has one conn per downstream session (dedicated), plus a control
+// conn that keeps the catalog.
+type conn struct {
+	up        *Upstream
+	t         transport.Interface
+	dedicated *session             // nil for a shared conn
+	killGroup func(syscall.Signal) // stdio: signals the child's process group
+	stop      context.CancelFunc   // remote: ends the transport's context
+	stderr    *tailBuffer
+	init      json.RawMessage // the upstream's initialize result
+	nextID    atomic.Int64
+	dead      atomic.Bool
+
+	mu       sync.Mutex
+	inflight map[string]*inflight // by upstream request id
+	progress map[string]*inflight // by upstream progress token
+	srvReqs  map[string]*srvRequest
+	sessions map[*session]bool // downstream sessions using a shared conn
+	catalog  *catalog          // tools/list of this conn
+}
+
+// inflight is a downstream request forwarded on a conn.
+type inflight struct {
+	upstream   string
+	sess       *session
+	downID     json.RawMessage
+	downToken  json.RawMessage // the client's progressToken
+	upID       string
+	upToken    string
+	related    *responder // the POST stream of the request, if any
+	cancel     context.CancelFunc
+	cancelSent atomic.Bool
+}
+
+// srvRequest is an upstream→client request relayed to a downstream session.
+type srvRequest struct {
+	sess   *session
+	downID string
+}
+
+func newConn(up *Upstream, t transport.Interface, dedicated *session) *conn {
+	c := &conn{
+		up: up, t: t, dedicated: dedicated,
+		inflight: map[string]*inflight{},
+		progress: map[string]*inflight{},
+		srvReqs:  map[string]*srvRequest{},
+		sessions: map[*session]bool{},
+		catalog:  &catalog{},
+	}
+	t.SetNotificationHandler(c.onNotification)
+	if bt, ok := t.(transport.BidirectionalInterface); ok {
+		bt.SetRequestHandler(c.onRequest)
+	}
+	return c
+}
+
+// request sends one request and waits for its answer. A JSON-RPC error from
+// the upstream is returned as rerr; err is a transport or protocol failure.
+func (c *conn) request(ctx context.Context, id, method string, params json.RawMessage) (result json.RawMessage, rerr *rpcError, err error) {
+	if c.dead.Load() {
+		return nil, nil, newUpstreamError(ErrUpstreamUnavailable, nil, "upstream %q session is closed%s", c.up.cfg.Name, c.stderrTail())
+	}
+	req := transport.JSONRPCRequest{JSONRPC: "2.0", ID: mcpgo.NewRequestId(id), Method: method}
+	if len(params) > 0 {
+		req.Params = params
+	}
+	resp, err := c.t.SendRequest(ctx, req)
+	if err != nil {
+		return nil, nil, c.failure(ctx, err)
+	}
+	if resp == nil || (resp.Error == nil && resp.Result == nil) {
+		return nil, nil, newUpstreamError(ErrUpstreamProtocol, nil, "upstream %q sent an empty response", c.up.cfg.Name)
+	}
+	if resp.Error != nil {
+		return nil, &rpcError{Code: resp.Error.Code, Message: resp.Error.Message, Data: rawData(resp.Error.Data)}, nil
+	}
+	return resp.Result, nil, nil
+}
+
+func rawData(v any) json.RawMessage {
+	if v == nil {
+		return nil
+	}
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// failure classifies a transport error and marks the conn dead when the
+// transport itself is gone.
+func (c *conn) failure(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, ErrUpstreamTimeout) {
+		return newUpstreamError(ErrUpstreamTimeout, nil, "upstream %q did not answer in time", c.up.cfg.Name)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("upstream %q request: %w", c.up.cfg.Name, context.Canceled)
+	}
+	if errors.Is(err, transport.ErrTransportClosed) || errors.Is(err, transport.ErrSessionTerminated) {
+		c.markDead()
+	}
+	return newUpstreamError(ErrUpstreamUnavailable, err, "upstream %q transport failed%s", c.up.cfg.Name, c.stderrTail())
+}
+
+func (c *conn) stderrTail() string {
+	if c.stderr == nil {
+		return ""
+	}
+	if tail := c.stderr.String(); tail != "" {
+		return fmt.Sprintf(" (stderr tail: %q)", tail)
+	}
+	return ""
+}
+
+func (c *conn) notify(ctx context.Context, method string, params json.RawMessage) error {
+	n := mcpgo.JSONRPCNotification{JSONRPC: "2.0", Notification: mcpgo.Notification{Method: method}}
+	if len(params) > 0 {
+		if err := json.Unmarshal(params, &n.Params); err != nil {
+			return fmt.Errorf("notification params: %w", err)
+		}
+	}
+	return c.t.SendNotification(ctx, n)
+}
+
+// newID is a fresh upstream request id, unique on this conn.
+func (c *conn) newID() string {
+	return "nomos-" + strconv.FormatInt(c.nextID.Add(1), 10)
+}
+
+func (c *conn) markDead() {
+	if c.dead.Swap(true) {
+		return
+	}
+	c.failInflight()
+}
+
+// failInflight cancels every forwarded request so its caller sees the
+// crash instead of waiting for a timeout.
+func (c *conn) failInflight() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.inflight {
+		f.cancel()
+	}
+}
+
+// close ends the session. A stdio child's whole process group gets
+// SIGTERM, then SIGKILL once the transport has reaped the child.
+func (c *conn) close() {
+	c.markDead()
+	if c.killGroup != nil {
+		c.killGroup(syscall.SIGTERM)
+	}
+	_ = c.t.Close()
+	if c.killGroup != nil {
+		c.killGroup(syscall.SIGKILL)
+	}
+	if c.stop != nil {
+		c.stop()
+	}
+}
+
+func (c *conn) attach(s *session) {
+	c.mu.Lock()
+	c.sessions[s] = true
+	c.mu.Unlock()
+}
+
+func (c *conn) detach(s *session) {
+	c.mu.Lock()
+	delete(c.sessions, s)
+	c.mu.Unlock()
+}
+
+// track registers a forwarded request for routing of related messages.
+func (c *conn) track(f *inflight) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inflight[f.upID] = f
+	if f.upToken != "" {
+		c.progress[f.upToken] = f
+	}
+}
+
+func (c *conn) untrack(f *inflight) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.inflight, f.upID)
+	delete(c.progress, f.upToken)
+}
+
+// sessionsOf lists the downstream sessions a notification may reach.
+func (c *conn) sessionsOf() []*session {
+	if c.dedicated != nil {
+		return []*session{c.dedicated}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*session, 0, len(c.sessions))
+	for s := range c.sessions {
+		out = append(out, s)
+	}
+	return out
+}
+
+// latestInflight picks the downstream request that an unattributed upstream
+// message most likely belongs to: the newest request in flight. Over a
+// shared stdio conn that is a best guess; see docs/mcp-gateway.md.
+func (c *conn) latestInflight() *inflight {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var best *inflight
+	var bestN int64 = -1
+	for id, f := range c.inflight {
+		n, _ := strconv.ParseInt(id[len("nomos-"):], 10, 64)
+		if n > bestN {
+			best, bestN = f, n
+		}
+	}
+	return best
+}
+
+// onlyInflightSession is the single session with requests in flight, or nil.
+func (c *conn) onlyInflightSession() *session {
+	if c.dedicated != nil {
+		return c.dedicated
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var only *session
+	for _, f := range c.inflight {
+		if only != nil && only != f.sess {
+			return nil
+		}
+		only = f.sess
+	}
+	return only
+}
+
+func (f *inflight) up() string { return f.upstream }

@@ -1,0 +1,96 @@
+package mcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Error classes and result classifications reported to clients and audit.
+const (
+	ClassSuccess            = "SUCCESS"
+	ClassToolError          = "TOOL_ERROR"
+	ClassUpstreamError      = "UPSTREAM_ERROR"
+	ClassUpstreamUnavail    = "UPSTREAM_UNAVAILABLE"
+	ClassUpstreamTimeout    = "UPSTREAM_TIMEOUT"
+	ClassUpstreamCanceled   = "UPSTREAM_CANCELED"
+	ClassArgumentValidation = "ARGUMENT_VALIDATION_ERROR"
+	ClassDenied             = "DENIED"
+)
+
+// JSON-RPC error codes the gateway answers with.
+const (
+	codeParseError       = -32700
+	codeInvalidRequest   = -32600
+	codeMethodNotFound   = -32601
+	codeInvalidParams    = -32602
+	codeInternalError    = -32603
+	CodePolicyDenied     = -32001
+	CodeUpstreamUnavail  = -32010
+	CodeUpstreamTimeout  = -32011
+	CodeUpstreamCanceled = -32012
+)
+
+// Sentinel errors of the upstream side. They decide breaker accounting.
+var (
+	// ErrUpstreamUnavailable: the upstream could not be reached, crashed,
+	// or its breaker is open.
+	ErrUpstreamUnavailable = errors.New("upstream unavailable")
+	// ErrUpstreamTimeout: a per-stage timeout expired.
+	ErrUpstreamTimeout = errors.New("upstream timeout")
+	// ErrUpstreamProtocol: the upstream answered something that is not MCP.
+	ErrUpstreamProtocol = errors.New("upstream protocol error")
+	// ErrBreakerOpen: the upstream's breaker refused the call.
+	ErrBreakerOpen = errors.New("upstream breaker open")
+)
+
+// upstreamError carries the failure class of an upstream call.
+type upstreamError struct {
+	kind error
+	msg  string
+	err  error
+}
+
+func (e *upstreamError) Error() string {
+	if e.err == nil {
+		return e.msg
+	}
+	return e.msg + ": " + e.err.Error()
+}
+
+func (e *upstreamError) Unwrap() []error { return []error{e.kind, e.err} }
+
+func newUpstreamError(kind error, err error, format string, a ...any) error {
+	return &upstreamError{kind: kind, msg: fmt.Sprintf(format, a...), err: err}
+}
+
+// classify maps an upstream call error to a client-facing class and the
+// audit error class.
+func classify(err error) (class, errClass string) {
+	switch {
+	case err == nil:
+		return ClassSuccess, ""
+	case errors.Is(err, ErrBreakerOpen):
+		return ClassUpstreamUnavail, "breaker_open"
+	case errors.Is(err, context.Canceled):
+		return ClassUpstreamCanceled, "canceled"
+	case errors.Is(err, ErrUpstreamTimeout), errors.Is(err, context.DeadlineExceeded):
+		return ClassUpstreamTimeout, "timeout"
+	case errors.Is(err, ErrUpstreamProtocol):
+		return ClassUpstreamUnavail, "protocol"
+	default:
+		return ClassUpstreamUnavail, "transport"
+	}
+}
+
+// rpcCodeFor is the JSON-RPC error code of a class.
+func rpcCodeFor(class string) int {
+	switch class {
+	case ClassUpstreamTimeout:
+		return CodeUpstreamTimeout
+	case ClassUpstreamCanceled:
+		return CodeUpstreamCanceled
+	default:
+		return CodeUpstreamUnavail
+	}
+}

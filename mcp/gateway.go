@@ -1,0 +1,202 @@
+package mcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Gateway is one governed MCP endpoint (a nomos_mcp route) in front of one
+// or more upstreams. It serves the Streamable HTTP transport.
+type Gateway struct {
+	route    RouteConfig
+	ups      []*Upstream // in route order
+	byName   map[string]*Upstream
+	gov      Governor
+	auth     Authenticator
+	log      *slog.Logger
+	now      func() time.Time
+	sessions sessionStore
+}
+
+// NewGateway builds a gateway for route over started upstreams (keyed by
+// name). It refuses unknown upstreams and exposed tool names that collide.
+func NewGateway(route RouteConfig, ups map[string]*Upstream, gov Governor, auth Authenticator, log *slog.Logger) (*Gateway, error) {
+	if gov == nil || auth == nil {
+		return nil, errors.New("mcp gateway: a governor and an authenticator are required")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	g := &Gateway{route: route.withDefaults(), byName: map[string]*Upstream{}, gov: gov, auth: auth,
+		log: log, now: time.Now, sessions: sessionStore{byID: map[string]*session{}}}
+	if err := g.bindUpstreams(ups); err != nil {
+		return nil, fmt.Errorf("mcp gateway: %w", err)
+	}
+	if err := g.checkCollisions(); err != nil {
+		return nil, fmt.Errorf("mcp gateway: %w", err)
+	}
+	return g, nil
+}
+
+func (g *Gateway) bindUpstreams(ups map[string]*Upstream) error {
+	if len(g.route.Upstreams) == 0 {
+		return errors.New("a route needs at least one upstream")
+	}
+	for _, name := range g.route.Upstreams {
+		u, ok := ups[name]
+		if !ok || u == nil {
+			return fmt.Errorf("unknown upstream %q", name)
+		}
+		if g.byName[name] != nil {
+			return fmt.Errorf("upstream %q listed twice", name)
+		}
+		g.ups = append(g.ups, u)
+		g.byName[name] = u
+	}
+	for name := range g.route.Prefixes {
+		if g.byName[name] == nil {
+			return fmt.Errorf("prefix for unknown upstream %q", name)
+		}
+	}
+	for _, glob := range append(append([]string{}, g.route.Include...), g.route.Exclude...) {
+		if _, err := path.Match(glob, ""); err != nil {
+			return fmt.Errorf("bad tool glob %q: %w", glob, err)
+		}
+	}
+	return nil
+}
+
+// checkCollisions refuses two upstream tools exposed under one name.
+func (g *Gateway) checkCollisions() error {
+	seen := map[string]string{}
+	for _, u := range g.ups {
+		for _, tool := range u.ToolNames() {
+			exposed := g.route.prefixFor(u.cfg.Name) + tool
+			if prev, ok := seen[exposed]; ok {
+				return fmt.Errorf("tool name %q is exposed by both %q and %q; set distinct prefixes", exposed, prev, u.cfg.Name)
+			}
+			seen[exposed] = u.cfg.Name
+		}
+	}
+	return nil
+}
+
+// Close ends every downstream session. Upstreams are not closed: they
+// belong to the caller (and may be pooled across reloads).
+func (g *Gateway) Close() error {
+	for _, s := range g.sessions.all() {
+		g.sessions.remove(s.id)
+		s.close()
+	}
+	return nil
+}
+
+// toolVisibleOnRoute applies the include and exclude globs.
+func (g *Gateway) toolVisibleOnRoute(exposed string) bool {
+	for _, glob := range g.route.Exclude {
+		if ok, _ := path.Match(glob, exposed); ok {
+			return false
+		}
+	}
+	if len(g.route.Include) == 0 {
+		return true
+	}
+	for _, glob := range g.route.Include {
+		if ok, _ := path.Match(glob, exposed); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// toolRef is an exposed tool resolved to its upstream.
+type toolRef struct {
+	exposed string
+	up      *Upstream
+	def     *toolDef
+}
+
+// toolView lists the tools this session may reach on the route (before
+// policy visibility), first upstream winning a runtime name collision.
+func (g *Gateway) toolView(ctx context.Context, s *session) ([]toolRef, error) {
+	var out []toolRef
+	seen := map[string]bool{}
+	for _, u := range g.ups {
+		refs, err := g.upstreamTools(ctx, s, u)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range refs {
+			if seen[r.exposed] {
+				g.log.Warn("mcp tool name collision after refresh; first upstream wins", "tool", r.exposed, "upstream_server", u.cfg.Name)
+				continue
+			}
+			seen[r.exposed] = true
+			out = append(out, r)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].exposed < out[j].exposed })
+	return out, nil
+}
+
+func (g *Gateway) upstreamTools(ctx context.Context, s *session, u *Upstream) ([]toolRef, error) {
+	c, err := u.connFor(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	defs, err := u.tools(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	prefix := g.route.prefixFor(u.cfg.Name)
+	var out []toolRef
+	for _, d := range defs {
+		if exposed := prefix + d.name; g.toolVisibleOnRoute(exposed) {
+			out = append(out, toolRef{exposed: exposed, up: u, def: d})
+		}
+	}
+	return out, nil
+}
+
+// resolveTool finds an exposed tool name.
+func (g *Gateway) resolveTool(ctx context.Context, s *session, exposed string) (toolRef, bool, error) {
+	for _, u := range g.ups {
+		prefix := g.route.prefixFor(u.cfg.Name)
+		if !strings.HasPrefix(exposed, prefix) {
+			continue
+		}
+		refs, err := g.upstreamTools(ctx, s, u)
+		if err != nil {
+			return toolRef{}, false, err
+		}
+		for _, r := range refs {
+			if r.exposed == exposed {
+				return r, true, nil
+			}
+		}
+	}
+	return toolRef{}, false, nil
+}
+
+// resolveNamed maps an exposed prompt name to its upstream and upstream
+// name using the route prefixes (longest prefix first).
+func (g *Gateway) resolveNamed(exposed string) (*Upstream, string, bool) {
+	var best *Upstream
+	bestLen := -1
+	for _, u := range g.ups {
+		p := g.route.prefixFor(u.cfg.Name)
+		if strings.HasPrefix(exposed, p) && len(p) > bestLen {
+			best, bestLen = u, len(p)
+		}
+	}
+	if best == nil {
+		return nil, "", false
+	}
+	return best, exposed[bestLen:], true
+}

@@ -1,0 +1,373 @@
+package mcp
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Header names of the Streamable HTTP transport.
+const (
+	headerSessionID       = "Mcp-Session-Id"
+	headerProtocolVersion = "Mcp-Protocol-Version"
+	headerMethod          = "Mcp-Method"
+	headerName            = "Mcp-Name"
+)
+
+// supportedVersions are the downstream protocol versions, newest first.
+var supportedVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26"}
+
+// keepAliveEvery is the SSE comment cadence that keeps idle streams open.
+const keepAliveEvery = 25 * time.Second
+
+// ServeHTTP serves POST, GET and DELETE on the MCP endpoint.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost && r.Method != http.MethodGet && r.Method != http.MethodDelete {
+		w.Header().Set("Allow", "GET, POST, DELETE")
+		httpDeny(w, http.StatusMethodNotAllowed, "method_not_allowed: use POST, GET or DELETE")
+		return
+	}
+	if reason := g.checkOriginHost(r); reason != "" {
+		httpDeny(w, http.StatusForbidden, "forbidden: "+reason)
+		return
+	}
+	body, ok := g.readBody(w, r)
+	if !ok {
+		return
+	}
+	id, err := g.auth(r, body)
+	if err != nil {
+		httpDeny(w, http.StatusUnauthorized, "auth_error: "+err.Error())
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		g.servePost(w, r, id, body)
+	case http.MethodGet:
+		g.serveGet(w, r, id)
+	default:
+		g.serveDelete(w, r, id)
+	}
+}
+
+// httpDeny writes the stable Nomos HTTP error shape.
+func httpDeny(w http.ResponseWriter, status int, reason string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"decision": DecisionDeny, "reason": reason})
+}
+
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if r.Method != http.MethodPost {
+		return nil, true
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.route.MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		httpDeny(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body_too_large: the limit is %d bytes", g.route.MaxBodyBytes))
+		return nil, false
+	}
+	if err != nil {
+		httpDeny(w, http.StatusBadRequest, "bad_request: unreadable body")
+		return nil, false
+	}
+	return body, true
+}
+
+// checkOriginHost is the DNS-rebinding defence: a browser Origin must be
+// allowed (loopback by default) and the Host must match allowed_hosts.
+func (g *Gateway) checkOriginHost(r *http.Request) string {
+	if len(g.route.AllowedHosts) > 0 && !hostMatches(hostOnly(r.Host), g.route.AllowedHosts) {
+		return "host not allowed"
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return ""
+	}
+	if slices.Contains(g.route.AllowedOrigins, origin) || slices.Contains(g.route.AllowedOrigins, "*") {
+		return ""
+	}
+	if len(g.route.AllowedOrigins) == 0 && loopbackOrigin(origin) {
+		return ""
+	}
+	return "origin not allowed"
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
+func hostMatches(host string, globs []string) bool {
+	for _, glob := range globs {
+		if ok, _ := path.Match(strings.ToLower(glob), strings.ToLower(host)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func loopbackOrigin(origin string) bool {
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	h := u.Hostname()
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// servePost handles one JSON-RPC message.
+func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request, id Identity, body []byte) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
+			httpDeny(w, http.StatusUnsupportedMediaType, "bad_request: Content-Type must be application/json")
+			return
+		}
+	}
+	m, err := decodeMessage(body)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, encodeError(nil, codeInvalidRequest, "invalid json-rpc message: "+err.Error(), nil))
+		return
+	}
+	if reason := checkRoutingHeaders(r, m); reason != "" {
+		writeJSON(w, http.StatusBadRequest, encodeError(m.ID, codeInvalidRequest, reason, nil))
+		return
+	}
+	if m.isRequest() && m.Method == "initialize" {
+		g.serveInitialize(w, r, id, m)
+		return
+	}
+	s, ok := g.sessionFor(w, r, id, m)
+	if !ok {
+		return
+	}
+	g.dispatch(w, r, s, m)
+}
+
+// checkRoutingHeaders compares Mcp-Method and Mcp-Name, when sent, with
+// the body, so an intermediary routing on headers sees the truth.
+func checkRoutingHeaders(r *http.Request, m *message) string {
+	if h := r.Header.Get(headerMethod); h != "" && h != m.Method {
+		return "Mcp-Method header does not match the body"
+	}
+	if h := r.Header.Get(headerName); h != "" && h != messageName(m) {
+		return "Mcp-Name header does not match the body"
+	}
+	return ""
+}
+
+// messageName is the tool or prompt name, or resource URI, of a request.
+func messageName(m *message) string {
+	var p struct {
+		Name string `json:"name"`
+		URI  string `json:"uri"`
+	}
+	_ = json.Unmarshal(m.Params, &p)
+	if p.Name != "" {
+		return p.Name
+	}
+	return p.URI
+}
+
+// sessionFor finds the session of a request: missing 400, unknown or
+// terminated 404, another identity 403.
+func (g *Gateway) sessionFor(w http.ResponseWriter, r *http.Request, id Identity, m *message) (*session, bool) {
+	sid := r.Header.Get(headerSessionID)
+	if sid == "" {
+		if m != nil && m.isRequest() && m.Method == "server/discover" {
+			writeJSON(w, http.StatusOK, encodeError(m.ID, codeMethodNotFound, "server/discover is not supported; use initialize", nil))
+			return nil, false
+		}
+		httpDeny(w, http.StatusBadRequest, "invalid_session: missing Mcp-Session-Id")
+		return nil, false
+	}
+	s := g.sessions.get(sid)
+	now := g.now()
+	if s != nil && s.expired(now, g.route.SessionTTL) {
+		g.endSession(s)
+		s = nil
+	}
+	if s == nil {
+		httpDeny(w, http.StatusNotFound, "invalid_session: unknown or terminated session")
+		return nil, false
+	}
+	if s.identity != id {
+		httpDeny(w, http.StatusForbidden, "session_identity_mismatch: the session belongs to another identity")
+		return nil, false
+	}
+	if v := r.Header.Get(headerProtocolVersion); v != "" && !slices.Contains(supportedVersions, v) {
+		httpDeny(w, http.StatusBadRequest, "bad_request: unsupported Mcp-Protocol-Version")
+		return nil, false
+	}
+	s.touch(now)
+	return s, true
+}
+
+func (g *Gateway) endSession(s *session) {
+	g.sessions.remove(s.id)
+	s.close()
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// dispatch answers a notification or response with 202 and a request with
+// JSON or an SSE stream.
+func (g *Gateway) dispatch(w http.ResponseWriter, r *http.Request, s *session, m *message) {
+	switch {
+	case m.isResponse():
+		s.answer(m)
+		w.WriteHeader(http.StatusAccepted)
+	case m.isNotification():
+		g.handleNotification(r.Context(), s, m)
+		w.WriteHeader(http.StatusAccepted)
+	case acceptsSSE(r) && streamsRelated(m.Method):
+		g.serveSSE(w, r, s, m)
+	default:
+		writeJSON(w, http.StatusOK, g.handleRequest(r.Context(), s, m, nil))
+	}
+}
+
+func acceptsSSE(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+}
+
+// streamsRelated reports whether the upstream may send messages related to
+// the request (progress, logs, sampling, elicitation) while it runs.
+func streamsRelated(method string) bool {
+	switch method {
+	case "tools/call", "resources/read", "prompts/get", "completion/complete":
+		return true
+	}
+	return false
+}
+
+// serveSSE answers a request with an SSE stream that carries the related
+// server messages and then the response.
+func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, s *session, m *message) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeJSON(w, http.StatusOK, g.handleRequest(r.Context(), s, m, nil))
+		return
+	}
+	resp := newResponder()
+	final := make(chan []byte, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				g.log.Error("mcp gateway panicked", "where", "request", "panic", fmt.Sprint(p))
+				final <- encodeError(m.ID, codeInternalError, "internal error", nil)
+			}
+		}()
+		final <- g.handleRequest(r.Context(), s, m, resp)
+	}()
+	sseHeaders(w)
+	flusher.Flush()
+	for {
+		select {
+		case msg := <-resp.ch:
+			writeEvent(w, flusher, msg)
+		case msg := <-final:
+			resp.finish()
+			drain(w, flusher, resp)
+			writeEvent(w, flusher, msg)
+			return
+		}
+	}
+}
+
+func drain(w http.ResponseWriter, f http.Flusher, resp *responder) {
+	for {
+		select {
+		case msg := <-resp.ch:
+			writeEvent(w, f, msg)
+		default:
+			return
+		}
+	}
+}
+
+func sseHeaders(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+}
+
+func writeEvent(w http.ResponseWriter, f http.Flusher, msg []byte) {
+	_, _ = fmt.Fprintf(w, "event: message\ndata: %s\n\n", msg)
+	f.Flush()
+}
+
+// serveGet streams server-initiated messages of a session.
+func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request, id Identity) {
+	if !acceptsSSE(r) {
+		httpDeny(w, http.StatusNotAcceptable, "bad_request: GET needs Accept: text/event-stream")
+		return
+	}
+	s, ok := g.sessionFor(w, r, id, nil)
+	if !ok {
+		return
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok || !s.claimStream() {
+		httpDeny(w, http.StatusConflict, "conflict: the session already has a GET stream")
+		return
+	}
+	defer s.releaseStream()
+	sseHeaders(w)
+	flusher.Flush()
+	g.pumpStream(w, flusher, r, s)
+}
+
+func (g *Gateway) pumpStream(w http.ResponseWriter, f http.Flusher, r *http.Request, s *session) {
+	tick := time.NewTicker(keepAliveEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case msg := <-s.stream:
+			writeEvent(w, f, msg)
+		case <-tick.C:
+			_, _ = io.WriteString(w, ": keep-alive\n\n")
+			f.Flush()
+		case <-s.done:
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// serveDelete terminates a session.
+func (g *Gateway) serveDelete(w http.ResponseWriter, r *http.Request, id Identity) {
+	s, ok := g.sessionFor(w, r, id, nil)
+	if !ok {
+		return
+	}
+	g.endSession(s)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (g *Gateway) recoverPanic(where string) {
+	if r := recover(); r != nil {
+		g.log.Error("mcp gateway panicked", "where", where, "panic", fmt.Sprint(r))
+	}
+}

@@ -1,0 +1,266 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// serveInitialize opens a downstream session: one upstream session per
+// remote upstream (initialized with the client's own params), the shared
+// session for stdio upstreams.
+func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, id Identity, m *message) {
+	for _, old := range g.sessions.sweep(g.now(), g.route.SessionTTL) {
+		old.close()
+	}
+	s, err := newSession(g, id)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, encodeError(m.ID, codeInternalError, "session id", nil))
+		return
+	}
+	params, version := downstreamInitParams(m.Params)
+	s.protocolVersion = version
+	results, resp := g.initUpstreams(r.Context(), s, m, params)
+	if resp != nil {
+		s.close()
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	g.sessions.add(s)
+	w.Header().Set(headerSessionID, s.id)
+	writeJSON(w, http.StatusOK, encodeResult(m.ID, g.mergeInit(results, version)))
+}
+
+// downstreamInitParams pins the requested protocol version to one the
+// gateway serves and returns the params to forward.
+func downstreamInitParams(raw json.RawMessage) (json.RawMessage, string) {
+	var p map[string]json.RawMessage
+	if json.Unmarshal(raw, &p) != nil || p == nil {
+		p = map[string]json.RawMessage{}
+	}
+	var asked string
+	_ = json.Unmarshal(p["protocolVersion"], &asked)
+	version := supportedVersions[0]
+	if slices.Contains(supportedVersions, asked) {
+		version = asked
+	}
+	p["protocolVersion"], _ = json.Marshal(version)
+	out, _ := json.Marshal(p)
+	return out, version
+}
+
+func (g *Gateway) initUpstreams(ctx context.Context, s *session, m *message, params json.RawMessage) ([]json.RawMessage, []byte) {
+	results := make([]json.RawMessage, 0, len(g.ups))
+	for _, u := range g.ups {
+		res, resp := g.initUpstream(ctx, s, u, m, params)
+		if resp != nil {
+			return nil, resp
+		}
+		results = append(results, res)
+	}
+	return results, nil
+}
+
+func (g *Gateway) initUpstream(ctx context.Context, s *session, u *Upstream, m *message, params json.RawMessage) (json.RawMessage, []byte) {
+	if u.cfg.Transport == TransportStdio {
+		c, err := u.sharedConn(ctx)
+		if err != nil {
+			return nil, g.upstreamRPCError(m.ID, u, err)
+		}
+		s.setLink(u.cfg.Name, c)
+		return c.init, nil
+	}
+	c, rerr, err := u.dial(ctx, s, params)
+	if err != nil {
+		return nil, g.upstreamRPCError(m.ID, u, err)
+	}
+	if rerr != nil {
+		return nil, encodeRawError(m.ID, rerr)
+	}
+	s.setLink(u.cfg.Name, c)
+	return c.init, nil
+}
+
+func encodeRawError(id json.RawMessage, e *rpcError) []byte {
+	b, _ := json.Marshal(message{JSONRPC: "2.0", ID: id, Error: e})
+	return b
+}
+
+// upstreamRPCError answers a failed upstream exchange with a JSON-RPC error
+// that names the class only; details go to the log.
+func (g *Gateway) upstreamRPCError(id json.RawMessage, u *Upstream, err error) []byte {
+	class, errClass := classify(err)
+	g.log.Warn("mcp upstream request failed", "upstream_server", u.cfg.Name, "error_class", errClass, "error", err)
+	return encodeError(id, rpcCodeFor(class), class+": upstream "+u.cfg.Name+" did not answer", map[string]string{"error_class": class})
+}
+
+// mergeInit builds the downstream initialize result: the upstream's own
+// with one upstream (transparency), a union of capabilities with several.
+func (g *Gateway) mergeInit(results []json.RawMessage, version string) any {
+	if len(results) == 1 {
+		var r map[string]json.RawMessage
+		if json.Unmarshal(results[0], &r) == nil {
+			r["protocolVersion"], _ = json.Marshal(version)
+			return r
+		}
+	}
+	caps := map[string]json.RawMessage{}
+	var instructions []string
+	for _, res := range results {
+		var r struct {
+			Capabilities map[string]json.RawMessage `json:"capabilities"`
+			Instructions string                     `json:"instructions"`
+		}
+		_ = json.Unmarshal(res, &r)
+		for k, v := range r.Capabilities {
+			caps[k] = v
+		}
+		if r.Instructions != "" {
+			instructions = append(instructions, r.Instructions)
+		}
+	}
+	out := map[string]any{"protocolVersion": version, "capabilities": caps,
+		"serverInfo": map[string]string{"name": "nomos", "version": "1"}}
+	if len(instructions) > 0 {
+		out["instructions"] = strings.Join(instructions, "\n\n")
+	}
+	return out
+}
+
+// handleNotification relays a client notification.
+func (g *Gateway) handleNotification(ctx context.Context, s *session, m *message) {
+	switch m.Method {
+	case "notifications/cancelled":
+		s.cancelInflight(ctx, m.Params)
+	case "notifications/initialized", "notifications/roots/list_changed":
+		g.broadcastDedicated(ctx, s, m)
+	}
+}
+
+// broadcastDedicated forwards a notification to the session's own upstream
+// sessions; shared stdio sessions were initialized by the gateway.
+func (g *Gateway) broadcastDedicated(ctx context.Context, s *session, m *message) {
+	for _, u := range g.ups {
+		if c := s.link(u.cfg.Name); c != nil && c.dedicated == s {
+			if err := c.notify(ctx, m.Method, m.Params); err != nil {
+				g.log.Debug("mcp notification relay failed", "upstream_server", u.cfg.Name, "error", err)
+			}
+		}
+	}
+}
+
+// handleRequest answers one client request.
+func (g *Gateway) handleRequest(ctx context.Context, s *session, m *message, related *responder) []byte {
+	switch m.Method {
+	case "ping":
+		return encodeResult(m.ID, struct{}{})
+	case "tools/list":
+		return g.listTools(ctx, s, m)
+	case "tools/call":
+		return g.callTool(ctx, s, m, related)
+	case "prompts/list":
+		return g.listNamed(ctx, s, m, "prompts")
+	case "resources/list":
+		return g.listResources(ctx, s, m, "resources")
+	case "resources/templates/list":
+		return g.listResources(ctx, s, m, "resourceTemplates")
+	case "prompts/get":
+		return g.getPrompt(ctx, s, m, related)
+	case "resources/read":
+		return g.readResource(ctx, s, m, related)
+	case "resources/subscribe", "resources/unsubscribe":
+		return g.subscribe(ctx, s, m)
+	case "completion/complete":
+		return g.complete(ctx, s, m, related)
+	case "logging/setLevel":
+		return g.setLevel(ctx, s, m)
+	}
+	return encodeError(m.ID, codeMethodNotFound, "method not found: "+m.Method, nil)
+}
+
+// forward sends one request to u on the session's conn, tracking it so
+// progress, logs and server requests reach this request, and propagating
+// a downstream cancellation.
+func (g *Gateway) forward(ctx context.Context, s *session, u *Upstream, m *message, params json.RawMessage, related *responder) (json.RawMessage, *rpcError, error) {
+	c, err := u.connFor(ctx, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f := &inflight{upstream: u.cfg.Name, sess: s, downID: m.ID, upID: c.newID(), related: related, cancel: cancel}
+	params = f.rewriteProgress(params)
+	c.track(f)
+	s.trackInflight(f)
+	defer func() { c.untrack(f); s.untrackInflight(f) }()
+	res, rerr, err := u.send(ctx, c, f.upID, m.Method, params, u.timeoutFor(m.Method))
+	if err != nil && ctx.Err() != nil && !c.dead.Load() {
+		f.sendCancel(c, "client canceled")
+	}
+	return res, rerr, err
+}
+
+// rewriteProgress gives the request a progress token unique on the conn
+// and remembers the client's.
+func (f *inflight) rewriteProgress(params json.RawMessage) json.RawMessage {
+	var p map[string]json.RawMessage
+	if json.Unmarshal(params, &p) != nil {
+		return params
+	}
+	var meta map[string]json.RawMessage
+	if json.Unmarshal(p["_meta"], &meta) != nil || meta["progressToken"] == nil {
+		return params
+	}
+	f.downToken = meta["progressToken"]
+	f.upToken = "nomos-p-" + f.upID
+	meta["progressToken"], _ = json.Marshal(f.upToken)
+	p["_meta"], _ = json.Marshal(meta)
+	out, _ := json.Marshal(p)
+	return out
+}
+
+func (f *inflight) sendCancel(c *conn, reason string) {
+	if f.cancelSent.Swap(true) {
+		return
+	}
+	params, _ := json.Marshal(map[string]string{"requestId": f.upID, "reason": reason})
+	ctx, cancel := context.WithTimeout(context.Background(), c.up.cfg.Timeouts.Call)
+	defer cancel()
+	_ = c.notify(ctx, "notifications/cancelled", params)
+}
+
+// cancelInflight maps a client's notifications/cancelled to the upstream.
+func (s *session) cancelInflight(ctx context.Context, params json.RawMessage) {
+	var p struct {
+		RequestID json.RawMessage `json:"requestId"`
+	}
+	if json.Unmarshal(params, &p) != nil {
+		return
+	}
+	s.mu.Lock()
+	f := s.inflight[string(p.RequestID)]
+	s.mu.Unlock()
+	if f == nil {
+		return
+	}
+	if c := s.link(f.up()); c != nil {
+		f.sendCancel(c, "client canceled")
+	}
+	f.cancel()
+}
+
+func (s *session) trackInflight(f *inflight) {
+	s.mu.Lock()
+	s.inflight[string(f.downID)] = f
+	s.mu.Unlock()
+}
+
+func (s *session) untrackInflight(f *inflight) {
+	s.mu.Lock()
+	if s.inflight[string(f.downID)] == f {
+		delete(s.inflight, string(f.downID))
+	}
+	s.mu.Unlock()
+}

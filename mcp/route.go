@@ -1,0 +1,203 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	"github.com/mark3labs/mcp-go/client/transport"
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+)
+
+var logLevels = []string{"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"}
+
+func logLevelIndex(level string) int {
+	for i, l := range logLevels {
+		if l == level {
+			return i
+		}
+	}
+	return -1
+}
+
+// onNotification routes an upstream notification to the downstream
+// session(s) it belongs to.
+func (c *conn) onNotification(n mcpgo.JSONRPCNotification) {
+	defer c.up.recoverPanic("notification")
+	raw, err := json.Marshal(n)
+	if err != nil {
+		return
+	}
+	var m message
+	if json.Unmarshal(raw, &m) != nil {
+		return
+	}
+	switch {
+	case m.Method == "notifications/progress":
+		c.routeProgress(&m)
+	case m.Method == "notifications/cancelled":
+		c.routeCancelled(&m)
+	case m.Method == "notifications/message":
+		c.routeLog(&m, raw)
+	case strings.HasSuffix(m.Method, "/list_changed"):
+		c.routeListChanged(&m, raw)
+	case m.Method == "notifications/resources/updated":
+		c.routeResourceUpdated(&m, raw)
+	case c.dedicated != nil:
+		c.dedicated.push(raw)
+	}
+}
+
+func (c *conn) routeProgress(m *message) {
+	var p map[string]json.RawMessage
+	if json.Unmarshal(m.Params, &p) != nil {
+		return
+	}
+	var token string
+	_ = json.Unmarshal(p["progressToken"], &token)
+	c.mu.Lock()
+	f := c.progress[token]
+	c.mu.Unlock()
+	if f == nil {
+		return
+	}
+	p["progressToken"] = f.downToken
+	params, _ := json.Marshal(p)
+	f.sess.deliver(f.related, encodeNotification(m.Method, json.RawMessage(params)))
+}
+
+// routeCancelled forwards the upstream's cancellation of one of its own
+// requests to the downstream session that received it.
+func (c *conn) routeCancelled(m *message) {
+	var p map[string]json.RawMessage
+	if json.Unmarshal(m.Params, &p) != nil {
+		return
+	}
+	var upID any
+	_ = json.Unmarshal(p["requestId"], &upID)
+	key := mcpgo.NewRequestId(upID).String()
+	c.mu.Lock()
+	r := c.srvReqs[key]
+	c.mu.Unlock()
+	if r == nil {
+		return
+	}
+	p["requestId"] = json.RawMessage(r.downID)
+	params, _ := json.Marshal(p)
+	r.sess.push(encodeNotification(m.Method, json.RawMessage(params)))
+}
+
+// routeLog delivers a log message to the one session with requests in
+// flight (over a shared conn there is no other attribution), filtered by
+// the level that session set.
+func (c *conn) routeLog(m *message, raw []byte) {
+	s := c.onlyInflightSession()
+	if s == nil {
+		return
+	}
+	var p struct {
+		Level string `json:"level"`
+	}
+	_ = json.Unmarshal(m.Params, &p)
+	s.mu.Lock()
+	min := s.logLevel
+	s.mu.Unlock()
+	if logLevelIndex(p.Level) < min {
+		return
+	}
+	var related *responder
+	if f := c.latestInflight(); f != nil && f.sess == s {
+		related = f.related
+	}
+	s.deliver(related, raw)
+}
+
+func (c *conn) routeListChanged(m *message, raw []byte) {
+	if m.Method == "notifications/tools/list_changed" {
+		c.catalog.invalidate()
+	}
+	for _, s := range c.sessionsOf() {
+		s.push(raw)
+	}
+}
+
+func (c *conn) routeResourceUpdated(m *message, raw []byte) {
+	var p struct {
+		URI string `json:"uri"`
+	}
+	_ = json.Unmarshal(m.Params, &p)
+	for _, s := range c.sessionsOf() {
+		if s.subscribedTo(p.URI, c.up.cfg.Name) {
+			s.push(raw)
+		}
+	}
+}
+
+func (s *session) subscribedTo(uri, upstream string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subs[uri] == upstream
+}
+
+// onRequest relays an upstream→client request (sampling, elicitation,
+// roots, ping) to the downstream session it belongs to, governing sampling
+// and elicitation first.
+func (c *conn) onRequest(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+	defer c.up.recoverPanic("request")
+	if req.Method == "ping" {
+		return &transport.JSONRPCResponse{JSONRPC: "2.0", ID: req.ID, Result: json.RawMessage("{}")}, nil
+	}
+	params, _ := json.Marshal(req.Params)
+	if req.Params == nil {
+		params = nil
+	}
+	s, related := c.targetOf()
+	if s == nil {
+		return rpcErrorResponse(req.ID, codeInternalError, "no downstream session to relay "+req.Method+" to"), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.up.cfg.Timeouts.Call)
+	defer cancel()
+	if e := s.gw.governServerRequest(ctx, s, c.up.cfg.Name, req.Method, params); e != nil {
+		return rpcErrorResponse(req.ID, e.Code, e.Message), nil
+	}
+	return c.relayServerRequest(ctx, s, related, req, params), nil
+}
+
+func (c *conn) targetOf() (*session, *responder) {
+	f := c.latestInflight()
+	if f != nil {
+		return f.sess, f.related
+	}
+	if c.dedicated != nil {
+		return c.dedicated, nil
+	}
+	return nil, nil
+}
+
+func (c *conn) relayServerRequest(ctx context.Context, s *session, related *responder, req transport.JSONRPCRequest, params json.RawMessage) *transport.JSONRPCResponse {
+	key := req.ID.String()
+	c.mu.Lock()
+	c.srvReqs[key] = &srvRequest{sess: s}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.srvReqs, key)
+		c.mu.Unlock()
+	}()
+	m, err := s.requestTracked(ctx, related, req.Method, params, func(downID string) {
+		c.mu.Lock()
+		c.srvReqs[key].downID = downID
+		c.mu.Unlock()
+	})
+	if err != nil {
+		return rpcErrorResponse(req.ID, codeInternalError, "relay "+req.Method+": "+err.Error())
+	}
+	if m.Error != nil {
+		return &transport.JSONRPCResponse{JSONRPC: "2.0", ID: req.ID, Error: &mcpgo.JSONRPCErrorDetails{Code: m.Error.Code, Message: m.Error.Message, Data: m.Error.Data}}
+	}
+	return &transport.JSONRPCResponse{JSONRPC: "2.0", ID: req.ID, Result: m.Result}
+}
+
+func rpcErrorResponse(id mcpgo.RequestId, code int, msg string) *transport.JSONRPCResponse {
+	return &transport.JSONRPCResponse{JSONRPC: "2.0", ID: id, Error: &mcpgo.JSONRPCErrorDetails{Code: code, Message: msg}}
+}

@@ -1,0 +1,262 @@
+package mcp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// streamQueue bounds the messages waiting for a session's GET stream.
+const streamQueue = 64
+
+// session is one downstream MCP session, bound to the identity that
+// initialized it.
+type session struct {
+	id       string
+	identity Identity
+	gw       *Gateway
+	lastSeen atomic.Int64 // unix nanoseconds
+	nextID   atomic.Int64
+	done     chan struct{}
+
+	mu              sync.Mutex
+	protocolVersion string
+	links           map[string]*conn // upstream name → conn
+	pending         map[string]chan *message
+	inflight        map[string]*inflight // by downstream request id
+	subs            map[string]string    // resource uri → upstream name
+	owners          map[string]string    // resource uri → upstream name
+	logLevel        int
+	closed          bool
+	stream          chan []byte
+	streaming       bool
+}
+
+func newSessionID() (string, error) {
+	b := make([]byte, 24) // 192 bits
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func newSession(gw *Gateway, id Identity) (*session, error) {
+	sid, err := newSessionID()
+	if err != nil {
+		return nil, err
+	}
+	s := &session{
+		id: sid, identity: id, gw: gw, done: make(chan struct{}),
+		links: map[string]*conn{}, pending: map[string]chan *message{}, inflight: map[string]*inflight{},
+		subs: map[string]string{}, owners: map[string]string{},
+		stream: make(chan []byte, streamQueue), logLevel: -1,
+	}
+	s.touch(gw.now())
+	return s, nil
+}
+
+func (s *session) touch(now time.Time) { s.lastSeen.Store(now.UnixNano()) }
+
+func (s *session) expired(now time.Time, ttl time.Duration) bool {
+	return now.Sub(time.Unix(0, s.lastSeen.Load())) > ttl
+}
+
+// link returns the conn for upstream name.
+func (s *session) link(name string) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.links[name]
+}
+
+func (s *session) setLink(name string, c *conn) {
+	s.mu.Lock()
+	s.links[name] = c
+	s.mu.Unlock()
+	c.attach(s)
+}
+
+// close ends the session: dedicated upstream sessions are closed (a remote
+// upstream sees DELETE), shared ones only forget it.
+func (s *session) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	links := s.links
+	s.links = map[string]*conn{}
+	close(s.done)
+	s.mu.Unlock()
+	for _, c := range links {
+		c.detach(s)
+		if c.dedicated == s {
+			go c.close()
+		}
+	}
+}
+
+// push queues a message for the GET stream; it drops when the queue is
+// full so a slow client cannot block an upstream.
+func (s *session) push(msg []byte) {
+	select {
+	case s.stream <- msg:
+	default:
+		s.gw.log.Debug("mcp session stream queue full; dropping message", "downstream_session_id", s.id)
+	}
+}
+
+// deliver sends a server→client message on the POST stream of the request
+// it relates to, or else on the GET stream.
+func (s *session) deliver(related *responder, msg []byte) {
+	if related != nil && related.send(msg) {
+		return
+	}
+	s.push(msg)
+}
+
+// request relays an upstream→client request and waits for the answer.
+// onID learns the downstream id so cancellations can be mapped.
+func (s *session) requestTracked(ctx context.Context, related *responder, method string, params json.RawMessage, onID func(string)) (*message, error) {
+	id := strconv.Quote("nomos-srv-" + strconv.FormatInt(s.nextID.Add(1), 10))
+	onID(id)
+	ch := make(chan *message, 1)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, errors.New("downstream session closed")
+	}
+	s.pending[id] = ch
+	s.mu.Unlock()
+	defer s.forget(id)
+	s.deliver(related, encodeRequest(json.RawMessage(id), method, params))
+	select {
+	case m := <-ch:
+		return m, nil
+	case <-s.done:
+		return nil, errors.New("downstream session closed")
+	case <-ctx.Done():
+		s.deliver(related, encodeNotification("notifications/cancelled", map[string]any{"requestId": json.RawMessage(id), "reason": "upstream canceled"}))
+		return nil, ctx.Err()
+	}
+}
+
+func (s *session) forget(id string) {
+	s.mu.Lock()
+	delete(s.pending, id)
+	s.mu.Unlock()
+}
+
+// answer hands a client's response to the waiting upstream request.
+func (s *session) answer(m *message) bool {
+	s.mu.Lock()
+	ch, ok := s.pending[string(m.ID)]
+	delete(s.pending, string(m.ID))
+	s.mu.Unlock()
+	if ok {
+		ch <- m
+	}
+	return ok
+}
+
+// claimStream lets one GET stream at a time read the queue.
+func (s *session) claimStream() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.streaming || s.closed {
+		return false
+	}
+	s.streaming = true
+	return true
+}
+
+func (s *session) releaseStream() {
+	s.mu.Lock()
+	s.streaming = false
+	s.mu.Unlock()
+}
+
+// responder carries the messages related to one POST request when the
+// response is an SSE stream.
+type responder struct {
+	ch   chan []byte
+	done chan struct{}
+	once sync.Once
+}
+
+func newResponder() *responder {
+	return &responder{ch: make(chan []byte, streamQueue), done: make(chan struct{})}
+}
+
+// send queues msg on the stream; false once the stream has ended.
+func (r *responder) send(msg []byte) bool {
+	select {
+	case <-r.done:
+		return false
+	default:
+	}
+	select {
+	case r.ch <- msg:
+		return true
+	case <-r.done:
+		return false
+	}
+}
+
+func (r *responder) finish() { r.once.Do(func() { close(r.done) }) }
+
+// sessionStore holds the live sessions of a gateway.
+type sessionStore struct {
+	mu   sync.Mutex
+	byID map[string]*session
+}
+
+func (st *sessionStore) add(s *session) {
+	st.mu.Lock()
+	st.byID[s.id] = s
+	st.mu.Unlock()
+}
+
+func (st *sessionStore) get(id string) *session {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.byID[id]
+}
+
+func (st *sessionStore) remove(id string) *session {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	s := st.byID[id]
+	delete(st.byID, id)
+	return s
+}
+
+// sweep removes and returns expired sessions.
+func (st *sessionStore) sweep(now time.Time, ttl time.Duration) []*session {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var out []*session
+	for id, s := range st.byID {
+		if s.expired(now, ttl) {
+			delete(st.byID, id)
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (st *sessionStore) all() []*session {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := make([]*session, 0, len(st.byID))
+	for _, s := range st.byID {
+		out = append(out, s)
+	}
+	return out
+}
