@@ -76,6 +76,12 @@ func NewRecorder(sinks []Sink, opts ...Option) (*Recorder, error) {
 	for _, opt := range opts {
 		opt(r)
 	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.timeout <= 0 {
+		r.timeout = defaultWriteTimeout
+	}
 	r.chain = chainSinks(r.sinks)
 	head, err := resumeHead(r.sinks, r.timeout)
 	if err != nil {

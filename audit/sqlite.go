@@ -45,6 +45,9 @@ func OpenSQLite(path string) (*SQLiteSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: open sqlite %q: %w", path, err)
 	}
+	// Bounded because each connection carries its own page cache, and the
+	// UI's queries must not pile up without limit behind a slow disk.
+	db.SetMaxOpenConns(maxSQLiteConns)
 	if err := execAll(db, auditSchema()...); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("audit: open sqlite %q: create schema: %w", path, err)
@@ -109,6 +112,8 @@ type Filter struct {
 	// Default: 100; at most 10000.
 	Limit int
 }
+
+const maxSQLiteConns = 4
 
 const (
 	defaultQueryLimit = 100

@@ -110,10 +110,10 @@ func (c *WebhookConfig) validate() error {
 }
 
 func (c *WebhookConfig) applyDefaults() {
-	c.BatchSize = cmp0(c.BatchSize, defaultBatchSize)
-	c.FlushInterval = cmp0(c.FlushInterval, defaultFlushInterval)
-	c.Timeout = cmp0(c.Timeout, defaultTimeout)
-	c.MaxBackoff = cmp0(c.MaxBackoff, defaultMaxBackoff)
+	c.BatchSize = orDefault(c.BatchSize, defaultBatchSize)
+	c.FlushInterval = orDefault(c.FlushInterval, defaultFlushInterval)
+	c.Timeout = orDefault(c.Timeout, defaultTimeout)
+	c.MaxBackoff = orDefault(c.MaxBackoff, defaultMaxBackoff)
 	if c.Client == nil {
 		c.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
@@ -121,8 +121,8 @@ func (c *WebhookConfig) applyDefaults() {
 	}
 }
 
-// cmp0 returns v, or def when v is the zero value.
-func cmp0[T comparable](v, def T) T {
+// orDefault returns v, or def when v is the zero value.
+func orDefault[T comparable](v, def T) T {
 	var zero T
 	if v == zero {
 		return def
