@@ -254,3 +254,9 @@ func (c *conn) onlyInflightSession() *session {
 }
 
 func (f *inflight) up() string { return f.upstream }
+
+func (c *conn) tokenTaken(token string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.progress[token] != nil
+}

@@ -191,7 +191,7 @@ func (g *Gateway) forward(ctx context.Context, s *session, u *Upstream, m *messa
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	f := &inflight{upstream: u.cfg.Name, sess: s, downID: m.ID, upID: c.newID(), related: related, cancel: cancel}
-	params = f.rewriteProgress(params)
+	params = f.rewriteProgress(params, c)
 	c.track(f)
 	s.trackInflight(f)
 	defer func() { c.untrack(f); s.untrackInflight(f) }()
@@ -202,9 +202,10 @@ func (g *Gateway) forward(ctx context.Context, s *session, u *Upstream, m *messa
 	return res, rerr, err
 }
 
-// rewriteProgress gives the request a progress token unique on the conn
-// and remembers the client's.
-func (f *inflight) rewriteProgress(params json.RawMessage) json.RawMessage {
+// rewriteProgress keeps the client's progress token unless another
+// request in flight on the conn (a shared stdio session) already uses it;
+// then it substitutes a unique one and maps it back on the way down.
+func (f *inflight) rewriteProgress(params json.RawMessage, c *conn) json.RawMessage {
 	var p map[string]json.RawMessage
 	if json.Unmarshal(params, &p) != nil {
 		return params
@@ -214,8 +215,13 @@ func (f *inflight) rewriteProgress(params json.RawMessage) json.RawMessage {
 		return params
 	}
 	f.downToken = meta["progressToken"]
-	f.upToken = "nomos-p-" + f.upID
-	meta["progressToken"], _ = json.Marshal(f.upToken)
+	f.upToken = string(f.downToken)
+	if !c.tokenTaken(f.upToken) {
+		return params
+	}
+	up, _ := json.Marshal("nomos-p-" + f.upID)
+	f.upToken = string(up)
+	meta["progressToken"] = up
 	p["_meta"], _ = json.Marshal(meta)
 	out, _ := json.Marshal(p)
 	return out

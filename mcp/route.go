@@ -53,8 +53,7 @@ func (c *conn) routeProgress(m *message) {
 	if json.Unmarshal(m.Params, &p) != nil {
 		return
 	}
-	var token string
-	_ = json.Unmarshal(p["progressToken"], &token)
+	token := string(p["progressToken"])
 	c.mu.Lock()
 	f := c.progress[token]
 	c.mu.Unlock()

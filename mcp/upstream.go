@@ -230,10 +230,29 @@ func (u *Upstream) initialize(ctx context.Context, c *conn, params json.RawMessa
 		hc.SetProtocolVersion(ir.ProtocolVersion)
 	}
 	c.init = res
-	if own {
-		return nil, c.notify(ctx, "notifications/initialized", nil)
+	if !own {
+		return nil, nil
 	}
-	return nil, nil
+	if err := c.notify(ctx, "notifications/initialized", nil); err != nil {
+		return nil, err
+	}
+	return nil, u.enableLogging(ctx, c)
+}
+
+// enableLogging asks a shared session for every log level: each downstream
+// session filters by the level it set itself.
+func (u *Upstream) enableLogging(ctx context.Context, c *conn) error {
+	var r struct {
+		Capabilities map[string]json.RawMessage `json:"capabilities"`
+	}
+	if json.Unmarshal(c.init, &r) != nil || r.Capabilities["logging"] == nil {
+		return nil
+	}
+	_, rerr, err := c.request(ctx, c.newID(), "logging/setLevel", json.RawMessage(`{"level":"debug"}`))
+	if rerr != nil {
+		u.log.Debug("mcp upstream refused logging/setLevel", "error", rerr)
+	}
+	return err
 }
 
 func gatewayInitParams() json.RawMessage {

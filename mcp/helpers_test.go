@@ -1,0 +1,138 @@
+package mcp
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testGovernor decides by upstream tool name and records every call.
+type testGovernor struct {
+	mu        sync.Mutex
+	decisions map[string]AuthzResult // by upstream_tool or action type
+	hidden    map[string]bool        // tools Visible refuses
+	requests  []AuthzRequest
+	completed []Outcome
+	failWith  error
+}
+
+func newTestGovernor() *testGovernor {
+	return &testGovernor{decisions: map[string]AuthzResult{}, hidden: map[string]bool{}}
+}
+
+func (g *testGovernor) Authorize(_ context.Context, req AuthzRequest) (AuthzResult, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.requests = append(g.requests, req)
+	if g.failWith != nil {
+		return AuthzResult{}, g.failWith
+	}
+	key := req.Metadata["upstream_tool"]
+	if key == "" {
+		key = req.ActionType
+	}
+	res, ok := g.decisions[key]
+	if !ok {
+		return AuthzResult{Decision: DecisionAllow, Reason: "allow_by_test"}, nil
+	}
+	if res.Decision == DecisionRequireAppr && req.ApprovalID == res.ApprovalID {
+		return AuthzResult{Decision: DecisionAllow, Reason: "approved"}, nil
+	}
+	return res, nil
+}
+
+func (g *testGovernor) Completed(_ context.Context, _ AuthzRequest, _ AuthzResult, out Outcome) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.completed = append(g.completed, out)
+}
+
+func (g *testGovernor) Visible(_ context.Context, _ Identity, _, tool string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.hidden[tool]
+}
+
+func (g *testGovernor) set(key string, res AuthzResult) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.decisions[key] = res
+}
+
+func (g *testGovernor) lastRequest() AuthzRequest {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.requests) == 0 {
+		return AuthzRequest{}
+	}
+	return g.requests[len(g.requests)-1]
+}
+
+func (g *testGovernor) requestCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.requests)
+}
+
+func (g *testGovernor) lastOutcome() Outcome {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.completed) == 0 {
+		return Outcome{}
+	}
+	return g.completed[len(g.completed)-1]
+}
+
+// headerAuth reads the principal from X-Test-Principal.
+func headerAuth(r *http.Request, _ []byte) (Identity, error) {
+	p := r.Header.Get("X-Test-Principal")
+	if p == "" {
+		return Identity{}, errors.New("missing credentials")
+	}
+	return Identity{Principal: p, Agent: "test-agent"}, nil
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// principalTransport adds the test credential to every request.
+type principalTransport struct {
+	principal string
+	next      http.RoundTripper
+}
+
+func (p principalTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Test-Principal", p.principal)
+	return p.next.RoundTrip(r)
+}
+
+// serveGateway starts a loopback server for g.
+func serveGateway(t *testing.T, g *Gateway) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(g)
+	t.Cleanup(func() {
+		_ = g.Close()
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	return srv
+}
+
+// eventually polls cond until it holds or a 10s deadline passes: the SDK
+// client dispatches notifications asynchronously from responses.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
