@@ -30,9 +30,9 @@ func mac(secret []byte, timestamp string, body []byte) []byte {
 }
 
 // agent authenticates the agent: a signed agent when its headers are
-// present, else a trusted proxy's agent header, else none (an error when an
-// agent is required).
-func (a *Authenticator) agent(in Input) (string, error) {
+// present, else a trusted proxy's agent header, else the anonymous agent for
+// an anonymous principal, else none (an error when an agent is required).
+func (a *Authenticator) agent(in Input, anonymous bool) (string, error) {
 	id, hasID, err := singleHeader(in.Header, HeaderAgentID)
 	if err != nil {
 		return "", agentError(err.Error())
@@ -49,10 +49,10 @@ func (a *Authenticator) agent(in Input) (string, error) {
 	case hasSig:
 		return "", agentError("missing agent id")
 	}
-	return a.unsignedAgent(in)
+	return a.unsignedAgent(in, anonymous)
 }
 
-func (a *Authenticator) unsignedAgent(in Input) (string, error) {
+func (a *Authenticator) unsignedAgent(in Input, anonymous bool) (string, error) {
 	if a.trustedHeaders != nil && a.trustedHeaders.AgentHeader != "" && in.FromTrustedProxy {
 		v, ok, err := singleHeader(in.Header, a.trustedHeaders.AgentHeader)
 		if err != nil {
@@ -65,7 +65,10 @@ func (a *Authenticator) unsignedAgent(in Input) (string, error) {
 			return v, nil
 		}
 	}
-	if a.requireAgent {
+	switch {
+	case anonymous && a.anonymousAgent != "":
+		return a.anonymousAgent, nil
+	case a.requireAgent:
 		return "", agentError("missing agent credentials")
 	}
 	return "", nil

@@ -50,6 +50,9 @@ type Config struct {
 	// Anonymous is the principal given to requests that present no
 	// credential at all. Off when empty. For loopback development only.
 	Anonymous string
+	// AnonymousAgent is the agent given to an anonymous request that
+	// presents no agent credential. Off when empty.
+	AnonymousAgent string
 	// Clock returns the current time. Default: time.Now.
 	Clock func() time.Time
 }
@@ -194,12 +197,22 @@ func reservedHeader(h string) bool {
 
 func (a *Authenticator) setAnonymous(cfg Config) error {
 	if cfg.Anonymous == "" {
+		if cfg.AnonymousAgent != "" {
+			return errors.New("anonymous agent set without an anonymous principal")
+		}
 		return nil
 	}
 	if err := checkName(cfg.Anonymous); err != nil {
 		return fmt.Errorf("anonymous principal: %w", err)
 	}
 	a.anonymous = cfg.Anonymous
+	if cfg.AnonymousAgent == "" {
+		return nil
+	}
+	if err := checkName(cfg.AnonymousAgent); err != nil {
+		return fmt.Errorf("anonymous agent: %w", err)
+	}
+	a.anonymousAgent = cfg.AnonymousAgent
 	return nil
 }
 

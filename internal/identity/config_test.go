@@ -45,6 +45,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{name: "trusted header authorization", cfg: func(*testing.T) Config {
 			return Config{TrustedHeaders: &TrustedHeaderConfig{PrincipalHeader: "authorization"}}
 		}, wantErr: "cannot carry"},
+		{name: "anonymous agent without anonymous principal", cfg: func(*testing.T) Config { return Config{AnonymousAgent: "a"} }, wantErr: "without an anonymous principal"},
 		{name: "anonymous with newline", cfg: func(*testing.T) Config { return Config{Anonymous: "dev\n"} }, wantErr: "anonymous principal"},
 	}
 	for _, tt := range tests {

@@ -69,6 +69,7 @@ type Authenticator struct {
 	mtls           *MTLSConfig
 	trustedHeaders *TrustedHeaderConfig
 	anonymous      string
+	anonymousAgent string
 	clock          func() time.Time
 	startOnce      sync.Once
 }
@@ -81,7 +82,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, in Input) (Result, err
 	if err != nil {
 		return Result{}, err
 	}
-	agent, err := a.agent(in)
+	agent, err := a.agent(in, res.Method == MethodAnonymous)
 	if err != nil {
 		return Result{}, err
 	}

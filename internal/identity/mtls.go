@@ -20,7 +20,7 @@ const (
 type MTLSConfig struct {
 	// Mode is "spiffe" (the certificate's SPIFFE ID URI SAN, which must lie
 	// in TrustDomain, is the principal) or "subject" (the subject common
-	// name is the principal).
+	// name is the principal). Default: spiffe.
 	Mode string
 	// TrustDomain is the SPIFFE trust domain, e.g. "example.org". Required
 	// in spiffe mode.
@@ -40,6 +40,9 @@ func (a *Authenticator) setMTLS(cfg Config) error {
 		return nil
 	}
 	m := *cfg.MTLS
+	if m.Mode == "" {
+		m.Mode = MTLSModeSPIFFE
+	}
 	switch m.Mode {
 	case MTLSModeSPIFFE:
 		td, err := normalizeTrustDomain(m.TrustDomain)

@@ -43,6 +43,7 @@ func TestPrincipalSources(t *testing.T) {
 		{name: "mtls spiffe", in: Input{Header: http.Header{}, TLS: spiffe}, want: Result{Principal: "spiffe://example.org/ns/prod/sa/agent", Method: MethodMTLS}},
 		{name: "bearer beats mtls", in: Input{Header: bearer("key-bob-0123456789"), TLS: spiffe}, want: Result{Principal: "bob", Method: MethodAPIKey}},
 		{name: "invalid bearer with valid cert fails", in: Input{Header: bearer("nope"), TLS: spiffe}, wantErr: "unknown api key"},
+		{name: "valid bearer with unverified cert fails", in: Input{Header: bearer("key-bob-0123456789"), TLS: unverified(spiffe)}, wantErr: "mtls client certificate not verified"},
 		{name: "mtls beats upstream", in: Input{TLS: spiffe, UpstreamPrincipal: "carol"}, want: Result{Principal: "spiffe://example.org/ns/prod/sa/agent", Method: MethodMTLS}},
 		{name: "upstream auth", in: Input{UpstreamPrincipal: "carol"}, want: Result{Principal: "carol", Method: MethodUpstreamAuth}},
 		{name: "upstream beats trusted header", in: Input{Header: hdr("X-Proxy-User", "dave"), FromTrustedProxy: true, UpstreamPrincipal: "carol"}, want: Result{Principal: "carol", Method: MethodUpstreamAuth}},
@@ -79,6 +80,8 @@ func TestMTLS(t *testing.T) {
 		wantErr string
 	}{
 		{name: "spiffe in trust domain", mtls: MTLSConfig{Mode: "spiffe", TrustDomain: "example.org"},
+			tls: func(t *testing.T) Input { return Input{TLS: inDomain} }, want: Result{Principal: "spiffe://example.org/workload", Method: MethodMTLS}},
+		{name: "mode defaults to spiffe", mtls: MTLSConfig{TrustDomain: "example.org"},
 			tls: func(t *testing.T) Input { return Input{TLS: inDomain} }, want: Result{Principal: "spiffe://example.org/workload", Method: MethodMTLS}},
 		{name: "trust domain given as uri", mtls: MTLSConfig{Mode: "spiffe", TrustDomain: "spiffe://example.org"},
 			tls: func(t *testing.T) Input { return Input{TLS: inDomain} }, want: Result{Principal: "spiffe://example.org/workload", Method: MethodMTLS}},
@@ -156,5 +159,38 @@ func TestAPIKeyLookupChecksEveryKey(t *testing.T) {
 	}
 	if _, ok := a.lookupAPIKey(strings.Repeat("k", 51)); ok {
 		t.Fatal("unknown key matched")
+	}
+}
+
+func TestAnonymousAgent(t *testing.T) {
+	b := []byte(body)
+	tests := []struct {
+		name    string
+		header  http.Header
+		want    Result
+		wantErr string
+	}{
+		{name: "no credentials at all", header: http.Header{}, want: Result{Principal: "anon", Agent: "anon-agent", Method: MethodAnonymous}},
+		{name: "anonymous principal with signed agent", header: func() http.Header {
+			h := signedHeader("s3cret", "", b)
+			h.Del("Authorization")
+			return h
+		}(), want: Result{Principal: "anon", Agent: "agent-1", Method: MethodAnonymous}},
+		{name: "anonymous principal with bad agent signature", header: func() http.Header {
+			h := signedHeader("wrong", "", b)
+			h.Del("Authorization")
+			return h
+		}(), wantErr: "invalid agent signature"},
+		{name: "authenticated principal gets no anonymous agent", header: bearer("key-alice-0123456789"), wantErr: "missing agent credentials"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := baseConfig()
+			cfg.RequireAgent = true
+			cfg.Anonymous, cfg.AnonymousAgent = "anon", "anon-agent"
+			a := mustNew(t, cfg)
+			got, err := a.Authenticate(context.Background(), Input{Header: tt.header, Body: b})
+			checkResult(t, got, err, tt.want, tt.wantErr)
+		})
 	}
 }
