@@ -2,20 +2,18 @@ package policy
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
-// Canonical JSON as the action package defines it for every hash: keys
-// sorted, no white space, Go string escaping, and any number with a fraction
-// or an exponent written as a string.
-//
-// TODO(policy): switch to action.CanonicalMarshal once it lands, keeping this
-// tree writer only for matcher values.
+// Matcher values are stored as canonical JSON, written here from the decoded
+// tree with the rules of action.Canonicalize: keys sorted, no white space,
+// Go string escaping, and any number with a fraction or an exponent written
+// as a string. Hashes go through the action package itself.
 
 // canonicalValue renders one decoded value as canonical JSON.
 func canonicalValue(v *value) json.RawMessage {
@@ -85,29 +83,12 @@ func writeJSONString(buf *bytes.Buffer, s string) {
 	buf.Write(b)
 }
 
-// canonicalJSON marshals v with encoding/json and re-encodes it canonically.
-func canonicalJSON(v any) ([]byte, error) {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	tree, err := parseJSONTree(raw)
-	if err != nil {
-		return nil, err
-	}
-	return canonicalValue(tree), nil
-}
-
-func sha256Hex(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
-// hashCanonical is the sha256 hex of v's canonical JSON.
+// hashCanonical is the sha256 hex of v's canonical JSON, computed exactly as
+// every other Nomos hash is.
 func hashCanonical(v any) (string, error) {
-	b, err := canonicalJSON(v)
+	b, err := action.CanonicalMarshal(v)
 	if err != nil {
 		return "", err
 	}
-	return sha256Hex(b), nil
+	return action.SHA256Hex(b), nil
 }

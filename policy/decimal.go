@@ -14,15 +14,15 @@ const maxExponent = 1 << 20
 // decimal locates a number inside its text without copying it: the value is
 // 0.d1d2…dn × 10^point, where d are the significant digits.
 type decimal struct {
-	neg     bool
-	zero    bool
-	intLo   int // integer digits are text[intLo:intHi]
-	intHi   int
-	fracLo  int // fraction digits are text[fracLo:fracHi]
-	fracHi  int
-	first   int // index of the first significant digit in int+frac digits
-	n       int // number of significant digits, trailing zeros dropped
-	point   int
+	neg    bool
+	zero   bool
+	intLo  int // integer digits are text[intLo:intHi]
+	intHi  int
+	fracLo int // fraction digits are text[fracLo:fracHi]
+	fracHi int
+	first  int // index of the first significant digit in int+frac digits
+	n      int // number of significant digits, trailing zeros dropped
+	point  int
 }
 
 // parseDecimal validates the JSON number grammar and locates the digits.

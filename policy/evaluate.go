@@ -2,7 +2,7 @@ package policy
 
 import "github.com/caddy-nomos/nomos/policy/action"
 
-const execActionType = "process.exec"
+const execActionType = action.TypeProcessExec
 
 // Evaluate decides one action: deny-wins and independent of rule order.
 // An evaluation error in any candidate rule denies with

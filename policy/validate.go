@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 // Semantic checks of a decoded bundle. Each returns the path of the offender
@@ -11,7 +13,7 @@ import (
 
 // knownRiskFlags lists the flags the action package computes. A rule naming
 // any other flag could never match, so a typo is refused at load.
-const knownRiskFlags = "risk.exec, risk.net, risk.write, risk.secrets, risk.large_io, risk.high_fanout"
+const knownRiskFlags = "risk.exec, risk.net, risk.write, risk.secrets, risk.large_io"
 
 func validateBundle(b *Bundle) error {
 	if b.Version != "v1" {
@@ -89,7 +91,9 @@ func validateActionType(r *Rule, path string) error {
 	return nil
 }
 
-// isActionType accepts dotted lowercase ids with at least two segments.
+// isActionType mirrors the action package's grammar,
+// ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$, so a rule cannot name a type no
+// action can have.
 func isActionType(s string) bool {
 	parts := strings.Split(s, ".")
 	if len(parts) < 2 {
@@ -100,7 +104,7 @@ func isActionType(s string) bool {
 			return false
 		}
 		for i := 1; i < len(p); i++ {
-			if c := p[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			if c := p[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
 				return false
 			}
 		}
@@ -276,24 +280,21 @@ const (
 	riskWrite
 	riskSecrets
 	riskLargeIO
-	riskHighFanout
 )
 
 // riskBit maps a risk flag to its bit, or 0 when unknown.
 func riskBit(flag string) uint32 {
 	switch flag {
-	case "risk.exec":
+	case action.RiskExec:
 		return riskExec
-	case "risk.net":
+	case action.RiskNet:
 		return riskNet
-	case "risk.write":
+	case action.RiskWrite:
 		return riskWrite
-	case "risk.secrets":
+	case action.RiskSecrets:
 		return riskSecrets
-	case "risk.large_io":
+	case action.RiskLargeIO:
 		return riskLargeIO
-	case "risk.high_fanout":
-		return riskHighFanout
 	}
 	return 0
 }
