@@ -219,7 +219,13 @@ func collectLeaves(ve *jsonschema.ValidationError, into map[string]bool) {
 		for _, p := range ve.InstanceLocation {
 			loc += p + "/"
 		}
-		into[loc[:max(1, len(loc)-1)]] = true
+		loc = loc[:max(1, len(loc)-1)]
+		if ve.ErrorKind != nil {
+			if kp := ve.ErrorKind.KeywordPath(); len(kp) > 0 {
+				loc += " (" + kp[len(kp)-1] + ")"
+			}
+		}
+		into[loc] = true
 		return
 	}
 	for _, c := range ve.Causes {

@@ -1,0 +1,173 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// echoInput is the argument of the in-process test tools.
+type echoInput struct {
+	Text string `json:"text,omitempty"`
+}
+
+// newTestServer is an in-process Go SDK MCP server with a few tools:
+// echo, hang (blocks until canceled or released), secret (returns text to
+// redact) and env (the process environment).
+func newTestServer(name string, release <-chan struct{}) *sdk.Server {
+	s := sdk.NewServer(&sdk.Implementation{Name: name, Version: "1"}, nil)
+	sdk.AddTool(s, &sdk.Tool{Name: "echo", Description: "echo"}, func(_ context.Context, _ *sdk.CallToolRequest, in echoInput) (*sdk.CallToolResult, any, error) {
+		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: name + ":" + in.Text}}}, nil, nil
+	})
+	sdk.AddTool(s, &sdk.Tool{Name: "hang", Description: "hang"}, func(ctx context.Context, _ *sdk.CallToolRequest, _ echoInput) (*sdk.CallToolResult, any, error) {
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-release:
+			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "released"}}}, nil, nil
+		}
+	})
+	sdk.AddTool(s, &sdk.Tool{Name: "secret", Description: "secret"}, func(context.Context, *sdk.CallToolRequest, echoInput) (*sdk.CallToolResult, any, error) {
+		text := "token=SECRET123\nline2\nline3\nline4"
+		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: text}}}, nil, nil
+	})
+	sdk.AddTool(s, &sdk.Tool{Name: "env", Description: "env"}, func(context.Context, *sdk.CallToolRequest, echoInput) (*sdk.CallToolResult, any, error) {
+		wd, _ := os.Getwd()
+		text := strings.Join(os.Environ(), "\n") + "\nWD=" + wd + fmt.Sprintf("\nPID=%d", os.Getpid())
+		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: text}}}, nil, nil
+	})
+	return s
+}
+
+// inprocUpstream serves a test server over Streamable HTTP on loopback and
+// returns a started Upstream for it.
+func inprocUpstream(t *testing.T, name string, s *sdk.Server, mutate func(*UpstreamConfig)) *Upstream {
+	t.Helper()
+	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, nil)
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	cfg := UpstreamConfig{Name: name, URL: srv.URL}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	u, err := NewUpstream(cfg, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := u.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = u.Close() })
+	return u
+}
+
+// rawClient speaks raw Streamable HTTP to a gateway.
+type rawClient struct {
+	t         *testing.T
+	url       string
+	principal string
+	session   string
+}
+
+func (c *rawClient) do(method string, body string, hdr map[string]string) *http.Response {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.url, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if c.principal != "" {
+		req.Header.Set("X-Test-Principal", c.principal)
+	}
+	if c.session != "" {
+		req.Header.Set(headerSessionID, c.session)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
+
+// initialize opens a session and sends notifications/initialized.
+func (c *rawClient) initialize() {
+	c.t.Helper()
+	resp := c.do(http.MethodPost, initBody, nil)
+	if resp.StatusCode != http.StatusOK {
+		c.t.Fatalf("initialize: %d", resp.StatusCode)
+	}
+	c.session = resp.Header.Get(headerSessionID)
+	if c.session == "" {
+		c.t.Fatal("no session id")
+	}
+	if r := c.do(http.MethodPost, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, nil); r.StatusCode != http.StatusAccepted {
+		c.t.Fatalf("initialized: %d", r.StatusCode)
+	}
+}
+
+// call posts a request and returns the decoded JSON-RPC response.
+func (c *rawClient) call(method, params string) message {
+	c.t.Helper()
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":7,"method":%q,"params":%s}`, method, params)
+	req := c.do(http.MethodPost, body, map[string]string{"Accept": "application/json"})
+	var m message
+	if err := json.NewDecoder(req.Body).Decode(&m); err != nil {
+		c.t.Fatalf("%s: status %d: %v", method, req.StatusCode, err)
+	}
+	return m
+}
+
+// callTool returns the tool result of tools/call.
+func (c *rawClient) callTool(name string, args string) (text string, isError bool) {
+	c.t.Helper()
+	m := c.call("tools/call", fmt.Sprintf(`{"name":%q,"arguments":%s}`, name, args))
+	if m.Error != nil {
+		c.t.Fatalf("tools/call %s: %v", name, m.Error)
+	}
+	var r struct {
+		Content []struct {
+			Text string `json:"text,omitempty"`
+		} `json:"content"`
+		IsError bool `json:"isError"`
+	}
+	_ = json.Unmarshal(m.Result, &r)
+	var parts []string
+	for _, c := range r.Content {
+		parts = append(parts, c.Text)
+	}
+	return strings.Join(parts, "\n"), r.IsError
+}
+
+func newGateway(t *testing.T, route RouteConfig, gov Governor, ups ...*Upstream) (*Gateway, *rawClient) {
+	t.Helper()
+	m := map[string]*Upstream{}
+	for _, u := range ups {
+		m[u.Name()] = u
+		if len(route.Upstreams) < len(ups) {
+			route.Upstreams = append(route.Upstreams, u.Name())
+		}
+	}
+	g, err := NewGateway(route, m, gov, headerAuth, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveGateway(t, g)
+	return g, &rawClient{t: t, url: srv.URL, principal: "alice"}
+}
