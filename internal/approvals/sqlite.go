@@ -96,19 +96,30 @@ func openSQLiteDB(path string) (*sql.DB, error) {
 	return db, nil
 }
 
+// migrate creates the schema in one transaction (one commit, one fsync).
 func migrate(db *sql.DB) error {
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
 	var version int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
+	if err := tx.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
 		return err
 	}
 	if version > sqliteSchemaVersion {
 		return fmt.Errorf("schema version %d is newer than this nomos (%d)", version, sqliteSchemaVersion)
 	}
-	if _, err := db.Exec(sqliteSchema); err != nil {
+	if version == sqliteSchemaVersion {
+		return nil
+	}
+	if _, err := tx.Exec(sqliteSchema); err != nil {
 		return err
 	}
-	_, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", sqliteSchemaVersion))
-	return err
+	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", sqliteSchemaVersion)); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // inTx runs fn in an immediate transaction and commits if fn succeeds.

@@ -29,6 +29,7 @@ var stores = []struct {
 func forEachStore(t *testing.T, fn func(t *testing.T, s Store, open func() Store)) {
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
+			t.Parallel()
 			path := filepath.Join(t.TempDir(), st.file)
 			open := func() Store {
 				s, err := st.open(path)
@@ -119,6 +120,7 @@ func TestPendingReuse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			forEachStore(t, func(t *testing.T, s Store, _ func() Store) {
 				first := create(t, s, tt.first, t0)
 				rec, created, err := s.CreateOrGetPending(ctx, tt.again(tt.first), ttl, t0.Add(tt.at))
@@ -160,6 +162,7 @@ func TestCreateRejectsInvalidRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			forEachStore(t, func(t *testing.T, s Store, _ func() Store) {
 				req := request()
 				tt.mod(&req)
@@ -238,6 +241,7 @@ func TestUse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			forEachStore(t, func(t *testing.T, s Store, _ func() Store) {
 				req := request()
 				req.SingleUse = tt.single

@@ -36,6 +36,9 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{name: "http jwks url", cfg: func(t *testing.T) Config {
 			return Config{JWT: &JWTConfig{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "http://idp.example/jwks"}}
 		}, wantErr: "must use https"},
+		{name: "http jwks url to a name starting with 127", cfg: func(t *testing.T) Config {
+			return Config{JWT: &JWTConfig{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "http://127.evil.example/jwks"}}
+		}, wantErr: "must use https"},
 		{name: "unknown mtls mode", cfg: func(*testing.T) Config { return Config{MTLS: &MTLSConfig{Mode: "cn"}} }, wantErr: "unknown mode"},
 		{name: "spiffe without trust domain", cfg: func(*testing.T) Config { return Config{MTLS: &MTLSConfig{Mode: "spiffe"}} }, wantErr: "trust domain"},
 		{name: "bad trust domain", cfg: func(*testing.T) Config {
