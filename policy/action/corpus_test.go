@@ -31,7 +31,7 @@ type bypassVector struct {
 
 // readJSONL decodes every line of a corpus file strictly, so a typo in a
 // vector's keys fails the test instead of silently testing nothing.
-func readJSONL[T any](t *testing.T, name string) []T {
+func readJSONL[T any](t testing.TB, name string) []T {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(corpusDir, name))
 	if err != nil {

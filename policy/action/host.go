@@ -68,7 +68,7 @@ func canonicalHost(h, kind string) (string, error) {
 	if strings.HasPrefix(h, "[") {
 		return ipv6Host(h, bad)
 	}
-	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	h = strings.TrimSuffix(asciiLower(h), ".")
 	labels := strings.Split(h, ".")
 	for _, l := range labels {
 		if !validLabel(l) {
@@ -142,6 +142,19 @@ func normalizePort(p, kind string) (string, error) {
 	return ":" + strconv.Itoa(n), nil
 }
 
+// asciiLower lowercases ASCII letters only. strings.ToLower maps some
+// non-ASCII letters to ASCII (the Kelvin sign to "k"), which would let a
+// look-alike host or scheme pass as a plain one.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
 // nameHost checks the host of repo://, secret:// and mcp://, which is a name
 // (an org, a vault, a server) rather than a network address: no port, no
 // userinfo, lowercased.
@@ -152,7 +165,7 @@ func nameHost(authority, kind, label string) (string, error) {
 	if authority == "" {
 		return "", errors.New(label + " is required")
 	}
-	h := strings.ToLower(authority)
+	h := asciiLower(authority)
 	for i := 0; i < len(h); i++ {
 		c := h[i]
 		if !isLower(c) && !isDigit(c) && c != '-' && c != '_' && c != '.' {

@@ -75,7 +75,7 @@ func splitURI(s string) (uri, error) {
 	if i < 0 {
 		return uri{}, errors.New("resource must be an absolute uri like scheme://host/path")
 	}
-	scheme := strings.ToLower(s[:i])
+	scheme := asciiLower(s[:i])
 	if !validScheme(scheme) {
 		return uri{}, errors.New("invalid resource scheme")
 	}
@@ -115,7 +115,7 @@ func normalizeFile(u uri) (string, error) {
 	if strings.Contains(u.authority, "@") {
 		return "", errors.New("file userinfo is not allowed")
 	}
-	if !strings.EqualFold(u.authority, "workspace") {
+	if asciiLower(u.authority) != "workspace" {
 		return "", errors.New(`file host must be "workspace"`)
 	}
 	segs, err := pathSegments(u.path, "file")

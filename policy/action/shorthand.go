@@ -22,7 +22,7 @@ func MCPFileShorthand(p string) (string, error) {
 func shorthand(p string) (string, error) {
 	p = strings.ReplaceAll(p, `\`, "/")
 	if i := strings.Index(p, "://"); i >= 0 {
-		if !strings.EqualFold(p[:i], "file") {
+		if asciiLower(p[:i]) != "file" {
 			return "", errors.New("only file:// uris are allowed")
 		}
 		return normalize(TypeFSRead, p)

@@ -60,12 +60,25 @@ func (c Context) problems() []string {
 		p = append(p, fmt.Sprintf("context exceeds %d bytes", MaxContextBytes))
 	}
 	keys := sortedKeys(c.Extensions)
-	for i, k := range keys {
-		if i > 0 && strings.EqualFold(keys[i-1], k) {
-			p = append(p, "context.extensions: keys "+quoteKey(keys[i-1])+" and "+quoteKey(k)+" differ only in case")
-		}
+	p = append(p, caseVariants(keys)...)
+	for _, k := range keys {
 		if msg := extensionProblem(k, c.Extensions[k]); msg != "" {
 			p = append(p, msg)
+		}
+	}
+	return p
+}
+
+// caseVariants reports extension keys that differ only in case: a consumer
+// decoding with encoding/json would take either for the other. Extensions
+// are few, so comparing every pair is fine.
+func caseVariants(keys []string) []string {
+	var p []string
+	for i, a := range keys {
+		for _, b := range keys[i+1:] {
+			if strings.EqualFold(a, b) {
+				p = append(p, "context.extensions: keys "+quoteKey(a)+" and "+quoteKey(b)+" differ only in case")
+			}
 		}
 	}
 	return p
