@@ -9,8 +9,10 @@ import (
 
 // A small scanner over the canonical params JSON. It finds values by path
 // without decoding the document, so params_match and exec_match allocate
-// nothing. It never trusts its input: malformed JSON is an error (which
-// denies), never a panic.
+// nothing. Action.Params is canonical JSON that the action package already
+// validated, so the scanner checks only what it reads; still, it never
+// trusts its input: broken JSON on its path is an error (which denies),
+// never a panic.
 
 type scanError string
 
@@ -147,7 +149,9 @@ func objectField(b []byte, i int, key string) (int, bool, error) {
 		if i >= len(b) || b[i] != ':' {
 			return 0, false, errMalformed
 		}
-		i = skipWS(b, i+1)
+		if i = skipWS(b, i+1); i >= len(b) {
+			return 0, false, errMalformed
+		}
 		if string(b[k.start:k.end]) == key {
 			return i, true, nil
 		}
