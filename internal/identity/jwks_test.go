@@ -225,3 +225,17 @@ func TestRefresherRecoversPanicsAndStopsOnCancel(t *testing.T) {
 		t.Fatalf("JWKSStatus error = %v, want a recovered panic", err)
 	}
 }
+
+func TestJWKSRotationWithStaticKeysToo(t *testing.T) {
+	srv := newJWKSServer(t)
+	srv.serve(t, http.StatusOK, jwk("k1", &rsaKey1().PublicKey, jose.RS256))
+	cfg := baseConfig()
+	cfg.Clock = newTestClock().Now
+	cfg.JWT = &JWTConfig{Issuer: "https://idp.example", Audiences: []string{"nomos"}, JWKSURL: srv.URL,
+		StaticKeys: [][]byte{pemPublic(t, &rsaKey1().PublicKey)}}
+	a := mustNew(t, cfg)
+	// A static RSA key fits, but the token names a kid only the JWKS has.
+	srv.serve(t, http.StatusOK, jwk("k2", &rsaKey2().PublicKey, jose.RS256))
+	got, err := authJWT(a, signToken(t, jose.RS256, rsaKey2(), "k2", goodClaims()))
+	checkResult(t, got, err, Result{Principal: "alice", Method: MethodJWT}, "")
+}

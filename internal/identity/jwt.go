@@ -153,7 +153,7 @@ func peekHeader(token string) (alg, kid string, err error) {
 // picked up between periodic refreshes.
 func (v *jwtVerifier) verifySignature(ctx context.Context, tok *jwt.JSONWebToken, alg, kid string) ([]byte, error) {
 	keys := v.candidates(alg, kid)
-	if len(keys) == 0 && v.jwks != nil {
+	if v.jwks != nil && missesKid(keys, kid) {
 		v.jwks.refreshOnMiss(ctx)
 		keys = v.candidates(alg, kid)
 	}
@@ -167,6 +167,15 @@ func (v *jwtVerifier) verifySignature(ctx context.Context, tok *jwt.JSONWebToken
 		}
 	}
 	return nil, principalError("jwt signature invalid")
+}
+
+// missesKid reports whether no candidate can be the token's key as named:
+// none at all, or none from the JWKS with the token's kid.
+func missesKid(keys []verifyKey, kid string) bool {
+	if kid == "" {
+		return len(keys) == 0
+	}
+	return !slices.ContainsFunc(keys, func(k verifyKey) bool { return k.kid == kid })
 }
 
 func (v *jwtVerifier) candidates(alg, kid string) []verifyKey {
