@@ -73,7 +73,7 @@ func mustRSA() *rsa.PrivateKey {
 	return k
 }
 
-func pemPublic(t *testing.T, pub any) []byte {
+func pemPublic(t testing.TB, pub any) []byte {
 	t.Helper()
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
