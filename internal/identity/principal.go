@@ -17,7 +17,8 @@ type apiKey struct {
 // principal walks the identity sources in precedence order: bearer (API key,
 // then JWT), mTLS, upstream auth, trusted header, anonymous. The first source
 // the request presents decides; a presented but invalid credential fails and
-// never falls through to a weaker source.
+// never falls through to a weaker source. A presented client certificate is
+// checked even when a bearer token decides.
 func (a *Authenticator) principal(ctx context.Context, in Input) (Result, error) {
 	token, hasBearer, err := bearerToken(in.Header)
 	if err != nil {
