@@ -74,39 +74,39 @@ func spanEquals(b []byte, sp span, s string) (bool, error) {
 	return d == s, err
 }
 
-// extractArgv appends the spans of params.argv to buf. found is false when
+// extractArgv adds the spans of params.argv to out. found is false when
 // argv is absent; argv that is not an array of strings is an error.
-func extractArgv(b []byte, buf []span) ([]span, bool, error) {
+func extractArgv(b []byte, out *spanList) (bool, error) {
 	argvPath := [1]pathSeg{{key: "argv", index: -1}}
 	start, found, err := lookup(b, argvPath[:])
 	if err != nil || !found {
-		return buf, false, err
+		return false, err
 	}
 	if b[start] != '[' {
-		return buf, false, errArgv
+		return false, errArgv
 	}
-	return appendArgv(b, start, buf)
+	return addArgv(b, start, out)
 }
 
 const errArgv = scanError("params.argv must be an array of strings")
 
-func appendArgv(b []byte, i int, buf []span) ([]span, bool, error) {
+func addArgv(b []byte, i int, out *spanList) (bool, error) {
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == ']' {
-		return buf, true, nil
+		return true, nil
 	}
 	for i >= 0 {
 		if i >= len(b) || b[i] != '"' {
-			return buf, false, errArgv
+			return false, errArgv
 		}
 		sp, _, err := scanString(b, i)
 		if err != nil {
-			return buf, false, err
+			return false, err
 		}
-		buf = append(buf, sp)
+		out.add(sp)
 		if i, err = nextMember(b, i, ']'); err != nil {
-			return buf, false, err
+			return false, err
 		}
 	}
-	return buf, true, nil
+	return true, nil
 }

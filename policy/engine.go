@@ -31,34 +31,62 @@ func (e *Engine) Sources() []string { return append([]string(nil), e.sources...)
 func (e *Engine) Rules() []Rule { return append([]Rule(nil), e.rules...) }
 
 // evalState is the per-evaluation scratch space. It lives on the stack: the
-// fixed buffers hold the usual handful of matches without allocating.
+// fixed buffers hold the usual handful of matches without allocating. No
+// slice of a buffer is ever stored back into the state, because escape
+// analysis would then move the whole state to the heap.
 type evalState struct {
 	a         *action.Action
 	risk      uint32
-	matched   []int32 // sorted compiled indexes of matching rules
-	errs      []int32 // sorted compiled indexes of rules that failed
+	matched   idxList // compiled indexes of matching rules, sorted
+	errs      idxList // compiled indexes of rules that failed, sorted
 	counts    [numClasses]int
-	argv      []span
+	argv      spanList
 	argvDone  bool
 	argvFound bool
 	argvErr   error
-	matchBuf  [16]int32
-	errBuf    [4]int32
-	argvBuf   [32]span
 }
 
 func (st *evalState) init(a *action.Action) {
 	st.a = a
-	st.matched = st.matchBuf[:0]
-	st.errs = st.errBuf[:0]
-	st.argv = st.argvBuf[:0]
 	for _, f := range a.RiskFlags {
 		st.risk |= riskBit(f)
 	}
 }
 
-// insertSorted keeps s sorted; candidates arrive as a few sorted runs, so
+// idxList is a sorted list of rule indexes in a fixed buffer, spilling to
+// the heap only past its size.
+type idxList struct {
+	n     int
+	buf   [16]int32
+	spill []int32
+}
+
+// insert keeps the list sorted; candidates arrive as a few sorted runs, so
 // this is a short shift, not a sort.
+func (l *idxList) insert(v int32) {
+	if l.spill == nil && l.n < len(l.buf) {
+		i := l.n
+		for i > 0 && l.buf[i-1] > v {
+			l.buf[i] = l.buf[i-1]
+			i--
+		}
+		l.buf[i] = v
+		l.n++
+		return
+	}
+	if l.spill == nil {
+		l.spill = append(make([]int32, 0, 2*len(l.buf)), l.buf[:l.n]...)
+	}
+	l.spill = insertSorted(l.spill, v)
+}
+
+func (l *idxList) items() []int32 {
+	if l.spill != nil {
+		return l.spill
+	}
+	return l.buf[:l.n]
+}
+
 func insertSorted(s []int32, v int32) []int32 {
 	s = append(s, v)
 	i := len(s) - 1
@@ -68,4 +96,30 @@ func insertSorted(s []int32, v int32) []int32 {
 	}
 	s[i] = v
 	return s
+}
+
+// spanList holds the argv token spans, like idxList.
+type spanList struct {
+	n     int
+	buf   [32]span
+	spill []span
+}
+
+func (l *spanList) add(sp span) {
+	if l.spill == nil && l.n < len(l.buf) {
+		l.buf[l.n] = sp
+		l.n++
+		return
+	}
+	if l.spill == nil {
+		l.spill = append(make([]span, 0, 2*len(l.buf)), l.buf[:l.n]...)
+	}
+	l.spill = append(l.spill, sp)
+}
+
+func (l *spanList) items() []span {
+	if l.spill != nil {
+		return l.spill
+	}
+	return l.buf[:l.n]
 }

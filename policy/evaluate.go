@@ -55,9 +55,9 @@ func (e *Engine) checkAll(st *evalState, list []int32) {
 		ok, err := c.matches(st)
 		switch {
 		case err != nil:
-			st.errs = insertSorted(st.errs, idx)
+			st.errs.insert(idx)
 		case ok:
-			st.matched = insertSorted(st.matched, idx)
+			st.matched.insert(idx)
 			st.counts[c.class]++
 		}
 	}
@@ -88,13 +88,14 @@ func (c *compiledRule) matchArgv(st *evalState) (bool, error) {
 	}
 	if !st.argvDone {
 		st.argvDone = true
-		st.argv, st.argvFound, st.argvErr = extractArgv(st.a.Params, st.argv)
+		st.argvFound, st.argvErr = extractArgv(st.a.Params, &st.argv)
 	}
-	if st.argvErr != nil || !st.argvFound || len(st.argv) == 0 {
+	argv := st.argv.items()
+	if st.argvErr != nil || !st.argvFound || len(argv) == 0 {
 		return false, st.argvErr
 	}
 	for i := range c.argv {
-		if ok, err := c.argv[i].match(st.a.Params, st.argv); ok || err != nil {
+		if ok, err := c.argv[i].match(st.a.Params, argv); ok || err != nil {
 			return ok, err
 		}
 	}
@@ -111,14 +112,15 @@ func (c *compiledRule) matchParams(params []byte) (bool, error) {
 }
 
 func (e *Engine) decide(st *evalState) Decision {
+	matched := st.matched.items()
 	switch {
-	case len(st.errs) > 0:
-		return e.denied(ReasonDenyByEvaluationError, e.idsOf(st.errs))
+	case st.errs.n > 0 || st.errs.spill != nil:
+		return e.denied(ReasonDenyByEvaluationError, e.idsOf(st.errs.items()))
 	case st.counts[classDeny] > 0:
-		return e.denied(ReasonDenyByRule, e.selectIDs(st.matched, isClass(classDeny)))
+		return e.denied(ReasonDenyByRule, e.selectIDs(matched, isClass(classDeny)))
 	}
-	if st.a.ActionType == execActionType && e.execModelsMixed(st.matched) {
-		return e.denied(ReasonDenyByExecModelConflict, e.selectIDs(st.matched, usesExecModel))
+	if st.a.ActionType == execActionType && e.execModelsMixed(matched) {
+		return e.denied(ReasonDenyByExecModelConflict, e.selectIDs(matched, usesExecModel))
 	}
 	switch {
 	case st.counts[classApproval] > 0:
@@ -133,13 +135,14 @@ func (e *Engine) decide(st *evalState) Decision {
 // allowlists intersect to nothing no command could run, which is a conflict
 // between the rules, not an allow.
 func (e *Engine) granted(st *evalState, class decisionClass, decision, reason string) Decision {
-	ob := e.mergeClass(st.matched, class)
+	matched := st.matched.items()
+	ob := e.mergeClass(matched, class)
 	if st.a.ActionType == execActionType && ob.ExecAllowlist != nil && len(ob.ExecAllowlist) == 0 {
-		return e.denied(ReasonDenyByExecModelConflict, e.selectIDs(st.matched, legacyInClass(class)))
+		return e.denied(ReasonDenyByExecModelConflict, e.selectIDs(matched, legacyInClass(class)))
 	}
 	return Decision{
 		Decision: decision, ReasonCode: reason, Obligations: ob, PolicyBundleHash: e.hash,
-		MatchedRuleIDs: e.selectIDs(st.matched, isClass(class)),
+		MatchedRuleIDs: e.selectIDs(matched, isClass(class)),
 	}
 }
 

@@ -165,12 +165,13 @@ func TestArgvPatternMatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		params := []byte(`{"argv":` + tt.argv + `}`)
-		argv, found, err := extractArgv(params, nil)
+		var argv spanList
+		found, err := extractArgv(params, &argv)
 		if err != nil || !found {
 			t.Fatalf("%s: %v %v", tt.argv, found, err)
 		}
 		p := compileArgvPattern(tt.pattern)
-		if got, err := p.match(params, argv); got != tt.want || err != nil {
+		if got, err := p.match(params, argv.items()); got != tt.want || err != nil {
 			t.Errorf("%v ~ %s = %v (%v), want %v", tt.pattern, tt.argv, got, err, tt.want)
 		}
 	}
@@ -178,11 +179,11 @@ func TestArgvPatternMatch(t *testing.T) {
 
 func TestExtractArgvErrors(t *testing.T) {
 	for _, params := range []string{`{"argv":"ls"}`, `{"argv":["ls",1]}`, `{"argv":["ls"`, `{"argv":`} {
-		if _, _, err := extractArgv([]byte(params), nil); err == nil {
+		if _, err := extractArgv([]byte(params), &spanList{}); err == nil {
 			t.Errorf("%s: accepted", params)
 		}
 	}
-	if _, found, err := extractArgv([]byte(`{"cwd":"x"}`), nil); found || err != nil {
+	if found, err := extractArgv([]byte(`{"cwd":"x"}`), &spanList{}); found || err != nil {
 		t.Errorf("absent argv: found=%v err=%v", found, err)
 	}
 }
