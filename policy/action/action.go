@@ -53,17 +53,15 @@ func New(env *Envelope, id Identity) (*Action, error) {
 	if env == nil {
 		return nil, validationError(step, "envelope is nil")
 	}
-	if p := append(env.problems(), id.problems()...); len(p) > 0 {
+	root, p := env.validate(nil)
+	if p = append(p, id.problems()...); len(p) > 0 {
 		return nil, validationError(step, p...)
 	}
 	resource, err := NormalizeResource(env.ActionType, env.Resource)
 	if err != nil {
 		return nil, err
 	}
-	params, err := Canonicalize(env.Params)
-	if err != nil {
-		return nil, err
-	}
+	params := root.canonical()
 	a := &Action{
 		SchemaVersion: env.SchemaVersion,
 		ActionID:      env.ActionID,
@@ -78,7 +76,7 @@ func New(env *Envelope, id Identity) (*Action, error) {
 		Extensions:    cloneExtensions(env.Context.Extensions),
 	}
 	a.RiskFlags = ComputeRiskFlags(a)
-	a.Fingerprint = Fingerprint(a)
+	a.Fingerprint = fingerprint(a, params)
 	return a, nil
 }
 

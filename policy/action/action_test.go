@@ -272,3 +272,24 @@ func TestRiskLevel(t *testing.T) {
 		}
 	}
 }
+
+// TestFingerprintDocument checks the hand-written fingerprint document
+// against the generic canonical encoder, with strings that need escaping.
+func TestFingerprintDocument(t *testing.T) {
+	a := &Action{
+		SchemaVersion: "v1", ActionType: "x.y", Resource: "pay://shop/<a&b>",
+		Params: json.RawMessage(`{"z":[1.0,"\u2028"],"a":{}}`), Principal: "al\"ice", Agent: "é", Environment: "dev\n",
+	}
+	doc, err := CanonicalMarshal(map[string]any{
+		"normalized_action": map[string]any{
+			"schema_version": a.SchemaVersion, "action_type": a.ActionType, "resource": a.Resource, "params": a.Params,
+		},
+		"principal": a.Principal, "agent": a.Agent, "environment": a.Environment,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Fingerprint(a); got != SHA256Hex(doc) {
+		t.Errorf("Fingerprint = %s, want sha256 of %s", got, doc)
+	}
+}

@@ -20,10 +20,14 @@ func Canonicalize(raw []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("canonical json: %v: %w", err, ErrValidation)
 	}
+	return root.canonical(), nil
+}
+
+func (n *node) canonical() []byte {
 	var buf bytes.Buffer
-	buf.Grow(len(raw))
-	root.write(&buf)
-	return buf.Bytes(), nil
+	buf.Grow(len(n.raw))
+	n.write(&buf)
+	return buf.Bytes()
 }
 
 // CanonicalMarshal marshals v with encoding/json and canonicalizes the result.

@@ -74,6 +74,7 @@ type envelopeDecoder struct {
 	keys         []string
 	withIdentity bool
 	env          Envelope
+	params       *node // the params member, parsed with the body
 	id           Identity
 	seen         []string
 	problems     []string
@@ -99,7 +100,8 @@ func (d *envelopeDecoder) decode(body []byte) []string {
 	}
 	// Value checks run only on a structurally sound body, so a missing field
 	// is not reported a second time as an invalid one.
-	d.problems = append(d.env.problems(), d.id.problemsIf(d.withIdentity)...)
+	_, d.problems = d.env.validate(d.params)
+	d.problems = append(d.problems, d.id.problemsIf(d.withIdentity)...)
 	return d.problems
 }
 
@@ -111,9 +113,9 @@ func (d *envelopeDecoder) field(f field) {
 	d.seen = append(d.seen, f.key)
 	switch f.key {
 	case "params":
-		d.env.Params = slices.Clone(f.raw)
+		d.env.Params, d.params = slices.Clone(f.raw), f.val
 	case "context":
-		d.context(f.raw)
+		d.context(f)
 	default:
 		d.stringField(f)
 	}
@@ -160,33 +162,33 @@ func (d *envelopeDecoder) requireAll() {
 }
 
 // context decodes the context object, whose only key is "extensions".
-func (d *envelopeDecoder) context(raw json.RawMessage) {
-	if !isJSONObject(raw) {
+func (d *envelopeDecoder) context(c field) {
+	members, err := c.val.fields()
+	if err != nil {
 		d.problems = append(d.problems, "context must be a JSON object")
 		return
 	}
-	if len(raw) > MaxContextBytes {
+	if len(c.raw) > MaxContextBytes {
 		d.problems = append(d.problems, fmt.Sprintf("context exceeds %d bytes", MaxContextBytes))
 		return
 	}
-	fields, _ := readFields(raw) // the whole body was checked already
-	for _, f := range fields {
+	for _, f := range members {
 		if f.key != "extensions" {
 			d.problems = append(d.problems, "context: "+unknownField(f.key, []string{"extensions"}))
 			continue
 		}
-		d.extensions(f.raw)
+		d.extensions(f)
 	}
 }
 
-func (d *envelopeDecoder) extensions(raw json.RawMessage) {
-	if !isJSONObject(raw) {
+func (d *envelopeDecoder) extensions(e field) {
+	members, err := e.val.fields()
+	if err != nil {
 		d.problems = append(d.problems, "context.extensions must be a JSON object")
 		return
 	}
-	fields, _ := readFields(raw)
-	d.env.Context.Extensions = make(map[string]json.RawMessage, len(fields))
-	for _, f := range fields {
+	d.env.Context.Extensions = make(map[string]json.RawMessage, len(members))
+	for _, f := range members {
 		d.env.Context.Extensions[f.key] = slices.Clone(f.raw)
 	}
 }

@@ -1,44 +1,44 @@
 package action
 
-import "encoding/json"
-
-// fingerprintInput is the document an approval binds to. It leaves out
-// action_id and trace_id so an agent can retry the same action under new ids,
-// and includes the canonical params so any change to them needs a new
-// approval.
-type fingerprintInput struct {
-	NormalizedAction normalizedAction `json:"normalized_action"`
-	Principal        string           `json:"principal"`
-	Agent            string           `json:"agent"`
-	Environment      string           `json:"environment"`
-}
-
-type normalizedAction struct {
-	SchemaVersion string          `json:"schema_version"`
-	ActionType    string          `json:"action_type"`
-	Resource      string          `json:"resource"`
-	Params        json.RawMessage `json:"params"`
-}
+import "bytes"
 
 // Fingerprint is the sha256 hex of the canonical JSON of
-// {"normalized_action":{schema_version, action_type, resource, params},
-// "principal", "agent", "environment"}. It returns "" only for an Action not
-// built by New whose params are not valid JSON; callers must never match an
-// empty fingerprint.
+//
+//	{"normalized_action":{"schema_version","action_type","resource","params"},
+//	 "principal","agent","environment"}
+//
+// It leaves out action_id and trace_id so an agent can retry the same action
+// under new ids, and includes the canonical params so any change to them
+// needs a new approval. It returns "" only for an Action not built by New
+// whose params are not valid JSON; callers must never match an empty
+// fingerprint.
 func Fingerprint(a *Action) string {
-	b, err := CanonicalMarshal(fingerprintInput{
-		NormalizedAction: normalizedAction{
-			SchemaVersion: a.SchemaVersion,
-			ActionType:    a.ActionType,
-			Resource:      a.Resource,
-			Params:        a.Params,
-		},
-		Principal:   a.Principal,
-		Agent:       a.Agent,
-		Environment: a.Environment,
-	})
+	params, err := Canonicalize(a.Params)
 	if err != nil {
 		return ""
 	}
-	return SHA256Hex(b)
+	return fingerprint(a, params)
+}
+
+// fingerprint writes the canonical document directly, keys already in
+// sorted order, since params is canonical and every other value is a string.
+func fingerprint(a *Action, params []byte) string {
+	var b bytes.Buffer
+	b.Grow(len(params) + len(a.Resource) + 256)
+	b.WriteString(`{"agent":`)
+	b.Write(marshalString(a.Agent))
+	b.WriteString(`,"environment":`)
+	b.Write(marshalString(a.Environment))
+	b.WriteString(`,"normalized_action":{"action_type":`)
+	b.Write(marshalString(a.ActionType))
+	b.WriteString(`,"params":`)
+	b.Write(params)
+	b.WriteString(`,"resource":`)
+	b.Write(marshalString(a.Resource))
+	b.WriteString(`,"schema_version":`)
+	b.Write(marshalString(a.SchemaVersion))
+	b.WriteString(`},"principal":`)
+	b.Write(marshalString(a.Principal))
+	b.WriteString(`}`)
+	return SHA256Hex(b.Bytes())
 }

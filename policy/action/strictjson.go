@@ -25,12 +25,20 @@ var (
 )
 
 // node is one parsed JSON value. Scalars are kept already in canonical text so
-// writing a canonical document is a single pass.
+// writing a canonical document is a single pass; raw keeps the value's bytes
+// as sent, so nested objects need not be decoded again.
 type node struct {
 	kind    byte   // '{', '[' or 0 for a scalar
 	scalar  []byte // canonical text of a scalar
+	raw     []byte // the value as it appears in the input
 	entries []entry
 	elems   []*node
+}
+
+// parser walks one input with json.Decoder.Token.
+type parser struct {
+	dec   *json.Decoder
+	input []byte
 }
 
 // entry is one member of an object; entries are kept sorted by key.
@@ -50,22 +58,38 @@ func parseJSON(raw []byte) (*node, error) {
 	if err := checkSurrogates(raw); err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	tok, err := dec.Token()
+	p := parser{dec: json.NewDecoder(bytes.NewReader(raw)), input: raw}
+	p.dec.UseNumber()
+	n, err := p.spanValue(0)
 	if err == io.EOF {
 		return nil, errEmptyJSON
 	}
 	if err != nil {
+		return nil, err
+	}
+	if _, err := p.dec.Token(); err != io.EOF {
+		return nil, errTrailingData
+	}
+	return n, nil
+}
+
+// spanValue parses the next value and records its raw bytes. Between two
+// tokens there is only white space, "," or ":", so trimming those from the
+// span since the previous token leaves exactly the value.
+func (p *parser) spanValue(depth int) (*node, error) {
+	start := p.dec.InputOffset()
+	tok, err := p.dec.Token()
+	if err == io.EOF && depth == 0 {
+		return nil, err
+	}
+	if err != nil {
 		return nil, syntaxError(err)
 	}
-	n, err := parseValue(dec, tok, 0)
+	n, err := p.value(tok, depth)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errTrailingData
-	}
+	n.raw = bytes.TrimLeft(p.input[start:p.dec.InputOffset()], " \t\r\n,:")
 	return n, nil
 }
 
@@ -77,7 +101,7 @@ func syntaxError(err error) error {
 	return errors.New("invalid json: " + strings.TrimPrefix(err.Error(), "json: "))
 }
 
-func parseValue(dec *json.Decoder, tok json.Token, depth int) (*node, error) {
+func (p *parser) value(tok json.Token, depth int) (*node, error) {
 	d, ok := tok.(json.Delim)
 	if !ok {
 		return scalarNode(tok)
@@ -86,50 +110,51 @@ func parseValue(dec *json.Decoder, tok json.Token, depth int) (*node, error) {
 		return nil, errTooDeep
 	}
 	if d == '{' {
-		return parseObject(dec, depth+1)
+		return p.object(depth + 1)
 	}
-	return parseArray(dec, depth+1)
+	return p.array(depth + 1)
 }
 
-func parseObject(dec *json.Decoder, depth int) (*node, error) {
+func (p *parser) object(depth int) (*node, error) {
 	n := &node{kind: '{'}
-	for {
-		tok, err := dec.Token()
+	for p.dec.More() {
+		tok, err := p.dec.Token()
 		if err != nil {
 			return nil, syntaxError(err)
 		}
-		if tok == json.Delim('}') {
-			return n, sortEntries(n.entries)
-		}
 		// Token only returns a string here: a non-string key is a syntax error.
 		key, _ := tok.(string)
-		if tok, err = dec.Token(); err != nil {
-			return nil, syntaxError(err)
-		}
-		val, err := parseValue(dec, tok, depth)
+		val, err := p.spanValue(depth)
 		if err != nil {
 			return nil, err
 		}
 		n.entries = append(n.entries, entry{key: key, val: val})
 	}
+	return n, p.closing(sortEntries(n.entries))
 }
 
-func parseArray(dec *json.Decoder, depth int) (*node, error) {
+func (p *parser) array(depth int) (*node, error) {
 	n := &node{kind: '['}
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, syntaxError(err)
-		}
-		if tok == json.Delim(']') {
-			return n, nil
-		}
-		val, err := parseValue(dec, tok, depth)
+	for p.dec.More() {
+		val, err := p.spanValue(depth)
 		if err != nil {
 			return nil, err
 		}
 		n.elems = append(n.elems, val)
 	}
+	return n, p.closing(nil)
+}
+
+// closing consumes the "}" or "]" that ends a container; More has already
+// seen it, but Token must check that it matches.
+func (p *parser) closing(err error) error {
+	if err != nil {
+		return err
+	}
+	if _, err := p.dec.Token(); err != nil {
+		return syntaxError(err)
+	}
+	return nil
 }
 
 // sortEntries orders keys the way encoding/json orders map keys (bytewise)
@@ -234,35 +259,28 @@ func unhex(c byte) (byte, bool) {
 type field struct {
 	key string
 	raw json.RawMessage
+	val *node
 }
 
 // readFields strictly checks raw (see parseJSON) and returns the members of
-// the top-level object in input order, raw values untouched. Callers match
-// keys exactly, so case variants are unknown fields, never aliases.
+// the top-level object, sorted by key, raw values as sent. Callers match keys
+// exactly, so case variants are unknown fields, never aliases.
 func readFields(raw []byte) ([]field, error) {
 	root, err := parseJSON(raw)
 	if err != nil {
 		return nil, err
 	}
-	if root.kind != '{' {
+	return root.fields()
+}
+
+// fields lists the members of an object node.
+func (n *node) fields() ([]field, error) {
+	if n.kind != '{' {
 		return nil, errNotObject
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil {
-		return nil, syntaxError(err)
-	}
-	fields := make([]field, 0, len(root.entries))
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, syntaxError(err)
-		}
-		key, _ := tok.(string)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, syntaxError(err)
-		}
-		fields = append(fields, field{key: key, raw: v})
+	fields := make([]field, len(n.entries))
+	for i, e := range n.entries {
+		fields[i] = field{key: e.key, raw: e.val.raw, val: e.val}
 	}
 	return fields, nil
 }
@@ -271,11 +289,4 @@ func readFields(raw []byte) ([]field, error) {
 // accept null into a string and leave it empty.
 func isJSONString(raw []byte) bool {
 	return len(raw) > 0 && raw[0] == '"'
-}
-
-// isJSONObject reports whether raw starts a JSON object (leading white space
-// allowed, as in a request body).
-func isJSONObject(raw []byte) bool {
-	t := bytes.TrimLeft(raw, " \t\r\n")
-	return len(t) > 0 && t[0] == '{'
 }

@@ -10,6 +10,13 @@ import (
 // shared by DecodeEnvelope and New so an envelope built in code is held to the
 // same rules as one decoded from a request.
 func (env *Envelope) problems() []string {
+	_, p := env.validate(nil)
+	return p
+}
+
+// validate also returns the parsed params, so New parses them only once.
+// parsed, when not nil, is env.Params already parsed by the caller.
+func (env *Envelope) validate(parsed *node) (*node, []string) {
 	var p []string
 	if env.SchemaVersion != SchemaVersion {
 		p = append(p, `schema_version must be "v1"`)
@@ -23,33 +30,36 @@ func (env *Envelope) problems() []string {
 	if env.Resource == "" {
 		p = append(p, "resource is required")
 	}
-	if msg := paramsProblem(env.Params); msg != "" {
+	params, msg := parseParams(env.Params, parsed)
+	if msg != "" {
 		p = append(p, msg)
 	}
 	if !validID(env.TraceID) {
 		p = append(p, "trace_id must match "+idPattern)
 	}
-	return append(p, env.Context.problems()...)
+	return params, append(p, env.Context.problems()...)
 }
 
-// paramsProblem checks that params is one JSON object within its limit, with
+// parseParams checks that params is one JSON object within its limit, with
 // no duplicate key at any depth: canonicalization would otherwise hide which
 // of two values the upstream tool will see.
-func paramsProblem(params []byte) string {
+func parseParams(params []byte, root *node) (*node, string) {
 	if len(params) > MaxParamsBytes {
-		return fmt.Sprintf("params exceeds %d bytes", MaxParamsBytes)
+		return nil, fmt.Sprintf("params exceeds %d bytes", MaxParamsBytes)
 	}
 	if len(params) == 0 {
-		return "params is required"
+		return nil, "params is required"
 	}
-	root, err := parseJSON(params)
-	if err != nil {
-		return "params: " + err.Error()
+	if root == nil {
+		var err error
+		if root, err = parseJSON(params); err != nil {
+			return nil, "params: " + err.Error()
+		}
 	}
 	if root.kind != '{' {
-		return "params must be a JSON object"
+		return nil, "params must be a JSON object"
 	}
-	return ""
+	return root, ""
 }
 
 // problems checks the extensions, in sorted key order so the report is
