@@ -1,0 +1,289 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddy-nomos/nomos/internal/credentials"
+	"github.com/caddy-nomos/nomos/policy"
+	"github.com/caddy-nomos/nomos/policy/action"
+)
+
+// drainGrace is how long output pipes may stay open after the process group
+// was killed (only a process that left the group can hold them).
+const drainGrace = time.Second
+
+// Exec enforcement modes, reported in metadata.
+const (
+	execModeConstraints = "derived_exec_constraints"
+	execModeAllowlist   = "legacy_exec_allowlist"
+	execModePolicyOnly  = "policy_only"
+)
+
+type execParams struct {
+	argv    []string
+	cwd     *string
+	envKeys []string
+	leases  []string
+}
+
+// processExec runs argv directly (never through a shell) in the workspace,
+// with an empty environment except allowlisted keys and leased secrets.
+func (e *Executor) processExec(ctx context.Context, a *action.Action, d policy.Decision) (*Result, *Error) {
+	if !execSupported {
+		return nil, fail(CodeUnsupportedAction, "process.exec needs process groups, which this platform lacks")
+	}
+	p, xerr := decodeExecParams(a.Params)
+	if xerr != nil {
+		return nil, xerr
+	}
+	mode, xerr := authorizeArgv(p.argv, d.Obligations)
+	if xerr != nil {
+		return nil, xerr
+	}
+	dir, rel, xerr := e.execDir(p.cwd)
+	if xerr != nil {
+		return nil, xerr
+	}
+	env, keys, xerr := e.execEnv(p, a)
+	if xerr != nil {
+		return nil, xerr
+	}
+	res, xerr := e.runCommand(ctx, p.argv, dir, env)
+	if xerr != nil {
+		return nil, xerr
+	}
+	res.Metadata["exec_enforcement_mode"] = mode
+	res.Metadata["cwd"] = rel
+	res.Metadata["env_keys"] = keys
+	res.Metadata["credential_lease_ids"] = p.leases
+	return res, nil
+}
+
+func decodeExecParams(raw []byte) (execParams, *Error) {
+	var p execParams
+	xerr := decodeParams(raw,
+		field{name: "argv", dst: &p.argv, required: true},
+		field{name: "cwd", dst: &p.cwd},
+		field{name: "env_allowlist_keys", dst: &p.envKeys},
+		field{name: "credential_lease_ids", dst: &p.leases})
+	if xerr != nil {
+		return p, xerr
+	}
+	if len(p.argv) == 0 || p.argv[0] == "" {
+		return p, fail(CodeInvalidParams, "params: argv must name a program")
+	}
+	for _, s := range slices.Concat(p.argv, p.envKeys, p.leases) {
+		if strings.ContainsRune(s, 0) {
+			return p, fail(CodeInvalidParams, "params: NUL byte in argv, env_allowlist_keys or credential_lease_ids")
+		}
+	}
+	for _, k := range p.envKeys {
+		if !envKeyPattern.MatchString(k) {
+			return p, fail(CodeInvalidParams, "params: invalid env key %q", k)
+		}
+	}
+	return p, nil
+}
+
+// authorizeArgv re-checks argv against the decision at run time: the exec
+// constraints derived from exec_match, else the legacy exec allowlist.
+func authorizeArgv(argv []string, ob policy.Obligations) (string, *Error) {
+	if ob.ExecConstraints != nil {
+		for _, pattern := range ob.ExecConstraints.ArgvPatterns {
+			if matchArgv(pattern, argv) {
+				return execModeConstraints, nil
+			}
+		}
+		return "", fail(CodeExecConstraintViolation, "argv matches none of the exec constraints")
+	}
+	if len(ob.ExecAllowlist) > 0 {
+		for _, prefix := range ob.ExecAllowlist {
+			if len(prefix) > 0 && len(argv) >= len(prefix) && slices.Equal(argv[:len(prefix)], prefix) {
+				return execModeAllowlist, nil
+			}
+		}
+		return "", fail(CodeExecNotAllowlisted, "argv starts with no prefix of the exec allowlist")
+	}
+	return execModePolicyOnly, nil
+}
+
+// matchArgv matches argv against a pattern where "*" is one token, "**"
+// any number of tokens and every other token is literal. It backtracks only
+// to the last "**", so it runs in O(len(pattern) * len(argv)).
+func matchArgv(pattern, argv []string) bool {
+	pi, ai := 0, 0
+	star, mark := -1, 0
+	for ai < len(argv) {
+		switch {
+		case pi < len(pattern) && pattern[pi] == "**":
+			star, mark = pi, ai
+			pi++
+		case pi < len(pattern) && (pattern[pi] == "*" || pattern[pi] == argv[ai]):
+			pi, ai = pi+1, ai+1
+		case star >= 0:
+			mark++
+			pi, ai = star+1, mark
+		default:
+			return false
+		}
+	}
+	for pi < len(pattern) && pattern[pi] == "**" {
+		pi++
+	}
+	return pi == len(pattern)
+}
+
+// execDir is the confined working directory: the root, or a workspace
+// directory given relative to it.
+func (e *Executor) execDir(cwd *string) (string, string, *Error) {
+	if cwd == nil {
+		return e.root, ".", nil
+	}
+	c := strings.TrimPrefix(*cwd, "./")
+	if c == "" || c == "." {
+		return e.root, ".", nil
+	}
+	if filepath.IsAbs(c) {
+		return "", "", fail(CodeSandboxViolation, "cwd escape detected")
+	}
+	rel, xerr := relPath(strings.TrimSuffix(c, "/"), false)
+	if xerr != nil {
+		return "", "", fail(CodeSandboxViolation, "cwd escape detected")
+	}
+	if xerr := e.confine(rel); xerr != nil {
+		return "", "", xerr
+	}
+	real, err := filepath.EvalSymlinks(filepath.Join(e.root, filepath.FromSlash(rel)))
+	if err != nil {
+		return "", "", fail(CodeNotFound, "cwd %s does not exist", rel)
+	}
+	if fi, err := os.Stat(real); err != nil || !fi.IsDir() || !within(e.root, real) {
+		return "", "", fail(CodeInvalidParams, "cwd %s is not a workspace directory", rel)
+	}
+	return real, rel, nil
+}
+
+// execEnv builds the child environment: the requested keys that the config
+// also allowlists, copied from this process, then the leased secrets.
+func (e *Executor) execEnv(p execParams, a *action.Action) ([]string, []string, *Error) {
+	vars := map[string]string{}
+	for _, k := range p.envKeys {
+		if v, ok := os.LookupEnv(k); ok && slices.Contains(e.cfg.EnvAllowlist, k) {
+			vars[k] = v
+		}
+	}
+	if len(p.leases) > 0 {
+		if xerr := e.materialize(p.leases, a, vars); xerr != nil {
+			return nil, nil, xerr
+		}
+	}
+	keys := slices.Sorted(maps.Keys(vars))
+	env := make([]string, len(keys))
+	for i, k := range keys {
+		env[i] = k + "=" + vars[k]
+	}
+	return env, keys, nil
+}
+
+func (e *Executor) materialize(leases []string, a *action.Action, vars map[string]string) *Error {
+	if e.broker == nil {
+		return fail(CodeCredentialsUnavailable, "no credential broker is configured")
+	}
+	env, _, err := e.broker.Materialize(leases, binding(a))
+	if err != nil {
+		return fail(CodeCredentialsUnavailable, "%v", err)
+	}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	return nil
+}
+
+func binding(a *action.Action) credentials.Binding {
+	return credentials.Binding{Principal: a.Principal, Agent: a.Agent, Environment: a.Environment, TraceID: a.TraceID}
+}
+
+// runCommand starts argv in its own process group and collects its output.
+// The group is killed on timeout and again when the command exits, so
+// nothing it started outlives it.
+func (e *Executor) runCommand(ctx context.Context, argv []string, dir string, env []string) (*Result, *Error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.ExecTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir, cmd.Env = dir, env
+	setProcAttrs(cmd, e.profile >= profileLocal)
+	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
+	out, xerr := e.startCommand(cmd)
+	if xerr != nil {
+		return nil, xerr
+	}
+	start := time.Now()
+	waitErr := cmd.Wait()
+	_ = killGroup(cmd.Process.Pid)
+	stdout, stderr := out.collect()
+	return execResult(cmd, ctx, waitErr, stdout, stderr, time.Since(start)), nil
+}
+
+// startCommand wires the output pipes, starts cmd and applies the local
+// profile's limits.
+func (e *Executor) startCommand(cmd *exec.Cmd) (*outputs, *Error) {
+	out, err := newOutputs(e.cfg.MaxOutputBytes + lookahead)
+	if err != nil {
+		return nil, fail(CodeExecutionError, "output pipes: %v", err)
+	}
+	cmd.Stdout, cmd.Stderr = out.stdout.w, out.stderr.w
+	err = cmd.Start()
+	out.closeWriters()
+	if err != nil {
+		out.collect()
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			return nil, fail(CodeNotFound, "executable %q not found", cmd.Args[0])
+		}
+		return nil, fail(CodeExecutionError, "start: %v", err)
+	}
+	out.drain()
+	if e.profile >= profileLocal {
+		if err := applyRlimits(cmd.Process.Pid, e.cfg.ExecTimeout); err != nil {
+			_ = killGroup(cmd.Process.Pid)
+			_ = cmd.Wait()
+			out.collect()
+			return nil, fail(CodeExecutionError, "local sandbox limits: %v", err)
+		}
+	}
+	return out, nil
+}
+
+func execResult(cmd *exec.Cmd, ctx context.Context, waitErr error, stdout, stderr *capturedOutput, took time.Duration) *Result {
+	code := cmd.ProcessState.ExitCode()
+	class := ClassSuccess
+	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
+	switch {
+	case timedOut:
+		class = ClassExecTimeout
+	case code != 0 || waitErr != nil:
+		class = ClassExecutionError
+	}
+	return &Result{
+		Stdout:         string(stdout.data),
+		Stderr:         string(stderr.data),
+		Truncated:      stdout.more || stderr.more,
+		ExitCode:       &code,
+		Classification: class,
+		Metadata: map[string]any{
+			"exit_code":    code,
+			"timed_out":    timedOut,
+			"duration_ms":  took.Milliseconds(),
+			"stdout_bytes": stdout.total,
+			"stderr_bytes": stderr.total,
+		},
+	}
+}
