@@ -262,12 +262,14 @@ func (ex *explainer) minimalChange() string {
 }
 
 // nearMiss finds an ALLOW rule, else a REQUIRE_APPROVAL rule, that failed
-// exactly one condition, and names that condition.
+// exactly one condition, and names that condition. A rule for another action
+// type is no near miss: asking for a read instead of a command is not a
+// smaller change to the same action.
 func (ex *explainer) nearMiss() string {
 	for _, class := range []decisionClass{classAllow, classApproval} {
 		for i, rc := range ex.checks {
 			c := &ex.e.compiled[i]
-			if c.class != class || rc.err != nil || !singleBit(rc.failed) {
+			if c.class != class || rc.err != nil || !singleBit(rc.failed) || rc.failed == condActionType {
 				continue
 			}
 			verb := map[decisionClass]string{classAllow: "allow this action", classApproval: "let this action proceed with approval"}[class]
