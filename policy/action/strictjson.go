@@ -93,7 +93,7 @@ func (p *parser) spanValue(depth int) (*node, error) {
 	return n, nil
 }
 
-// syntaxError keeps encoding/json's description, which points at the offset.
+// syntaxError keeps encoding/json's description of what is wrong.
 func syntaxError(err error) error {
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		return errors.New("invalid json: unexpected end of input")
