@@ -206,6 +206,9 @@ func TestFingerprint(t *testing.T) {
 	if got := Fingerprint(&Action{Params: json.RawMessage(`{`)}); got != "" {
 		t.Errorf("Fingerprint of invalid params = %q, want empty", got)
 	}
+	if got := Fingerprint(nil); got != "" {
+		t.Errorf("Fingerprint(nil) = %q, want empty", got)
+	}
 }
 
 func fingerprintOf(t *testing.T, mutate func(*Envelope, *Identity)) string {
@@ -249,6 +252,9 @@ func TestRiskFlags(t *testing.T) {
 		if lvl := RiskLevel(got); lvl != tc.level {
 			t.Errorf("RiskLevel(%v) = %s, want %s", got, lvl, tc.level)
 		}
+	}
+	if got := ComputeRiskFlags(nil); got == nil || len(got) != 0 {
+		t.Errorf("ComputeRiskFlags(nil) = %#v, want empty", got)
 	}
 	if len(justUnder) != LargeIOBytes-1 || len(large) <= LargeIOBytes {
 		t.Fatalf("bad boundary fixtures: %d, %d", len(justUnder), len(large))

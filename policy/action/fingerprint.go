@@ -9,10 +9,13 @@ import "bytes"
 //
 // It leaves out action_id and trace_id so an agent can retry the same action
 // under new ids, and includes the canonical params so any change to them
-// needs a new approval. It returns "" only for an Action not built by New
-// whose params are not valid JSON; callers must never match an empty
+// needs a new approval. It returns "" only for a nil Action or one not built
+// by New whose params are not valid JSON; callers must never match an empty
 // fingerprint.
 func Fingerprint(a *Action) string {
+	if a == nil {
+		return ""
+	}
 	params, err := Canonicalize(a.Params)
 	if err != nil {
 		return ""

@@ -22,9 +22,12 @@ const LargeIOBytes = 32 << 10
 
 // ComputeRiskFlags derives the risk flags of a from its type and the size of
 // its canonical params. The result is sorted (the constants above are listed
-// in order) and never nil.
+// in order) and never nil; a nil Action has no flags.
 func ComputeRiskFlags(a *Action) []string {
 	flags := make([]string, 0, 2)
+	if a == nil {
+		return flags
+	}
 	if a.ActionType == TypeProcessExec {
 		flags = append(flags, RiskExec)
 	}
