@@ -68,6 +68,19 @@ func TestNewFromDecodedEnvelope(t *testing.T) {
 	}
 }
 
+// TestNewWithoutAgent: a route that does not authenticate agents binds an
+// empty agent, which stays distinct from every named agent.
+func TestNewWithoutAgent(t *testing.T) {
+	a, err := New(testEnvelope(), Identity{Principal: "alice", Environment: "dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	named, _ := New(testEnvelope(), testIdentity)
+	if a.Agent != "" || a.Fingerprint == named.Fingerprint {
+		t.Errorf("agent %q, fingerprint %s shared with a named agent", a.Agent, a.Fingerprint)
+	}
+}
+
 func TestNewErrors(t *testing.T) {
 	if _, err := New(nil, testIdentity); err == nil || err.Error() != "new action: envelope is nil: validation error" {
 		t.Errorf("nil envelope: %v", err)
@@ -95,7 +108,6 @@ func TestNewErrors(t *testing.T) {
 		{"extension invalid", func(e *Envelope, _ *Identity) { e.Context.Extensions["t"] = json.RawMessage(`{`) }, `context.extensions["t"]: invalid json`},
 		{"approval invalid", func(e *Envelope, _ *Identity) { e.Context.Extensions["approval"] = json.RawMessage(`{}`) }, `context.extensions.approval: missing field "approval_id"`},
 		{"principal", func(_ *Envelope, id *Identity) { id.Principal = "" }, "principal is required"},
-		{"agent", func(_ *Envelope, id *Identity) { id.Agent = "" }, "agent is required"},
 		{"environment", func(_ *Envelope, id *Identity) { id.Environment = "" }, "environment is required"},
 	}
 	for _, tc := range cases {

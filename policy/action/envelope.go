@@ -57,7 +57,8 @@ func DecodeEnvelope(body []byte) (*Envelope, error) {
 
 // DecodeActionFile decodes the input of `nomos policy test --action` and of
 // the UI explain call: an envelope plus required "principal", "agent" and
-// "environment" strings, with the same strictness as DecodeEnvelope. It is
+// "environment" strings (the agent may be "", as in New), with the same
+// strictness as DecodeEnvelope. It is
 // meant for operators' tools only; a network front door must use
 // DecodeEnvelope so identity never comes from the request.
 func DecodeActionFile(body []byte) (*Envelope, Identity, error) {

@@ -222,6 +222,9 @@ func TestDecodeActionFile(t *testing.T) {
 	if env.ActionID != "act-1" || id != (Identity{Principal: "alice", Agent: "coder", Environment: "dev"}) {
 		t.Errorf("decoded %+v, %+v", env, id)
 	}
+	if _, id, err := DecodeActionFile([]byte(envelopeBody(nil, ident[0], `"agent":""`, ident[2]))); err != nil || id.Agent != "" {
+		t.Errorf("empty agent: %+v, %v", id, err)
+	}
 	cases := []struct {
 		name  string
 		body  string
@@ -229,7 +232,7 @@ func TestDecodeActionFile(t *testing.T) {
 	}{
 		{"missing identity", envelopeBody(nil), []string{`missing field "principal"`, `missing field "agent"`, `missing field "environment"`}},
 		{"empty principal", envelopeBody(nil, `"principal":""`, ident[1], ident[2]), []string{"principal is required"}},
-		{"empty agent and environment", envelopeBody(nil, ident[0], `"agent":""`, `"environment":""`), []string{"agent is required; environment is required"}},
+		{"empty principal and environment", envelopeBody(nil, `"principal":""`, ident[1], `"environment":""`), []string{"principal is required; environment is required"}},
 		{"non-string agent", envelopeBody(nil, ident[0], `"agent":["coder"]`, ident[2]), []string{"agent must be a string"}},
 		{"duplicate principal", envelopeBody(nil, append(ident, `"principal":"root"`)...), []string{"body: duplicate object key"}},
 		{"case-variant principal", envelopeBody(nil, append(ident, `"Principal":"root"`)...), []string{`field "Principal" must be spelled "principal"`}},

@@ -129,16 +129,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// problems checks the identity bound to an action: an empty principal,
-// agent or environment would let unrelated callers share fingerprints and
-// approvals.
+// problems checks the identity bound to an action: an empty principal or
+// environment would let unrelated callers share fingerprints and approvals.
+// The agent may be empty: a route that does not authenticate agents has
+// none, and "" never equals a named agent in a rule or a fingerprint.
 func (id Identity) problems() []string {
 	var p []string
 	if id.Principal == "" {
 		p = append(p, "principal is required")
-	}
-	if id.Agent == "" {
-		p = append(p, "agent is required")
 	}
 	if id.Environment == "" {
 		p = append(p, "environment is required")
