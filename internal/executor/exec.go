@@ -259,6 +259,9 @@ func (e *Executor) startCommand(cmd *exec.Cmd) (*outputs, *Error) {
 			return nil, fail(CodeExecutionError, "local sandbox limits: %v", err)
 		}
 	}
+	if e.hooks.afterStart != nil {
+		e.hooks.afterStart(cmd.Process.Pid)
+	}
 	return out, nil
 }
 

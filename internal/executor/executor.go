@@ -104,6 +104,8 @@ type testHooks struct {
 	beforeCommit func(rel string)
 	// probeContainer replaces the container evidence probe.
 	probeContainer func() error
+	// afterStart runs once a child has started and its limits are set.
+	afterStart func(pid int)
 }
 
 var envKeyPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -261,4 +261,3 @@ func mustRename(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
-

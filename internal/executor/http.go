@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -108,21 +107,28 @@ func (e *Executor) httpScheme() string {
 	return "https"
 }
 
-// allowlist normalizes net_allowlist entries as resources normalize hosts:
-// lowercase, without the default ports.
+// allowlist normalizes net_allowlist entries exactly as url:// resources
+// normalize their host (case, default ports, IP literal forms), so that an
+// entry and a resource naming the same host compare equal. An entry that does
+// not normalize matches nothing.
 func allowlist(entries []string) []string {
 	out := make([]string, 0, len(entries))
 	for _, s := range entries {
-		s = strings.ToLower(strings.TrimSpace(s))
-		if h, port, err := net.SplitHostPort(s); err == nil && (port == "80" || port == "443") {
-			s = h
-			if strings.Contains(h, ":") {
-				s = "[" + h + "]"
-			}
+		if host, ok := normalizedHost(strings.TrimSpace(s), "/"); ok {
+			out = append(out, host)
 		}
-		out = append(out, s)
 	}
 	return out
+}
+
+// normalizedHost is the host[:port] of url://<host><path> once normalized.
+func normalizedHost(host, path string) (string, bool) {
+	n, err := action.NormalizeResource(action.TypeNetHTTPRequest, urlResourcePrefix+host+path)
+	if err != nil {
+		return "", false
+	}
+	h, _, _ := strings.Cut(strings.TrimPrefix(n, urlResourcePrefix), "/")
+	return h, h != ""
 }
 
 func newHTTPRequest(ctx context.Context, p httpParams, target *url.URL) (*http.Request, *Error) {
@@ -206,12 +212,7 @@ func (e *Executor) redirectHost(u *url.URL) (string, bool) {
 	if u.Scheme != "https" && u.Scheme != e.httpScheme() || u.User != nil {
 		return "", false
 	}
-	n, err := action.NormalizeResource(action.TypeNetHTTPRequest, urlResourcePrefix+u.Host+u.EscapedPath())
-	if err != nil {
-		return "", false
-	}
-	host, _, _ := strings.Cut(strings.TrimPrefix(n, urlResourcePrefix), "/")
-	return host, true
+	return normalizedHost(u.Host, u.EscapedPath())
 }
 
 // resourceOf is the url:// resource of a URL, without query or fragment.
