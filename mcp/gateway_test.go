@@ -37,7 +37,7 @@ func TestMultipleUpstreamsPrefixesAndViews(t *testing.T) {
 	route := RouteConfig{Upstreams: []string{"a", "b"}, Include: []string{"*_echo", "b_*"}, Exclude: []string{"b_env", "b_hang"}}
 	_, c := newGateway(t, route, newTestGovernor(), a, b)
 	c.initialize()
-	if got, want := strings.Join(toolNames(t, c), ","), "a_echo,b_echo,b_secret"; got != want {
+	if got, want := strings.Join(toolNames(t, c), ","), "a_echo,b_echo,b_fail,b_secret"; got != want {
 		t.Fatalf("tools = %s, want %s", got, want)
 	}
 	if text, isErr := c.callTool("b_echo", `{"text":"hi"}`); isErr || text != "b:hi" {
@@ -66,13 +66,13 @@ func TestToolListChangedRefreshes(t *testing.T) {
 	u := inprocUpstream(t, "a", s, nil)
 	_, c := newGateway(t, RouteConfig{}, newTestGovernor(), u)
 	c.initialize()
-	if names := toolNames(t, c); len(names) != 4 {
+	if names := toolNames(t, c); len(names) != 5 {
 		t.Fatalf("tools = %v", names)
 	}
 	sdk.AddTool(s, &sdk.Tool{Name: "late", Description: "added later"}, func(context.Context, *sdk.CallToolRequest, echoInput) (*sdk.CallToolResult, any, error) {
 		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "late"}}}, nil, nil
 	})
-	eventually(t, "the new tool to be listed", func() bool { return len(toolNames(t, c)) == 5 })
+	eventually(t, "the new tool to be listed", func() bool { return len(toolNames(t, c)) == 6 })
 	if text, _ := c.callTool("late", `{}`); text != "late" {
 		t.Fatalf("late = %q", text)
 	}

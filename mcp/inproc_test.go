@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -19,25 +20,44 @@ type echoInput struct {
 	Text string `json:"text,omitempty"`
 }
 
+// hangHooks observe and steer the hang tool.
+type hangHooks struct {
+	release  chan struct{} // closing it makes hang return
+	started  chan struct{} // receives once per hang call
+	canceled chan struct{} // receives when a hang call sees cancellation
+}
+
+func newHangHooks() *hangHooks {
+	return &hangHooks{release: make(chan struct{}), started: make(chan struct{}, 16), canceled: make(chan struct{}, 16)}
+}
+
 // newTestServer is an in-process Go SDK MCP server with a few tools:
 // echo, hang (blocks until canceled or released), secret (returns text to
-// redact) and env (the process environment).
-func newTestServer(name string, release <-chan struct{}) *sdk.Server {
+// redact), fail (a tool error) and env (the process environment).
+func newTestServer(name string, hooks *hangHooks) *sdk.Server {
+	if hooks == nil {
+		hooks = newHangHooks()
+	}
 	s := sdk.NewServer(&sdk.Implementation{Name: name, Version: "1"}, nil)
 	sdk.AddTool(s, &sdk.Tool{Name: "echo", Description: "echo"}, func(_ context.Context, _ *sdk.CallToolRequest, in echoInput) (*sdk.CallToolResult, any, error) {
 		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: name + ":" + in.Text}}}, nil, nil
 	})
 	sdk.AddTool(s, &sdk.Tool{Name: "hang", Description: "hang"}, func(ctx context.Context, _ *sdk.CallToolRequest, _ echoInput) (*sdk.CallToolResult, any, error) {
+		hooks.started <- struct{}{}
 		select {
 		case <-ctx.Done():
+			hooks.canceled <- struct{}{}
 			return nil, nil, ctx.Err()
-		case <-release:
+		case <-hooks.release:
 			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "released"}}}, nil, nil
 		}
 	})
 	sdk.AddTool(s, &sdk.Tool{Name: "secret", Description: "secret"}, func(context.Context, *sdk.CallToolRequest, echoInput) (*sdk.CallToolResult, any, error) {
 		text := "token=SECRET123\nline2\nline3\nline4"
 		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: text}}}, nil, nil
+	})
+	sdk.AddTool(s, &sdk.Tool{Name: "fail", Description: "fail"}, func(context.Context, *sdk.CallToolRequest, echoInput) (*sdk.CallToolResult, any, error) {
+		return nil, nil, errors.New("tool failed on purpose")
 	})
 	sdk.AddTool(s, &sdk.Tool{Name: "env", Description: "env"}, func(context.Context, *sdk.CallToolRequest, echoInput) (*sdk.CallToolResult, any, error) {
 		wd, _ := os.Getwd()

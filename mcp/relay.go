@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -196,8 +197,8 @@ func (g *Gateway) forward(ctx context.Context, s *session, u *Upstream, m *messa
 	s.trackInflight(f)
 	defer func() { c.untrack(f); s.untrackInflight(f) }()
 	res, rerr, err := u.send(ctx, c, f.upID, m.Method, params, u.timeoutFor(m.Method))
-	if err != nil && ctx.Err() != nil && !c.dead.Load() {
-		f.sendCancel(c, "client canceled")
+	if err != nil && !c.dead.Load() && (ctx.Err() != nil || errors.Is(err, ErrUpstreamTimeout)) {
+		f.sendCancel(c, "canceled by the client or timed out at the gateway")
 	}
 	return res, rerr, err
 }
@@ -251,10 +252,10 @@ func (s *session) cancelInflight(ctx context.Context, params json.RawMessage) {
 	if f == nil {
 		return
 	}
+	f.cancel() // first, so the answer is "canceled" whatever the upstream does
 	if c := s.link(f.up()); c != nil {
 		f.sendCancel(c, "client canceled")
 	}
-	f.cancel()
 }
 
 func (s *session) trackInflight(f *inflight) {
