@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
@@ -19,15 +20,16 @@ import (
 // upstream has one conn per downstream session (dedicated), plus a control
 // conn that keeps the catalog.
 type conn struct {
-	up        *Upstream
-	t         transport.Interface
-	dedicated *session             // nil for a shared conn
-	killGroup func(syscall.Signal) // stdio: signals the child's process group
-	stop      context.CancelFunc   // remote: ends the transport's context
-	stderr    *tailBuffer
-	init      json.RawMessage // the upstream's initialize result
-	nextID    atomic.Int64
-	dead      atomic.Bool
+	up         *Upstream
+	t          transport.Interface
+	dedicated  *session             // nil for a shared conn
+	killGroup  func(syscall.Signal) // stdio: signals the child's process group
+	stop       context.CancelFunc   // remote: ends the transport's context
+	stderr     *tailBuffer
+	stderrDone chan struct{}   // closed when a stdio child's stderr ends
+	init       json.RawMessage // the upstream's initialize result
+	nextID     atomic.Int64
+	dead       atomic.Bool
 
 	mu       sync.Mutex
 	inflight map[string]*inflight // by upstream request id
@@ -109,18 +111,27 @@ func (c *conn) failure(ctx context.Context, err error) error {
 	if cause := context.Cause(ctx); errors.Is(cause, ErrUpstreamTimeout) {
 		return newUpstreamError(ErrUpstreamTimeout, nil, "upstream %q did not answer in time", c.up.cfg.Name)
 	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("upstream %q request: %w", c.up.cfg.Name, context.Canceled)
-	}
 	if errors.Is(err, transport.ErrTransportClosed) || errors.Is(err, transport.ErrSessionTerminated) {
 		c.markDead()
 	}
-	return newUpstreamError(ErrUpstreamUnavailable, err, "upstream %q transport failed%s", c.up.cfg.Name, c.stderrTail())
+	if c.dead.Load() { // a crash, even if it surfaced as our cancellation
+		return newUpstreamError(ErrUpstreamUnavailable, nil, "upstream %q session ended%s", c.up.cfg.Name, c.stderrTail())
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("upstream %q request: %w", c.up.cfg.Name, context.Canceled)
+	}
+	return newUpstreamError(ErrUpstreamUnavailable, err, "upstream %q transport failed", c.up.cfg.Name)
 }
 
+// stderrTail quotes the end of a stdio child's stderr, waiting briefly for
+// the pipe to drain after an exit.
 func (c *conn) stderrTail() string {
 	if c.stderr == nil {
 		return ""
+	}
+	select {
+	case <-c.stderrDone:
+	case <-time.After(200 * time.Millisecond):
 	}
 	if tail := c.stderr.String(); tail != "" {
 		return fmt.Sprintf(" (stderr tail: %q)", tail)

@@ -57,6 +57,7 @@ func (u *Upstream) openStdio() (*conn, error) {
 		transport.WithCommandFunc(cmdFunc), transport.WithCommandLogger(u.log))
 	c := newConn(u, t, nil)
 	c.stderr = tail
+	c.stderrDone = make(chan struct{})
 	startErr := t.Start(u.ctx)
 	pw.Close() // the child holds its own copy
 	if startErr != nil {
@@ -74,6 +75,7 @@ func (u *Upstream) watchStderr(c *conn, r io.ReadCloser, tail *tailBuffer) {
 	defer u.recoverPanic("stderr")
 	defer r.Close()
 	_, _ = io.Copy(tail, r)
+	close(c.stderrDone)
 	if !c.dead.Load() {
 		u.log.Warn("mcp upstream child exited", "stderr_tail_bytes", tail.Len())
 	}
