@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddy-nomos/nomos/policy/action"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -115,7 +116,7 @@ func TestCallParamsForGovernor(t *testing.T) {
 		t.Fatal("echo failed")
 	}
 	req := gov.lastRequest()
-	want := `{"tool_arguments":{"text":"x"},"tool_arguments_hash":"` + sha256Hex([]byte(`{"text":"x"}`)) +
+	want := `{"tool_arguments":{"text":"x"},"tool_arguments_hash":"` + action.SHA256Hex([]byte(`{"text":"x"}`)) +
 		`","upstream_server":"Retail","upstream_tool":"echo"}`
 	if string(req.Params) != want || req.Resource != "mcp://retail/echo" {
 		t.Fatalf("params = %s resource = %s", req.Params, req.Resource)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 // listNamed aggregates prompts/list, prefixing names per route.
@@ -249,10 +251,9 @@ func setMember(raw json.RawMessage, key string, value any) (json.RawMessage, err
 // surfaceRequest builds the action of a governed non-tool request.
 func (g *Gateway) surfaceRequest(s *session, u *Upstream, actionType, suffix, metaKey, metaValue string, extra map[string]any) AuthzRequest {
 	extra["upstream_server"] = u.cfg.Name
-	raw, _ := json.Marshal(extra)
-	canon, err := canonicalJSON(raw)
-	if err != nil {
-		canon = raw
+	canon, err := action.CanonicalMarshal(extra)
+	if err != nil { // unreachable for the maps built here; fail visibly
+		canon = json.RawMessage(`{"error":"params not canonicalizable"}`)
 	}
 	return AuthzRequest{
 		Identity: s.identity, ActionType: actionType,
@@ -319,7 +320,7 @@ func (g *Gateway) governServerRequest(ctx context.Context, s *session, server, m
 		return &rpcError{Code: CodePolicyDenied, Message: "DENY: upstream not on this route"}
 	}
 	req := g.surfaceRequest(s, u, actionType, suffix, "upstream_method", method,
-		map[string]any{"method": method, "request_hash": sha256Hex(params)})
+		map[string]any{"method": method, "request_hash": action.SHA256Hex(params)})
 	res, err := g.gov.Authorize(ctx, req)
 	if err != nil || res.Decision != DecisionAllow {
 		if err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 // maxArgumentBytes bounds the tool arguments validated and governed.
@@ -133,13 +135,18 @@ func splitApproval(raw json.RawMessage) (json.RawMessage, string, error) {
 
 // callRequest builds the mcp.call action of a tool call.
 func (g *Gateway) callRequest(s *session, ref toolRef, args json.RawMessage, approvalID string) (AuthzRequest, error) {
-	canon, err := canonicalJSON(args)
+	canon, err := action.Canonicalize(args)
 	if err != nil {
 		return AuthzRequest{}, fmt.Errorf("arguments: %w", err)
 	}
 	server := ref.up.cfg.Name
-	params := fmt.Sprintf(`{"tool_arguments":%s,"tool_arguments_hash":%q,"upstream_server":%q,"upstream_tool":%q}`,
-		canon, sha256Hex(canon), server, ref.def.name)
+	params, err := action.CanonicalMarshal(map[string]any{
+		"upstream_server": server, "upstream_tool": ref.def.name,
+		"tool_arguments": json.RawMessage(canon), "tool_arguments_hash": action.SHA256Hex(canon),
+	})
+	if err != nil {
+		return AuthzRequest{}, fmt.Errorf("action params: %w", err)
+	}
 	return AuthzRequest{
 		Identity: s.identity, ActionType: ActionCall,
 		Resource:   "mcp://" + strings.ToLower(server) + "/" + ref.def.name,
