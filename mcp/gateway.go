@@ -97,6 +97,28 @@ func (g *Gateway) Close() error {
 	return nil
 }
 
+// AdoptSessions moves the live downstream sessions of old, the gateway a
+// configuration reload replaces, to g so connected clients keep their
+// MCP-Session-Id. A session moves only when every upstream it uses is the
+// very same *Upstream in g (an unchanged, pooled upstream); the others stay
+// with old and end when old is closed. It returns how many moved.
+func (g *Gateway) AdoptSessions(old *Gateway) int {
+	if old == nil || old == g {
+		return 0
+	}
+	n := 0
+	for _, s := range old.sessions.all() {
+		if !s.usesOnly(g.byName) {
+			continue
+		}
+		old.sessions.remove(s.id)
+		s.gw.Store(g)
+		g.sessions.add(s)
+		n++
+	}
+	return n
+}
+
 // toolVisibleOnRoute applies the include and exclude globs.
 func (g *Gateway) toolVisibleOnRoute(exposed string) bool {
 	for _, glob := range g.route.Exclude {

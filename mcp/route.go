@@ -156,7 +156,7 @@ func (c *conn) onRequest(ctx context.Context, req transport.JSONRPCRequest) (*tr
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.up.cfg.Timeouts.Call)
 	defer cancel()
-	if e := s.gw.governServerRequest(ctx, s, c.up.cfg.Name, req.Method, params); e != nil {
+	if e := s.gw.Load().governServerRequest(ctx, s, c.up.cfg.Name, req.Method, params); e != nil {
 		return rpcErrorResponse(req.ID, e.Code, e.Message), nil
 	}
 	return c.relayServerRequest(ctx, s, related, req, params), nil

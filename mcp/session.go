@@ -20,7 +20,7 @@ const streamQueue = 64
 type session struct {
 	id       string
 	identity Identity
-	gw       *Gateway
+	gw       atomic.Pointer[Gateway] // swapped when a reload adopts the session
 	lastSeen atomic.Int64 // unix nanoseconds
 	nextID   atomic.Int64
 	done     chan struct{}
@@ -52,11 +52,12 @@ func newSession(gw *Gateway, id Identity) (*session, error) {
 		return nil, err
 	}
 	s := &session{
-		id: sid, identity: id, gw: gw, done: make(chan struct{}),
+		id: sid, identity: id, done: make(chan struct{}),
 		links: map[string]*conn{}, pending: map[string]chan *message{}, inflight: map[string]*inflight{},
 		subs: map[string]string{}, owners: map[string]string{},
 		stream: make(chan []byte, streamQueue), logLevel: -1,
 	}
+	s.gw.Store(gw)
 	s.touch(gw.now())
 	return s, nil
 }
@@ -108,7 +109,7 @@ func (s *session) push(msg []byte) {
 	select {
 	case s.stream <- msg:
 	default:
-		s.gw.log.Debug("mcp session stream queue full; dropping message", "downstream_session_id", s.id)
+		s.gw.Load().log.Debug("mcp session stream queue full; dropping message", "downstream_session_id", s.id)
 	}
 }
 
@@ -259,4 +260,30 @@ func (st *sessionStore) all() []*session {
 		out = append(out, s)
 	}
 	return out
+}
+
+// deadLink reports whether one of the session's own upstream sessions has
+// ended (e.g. the remote upstream forgot it): the client must start over.
+func (s *session) deadLink() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.links {
+		if c.dedicated == s && c.dead.Load() {
+			return true
+		}
+	}
+	return false
+}
+
+// usesOnly reports whether every upstream the session is linked to is the
+// same Upstream in byName.
+func (s *session) usesOnly(byName map[string]*Upstream) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, c := range s.links {
+		if byName[name] != c.up {
+			return false
+		}
+	}
+	return true
 }
