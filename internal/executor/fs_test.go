@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/caddy-nomos/nomos/policy"
@@ -78,9 +77,7 @@ func TestFSReadRefusals(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(e.root, "dir"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mkfifo(filepath.Join(e.root, "fifo"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	mkfifo(t, filepath.Join(e.root, "fifo"))
 	tests := []struct {
 		name, resource string
 		params         any
