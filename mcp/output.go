@@ -99,7 +99,7 @@ func (b *budget) take(blk any) (bool, bool) {
 	text, isText := m["text"].(string)
 	if !isText {
 		raw, _ := json.Marshal(blk)
-		if b.bytes >= 0 && int64(len(raw)) > b.bytes {
+		if b.lines == 0 || b.bytes >= 0 && int64(len(raw)) > b.bytes {
 			return false, true
 		}
 		b.charge(int64(len(raw)), 0)
