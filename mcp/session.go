@@ -21,7 +21,7 @@ type session struct {
 	id       string
 	identity Identity
 	gw       atomic.Pointer[Gateway] // swapped when a reload adopts the session
-	lastSeen atomic.Int64 // unix nanoseconds
+	lastSeen atomic.Int64            // unix nanoseconds
 	nextID   atomic.Int64
 	done     chan struct{}
 
