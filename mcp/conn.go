@@ -271,3 +271,14 @@ func (c *conn) tokenTaken(token string) bool {
 	defer c.mu.Unlock()
 	return c.progress[token] != nil
 }
+
+// subscribedElsewhere reports whether another downstream session of this
+// shared conn holds a subscription to uri.
+func (c *conn) subscribedElsewhere(s *session, uri, upstream string) bool {
+	for _, other := range c.sessionsOf() {
+		if other != s && other.subscribedTo(uri, upstream) {
+			return true
+		}
+	}
+	return false
+}

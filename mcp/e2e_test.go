@@ -105,6 +105,7 @@ type clientEvents struct {
 	logs     []string
 	samples  int
 	elicits  int
+	updated  int
 }
 
 func (e *clientEvents) options() *sdk.ClientOptions {
@@ -124,6 +125,11 @@ func (e *clientEvents) options() *sdk.ClientOptions {
 		ProgressNotificationHandler: func(_ context.Context, r *sdk.ProgressNotificationClientRequest) {
 			e.mu.Lock()
 			e.progress = append(e.progress, r.Params.Progress)
+			e.mu.Unlock()
+		},
+		ResourceUpdatedHandler: func(context.Context, *sdk.ResourceUpdatedNotificationRequest) {
+			e.mu.Lock()
+			e.updated++
 			e.mu.Unlock()
 		},
 		LoggingMessageHandler: func(_ context.Context, r *sdk.LoggingMessageRequest) {
@@ -351,6 +357,19 @@ func runRelaySuite(t *testing.T, transport, version string) {
 			t.Fatalf("governed as %s %s", req.ActionType, req.Resource)
 		}
 		if _, err := cs.ListResourceTemplates(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("subscribe", func(t *testing.T) {
+		if err := cs.Subscribe(ctx, &sdk.SubscribeParams{URI: "test://watched-resource"}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "a resources/updated notification", func() bool {
+			ev.mu.Lock()
+			defer ev.mu.Unlock()
+			return ev.updated > 0
+		})
+		if err := cs.Unsubscribe(ctx, &sdk.UnsubscribeParams{URI: "test://watched-resource"}); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -193,28 +193,39 @@ func (g *Gateway) completionTarget(s *session, m *message, typ, name, uri string
 	return g.resourceOwner(s, uri), uri, m.Params
 }
 
-// subscribe forwards resources/subscribe and unsubscribe to the owner.
+// subscribe forwards resources/subscribe and unsubscribe to the owner. On
+// a shared stdio session the upstream subscription is reference-counted
+// across downstream sessions.
 func (g *Gateway) subscribe(ctx context.Context, s *session, m *message) []byte {
 	uri := messageName(m)
 	u := g.resourceOwner(s, uri)
 	if u == nil {
 		return encodeError(m.ID, codeInvalidParams, "unknown resource: "+uri, nil)
 	}
-	res, rerr, err := g.forward(ctx, s, u, m, m.Params, nil)
-	if err != nil {
-		return g.upstreamRPCError(m.ID, u, err)
+	on := m.Method == "resources/subscribe"
+	if c := s.link(u.cfg.Name); c == nil || c.dedicated != nil || !c.subscribedElsewhere(s, uri, u.cfg.Name) {
+		res, rerr, err := g.forward(ctx, s, u, m, m.Params, nil)
+		if err != nil {
+			return g.upstreamRPCError(m.ID, u, err)
+		}
+		if rerr != nil {
+			return encodeRawError(m.ID, rerr)
+		}
+		s.recordSubscription(uri, u.cfg.Name, on)
+		return encodeResult(m.ID, res)
 	}
-	if rerr != nil {
-		return encodeRawError(m.ID, rerr)
-	}
+	s.recordSubscription(uri, u.cfg.Name, on)
+	return encodeResult(m.ID, struct{}{})
+}
+
+func (s *session) recordSubscription(uri, upstream string, on bool) {
 	s.mu.Lock()
-	if m.Method == "resources/subscribe" {
-		s.subs[uri] = u.cfg.Name
+	defer s.mu.Unlock()
+	if on {
+		s.subs[uri] = upstream
 	} else {
 		delete(s.subs, uri)
 	}
-	s.mu.Unlock()
-	return encodeResult(m.ID, res)
 }
 
 // setLevel records the session's log level (used to filter relayed log
