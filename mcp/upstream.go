@@ -3,7 +3,6 @@ package mcp
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -96,6 +95,12 @@ func (u *Upstream) BreakerState() string { return u.breaker.state() }
 // Start opens the upstream session (spawning a stdio child) and enumerates
 // its tools. A failure fails the configuration load.
 func (u *Upstream) Start(ctx context.Context) error {
+	u.mu.Lock()
+	running := u.shared != nil
+	u.mu.Unlock()
+	if running {
+		return nil
+	}
 	c, rerr, err := u.dial(ctx, nil, nil)
 	if err == nil && rerr != nil {
 		err = fmt.Errorf("initialize: %w", rerr)
@@ -319,5 +324,5 @@ func (u *Upstream) connFor(ctx context.Context, s *session) (*conn, error) {
 	if c := s.link(u.cfg.Name); c != nil && !c.dead.Load() {
 		return c, nil
 	}
-	return nil, errors.Join(newUpstreamError(ErrUpstreamUnavailable, nil, "upstream %q session ended; reinitialize", u.cfg.Name))
+	return nil, newUpstreamError(ErrUpstreamUnavailable, nil, "upstream %q session ended; reinitialize", u.cfg.Name)
 }
