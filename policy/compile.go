@@ -183,14 +183,26 @@ func compareTokens(a, b []string) int {
 // typeIndex groups the rules of one action type by anchor, the literal
 // segment prefix of their glob. depths has bit d set when some anchor has d
 // segments, so evaluation only looks up prefixes that can exist.
+//
+// Globs with a weak anchor (shorter than scheme://host) but a literal last
+// segment, like "**/.env" or "mcp://*/refund_order", are indexed by that
+// last segment instead: the resource's last segment must equal it.
 type typeIndex struct {
 	byAnchor map[string][]int32
 	depths   uint64
+	byLast   map[string][]int32
 }
 
-const maxAnchorDepth = 63
+const (
+	maxAnchorDepth = 63
+	strongAnchor   = 3 // "scheme:", "", "host"
+)
 
 func (t *typeIndex) add(g *resourceGlob, idx int32) {
+	if last, ok := g.lastLiteral(); ok && g.depth < strongAnchor {
+		t.byLast[last] = append(t.byLast[last], idx)
+		return
+	}
 	anchor, depth := g.anchor, g.depth
 	if depth > maxAnchorDepth {
 		anchor, depth = truncateSegments(anchor, maxAnchorDepth), maxAnchorDepth
@@ -211,7 +223,7 @@ func truncateSegments(s string, n int) string {
 }
 
 func newTypeIndex() *typeIndex {
-	return &typeIndex{byAnchor: make(map[string][]int32)}
+	return &typeIndex{byAnchor: make(map[string][]int32), byLast: make(map[string][]int32)}
 }
 
 // buildIndex fills the per-type indexes. Rules are added in id order, so

@@ -1,6 +1,10 @@
 package policy
 
-import "github.com/caddy-nomos/nomos/policy/action"
+import (
+	"strings"
+
+	"github.com/caddy-nomos/nomos/policy/action"
+)
 
 const execActionType = action.TypeProcessExec
 
@@ -46,6 +50,9 @@ func (e *Engine) scanIndex(st *evalState, t *typeIndex) {
 	}
 	if depth++; depth <= maxAnchorDepth && t.depths&(1<<depth) != 0 {
 		e.checkAll(st, t.byAnchor[res])
+	}
+	if len(t.byLast) > 0 {
+		e.checkAll(st, t.byLast[res[strings.LastIndexByte(res, '/')+1:]])
 	}
 }
 

@@ -42,6 +42,7 @@ func globalRules() []Rule {
 		{ID: "deny-key", ActionType: "*", Resource: "file://workspace/**/*.key", Decision: Deny},
 		{ID: "deny-secrets-prod", ActionType: "*", Resource: "**", Decision: Deny, Environments: []string{"prod"}, RiskFlags: []string{"risk.secrets"}},
 		{ID: "deny-git-dir", ActionType: "fs.write", Resource: "file://workspace/**/.git/**", Decision: Deny},
+		{ID: "deny-netrc", ActionType: "*", Resource: "**/.netrc", Decision: Deny},
 	}
 }
 
@@ -75,7 +76,10 @@ func principalsMix(r *rand.Rand) []string {
 func (d genDomain) mcpRule(r *rand.Rand) Rule {
 	rule := Rule{ID: "mcp", ActionType: "mcp.call", Decision: decisionMix(r), Principals: principalsMix(r),
 		Resource: fmt.Sprintf("mcp://srv%d/tool%d", r.Intn(d.servers), r.Intn(12))}
-	if r.Intn(10) == 0 {
+	switch r.Intn(100) {
+	case 0:
+		rule.Resource = fmt.Sprintf("mcp://*/tool%d", r.Intn(12))
+	case 1, 2, 3, 4, 5, 6, 7, 8, 9:
 		rule.Resource = fmt.Sprintf("mcp://srv%d/**", r.Intn(d.servers))
 	}
 	switch r.Intn(4) {
@@ -150,7 +154,7 @@ func (d genDomain) genAction(r *rand.Rand) (string, string, string) {
 			fmt.Sprintf(`{"tool_arguments":{"amount":%d.%d,"currency":"%s"}}`, r.Intn(600), r.Intn(100), pick(r, "USD", "GBP"))
 	case 1:
 		return pick(r, "fs.read", "fs.write"), fmt.Sprintf("file://workspace/dir%d/%s", r.Intn(d.dirs),
-			pick(r, "main.go", "README.md", "src/a/b.go", "conf/.env", "keys/id.pem")), `{"content":"x"}`
+			pick(r, "main.go", "README.md", "src/a/b.go", "conf/.env", "keys/id.pem", ".netrc")), `{"content":"x"}`
 	case 2:
 		return "process.exec", fmt.Sprintf("file://workspace/dir%d/repo", r.Intn(d.dirs)),
 			fmt.Sprintf(`{"argv":["bin%d","%s","-v"]}`, r.Intn(d.bins), pick(r, "status", "push", "test"))

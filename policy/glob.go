@@ -85,6 +85,13 @@ func literalPrefix(pattern string, segs []globSeg) (string, int) {
 	return pattern[:size], n
 }
 
+// lastLiteral returns the last segment when it is literal: every matching
+// resource ends with exactly that segment.
+func (g *resourceGlob) lastLiteral() (string, bool) {
+	last := g.segs[len(g.segs)-1]
+	return last.text, last.kind == segLiteral
+}
+
 // match reports whether the normalized resource v matches. Backtracking keeps
 // only the last "**", which is enough because every other segment kind
 // consumes exactly one value segment.
