@@ -230,7 +230,8 @@ func (e *Executor) runCommand(ctx context.Context, argv []string, dir string, en
 	waitErr := cmd.Wait()
 	_ = killGroup(cmd.Process.Pid)
 	stdout, stderr := out.collect()
-	return execResult(cmd, ctx, waitErr, stdout, stderr, time.Since(start)), nil
+	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
+	return execResult(cmd, timedOut, waitErr, stdout, stderr, time.Since(start)), nil
 }
 
 // startCommand wires the output pipes, starts cmd and applies the local
@@ -265,10 +266,9 @@ func (e *Executor) startCommand(cmd *exec.Cmd) (*outputs, *Error) {
 	return out, nil
 }
 
-func execResult(cmd *exec.Cmd, ctx context.Context, waitErr error, stdout, stderr *capturedOutput, took time.Duration) *Result {
+func execResult(cmd *exec.Cmd, timedOut bool, waitErr error, stdout, stderr *capturedOutput, took time.Duration) *Result {
 	code := cmd.ProcessState.ExitCode()
 	class := ClassSuccess
-	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	switch {
 	case timedOut:
 		class = ClassExecTimeout

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -139,25 +140,15 @@ func applyDefaults(cfg *Config) error {
 	if cfg.MaxOutputBytes < 0 || cfg.MaxOutputLines < 0 || cfg.ExecTimeout < 0 || cfg.HTTPTimeout < 0 {
 		return errors.New("executor: limits and timeouts must not be negative")
 	}
-	cfg.MaxOutputBytes = cmpOr(cfg.MaxOutputBytes, DefaultMaxOutputBytes)
-	cfg.MaxOutputLines = cmpOr(cfg.MaxOutputLines, DefaultMaxOutputLines)
-	cfg.ExecTimeout = cmpOr(cfg.ExecTimeout, DefaultExecTimeout)
-	cfg.HTTPTimeout = cmpOr(cfg.HTTPTimeout, DefaultHTTPTimeout)
-	if cfg.SandboxProfile == "" {
-		cfg.SandboxProfile = profileNone.String()
-	}
+	cfg.MaxOutputBytes = cmp.Or(cfg.MaxOutputBytes, DefaultMaxOutputBytes)
+	cfg.MaxOutputLines = cmp.Or(cfg.MaxOutputLines, DefaultMaxOutputLines)
+	cfg.ExecTimeout = cmp.Or(cfg.ExecTimeout, DefaultExecTimeout)
+	cfg.HTTPTimeout = cmp.Or(cfg.HTTPTimeout, DefaultHTTPTimeout)
+	cfg.SandboxProfile = cmp.Or(cfg.SandboxProfile, profileNone.String())
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
 	return nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 func (e *Executor) setRoot() error {

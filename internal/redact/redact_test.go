@@ -234,3 +234,16 @@ func FuzzCap(f *testing.F) {
 		}
 	})
 }
+
+// The built-in order is part of the contract (docs/redaction.md).
+func TestBuiltinOrder(t *testing.T) {
+	var names []string
+	for _, ru := range mustNew(t, `x`).rules {
+		names = append(names, ru.name)
+	}
+	want := "pem_private_key credential_header bearer_token basic_auth url_userinfo jwt aws_access_key_id " +
+		"aws_secret_access_key github_token slack_token stripe_key operator_0"
+	if got := strings.Join(names, " "); got != want {
+		t.Errorf("rule order:\n got %s\nwant %s", got, want)
+	}
+}
