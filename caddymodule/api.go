@@ -99,7 +99,7 @@ func (h *APIHandler) guarded(w http.ResponseWriter, r *http.Request, withAgent b
 	if e != nil {
 		return writeError(w, e)
 	}
-	id, e := h.authenticate(h.app.auth, r, body, withAgent)
+	id, e := h.authenticate(h.app, r, body, withAgent)
 	if e != nil {
 		return writeError(w, e)
 	}

@@ -184,6 +184,15 @@ func (a *App) acquire() bool {
 
 func (a *App) release() { <-a.slots }
 
+// trustedHeaders are the identity header names a trusted proxy may set.
+func (a *App) trustedHeaders() []string {
+	if a.Identity == nil || a.Identity.TrustedHeaders == nil {
+		return nil
+	}
+	th := a.Identity.TrustedHeaders
+	return []string{th.Principal, th.Agent}
+}
+
 // Interface guards
 var (
 	_ caddy.App          = (*App)(nil)

@@ -33,8 +33,9 @@ func (ra *RouteAuth) requireAgent() bool { return ra.RequireAgent == nil || *ra.
 
 // authenticate verifies the caller. withAgent demands an agent identity
 // (action endpoints) unless the route turned that off.
-func (ra *RouteAuth) authenticate(auth *identity.Authenticator, r *http.Request, body []byte, withAgent bool) (action.Identity, *service.Error) {
-	if ra.Anonymous != "" && !presentsCredentials(r) && ra.upstreamPrincipal(r) == "" {
+func (ra *RouteAuth) authenticate(app *App, r *http.Request, body []byte, withAgent bool) (action.Identity, *service.Error) {
+	auth := app.auth
+	if ra.Anonymous != "" && !presentsCredentials(r, app.trustedHeaders()) && ra.upstreamPrincipal(r) == "" {
 		agent := ra.AnonymousAgent
 		if agent == "" {
 			agent = "anonymous"
@@ -81,11 +82,19 @@ func (ra *RouteAuth) upstreamPrincipal(r *http.Request) string {
 }
 
 // presentsCredentials reports whether the request carries any credential
-// Nomos would verify; such a request never falls back to anonymous.
-func presentsCredentials(r *http.Request) bool {
+// Nomos would verify, including identity headers from a trusted proxy;
+// such a request never falls back to anonymous.
+func presentsCredentials(r *http.Request, trustedHeaders []string) bool {
 	h := r.Header
-	if h.Get("Authorization") != "" || h.Get("X-Nomos-Agent-Id") != "" || h.Get("X-Nomos-Agent-Signature") != "" {
+	if h.Get("Authorization") != "" || h.Get(identity.HeaderAgentID) != "" || h.Get(identity.HeaderAgentSignature) != "" {
 		return true
+	}
+	if fromTrustedProxy(r) {
+		for _, name := range trustedHeaders {
+			if h.Get(name) != "" {
+				return true
+			}
+		}
 	}
 	return r.TLS != nil && len(r.TLS.PeerCertificates) > 0
 }

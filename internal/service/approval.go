@@ -142,7 +142,7 @@ func (s *Service) Decide(ctx context.Context, body []byte, principal string) (*D
 		return nil, Errorf(http.StatusNotFound, CodeNotEnabled, "approvals are not enabled")
 	}
 	var req DecideRequest
-	if err := decodeStrict(body, &req); err != nil {
+	if err := decodeStrict(body, &req, "approval_id", "decision"); err != nil {
 		return nil, err
 	}
 	if req.ApprovalID == "" {

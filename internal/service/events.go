@@ -67,7 +67,7 @@ func (s *Service) finish(ctx context.Context, r *run, resp *Response) {
 	ev.Decision, ev.Reason = resp.Decision, resp.Reason
 	ev.DurationMS = s.cfg.Clock().Sub(r.start).Milliseconds()
 	ev.ResultClassification = classify(r, resp)
-	ev.Retryable = ev.ResultClassification == audit.ResultApprovalRequired
+	ev.Retryable = ev.ResultClassification == audit.ResultRequireApproval
 	ev.ExecutorMetadata = r.meta
 	if resp.ExecutionMode != "" {
 		ev.ExecutorMetadata = withMeta(ev.ExecutorMetadata, "execution_mode", resp.ExecutionMode)
@@ -84,7 +84,7 @@ func classify(r *run, resp *Response) string {
 	case resp.Decision == policy.Deny:
 		return audit.ResultDeniedPolicy
 	case resp.Decision == policy.RequireApproval:
-		return audit.ResultApprovalRequired
+		return audit.ResultRequireApproval
 	case r.class != "":
 		return r.class
 	}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nomosBin is the binary under test: $NOMOS_BIN (make test builds it), or
+// one built once for this test run.
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+func nomosBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: skipped with -short")
+	}
+	binOnce.Do(func() {
+		if p := os.Getenv("NOMOS_BIN"); p != "" {
+			binPath = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "nomos-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "nomos")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// freePort reserves a loopback port for a server started right after.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// server is one running nomos process.
+type server struct {
+	t       *testing.T
+	dir     string
+	base    string
+	admin   string
+	cmd     *exec.Cmd
+	logs    *lockedBuffer
+	dataDir string
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startServer writes files into a fresh directory and runs nomos there on
+// the Caddyfile, with {PORT} and {ADMIN} replaced by free loopback ports.
+// Caddy's data dir is private to the test.
+func startServer(t *testing.T, caddyfile string, files map[string]string, env ...string) *server {
+	t.Helper()
+	bin := nomosBinary(t)
+	dir := t.TempDir()
+	port, admin := freePort(t), freePort(t)
+	caddyfile = strings.NewReplacer("{PORT}", fmt.Sprint(port), "{ADMIN}", fmt.Sprint(admin)).Replace(caddyfile)
+	files["Caddyfile"] = caddyfile
+	writeFiles(t, dir, files)
+	s := &server{t: t, dir: dir, base: fmt.Sprintf("http://127.0.0.1:%d", port),
+		admin: fmt.Sprintf("127.0.0.1:%d", admin), logs: new(lockedBuffer), dataDir: filepath.Join(dir, "data")}
+	s.cmd = exec.Command(bin, "run", "--config", "Caddyfile", "--adapter", "caddyfile")
+	s.cmd.Dir = dir
+	s.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+s.dataDir, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "HOME="+dir)
+	s.cmd.Env = append(s.cmd.Env, env...)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.stop)
+	s.waitHealthy()
+	return s
+}
+
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (s *server) waitHealthy() {
+	s.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(s.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if s.cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Fatalf("nomos did not become healthy; logs:\n%s", s.logs.String())
+}
+
+// stop shuts nomos down gracefully, as an operator's SIGTERM would.
+func (s *server) stop() {
+	if s.cmd.Process == nil || s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// auditDB is the default sqlite audit file of this server.
+func (s *server) auditDB() string {
+	return filepath.Join(s.dataDir, "caddy", "nomos", "audit.db")
+}
+
+// client signs requests as an agent and authenticates a principal.
+type client struct {
+	base, apiKey, agent, secret string
+	timestamp                   bool
+}
+
+// sign returns the hex HMAC-SHA256 the agent puts in X-Nomos-Agent-Signature.
+func sign(secret string, msg []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(msg)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func (c client) request(path string, body []byte) *http.Request {
+	req, _ := http.NewRequest(http.MethodPost, c.base+path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if c.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.apiKey)
+	}
+	if c.agent != "" {
+		req.Header.Set("X-Nomos-Agent-Id", c.agent)
+		msg := body
+		if c.timestamp {
+			ts := fmt.Sprint(time.Now().Unix())
+			req.Header.Set("X-Nomos-Timestamp", ts)
+			msg = append([]byte(ts+"."), body...)
+		}
+		req.Header.Set("X-Nomos-Agent-Signature", sign(c.secret, msg))
+	}
+	return req
+}
+
+// post sends body and decodes the JSON answer.
+func (c client) post(t *testing.T, path string, body any) (int, map[string]any) {
+	t.Helper()
+	raw, ok := body.([]byte)
+	if !ok {
+		raw, _ = json.Marshal(body)
+	}
+	return do(t, c.request(path, raw))
+}
+
+func do(t *testing.T, req *http.Request) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if len(data) > 0 && json.Unmarshal(data, &out) != nil {
+		t.Fatalf("%s %s: non-JSON answer %d: %s", req.Method, req.URL.Path, resp.StatusCode, data)
+	}
+	return resp.StatusCode, out
+}
+
+// envelope builds a v1 action request.
+func envelope(id, typ, resource string, params map[string]any) map[string]any {
+	if params == nil {
+		params = map[string]any{}
+	}
+	return map[string]any{
+		"schema_version": "v1", "action_id": id, "trace_id": "trace-" + id,
+		"action_type": typ, "resource": resource, "params": params,
+		"context": map[string]any{"extensions": map[string]any{}},
+	}
+}
+
+// runCLI runs a nomos subcommand and returns stdout, stderr and the code.
+func runCLI(t *testing.T, dir string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.CommandContext(context.Background(), nomosBinary(t), args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
