@@ -23,11 +23,12 @@ type globSeg struct {
 // resourceGlob is a compiled resource pattern. anchor is its longest
 // literal segment prefix, which the engine indexes rules by.
 type resourceGlob struct {
-	source  string
-	literal bool
-	segs    []globSeg
-	anchor  string
-	depth   int // number of segments in anchor
+	source   string
+	literal  bool
+	segs     []globSeg
+	anchor   string
+	depth    int      // number of segments in anchor
+	required []string // literal segments after a "**", for a cheap pre-check
 }
 
 func compileGlob(pattern string) (resourceGlob, error) {
@@ -43,7 +44,23 @@ func compileGlob(pattern string) (resourceGlob, error) {
 	}
 	g.literal = !strings.ContainsAny(pattern, "*?")
 	g.anchor, g.depth = literalPrefix(pattern, g.segs)
+	g.required = requiredLiterals(g.segs[g.depth:])
 	return g, nil
+}
+
+// requiredLiterals lists the literal segments that follow a "**". Each must
+// occur in a matching resource, and a substring test rejects most
+// non-matching resources before "**" backtracking starts.
+func requiredLiterals(segs []globSeg) []string {
+	var out []string
+	seenAny := false
+	for _, s := range segs {
+		seenAny = seenAny || s.kind == segAny
+		if seenAny && s.kind == segLiteral && s.text != "" {
+			out = append(out, s.text)
+		}
+	}
+	return out
 }
 
 type globError string
@@ -101,6 +118,11 @@ func (g *resourceGlob) match(v string) bool {
 	}
 	if strings.IndexByte(v, '\\') >= 0 {
 		return false
+	}
+	for _, lit := range g.required {
+		if !strings.Contains(v, lit) {
+			return false
+		}
 	}
 	return matchSegments(g.segs, v)
 }
