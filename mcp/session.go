@@ -186,31 +186,38 @@ func (s *session) releaseStream() {
 // responder carries the messages related to one POST request when the
 // response is an SSE stream.
 type responder struct {
-	ch   chan []byte
-	done chan struct{}
-	once sync.Once
+	ch     chan []byte
+	mu     sync.Mutex
+	closed bool
 }
 
 func newResponder() *responder {
-	return &responder{ch: make(chan []byte, streamQueue), done: make(chan struct{})}
+	return &responder{ch: make(chan []byte, streamQueue)}
 }
 
-// send queues msg on the stream; false once the stream has ended.
+// send queues msg on the stream; false once the stream has ended or its
+// queue is full. It never blocks: it runs on an upstream's reader.
 func (r *responder) send(msg []byte) bool {
-	select {
-	case <-r.done:
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
 		return false
-	default:
 	}
 	select {
 	case r.ch <- msg:
 		return true
-	case <-r.done:
+	default:
 		return false
 	}
 }
 
-func (r *responder) finish() { r.once.Do(func() { close(r.done) }) }
+// finish ends the stream: later messages go to the GET stream, and what
+// was queued before can be drained.
+func (r *responder) finish() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+}
 
 // sessionStore holds the live sessions of a gateway.
 type sessionStore struct {
