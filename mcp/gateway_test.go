@@ -38,7 +38,7 @@ func TestMultipleUpstreamsPrefixesAndViews(t *testing.T) {
 	route := RouteConfig{Upstreams: []string{"a", "b"}, Include: []string{"*_echo", "b_*"}, Exclude: []string{"b_env", "b_hang"}}
 	_, c := newGateway(t, route, newTestGovernor(), a, b)
 	c.initialize()
-	if got, want := strings.Join(toolNames(t, c), ","), "a_echo,b_echo,b_fail,b_secret"; got != want {
+	if got, want := strings.Join(toolNames(t, c), ","), "a_echo,b_echo,b_fail,b_sample,b_secret"; got != want {
 		t.Fatalf("tools = %s, want %s", got, want)
 	}
 	if text, isErr := c.callTool("b_echo", `{"text":"hi"}`); isErr || text != "b:hi" {
@@ -67,13 +67,13 @@ func TestToolListChangedRefreshes(t *testing.T) {
 	u := inprocUpstream(t, "a", s, nil)
 	_, c := newGateway(t, RouteConfig{}, newTestGovernor(), u)
 	c.initialize()
-	if names := toolNames(t, c); len(names) != 5 {
+	if names := toolNames(t, c); len(names) != 6 {
 		t.Fatalf("tools = %v", names)
 	}
 	sdk.AddTool(s, &sdk.Tool{Name: "late", Description: "added later"}, func(context.Context, *sdk.CallToolRequest, echoInput) (*sdk.CallToolResult, any, error) {
 		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "late"}}}, nil, nil
 	})
-	eventually(t, "the new tool to be listed", func() bool { return len(toolNames(t, c)) == 6 })
+	eventually(t, "the new tool to be listed", func() bool { return len(toolNames(t, c)) == 7 })
 	if text, _ := c.callTool("late", `{}`); text != "late" {
 		t.Fatalf("late = %q", text)
 	}

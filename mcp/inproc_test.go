@@ -59,6 +59,15 @@ func newTestServer(name string, hooks *hangHooks) *sdk.Server {
 	sdk.AddTool(s, &sdk.Tool{Name: "fail", Description: "fail"}, func(context.Context, *sdk.CallToolRequest, echoInput) (*sdk.CallToolResult, any, error) {
 		return nil, nil, errors.New("tool failed on purpose")
 	})
+	sdk.AddTool(s, &sdk.Tool{Name: "sample", Description: "asks the client to sample"}, func(ctx context.Context, req *sdk.CallToolRequest, _ echoInput) (*sdk.CallToolResult, any, error) {
+		res, err := req.Session.CreateMessage(ctx, &sdk.CreateMessageParams{MaxTokens: 10,
+			Messages: []*sdk.SamplingMessage{{Role: "user", Content: &sdk.TextContent{Text: "hi"}}}})
+		if err != nil {
+			return nil, nil, err
+		}
+		text, _ := res.Content.(*sdk.TextContent)
+		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "sampled:" + text.Text}}}, nil, nil
+	})
 	sdk.AddTool(s, &sdk.Tool{Name: "env", Description: "env"}, func(context.Context, *sdk.CallToolRequest, echoInput) (*sdk.CallToolResult, any, error) {
 		wd, _ := os.Getwd()
 		text := strings.Join(os.Environ(), "\n") + "\nWD=" + wd + fmt.Sprintf("\nPID=%d", os.Getpid())

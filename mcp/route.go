@@ -152,7 +152,7 @@ func (c *conn) onRequest(ctx context.Context, req transport.JSONRPCRequest) (*tr
 	}
 	s, related := c.targetOf()
 	if s == nil {
-		return rpcErrorResponse(req.ID, codeInternalError, "no downstream session to relay "+req.Method+" to"), nil
+		return rpcErrorResponse(req.ID, codeInternalError, "no single downstream session to relay "+req.Method+" to"), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.up.cfg.Timeouts.Call)
 	defer cancel()
@@ -162,15 +162,23 @@ func (c *conn) onRequest(ctx context.Context, req transport.JSONRPCRequest) (*tr
 	return c.relayServerRequest(ctx, s, related, req, params), nil
 }
 
+// targetOf picks the downstream session of an upstream→client request. A
+// shared stdio conn carries no attribution, so the request goes to the one
+// session with requests in flight, and is refused (never guessed) when
+// several sessions are active: a wrong guess would leak one client's data
+// to another.
 func (c *conn) targetOf() (*session, *responder) {
-	f := c.latestInflight()
-	if f != nil {
-		return f.sess, f.related
+	s := c.onlyInflightSession()
+	if s == nil && c.dedicated != nil {
+		s = c.dedicated
 	}
-	if c.dedicated != nil {
-		return c.dedicated, nil
+	if s == nil {
+		return nil, nil
 	}
-	return nil, nil
+	if f := c.latestInflight(); f != nil && f.sess == s {
+		return s, f.related
+	}
+	return s, nil
 }
 
 func (c *conn) relayServerRequest(ctx context.Context, s *session, related *responder, req transport.JSONRPCRequest, params json.RawMessage) *transport.JSONRPCResponse {

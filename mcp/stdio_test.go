@@ -200,3 +200,38 @@ func TestStdioStartFailureKeepsStderrTail(t *testing.T) {
 		t.Fatalf("err = %v, want the stderr tail", err)
 	}
 }
+
+// TestSharedStdioNeverGuessesTheSession: over a shared child, a sampling
+// request is refused while two clients have calls in flight, instead of
+// being sent to a client that may not own it.
+func TestSharedStdioNeverGuessesTheSession(t *testing.T) {
+	u := stdioHelper(t, nil)
+	_, a := newGateway(t, RouteConfig{}, newTestGovernor(), u)
+	a.initialize()
+	ev := &clientEvents{}
+	b := connectClient(t, a.url, "bob", "", ev)
+	ctx := testCtx(t)
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.callTool("hang", `{}`)
+	}()
+	eventually(t, "alice's call in flight", func() bool { return inflightCount(u) == 1 })
+	res, err := b.CallTool(ctx, &sdk.CallToolParams{Name: "sample"})
+	if err != nil || !res.IsError {
+		t.Fatalf("ambiguous sampling was relayed: %v %q", err, toolText(t, res))
+	}
+	a.do("POST", `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}`, nil)
+	<-done
+
+	res, err = b.CallTool(ctx, &sdk.CallToolParams{Name: "sample"})
+	if err != nil || res.IsError || toolText(t, res) != "sampled:sampled-by-client" {
+		t.Fatalf("sampling with one active client: %v %q", err, toolText(t, res))
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if ev.samples != 1 {
+		t.Fatalf("client saw %d sampling requests, want 1", ev.samples)
+	}
+}
