@@ -124,19 +124,43 @@ func compileParams(pm map[string]Matcher) ([]paramCond, error) {
 }
 
 // normalizeObligations sorts and deduplicates the lists so merges are
-// linear and equal inputs alias, and derives exec_constraints.
+// linear and equal inputs alias, and derives exec_constraints. Everything is
+// copied, so nothing a caller does to Rules() reaches the compiled rules.
 func normalizeObligations(r *Rule) Obligations {
 	var o Obligations
 	if r.Obligations != nil {
 		o = *r.Obligations
 		o.NetAllowlist = sortedUnique(o.NetAllowlist)
 		o.Redact = sortedUnique(o.Redact)
-		o.ExecAllowlist = sortedUniqueLists(o.ExecAllowlist)
+		o.ExecAllowlist = sortedUniqueLists(cloneLists(o.ExecAllowlist))
+		o.HTTPRedirects = clonePtr(o.HTTPRedirects)
+		o.HTTPRedirectHopLimit = clonePtr(o.HTTPRedirectHopLimit)
+		o.OutputMaxBytes = clonePtr(o.OutputMaxBytes)
+		o.OutputMaxLines = clonePtr(o.OutputMaxLines)
 	}
 	if r.ExecMatch != nil {
-		o.ExecConstraints = &ExecMatch{ArgvPatterns: sortedUniqueLists(r.ExecMatch.ArgvPatterns)}
+		o.ExecConstraints = &ExecMatch{ArgvPatterns: sortedUniqueLists(cloneLists(r.ExecMatch.ArgvPatterns))}
 	}
 	return o
+}
+
+func cloneLists(in [][]string) [][]string {
+	if in == nil {
+		return nil
+	}
+	out := make([][]string, len(in))
+	for i, l := range in {
+		out[i] = append([]string{}, l...)
+	}
+	return out
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }
 
 func sortedUnique(in []string) []string {

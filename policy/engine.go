@@ -28,6 +28,8 @@ func (e *Engine) Inputs() []BundleInput { return append([]BundleInput(nil), e.in
 func (e *Engine) Sources() []string { return append([]string(nil), e.sources...) }
 
 // Rules returns the rules in load order, each with its Source provenance.
+// The rules share their slices and maps with the engine's copy; the
+// compiled rules do not, so changing them cannot change a decision.
 func (e *Engine) Rules() []Rule { return append([]Rule(nil), e.rules...) }
 
 // evalState is the per-evaluation scratch space. It lives on the stack: the
