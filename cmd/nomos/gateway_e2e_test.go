@@ -191,11 +191,15 @@ func TestGatewayAuthFailures(t *testing.T) {
 	_, agent, _ := startGateway(t, 32)
 	body, _ := json.Marshal(envelope("auth-1", "orders.read", "shop://orders/1", nil))
 	cases := map[string]func(*http.Request){
-		"no credentials": func(r *http.Request) { r.Header.Del("Authorization"); r.Header.Del("X-Nomos-Agent-Id"); r.Header.Del("X-Nomos-Agent-Signature") },
-		"wrong api key":  func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") },
-		"bad signature":  func(r *http.Request) { r.Header.Set("X-Nomos-Agent-Signature", sign("wrong", body)) },
-		"unknown agent":  func(r *http.Request) { r.Header.Set("X-Nomos-Agent-Id", "ghost") },
-		"missing agent":  func(r *http.Request) { r.Header.Del("X-Nomos-Agent-Id"); r.Header.Del("X-Nomos-Agent-Signature") },
+		"no credentials": func(r *http.Request) {
+			r.Header.Del("Authorization")
+			r.Header.Del("X-Nomos-Agent-Id")
+			r.Header.Del("X-Nomos-Agent-Signature")
+		},
+		"wrong api key": func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") },
+		"bad signature": func(r *http.Request) { r.Header.Set("X-Nomos-Agent-Signature", sign("wrong", body)) },
+		"unknown agent": func(r *http.Request) { r.Header.Set("X-Nomos-Agent-Id", "ghost") },
+		"missing agent": func(r *http.Request) { r.Header.Del("X-Nomos-Agent-Id"); r.Header.Del("X-Nomos-Agent-Signature") },
 		"tampered body": func(r *http.Request) {
 			r.Body = io.NopCloser(bytes.NewReader(bytes.Replace(body, []byte("orders/1"), []byte("orders/2"), 1)))
 		},

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -100,15 +101,37 @@ func (l *lockedBuffer) String() string {
 // Caddy's data dir is private to the test.
 func startServer(t *testing.T, caddyfile string, files map[string]string, env ...string) *server {
 	t.Helper()
+	port, admin := freePort(t), freePort(t)
+	files["Caddyfile"] = strings.NewReplacer("{PORT}", fmt.Sprint(port), "{ADMIN}", fmt.Sprint(admin)).Replace(caddyfile)
+	s := launch(t, "Caddyfile", files, env)
+	s.base, s.admin = fmt.Sprintf("http://127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", admin)
+	s.waitHealthy()
+	return s
+}
+
+// startServerWith runs nomos on a config file that is already among files;
+// its site address must be http://127.0.0.1:<port>.
+func startServerWith(t *testing.T, config string, files map[string]string, env ...string) *server {
+	t.Helper()
+	s := launch(t, config, files, env)
+	m := regexp.MustCompile(`http://127\.0\.0\.1:(\d+)`).FindStringSubmatch(files[config])
+	if m == nil {
+		t.Fatalf("%s has no http://127.0.0.1:<port> site", config)
+	}
+	s.base = "http://127.0.0.1:" + m[1]
+	s.waitHealthy()
+	return s
+}
+
+// launch writes the files into a fresh directory and starts nomos there.
+// Caddy's data dir is private to the test.
+func launch(t *testing.T, config string, files map[string]string, env []string) *server {
+	t.Helper()
 	bin := nomosBinary(t)
 	dir := t.TempDir()
-	port, admin := freePort(t), freePort(t)
-	caddyfile = strings.NewReplacer("{PORT}", fmt.Sprint(port), "{ADMIN}", fmt.Sprint(admin)).Replace(caddyfile)
-	files["Caddyfile"] = caddyfile
 	writeFiles(t, dir, files)
-	s := &server{t: t, dir: dir, base: fmt.Sprintf("http://127.0.0.1:%d", port),
-		admin: fmt.Sprintf("127.0.0.1:%d", admin), logs: new(lockedBuffer), dataDir: filepath.Join(dir, "data")}
-	s.cmd = exec.Command(bin, "run", "--config", "Caddyfile", "--adapter", "caddyfile")
+	s := &server{t: t, dir: dir, logs: new(lockedBuffer), dataDir: filepath.Join(dir, "data")}
+	s.cmd = exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
 	s.cmd.Dir = dir
 	s.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+s.dataDir, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "HOME="+dir)
 	s.cmd.Env = append(s.cmd.Env, env...)
@@ -117,7 +140,6 @@ func startServer(t *testing.T, caddyfile string, files map[string]string, env ..
 		t.Fatal(err)
 	}
 	t.Cleanup(s.stop)
-	s.waitHealthy()
 	return s
 }
 
