@@ -8,6 +8,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -90,10 +91,12 @@ func (g *Gateway) checkCollisions() error {
 // Close ends every downstream session. Upstreams are not closed: they
 // belong to the caller (and may be pooled across reloads).
 func (g *Gateway) Close() error {
+	var wg sync.WaitGroup
 	for _, s := range g.sessions.all() {
 		g.sessions.remove(s.id)
-		s.close()
+		wg.Go(s.closeWait)
 	}
+	wg.Wait()
 	return nil
 }
 

@@ -1,10 +1,12 @@
 package mcp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -129,7 +131,12 @@ func (c *rawClient) do(method string, body string, hdr map[string]string) *http.
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.t.Cleanup(func() { resp.Body.Close() })
+	answer, err := io.ReadAll(resp.Body) // no SSE streams: every answer ends
+	resp.Body.Close()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(answer))
 	return resp
 }
 

@@ -82,25 +82,43 @@ func (s *session) setLink(name string, c *conn) {
 	c.attach(s)
 }
 
-// close ends the session: dedicated upstream sessions are closed (a remote
-// upstream sees DELETE), shared ones only forget it.
+// close ends the session in the background: dedicated upstream sessions
+// are closed (a remote upstream sees DELETE), shared ones only forget it.
 func (s *session) close() {
+	for _, c := range s.end() {
+		go c.close()
+	}
+}
+
+// closeWait ends the session and waits for its upstream sessions to close.
+func (s *session) closeWait() {
+	var wg sync.WaitGroup
+	for _, c := range s.end() {
+		wg.Go(c.close)
+	}
+	wg.Wait()
+}
+
+// end marks the session closed and returns its dedicated conns.
+func (s *session) end() []*conn {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return
+		return nil
 	}
 	s.closed = true
 	links := s.links
 	s.links = map[string]*conn{}
 	close(s.done)
 	s.mu.Unlock()
+	var own []*conn
 	for _, c := range links {
 		c.detach(s)
 		if c.dedicated == s {
-			go c.close()
+			own = append(own, c)
 		}
 	}
+	return own
 }
 
 // push queues a message for the GET stream; it drops when the queue is

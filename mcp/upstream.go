@@ -130,6 +130,9 @@ func (u *Upstream) Close() error {
 	if c != nil {
 		c.close()
 	}
+	if u.remote != nil {
+		u.remote.hc.CloseIdleConnections() // no keep-alive goroutines outlive a reload
+	}
 	return nil
 }
 
