@@ -44,6 +44,13 @@ type Governor interface {
 	Visible(ctx context.Context, id Identity, server, tool string) bool
 }
 
+// ListObserver may be implemented by a Governor to audit discovery (the
+// mcp.tools_list event): after each tools/list it learns which tools were
+// shown and which were hidden, as "<server>/<tool>" names.
+type ListObserver interface {
+	ToolsListed(ctx context.Context, id Identity, metadata map[string]string, shown, hidden []string)
+}
+
 // AuthzRequest is one governed MCP request, ready to become a Nomos action.
 type AuthzRequest struct {
 	Identity Identity

@@ -226,6 +226,12 @@ func runRelaySuite(t *testing.T, transport, version string) {
 		if !names["test_simple_text"] || names["test_audio_content"] {
 			t.Fatalf("tools/list = %v: want test_simple_text shown and test_audio_content hidden", names)
 		}
+		gov.mu.Lock()
+		last := gov.listed[len(gov.listed)-1]
+		gov.mu.Unlock()
+		if len(last[1]) != 1 || last[1][0] != "everything/test_audio_content" || len(last[0]) != len(res.Tools) {
+			t.Fatalf("tools_list audit = %v", last)
+		}
 	})
 	t.Run("tools/call", func(t *testing.T) {
 		res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "test_simple_text"})

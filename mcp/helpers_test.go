@@ -20,6 +20,13 @@ type testGovernor struct {
 	requests  []AuthzRequest
 	completed []Outcome
 	failWith  error
+	listed    [][2][]string // shown, hidden per tools/list
+}
+
+func (g *testGovernor) ToolsListed(_ context.Context, _ Identity, _ map[string]string, shown, hidden []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.listed = append(g.listed, [2][]string{shown, hidden})
 }
 
 func newTestGovernor() *testGovernor {

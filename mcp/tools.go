@@ -20,11 +20,18 @@ func (g *Gateway) listTools(ctx context.Context, s *session, m *message) []byte 
 		return g.listError(m, err)
 	}
 	tools := make([]json.RawMessage, 0, len(refs))
+	var shown, hidden []string
 	for _, r := range refs {
+		qualified := r.up.cfg.Name + "/" + r.def.name
 		if !g.gov.Visible(ctx, s.identity, r.up.cfg.Name, r.def.name) {
+			hidden = append(hidden, qualified)
 			continue
 		}
+		shown = append(shown, qualified)
 		tools = append(tools, exposedTool(r))
+	}
+	if obs, ok := g.gov.(ListObserver); ok {
+		obs.ToolsListed(ctx, s.identity, g.metadata(s, "", "", ""), shown, hidden)
 	}
 	return encodeResult(m.ID, map[string]any{"tools": tools})
 }
@@ -157,12 +164,14 @@ func (g *Gateway) callRequest(s *session, ref toolRef, args json.RawMessage, app
 }
 
 func (g *Gateway) metadata(s *session, server, key, value string) map[string]string {
-	return map[string]string{
-		"downstream_transport":  DownstreamTransport,
-		"downstream_session_id": s.id,
-		"upstream_server":       server,
-		key:                     value,
+	m := map[string]string{"downstream_transport": DownstreamTransport, "downstream_session_id": s.id}
+	if server != "" {
+		m["upstream_server"] = server
 	}
+	if key != "" {
+		m[key] = value
+	}
+	return m
 }
 
 // governedCall asks the governor, forwards an allowed call and shapes the
