@@ -242,12 +242,13 @@ type RouteConfig struct {
 	Exclude []string `json:"exclude,omitempty"`
 	// MaxBodyBytes caps a request body. Default: 1 MiB.
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
-	// AllowedOrigins lists the Origin values browsers may send
-	// (scheme://host[:port]). Default: loopback origins only.
+	// AllowedOrigins lists the exact Origin values browsers may send
+	// (scheme://host[:port]); "*" allows any. Requests without Origin are
+	// not browsers and pass. Default: loopback origins only.
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
-	// AllowedHosts lists the Host header values accepted (globs, no port).
-	// Default: any host when the gateway listens beyond loopback is not
-	// known here, so the default accepts any Host; set it in production.
+	// AllowedHosts lists globs of the Host header (without port) accepted.
+	// Default: any Host; set it when the endpoint is reachable beyond
+	// loopback, so DNS rebinding cannot reach it under a foreign name.
 	AllowedHosts []string `json:"allowed_hosts,omitempty"`
 	// SessionTTL expires idle downstream sessions. Default: 30m.
 	SessionTTL time.Duration `json:"session_ttl,omitempty"`
