@@ -103,7 +103,7 @@ func (g *Gateway) mergeInit(results []json.RawMessage, version string) any {
 	if len(results) == 1 {
 		var r map[string]json.RawMessage
 		if json.Unmarshal(results[0], &r) == nil {
-			r["protocolVersion"], _ = json.Marshal(version)
+			r["protocolVersion"], _ = json.Marshal(g.answeredVersion(r["protocolVersion"], version))
 			return r
 		}
 	}
@@ -128,6 +128,17 @@ func (g *Gateway) mergeInit(results []json.RawMessage, version string) any {
 		out["instructions"] = strings.Join(instructions, "\n\n")
 	}
 	return out
+}
+
+// answeredVersion keeps a remote upstream's own answer when the gateway
+// serves it too (the client then speaks what the upstream speaks); a
+// shared stdio child is adapted to the version the client asked for.
+func (g *Gateway) answeredVersion(upstream json.RawMessage, asked string) string {
+	var v string
+	if g.ups[0].cfg.Transport != TransportStdio && json.Unmarshal(upstream, &v) == nil && slices.Contains(supportedVersions, v) {
+		return v
+	}
+	return asked
 }
 
 // handleNotification relays a client notification.
