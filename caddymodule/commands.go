@@ -147,13 +147,8 @@ func runPolicyExplain(cmd *cobra.Command, _ []string) error {
 	return printJSON(cmd.OutOrStdout(), e.Explain(a), true)
 }
 
-// lintReport is what policy lint prints.
-type lintReport struct {
-	Findings []policy.Finding `json:"findings"`
-	Errors   int              `json:"errors"`
-	Warnings int              `json:"warnings"`
-}
-
+// runPolicyLint prints one JSON line per finding and a summary on stderr;
+// it exits 1 when any finding is an error.
 func runPolicyLint(cmd *cobra.Command, args []string) error {
 	sources := make([]policy.BundleSource, 0, len(args))
 	for _, p := range args {
@@ -167,23 +162,20 @@ func runPolicyLint(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return &cliError{"VALIDATION_ERROR", err}
 	}
-	rep := lintReport{Findings: findings}
-	if rep.Findings == nil {
-		rep.Findings = []policy.Finding{}
-	}
+	errs := 0
 	for _, f := range findings {
-		if f.Severity == "error" {
-			rep.Errors++
-		} else {
-			rep.Warnings++
+		if f.Severity == policy.SeverityError {
+			errs++
+		}
+		if err := printJSON(cmd.OutOrStdout(), f, false); err != nil {
+			return err
 		}
 	}
-	if err := printJSON(cmd.OutOrStdout(), rep, true); err != nil {
-		return err
+	summary := fmt.Errorf("%d error(s), %d warning(s)", errs, len(findings)-errs)
+	if errs > 0 {
+		return &cliError{"LINT_ERROR", summary}
 	}
-	if rep.Errors > 0 {
-		return &cliError{"LINT_ERROR", fmt.Errorf("%d error(s)", rep.Errors)}
-	}
+	fmt.Fprintln(cmd.ErrOrStderr(), "policy lint: "+summary.Error())
 	return nil
 }
 

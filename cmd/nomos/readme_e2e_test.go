@@ -18,17 +18,17 @@ type walkthroughBlock struct {
 	want   []string
 }
 
-// readWalkthrough extracts the ```sh / ```json (or ```text) pairs of the README's
-// "## Walkthrough" section.
-func readWalkthrough(t *testing.T) []walkthroughBlock {
+// readDocBlocks extracts the ```sh / ```json (or ```text) pairs of one
+// "## <heading>" section of a Markdown file.
+func readDocBlocks(t *testing.T, path, heading string) []walkthroughBlock {
 	t.Helper()
-	raw, err := os.ReadFile("../../README.md")
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(raw), "\n## Walkthrough\n")
+	_, section, ok := strings.Cut(string(raw), "\n## "+heading+"\n")
 	if !ok {
-		t.Fatal("README has no ## Walkthrough section")
+		t.Fatalf("%s has no ## %s section", path, heading)
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
 	var blocks []walkthroughBlock
@@ -56,8 +56,8 @@ func readWalkthrough(t *testing.T) []walkthroughBlock {
 			*cur = append(*cur, line)
 		}
 	}
-	if len(blocks) < 5 {
-		t.Fatalf("walkthrough has only %d blocks", len(blocks))
+	if len(blocks) < 3 {
+		t.Fatalf("%s ## %s has only %d blocks", path, heading, len(blocks))
 	}
 	return blocks
 }
@@ -67,7 +67,7 @@ func readWalkthrough(t *testing.T) []walkthroughBlock {
 // checks every output line against the one printed in the README ("…"
 // stands for a value that differs per run).
 func TestReadmeWalkthrough(t *testing.T) {
-	blocks := readWalkthrough(t)
+	blocks := readDocBlocks(t, "../../README.md", "Walkthrough")
 	port, admin := freePort(t), freePort(t)
 	repl := strings.NewReplacer("127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", port), "127.0.0.1:2019", fmt.Sprintf("127.0.0.1:%d", admin))
 	files := map[string]string{}
@@ -87,17 +87,35 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if err := os.Symlink(bin, filepath.Join(s.dir, "bin", "nomos")); err != nil {
 		t.Fatal(err)
 	}
+	runDocBlocks(t, blocks, repl, s.dir, "XDG_DATA_HOME="+s.dataDir, "HOME="+s.dir)
+}
+
+// TestPolicyDocCommands runs the `nomos policy` examples of
+// docs/policy-language.md from the repository root, as printed.
+func TestPolicyDocCommands(t *testing.T) {
+	blocks := readDocBlocks(t, "../../docs/policy-language.md", "Trying a policy")
+	binDir := t.TempDir()
+	if err := os.Symlink(nomosBinary(t), filepath.Join(binDir, "nomos")); err != nil {
+		t.Fatal(err)
+	}
+	runDocBlocks(t, blocks, strings.NewReplacer(), "../..", "PATH="+binDir+":"+os.Getenv("PATH"))
+}
+
+// runDocBlocks runs the blocks in one bash session in dir and checks each
+// block's output against the lines printed under it.
+func runDocBlocks(t *testing.T, blocks []walkthroughBlock, repl *strings.Replacer, dir string, env ...string) {
+	t.Helper()
 	var script strings.Builder
 	script.WriteString("set -u\n")
 	for i, b := range blocks {
 		fmt.Fprintf(&script, "echo '@@block %d@@'\n%s\n", i, repl.Replace(b.script))
 	}
 	cmd := exec.Command("bash", "-c", script.String())
-	cmd.Dir = s.dir
-	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+s.dataDir, "HOME="+s.dir)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("walkthrough failed: %v\n%s", err, out)
+		t.Fatalf("doc commands failed: %v\n%s", err, out)
 	}
 	got := splitBlocks(string(out), len(blocks))
 	for i, b := range blocks {
