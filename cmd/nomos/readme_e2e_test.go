@@ -88,6 +88,10 @@ func TestReadmeWalkthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	runDocBlocks(t, blocks, repl, s.dir, "XDG_DATA_HOME="+s.dataDir, "HOME="+s.dir)
+	t.Run("http-api.md", func(t *testing.T) {
+		api := readDocBlocks(t, "../../docs/http-api.md", "Examples")
+		runDocBlocks(t, api, repl, s.dir, "XDG_DATA_HOME="+s.dataDir, "HOME="+s.dir)
+	})
 }
 
 // TestPolicyDocCommands runs the `nomos policy` examples of
