@@ -47,6 +47,12 @@ func TestMultipleUpstreamsPrefixesAndViews(t *testing.T) {
 	if m := c.call("tools/call", `{"name":"a_env","arguments":{}}`); m.Error == nil {
 		t.Fatal("an excluded tool was callable")
 	}
+	if m := c.call("prompts/list", `{}`); !strings.Contains(string(m.Result), `"a_greet"`) || !strings.Contains(string(m.Result), `"b_greet"`) {
+		t.Fatalf("prompts/list = %s", m.Result)
+	}
+	if m := c.call("prompts/get", `{"name":"b_greet"}`); !strings.Contains(string(m.Result), "hello from b") {
+		t.Fatalf("prompts/get b_greet = %s %v", m.Result, m.Error)
+	}
 }
 
 func TestCollisionRefused(t *testing.T) {

@@ -70,6 +70,9 @@ func newTestServer(name string, hooks *hangHooks) *sdk.Server {
 		text, _ := res.Content.(*sdk.TextContent)
 		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "sampled:" + text.Text}}}, nil, nil
 	})
+	s.AddPrompt(&sdk.Prompt{Name: "greet"}, func(context.Context, *sdk.GetPromptRequest) (*sdk.GetPromptResult, error) {
+		return &sdk.GetPromptResult{Messages: []*sdk.PromptMessage{{Role: "user", Content: &sdk.TextContent{Text: "hello from " + name}}}}, nil
+	})
 	sdk.AddTool(s, &sdk.Tool{Name: "env", Description: "env"}, func(context.Context, *sdk.CallToolRequest, echoInput) (*sdk.CallToolResult, any, error) {
 		wd, _ := os.Getwd()
 		text := strings.Join(os.Environ(), "\n") + "\nWD=" + wd + fmt.Sprintf("\nPID=%d", os.Getpid())
