@@ -50,15 +50,24 @@ func (*APIHandler) CaddyModule() caddy.ModuleInfo {
 // Provision binds the handler to the nomos app's pipeline.
 func (h *APIHandler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	if h.Policy == "" {
-		h.Policy = "default"
-	}
 	appIface, err := ctx.App("nomos")
 	if err != nil {
 		return err
 	}
-	h.app = appIface.(*App)
-	if h.svc, err = h.app.Service(h.Policy); err != nil {
+	return h.bind(appIface.(*App))
+}
+
+// bind attaches the handler to a provisioned app.
+func (h *APIHandler) bind(app *App) error {
+	if h.Policy == "" {
+		h.Policy = "default"
+	}
+	if h.logger == nil {
+		h.logger = zap.NewNop()
+	}
+	h.app = app
+	var err error
+	if h.svc, err = app.Service(h.Policy); err != nil {
 		return err
 	}
 	h.routes = map[string]apiRoute{

@@ -1,0 +1,289 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+const handlerBundle = `version: v1
+rules:
+  - id: read-orders
+    action_type: orders.read
+    resource: "shop://orders/**"
+    decision: ALLOW
+`
+
+// newTestApp provisions a nomos app from JSON with its state in a temp dir.
+func newTestApp(t *testing.T, mutate func(*App)) *App {
+	t.Helper()
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "b.yaml")
+	if err := os.WriteFile(bundle, []byte(handlerBundle), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("T_KEY", "alice-key")
+	t.Setenv("T_SECRET", "agent-secret-value")
+	app := &App{
+		Policies: map[string]*PolicySet{"default": {Bundles: []BundleConfig{{Path: bundle}}}},
+		Identity: &IdentityConfig{
+			APIKeys:        []APIKeyConfig{{Key: "{env.T_KEY}", Principal: "alice"}},
+			AgentSecrets:   []AgentSecretConfig{{Agent: "bot", Secret: "{env.T_SECRET}"}},
+			TrustedHeaders: &TrustedHeadersConfig{Principal: "X-Auth-Principal"},
+		},
+		Audit:     &AuditConfig{Sinks: []SinkConfig{{Type: "sqlite", Path: filepath.Join(dir, "audit.db")}}},
+		Approvals: &ApprovalsConfig{Store: "file", Path: filepath.Join(dir, "approvals.json"), Approvers: []string{"alice"}},
+	}
+	if mutate != nil {
+		mutate(app)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := app.Provision(ctx); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	t.Cleanup(func() { _ = app.Cleanup() })
+	return app
+}
+
+func newTestHandler(t *testing.T, app *App, h *APIHandler) *APIHandler {
+	t.Helper()
+	if h == nil {
+		h = new(APIHandler)
+	}
+	if err := h.bind(app); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+const orderBody = `{"schema_version":"v1","action_id":"a1","trace_id":"t1","action_type":"orders.read","resource":"shop://orders/1","params":{},"context":{}}`
+
+// serve runs one request through the handler with a Caddy replacer and
+// vars in its context, as Caddy's server would.
+func serve(t *testing.T, h *APIHandler, req *http.Request, vars map[string]any) (*httptest.ResponseRecorder, *caddy.Replacer) {
+	t.Helper()
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl)
+	if vars == nil {
+		vars = map[string]any{}
+	}
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, vars)
+	rec := httptest.NewRecorder()
+	if err := h.ServeHTTP(rec, req.WithContext(ctx), nil); err != nil {
+		t.Fatal(err)
+	}
+	return rec, repl
+}
+
+func signed(body string) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, "/action", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer alice-key")
+	req.Header.Set("X-Nomos-Agent-Id", "bot")
+	m := hmac.New(sha256.New, []byte("agent-secret-value"))
+	m.Write([]byte(body))
+	req.Header.Set("X-Nomos-Agent-Signature", hex.EncodeToString(m.Sum(nil)))
+	return req
+}
+
+func decode(t *testing.T, rec *httptest.ResponseRecorder) map[string]any {
+	t.Helper()
+	var out map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		t.Fatalf("non-JSON answer %d: %s", rec.Code, rec.Body)
+	}
+	return out
+}
+
+func TestHandlerAllowSetsPlaceholders(t *testing.T) {
+	h := newTestHandler(t, newTestApp(t, nil), nil)
+	rec, repl := serve(t, h, signed(orderBody), nil)
+	if rec.Code != 200 || decode(t, rec)["decision"] != "ALLOW" {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	for k, want := range map[string]string{"nomos.decision": "ALLOW", "nomos.principal": "alice", "nomos.rule_ids": "read-orders"} {
+		if got, _ := repl.GetString(k); got != want {
+			t.Errorf("{%s} = %q, want %q", k, got, want)
+		}
+	}
+	if rec.Header().Get("Content-Type") != "application/json" {
+		t.Errorf("content type %q", rec.Header().Get("Content-Type"))
+	}
+}
+
+func TestHandlerTransportErrors(t *testing.T) {
+	h := newTestHandler(t, newTestApp(t, nil), nil)
+	cases := map[string]struct {
+		req    *http.Request
+		status int
+		code   string
+	}{
+		"unknown path":  {httptest.NewRequest(http.MethodGet, "/admin", nil), 404, "not_enabled"},
+		"wrong method":  {httptest.NewRequest(http.MethodGet, "/action", nil), 405, "method_not_allowed"},
+		"no credential": {httptest.NewRequest(http.MethodPost, "/action", strings.NewReader(orderBody)), 401, "auth_error"},
+		"too large":     {signed(strings.Repeat(" ", 70<<10)), 413, "request_too_large"},
+		"bad envelope":  {signed(`{"schema_version":"v2"}`), 400, "validation_error"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			rec, _ := serve(t, h, c.req, nil)
+			out := decode(t, rec)
+			if rec.Code != c.status || out["decision"] != "DENY" || !strings.HasPrefix(out["reason"].(string), c.code+": ") {
+				t.Fatalf("got %d %v", rec.Code, out)
+			}
+		})
+	}
+}
+
+func TestHandlerConcurrencyLimit(t *testing.T) {
+	app := newTestApp(t, func(a *App) { a.Runtime = &RuntimeConfig{ConcurrencyLimit: 1} })
+	h := newTestHandler(t, app, nil)
+	if !app.acquire() {
+		t.Fatal("could not take the only slot")
+	}
+	rec, _ := serve(t, h, signed(orderBody), nil)
+	if rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("got %d %s", rec.Code, rec.Body)
+	}
+	app.release()
+	if rec, _ := serve(t, h, signed(orderBody), nil); rec.Code != 200 {
+		t.Fatalf("after release: %d %s", rec.Code, rec.Body)
+	}
+}
+
+func TestHandlerRouteIdentity(t *testing.T) {
+	app := newTestApp(t, nil)
+	no := false
+	anon := newTestHandler(t, app, &APIHandler{RouteAuth: RouteAuth{Anonymous: "dev", RequireAgent: &no}})
+	rec, repl := serve(t, anon, httptest.NewRequest(http.MethodPost, "/action", strings.NewReader(orderBody)), nil)
+	if p, _ := repl.GetString("nomos.principal"); rec.Code != 200 || p != "dev" {
+		t.Fatalf("anonymous: %d %s principal %q", rec.Code, rec.Body, p)
+	}
+	bad := httptest.NewRequest(http.MethodPost, "/action", strings.NewReader(orderBody))
+	bad.Header.Set("Authorization", "Bearer wrong")
+	if rec, _ := serve(t, anon, bad, nil); rec.Code != 401 {
+		t.Fatalf("a presented bad credential fell back to anonymous: %d", rec.Code)
+	}
+	upstream := newTestHandler(t, app, &APIHandler{RouteAuth: RouteAuth{PrincipalFrom: "{http.vars.user}", RequireAgent: &no}})
+	req := httptest.NewRequest(http.MethodPost, "/action", strings.NewReader(orderBody))
+	rec, _ = serve(t, upstream, req, map[string]any{"user": "carol"})
+	if rec.Code != 200 {
+		t.Fatalf("principal_from: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestTrustedHeadersOnlyFromTrustedProxies: the same header is honoured
+// from a trusted proxy and ignored otherwise.
+func TestTrustedHeadersOnlyFromTrustedProxies(t *testing.T) {
+	no := false
+	h := newTestHandler(t, newTestApp(t, nil), &APIHandler{RouteAuth: RouteAuth{RequireAgent: &no}})
+	mk := func() *http.Request {
+		req := httptest.NewRequest(http.MethodPost, "/action", strings.NewReader(orderBody))
+		req.Header.Set("X-Auth-Principal", "mallory")
+		return req
+	}
+	if rec, _ := serve(t, h, mk(), map[string]any{caddyhttp.TrustedProxyVarKey: false}); rec.Code != 401 {
+		t.Fatalf("untrusted header accepted: %d %s", rec.Code, rec.Body)
+	}
+	rec, repl := serve(t, h, mk(), map[string]any{caddyhttp.TrustedProxyVarKey: true})
+	if p, _ := repl.GetString("nomos.principal"); rec.Code != 200 || p != "mallory" {
+		t.Fatalf("trusted proxy header: %d %s %q", rec.Code, rec.Body, p)
+	}
+}
+
+func TestHandlerHealthAndVersion(t *testing.T) {
+	h := newTestHandler(t, newTestApp(t, nil), nil)
+	for _, p := range []string{"/healthz", "/version"} {
+		rec, _ := serve(t, h, httptest.NewRequest(http.MethodGet, p, nil), nil)
+		if rec.Code != 200 || !bytes.HasPrefix(rec.Body.Bytes(), []byte("{")) {
+			t.Fatalf("%s: %d %s", p, rec.Code, rec.Body)
+		}
+	}
+}
+
+// TestProvisionRefusesBadConfig: every bad setting is an error at load.
+func TestProvisionRefusesBadConfig(t *testing.T) {
+	cases := map[string]struct {
+		mutate func(*App)
+		want   string
+	}{
+		"missing bundle":        {func(a *App) { a.Policies["default"].Bundles[0].Path = "/nonexistent.yaml" }, "reading bundle"},
+		"unset secret":          {func(a *App) { a.Identity.APIKeys[0].Key = "{env.T_UNSET_VAR}" }, "unset environment variable"},
+		"unknown sink":          {func(a *App) { a.Audit.Sinks[0].Type = "kafka" }, "unknown sink type"},
+		"bad webhook url":       {func(a *App) { a.Audit.Sinks[0] = SinkConfig{Type: "webhook", URL: "ftp://x"} }, "webhook url"},
+		"stateless approvals":   {func(a *App) { a.Runtime = &RuntimeConfig{Stateless: true} }, "approvals must be disabled"},
+		"stateless sqlite":      {func(a *App) { a.Runtime = &RuntimeConfig{Stateless: true}; a.Approvals = nil }, "sqlite audit sink is not allowed"},
+		"bad deployment mode":   {func(a *App) { a.Runtime = &RuntimeConfig{DeploymentMode: "cloud"} }, "deployment_mode"},
+		"executor without root": {func(a *App) { a.Executor = &ExecutorConfig{} }, "workspace_root is required"},
+		"bad approvals store":   {func(a *App) { a.Approvals.Store = "redis" }, "unknown store"},
+		"bad redaction pattern": {func(a *App) { a.Redaction = &RedactionConfig{Patterns: []string{"("}} }, "redaction"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			bundle := filepath.Join(dir, "b.yaml")
+			_ = os.WriteFile(bundle, []byte(handlerBundle), 0o600)
+			t.Setenv("T_KEY", "alice-key")
+			app := &App{
+				Policies:  map[string]*PolicySet{"default": {Bundles: []BundleConfig{{Path: bundle}}}},
+				Identity:  &IdentityConfig{APIKeys: []APIKeyConfig{{Key: "{env.T_KEY}", Principal: "alice"}}},
+				Audit:     &AuditConfig{Sinks: []SinkConfig{{Type: "sqlite", Path: filepath.Join(dir, "a.db")}}},
+				Approvals: &ApprovalsConfig{Store: "file", Path: filepath.Join(dir, "ap.json")},
+			}
+			c.mutate(app)
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			defer cancel()
+			err := app.Provision(ctx)
+			_ = app.Cleanup()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestUnchangedReloadSharesState: two configs with the same policy and
+// audit settings share the compiled engine and the recorder, as a Caddy
+// reload would.
+func TestUnchangedReloadSharesState(t *testing.T) {
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "b.yaml")
+	_ = os.WriteFile(bundle, []byte(handlerBundle), 0o600)
+	mk := func() *App {
+		app := &App{
+			Policies: map[string]*PolicySet{"default": {Bundles: []BundleConfig{{Path: bundle}}}},
+			Audit:    &AuditConfig{Sinks: []SinkConfig{{Type: "sqlite", Path: filepath.Join(dir, "a.db")}}},
+		}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		t.Cleanup(cancel)
+		if err := app.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return app
+	}
+	oldApp, newApp := mk(), mk()
+	if oldApp.engines["default"] != newApp.engines["default"] || oldApp.recorder != newApp.recorder {
+		t.Fatal("an unchanged reload rebuilt pooled state")
+	}
+	_ = oldApp.Cleanup()
+	// The survivor still records: its recorder was not closed by the old
+	// config's cleanup.
+	h := newTestHandler(t, newApp, &APIHandler{RouteAuth: RouteAuth{Anonymous: "dev"}})
+	rec, _ := serve(t, h, httptest.NewRequest(http.MethodPost, "/action", strings.NewReader(orderBody)), nil)
+	if rec.Code != 200 {
+		t.Fatalf("after old cleanup: %d %s", rec.Code, rec.Body)
+	}
+	_ = newApp.Cleanup()
+}
