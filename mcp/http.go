@@ -89,6 +89,9 @@ func (g *Gateway) checkOriginHost(r *http.Request) string {
 	if len(g.route.AllowedHosts) > 0 && !hostMatches(hostOnly(r.Host), g.route.AllowedHosts) {
 		return "host not allowed"
 	}
+	if len(g.route.AllowedHosts) == 0 && servedOnLoopback(r) && !loopbackHost(hostOnly(r.Host)) {
+		return "host not allowed on a loopback listener"
+	}
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return ""
@@ -120,15 +123,27 @@ func hostMatches(host string, globs []string) bool {
 
 func loopbackOrigin(origin string) bool {
 	u, err := url.Parse(origin)
-	if err != nil {
-		return false
-	}
-	h := u.Hostname()
-	if h == "localhost" {
+	return err == nil && loopbackHost(u.Hostname())
+}
+
+func loopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
 		return true
 	}
-	ip := net.ParseIP(h)
+	ip := net.ParseIP(strings.Trim(h, "[]"))
 	return ip != nil && ip.IsLoopback()
+}
+
+// servedOnLoopback reports whether the request came in on a loopback
+// listener: there, without allowed_hosts, only loopback Host names are
+// accepted (the DNS-rebinding default).
+func servedOnLoopback(r *http.Request) bool {
+	addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	return err == nil && loopbackHost(host)
 }
 
 // servePost handles one JSON-RPC message.
@@ -239,7 +254,7 @@ func (g *Gateway) dispatch(w http.ResponseWriter, r *http.Request, s *session, m
 	case m.isNotification():
 		g.handleNotification(r.Context(), s, m)
 		w.WriteHeader(http.StatusAccepted)
-	case acceptsSSE(r) && streamsRelated(m.Method):
+	case acceptsSSE(r):
 		g.serveSSE(w, r, s, m)
 	default:
 		writeJSON(w, http.StatusOK, g.handleRequest(r.Context(), s, m, nil))
@@ -248,16 +263,6 @@ func (g *Gateway) dispatch(w http.ResponseWriter, r *http.Request, s *session, m
 
 func acceptsSSE(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
-}
-
-// streamsRelated reports whether the upstream may send messages related to
-// the request (progress, logs, sampling, elicitation) while it runs.
-func streamsRelated(method string) bool {
-	switch method {
-	case "tools/call", "resources/read", "prompts/get", "completion/complete":
-		return true
-	}
-	return false
 }
 
 // serveSSE answers a request with an SSE stream that carries the related

@@ -138,3 +138,24 @@ func TestGetStreamNeedsSession(t *testing.T) {
 		t.Fatalf("status %d, want 404", resp.StatusCode)
 	}
 }
+
+// TestLoopbackHostDefault: on a loopback listener without allowed_hosts,
+// only loopback Host names are accepted (DNS-rebinding default).
+func TestLoopbackHostDefault(t *testing.T) {
+	u := inprocUpstream(t, "a", newTestServer("a", nil), nil)
+	_, c := newGateway(t, RouteConfig{}, newTestGovernor(), u)
+	for host, status := range map[string]int{"rebind.example": http.StatusForbidden, "localhost": http.StatusOK} {
+		req, _ := http.NewRequest(http.MethodPost, c.url, strings.NewReader(initBody))
+		req.Host = host
+		req.Header.Set("X-Test-Principal", "alice")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != status {
+			t.Fatalf("Host %s: status %d, want %d", host, resp.StatusCode, status)
+		}
+	}
+}

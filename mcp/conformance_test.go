@@ -1,0 +1,55 @@
+package mcp
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// allowAll is the governor of the conformance harness: every request is
+// allowed and every tool listed, so only the relay is under test.
+type allowAll struct{}
+
+func (allowAll) Authorize(context.Context, AuthzRequest) (AuthzResult, error) {
+	return AuthzResult{Decision: DecisionAllow, Reason: "conformance"}, nil
+}
+func (allowAll) Completed(context.Context, AuthzRequest, AuthzResult, Outcome) {}
+func (allowAll) Visible(context.Context, Identity, string, string) bool       { return true }
+
+// TestServeForConformance serves the gateway in front of the Go SDK
+// everything-server so the official conformance suite can drive it:
+//
+//	NOMOS_MCP_CONFORMANCE_ADDR=127.0.0.1:8181 NOMOS_MCP_CONFORMANCE_UPSTREAM=stdio \
+//	NOMOS_MCP_CONFORMANCE_SECONDS=300 go test -run TestServeForConformance ./mcp
+//
+// It is skipped unless NOMOS_MCP_CONFORMANCE_ADDR is set.
+func TestServeForConformance(t *testing.T) {
+	addr := os.Getenv("NOMOS_MCP_CONFORMANCE_ADDR")
+	if addr == "" {
+		t.Skip("set NOMOS_MCP_CONFORMANCE_ADDR to serve the gateway for the conformance suite")
+	}
+	transport := os.Getenv("NOMOS_MCP_CONFORMANCE_UPSTREAM")
+	if transport == "" {
+		transport = TransportStdio
+	}
+	u := upstreamFor(t, transport, nil)
+	anonymous := func(*http.Request, []byte) (Identity, error) { return Identity{Principal: "anonymous"}, nil }
+	g, err := NewGateway(RouteConfig{Upstreams: []string{u.Name()}}, map[string]*Upstream{u.Name(): u}, allowAll{}, anonymous, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	seconds, _ := strconv.Atoi(os.Getenv("NOMOS_MCP_CONFORMANCE_SECONDS"))
+	time.Sleep(time.Duration(max(seconds, 60)) * time.Second)
+	_ = g.Close()
+	_ = srv.Close()
+}
