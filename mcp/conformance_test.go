@@ -18,7 +18,7 @@ func (allowAll) Authorize(context.Context, AuthzRequest) (AuthzResult, error) {
 	return AuthzResult{Decision: DecisionAllow, Reason: "conformance"}, nil
 }
 func (allowAll) Completed(context.Context, AuthzRequest, AuthzResult, Outcome) {}
-func (allowAll) Visible(context.Context, Identity, string, string) bool       { return true }
+func (allowAll) Visible(context.Context, Identity, string, string) bool        { return true }
 
 // TestServeForConformance serves the gateway in front of the Go SDK
 // everything-server so the official conformance suite can drive it:
