@@ -26,7 +26,8 @@ func (allowAll) Visible(context.Context, Identity, string, string) bool        {
 //	NOMOS_MCP_CONFORMANCE_ADDR=127.0.0.1:8181 NOMOS_MCP_CONFORMANCE_UPSTREAM=stdio \
 //	NOMOS_MCP_CONFORMANCE_SECONDS=300 go test -run TestServeForConformance ./mcp
 //
-// It is skipped unless NOMOS_MCP_CONFORMANCE_ADDR is set.
+// NOMOS_MCP_CONFORMANCE_URL points it at an upstream already running
+// instead. It is skipped unless NOMOS_MCP_CONFORMANCE_ADDR is set.
 func TestServeForConformance(t *testing.T) {
 	addr := os.Getenv("NOMOS_MCP_CONFORMANCE_ADDR")
 	if addr == "" {
@@ -36,7 +37,12 @@ func TestServeForConformance(t *testing.T) {
 	if transport == "" {
 		transport = TransportStdio
 	}
-	u := upstreamFor(t, transport, nil)
+	var u *Upstream
+	if url := os.Getenv("NOMOS_MCP_CONFORMANCE_URL"); url != "" {
+		u = startedUpstream(t, UpstreamConfig{Name: "everything", URL: url})
+	} else {
+		u = upstreamFor(t, transport, nil)
+	}
 	anonymous := func(*http.Request, []byte) (Identity, error) { return Identity{Principal: "anonymous"}, nil }
 	g, err := NewGateway(RouteConfig{Upstreams: []string{u.Name()}}, map[string]*Upstream{u.Name(): u}, allowAll{}, anonymous, quietLog())
 	if err != nil {
@@ -52,4 +58,17 @@ func TestServeForConformance(t *testing.T) {
 	time.Sleep(time.Duration(max(seconds, 60)) * time.Second)
 	_ = g.Close()
 	_ = srv.Close()
+}
+
+func startedUpstream(t *testing.T, cfg UpstreamConfig) *Upstream {
+	t.Helper()
+	u, err := NewUpstream(cfg, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = u.Close() })
+	return u
 }
