@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"time"
 
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
@@ -156,10 +157,23 @@ func (c *conn) onRequest(ctx context.Context, req transport.JSONRPCRequest) (*tr
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.up.cfg.Timeouts.Call)
 	defer cancel()
-	if e := s.gw.Load().governServerRequest(ctx, s, c.up.cfg.Name, req.Method, params); e != nil {
+	g := s.gw.Load()
+	done, e := g.governServerRequest(ctx, s, c.up.cfg.Name, req.Method, params)
+	if e != nil {
 		return rpcErrorResponse(req.ID, e.Code, e.Message), nil
 	}
-	return c.relayServerRequest(ctx, s, related, req, params), nil
+	start := g.now()
+	resp := c.relayServerRequest(ctx, s, related, req, params)
+	done(serverRequestOutcome(resp, g.now().Sub(start)))
+	return resp, nil
+}
+
+// serverRequestOutcome classifies the client's answer to a relayed request.
+func serverRequestOutcome(resp *transport.JSONRPCResponse, d time.Duration) Outcome {
+	if resp.Error != nil {
+		return Outcome{Classification: ClassUpstreamError, ErrorClass: "rpc", Duration: d}
+	}
+	return Outcome{Classification: ClassSuccess, Duration: d}
 }
 
 // targetOf picks the downstream session of an upstream→client request. A

@@ -315,8 +315,9 @@ func denialError(id json.RawMessage, res AuthzResult) []byte {
 }
 
 // governServerRequest governs upstream→client sampling and elicitation.
-// Other server requests (roots/list) are relayed ungoverned.
-func (g *Gateway) governServerRequest(ctx context.Context, s *session, server, method string, params json.RawMessage) *rpcError {
+// Other server requests (roots/list) are relayed ungoverned. On success it
+// returns the function that records the outcome once the client answered.
+func (g *Gateway) governServerRequest(ctx context.Context, s *session, server, method string, params json.RawMessage) (func(Outcome), *rpcError) {
 	actionType, suffix := "", ""
 	switch method {
 	case "sampling/createMessage":
@@ -324,21 +325,21 @@ func (g *Gateway) governServerRequest(ctx context.Context, s *session, server, m
 	case "elicitation/create":
 		actionType, suffix = ActionElicit, "elicit"
 	default:
-		return nil
+		return func(Outcome) {}, nil
 	}
 	u := g.byName[server]
 	if u == nil {
-		return &rpcError{Code: CodePolicyDenied, Message: "DENY: upstream not on this route"}
+		return nil, &rpcError{Code: CodePolicyDenied, Message: "DENY: upstream not on this route"}
 	}
 	req := g.surfaceRequest(s, u, actionType, suffix, "upstream_method", method,
 		map[string]any{"method": method, "request_hash": action.SHA256Hex(params)})
 	res, err := g.gov.Authorize(ctx, req)
-	if err != nil || res.Decision != DecisionAllow {
-		if err != nil {
-			res = AuthzResult{Decision: DecisionDeny, Reason: "internal_error"}
-		}
-		return &rpcError{Code: CodePolicyDenied, Message: fmt.Sprintf("%s: %s", res.Decision, res.Reason)}
+	if err != nil {
+		g.log.Error("mcp governor failed; denying", "error", err)
+		res = AuthzResult{Decision: DecisionDeny, Reason: "internal_error"}
 	}
-	g.gov.Completed(context.WithoutCancel(ctx), req, res, Outcome{Classification: ClassSuccess})
-	return nil
+	if res.Decision != DecisionAllow {
+		return nil, &rpcError{Code: CodePolicyDenied, Message: fmt.Sprintf("%s: %s", res.Decision, res.Reason)}
+	}
+	return func(out Outcome) { g.gov.Completed(context.WithoutCancel(ctx), req, res, out) }, nil
 }
