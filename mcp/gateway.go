@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -154,8 +155,12 @@ func (g *Gateway) toolView(ctx context.Context, s *session) ([]toolRef, error) {
 	seen := map[string]bool{}
 	for _, u := range g.ups {
 		refs, err := g.upstreamTools(ctx, s, u)
-		if err != nil {
+		if err != nil && len(g.ups) == 1 {
 			return nil, err
+		}
+		if err != nil { // one unavailable upstream does not hide the others
+			g.log.Warn("mcp upstream left out of tools/list", "upstream_server", u.cfg.Name, "error", err)
+			continue
 		}
 		for _, r := range refs {
 			if seen[r.exposed] {
@@ -190,15 +195,18 @@ func (g *Gateway) upstreamTools(ctx context.Context, s *session, u *Upstream) ([
 }
 
 // resolveTool finds an exposed tool name.
+// An unavailable upstream that could own the name is reported only when no
+// other upstream has the tool.
 func (g *Gateway) resolveTool(ctx context.Context, s *session, exposed string) (toolRef, bool, error) {
+	var firstErr error
 	for _, u := range g.ups {
-		prefix := g.route.prefixFor(u.cfg.Name)
-		if !strings.HasPrefix(exposed, prefix) {
+		if !strings.HasPrefix(exposed, g.route.prefixFor(u.cfg.Name)) {
 			continue
 		}
 		refs, err := g.upstreamTools(ctx, s, u)
 		if err != nil {
-			return toolRef{}, false, err
+			firstErr = cmp.Or(firstErr, err)
+			continue
 		}
 		for _, r := range refs {
 			if r.exposed == exposed {
@@ -206,7 +214,7 @@ func (g *Gateway) resolveTool(ctx context.Context, s *session, exposed string) (
 			}
 		}
 	}
-	return toolRef{}, false, nil
+	return toolRef{}, false, firstErr
 }
 
 // resolveNamed maps an exposed prompt name to its upstream and upstream

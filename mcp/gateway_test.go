@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/caddy-nomos/nomos/policy/action"
@@ -145,4 +148,51 @@ func TestMissingSchemaRefused(t *testing.T) {
 		t.Fatal("a remote $ref was loaded")
 	}
 	_ = slog.Default
+}
+
+// flakyHandler answers 503 while down is set.
+type flakyHandler struct {
+	down atomic.Bool
+	next http.Handler
+}
+
+func (f *flakyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.down.Load() {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	f.next.ServeHTTP(w, r)
+}
+
+// TestOneUpstreamDownDoesNotTakeTheRouteDown: with several upstreams, a
+// remote upstream that is down when the client initializes is left out,
+// and dialed again once it is back.
+func TestOneUpstreamDownDoesNotTakeTheRouteDown(t *testing.T) {
+	a := inprocUpstream(t, "a", newTestServer("a", nil), nil)
+	sb := newTestServer("b", nil)
+	flaky := &flakyHandler{next: sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return sb }, nil)}
+	srv := httptest.NewServer(flaky)
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	b, err := NewUpstream(UpstreamConfig{Name: "b", URL: srv.URL}, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	_, c := newGateway(t, RouteConfig{Include: []string{"*_echo"}}, newTestGovernor(), a, b)
+
+	flaky.down.Store(true)
+	c.initialize()
+	if got := strings.Join(toolNames(t, c), ","); got != "a_echo" {
+		t.Fatalf("tools with b down = %s", got)
+	}
+	if text, isErr := c.callTool("b_echo", `{"text":"x"}`); !isErr || !strings.HasPrefix(text, ClassUpstreamUnavail) {
+		t.Fatalf("b_echo while down = %q", text)
+	}
+	flaky.down.Store(false)
+	if text, isErr := c.callTool("b_echo", `{"text":"x"}`); isErr || text != "b:x" {
+		t.Fatalf("b_echo once back = %q", text)
+	}
 }

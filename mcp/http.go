@@ -213,7 +213,7 @@ func (g *Gateway) sessionFor(w http.ResponseWriter, r *http.Request, id Identity
 	}
 	s := g.sessions.get(sid)
 	now := g.now()
-	if s != nil && (s.expired(now, g.route.SessionTTL) || s.deadLink()) {
+	if s != nil && (s.expired(now, g.route.SessionTTL) || len(g.ups) == 1 && s.deadLink()) {
 		g.endSession(s)
 		s = nil
 	}

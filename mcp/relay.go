@@ -22,7 +22,7 @@ func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, id Ide
 		return
 	}
 	params, version := downstreamInitParams(m.Params)
-	s.protocolVersion = version
+	s.protocolVersion, s.initParams = version, params
 	results, resp := g.initUpstreams(r.Context(), s, m, params)
 	if resp != nil {
 		s.close()
@@ -54,12 +54,22 @@ func downstreamInitParams(raw json.RawMessage) (json.RawMessage, string) {
 
 func (g *Gateway) initUpstreams(ctx context.Context, s *session, m *message, params json.RawMessage) ([]json.RawMessage, []byte) {
 	results := make([]json.RawMessage, 0, len(g.ups))
+	var failed []byte
 	for _, u := range g.ups {
 		res, resp := g.initUpstream(ctx, s, u, m, params)
 		if resp != nil {
-			return nil, resp
+			// With several upstreams the others still serve; the missing
+			// one is dialed again on first use and its capabilities come
+			// from the gateway's own session.
+			failed = resp
+			res = u.controlInit()
 		}
-		results = append(results, res)
+		if res != nil {
+			results = append(results, res)
+		}
+	}
+	if failed != nil && (len(g.ups) == 1 || len(results) == 0) {
+		return nil, failed
 	}
 	return results, nil
 }
@@ -100,7 +110,7 @@ func (g *Gateway) upstreamRPCError(id json.RawMessage, u *Upstream, err error) [
 // mergeInit builds the downstream initialize result: the upstream's own
 // with one upstream (transparency), a union of capabilities with several.
 func (g *Gateway) mergeInit(results []json.RawMessage, version string) any {
-	if len(results) == 1 {
+	if len(g.ups) == 1 && len(results) == 1 {
 		var r map[string]json.RawMessage
 		if json.Unmarshal(results[0], &r) == nil {
 			r["protocolVersion"], _ = json.Marshal(g.answeredVersion(r["protocolVersion"], version))

@@ -27,6 +27,7 @@ type session struct {
 
 	mu              sync.Mutex
 	protocolVersion string
+	initParams      json.RawMessage  // the client's initialize params, for redials
 	links           map[string]*conn // upstream name → conn
 	pending         map[string]chan *message
 	inflight        map[string]*inflight // by downstream request id
@@ -311,4 +312,13 @@ func (s *session) usesOnly(byName map[string]*Upstream) bool {
 		}
 	}
 	return true
+}
+
+func (s *session) initParamsCopy() json.RawMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	return s.initParams
 }

@@ -75,7 +75,8 @@ func (g *Gateway) callTool(ctx context.Context, s *session, m *message, related 
 	}
 	ref, ok, err := g.resolveTool(ctx, s, p.Name)
 	if err != nil {
-		return toolErrorResult(m.ID, classOf(err), g.upstreamFailureText(ref.up, err))
+		u, _, _ := g.resolveNamed(p.Name)
+		return toolErrorResult(m.ID, classOf(err), g.upstreamFailureText(u, err))
 	}
 	if !ok {
 		return encodeError(m.ID, codeInvalidParams, "unknown tool: "+p.Name, nil)

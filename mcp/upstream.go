@@ -136,6 +136,16 @@ func (u *Upstream) Close() error {
 	return nil
 }
 
+// controlInit is the initialize result of the gateway's own session.
+func (u *Upstream) controlInit() json.RawMessage {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.shared == nil {
+		return nil
+	}
+	return u.shared.init
+}
+
 // ToolNames lists the upstream tool names from the last enumeration.
 func (u *Upstream) ToolNames() []string {
 	u.mu.Lock()
@@ -327,5 +337,32 @@ func (u *Upstream) connFor(ctx context.Context, s *session) (*conn, error) {
 	if c := s.link(u.cfg.Name); c != nil && !c.dead.Load() {
 		return c, nil
 	}
-	return nil, newUpstreamError(ErrUpstreamUnavailable, nil, "upstream %q session ended; reinitialize", u.cfg.Name)
+	return u.redial(ctx, s)
+}
+
+// redial opens a dedicated session that is missing (the upstream was down
+// at initialize) or ended, replaying the client's initialize. Only routes
+// with several upstreams get here: with one, an ended upstream session ends
+// the downstream session (404) so the client itself starts over.
+func (u *Upstream) redial(ctx context.Context, s *session) (*conn, error) {
+	params := s.initParamsCopy()
+	if params == nil {
+		return nil, newUpstreamError(ErrUpstreamUnavailable, nil, "upstream %q session ended; reinitialize", u.cfg.Name)
+	}
+	c, rerr, err := u.dial(ctx, s, params)
+	if err == nil && rerr != nil {
+		err = newUpstreamError(ErrUpstreamProtocol, rerr, "upstream %q refused initialize", u.cfg.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := c.notify(ctx, "notifications/initialized", nil); err != nil {
+		c.close()
+		return nil, newUpstreamError(ErrUpstreamUnavailable, err, "upstream %q: initialized", u.cfg.Name)
+	}
+	if old := s.link(u.cfg.Name); old != nil && old.dedicated == s {
+		go old.close()
+	}
+	s.setLink(u.cfg.Name, c)
+	return c, nil
 }
