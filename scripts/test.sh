@@ -11,5 +11,19 @@ make -s lint
 echo "== go test (unit, corpus, fuzz seeds, Caddyfile, handlers, end to end)"
 go test -count=1 -timeout 20m ./...
 
+echo "== xcaddy: a custom Caddy built from this checkout has the Nomos modules"
+xcaddy_version=v0.4.5
+GOBIN="$PWD/.tools" go install "github.com/caddyserver/xcaddy/cmd/xcaddy@$xcaddy_version"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$PWD/.tools/xcaddy" build v2.11.9 --output "$tmp/caddy" \
+  --with github.com/caddy-nomos/nomos@v0.0.0-00010101000000-000000000000=. >"$tmp/xcaddy.log" 2>&1 \
+  || { cat "$tmp/xcaddy.log"; exit 1; }
+for module in nomos http.handlers.nomos_api; do
+  "$tmp/caddy" list-modules | grep -qx "$module" || { echo "xcaddy build lacks $module"; exit 1; }
+done
+"$tmp/caddy" policy test --action examples/actions/refund-40.json --bundle examples/policies/retail.yaml | grep -q '"decision":"ALLOW"'
+echo "xcaddy build ok"
+
 echo "== short fuzz pass"
 bash scripts/fuzz.sh 3s
