@@ -34,8 +34,9 @@ type Governor interface {
 	// decision audit) for one governed MCP request. An error is an internal
 	// failure: the gateway fails closed.
 	Authorize(ctx context.Context, req AuthzRequest) (AuthzResult, error)
-	// Completed records the outcome (audit action.completed). It runs after
-	// the response has been written and must not block for long.
+	// Completed records the outcome (audit action.completed). It runs once
+	// the upstream has answered, before the answer is sent on, so it must
+	// not block for long.
 	Completed(ctx context.Context, req AuthzRequest, res AuthzResult, out Outcome)
 	// Visible reports whether tools/list may show tool of upstream server to
 	// id: true when some rule could ALLOW or REQUIRE_APPROVAL an mcp.call on
