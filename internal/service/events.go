@@ -53,6 +53,7 @@ func (s *Service) decisionEvent(r *run, typ string) *audit.Event {
 	ev.MatchedRuleIDs = r.d.MatchedRuleIDs
 	ev.Obligations = obligationsJSON(r.d.Obligations)
 	ev.PolicyBundleHash = r.d.PolicyBundleHash
+	ev.ExecutorMetadata = r.meta
 	if r.approval != nil {
 		ev.ApprovalID = r.approval.id
 	}
@@ -67,8 +68,7 @@ func (s *Service) finish(ctx context.Context, r *run, resp *Response) {
 	ev.Decision, ev.Reason = resp.Decision, resp.Reason
 	ev.DurationMS = s.cfg.Clock().Sub(r.start).Milliseconds()
 	ev.ResultClassification = classify(r, resp)
-	ev.Retryable = ev.ResultClassification == audit.ResultRequireApproval
-	ev.ExecutorMetadata = r.meta
+	ev.Retryable = audit.IsRetryable(ev.ResultClassification)
 	if resp.ExecutionMode != "" {
 		ev.ExecutorMetadata = withMeta(ev.ExecutorMetadata, "execution_mode", resp.ExecutionMode)
 	}

@@ -61,14 +61,19 @@ func (s *Service) prepare(ctx context.Context, body []byte, id action.Identity) 
 	}
 	a, err := action.New(env, id)
 	if err != nil {
-		class := audit.ResultValidationError
-		if errors.Is(err, action.ErrNormalization) {
-			class = audit.ResultNormalizationError
-		}
-		s.auditRejected(ctx, env, id, class, err)
+		s.auditRejected(ctx, env, id, classOf(err), err)
 		return nil, Errorf(http.StatusBadRequest, CodeValidation, "%s", s.cfg.Redactor.String(err.Error()))
 	}
 	return a, nil
+}
+
+// classOf is the audit classification of a request that could not become
+// an action.
+func classOf(err error) string {
+	if errors.Is(err, action.ErrNormalization) {
+		return audit.ResultNormalizationError
+	}
+	return audit.ResultValidationError
 }
 
 // decide evaluates policy, resolves approvals and commits the decision to

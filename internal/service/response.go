@@ -10,6 +10,7 @@ import (
 const (
 	ModeExternalAuthorized = "external_authorized"
 	ModeExecuted           = "executed"
+	ModeForwarded          = "mcp_forwarded"
 )
 
 // Response is the v1 action response. Every field except Decision is

@@ -1,0 +1,70 @@
+package service
+
+import (
+	"context"
+
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/policy"
+	"github.com/caddy-nomos/nomos/policy/action"
+)
+
+// Authorization is a decided and recorded request that a transport (the MCP
+// gateway) carries out itself. Complete must be called once it is done.
+type Authorization struct {
+	Response *Response
+	// Obligations are the merged obligations of the decision.
+	Obligations policy.Obligations
+	run         *run
+}
+
+// Authorize runs the pipeline up to the recorded decision for an envelope
+// a transport built: normalize, policy, approvals, decision audit. meta is
+// transport evidence (downstream session, upstream server) for every audit
+// event of the action. Nothing is executed.
+func (s *Service) Authorize(ctx context.Context, env *action.Envelope, id action.Identity, meta map[string]any) (*Authorization, error) {
+	id.Environment = s.cfg.Environment
+	a, err := action.New(env, id)
+	if err != nil {
+		s.auditRejected(ctx, env, id, classOf(err), err)
+		return nil, Errorf(400, CodeValidation, "%s", s.cfg.Redactor.String(err.Error()))
+	}
+	r := &run{a: a, start: s.cfg.Clock(), meta: meta}
+	if err := s.record(ctx, s.event(a, audit.EventTraceStart)); err != nil {
+		return nil, err
+	}
+	if err := s.decide(ctx, r); err != nil {
+		return nil, err
+	}
+	resp := s.baseResponse(r)
+	if resp.Decision == policy.Allow {
+		resp.ExecutionMode = ModeForwarded
+	}
+	return &Authorization{Response: resp, Obligations: r.d.Obligations, run: r}, nil
+}
+
+// Complete records how an authorized request ended: action.completed with
+// the transport's classification, then trace.end.
+func (s *Service) Complete(ctx context.Context, auth *Authorization, class string, meta map[string]any) {
+	if auth == nil || auth.run == nil {
+		return
+	}
+	r := auth.run
+	r.class = class
+	for k, v := range meta {
+		r.meta = withMeta(r.meta, k, v)
+	}
+	s.finish(ctx, r, auth.Response)
+}
+
+// Reachable reports whether the identity could be allowed (or sent for
+// approval) some call of actionType on resource; see policy.Engine.Reachable.
+func (s *Service) Reachable(id action.Identity, actionType, resource string) bool {
+	res, err := action.NormalizeResource(actionType, resource)
+	if err != nil {
+		return false
+	}
+	a := &action.Action{ActionType: actionType, Resource: res, Principal: id.Principal, Agent: id.Agent,
+		Environment: s.cfg.Environment, Params: []byte("{}")}
+	a.RiskFlags = action.ComputeRiskFlags(a)
+	return s.cfg.Policy.Reachable(a)
+}
