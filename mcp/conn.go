@@ -111,7 +111,8 @@ func (c *conn) failure(ctx context.Context, err error) error {
 	if cause := context.Cause(ctx); errors.Is(cause, ErrUpstreamTimeout) {
 		return newUpstreamError(ErrUpstreamTimeout, nil, "upstream %q did not answer in time", c.up.cfg.Name)
 	}
-	if errors.Is(err, transport.ErrTransportClosed) || errors.Is(err, transport.ErrSessionTerminated) {
+	if errors.Is(err, transport.ErrTransportClosed) || errors.Is(err, transport.ErrSessionTerminated) ||
+		errors.Is(err, syscall.EPIPE) { // a stdio child that exited before the write
 		c.markDead()
 	}
 	if c.dead.Load() { // a crash, even if it surfaced as our cancellation
