@@ -94,9 +94,13 @@ func TestStdioEnvironmentIsolation(t *testing.T) {
 		c.Env["FIXED"] = "1"
 		c.Workdir = dir
 	})
-	_, c := newGateway(t, RouteConfig{}, newTestGovernor(), u)
+	gov := newTestGovernor()
+	_, c := newGateway(t, RouteConfig{}, gov, u)
 	c.initialize()
 	env := envOf(t, c)
+	if h := gov.lastRequest().Metadata["upstream_env_shape_hash"]; len(h) != 64 {
+		t.Fatalf("upstream_env_shape_hash = %q", h)
+	}
 	if _, ok := env["NOMOS_TEST_SECRET"]; ok {
 		t.Fatal("a parent variable outside env_allowlist reached the child")
 	}

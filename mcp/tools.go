@@ -168,6 +168,9 @@ func (g *Gateway) metadata(s *session, server, key, value string) map[string]str
 	m := map[string]string{"downstream_transport": DownstreamTransport, "downstream_session_id": s.id}
 	if server != "" {
 		m["upstream_server"] = server
+		if h := g.byName[server].envShapeHash(); h != "" {
+			m["upstream_env_shape_hash"] = h
+		}
 	}
 	if key != "" {
 		m[key] = value

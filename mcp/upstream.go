@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/caddy-nomos/nomos/policy/action"
 	"github.com/mark3labs/mcp-go/client/transport"
 )
 
@@ -27,12 +30,13 @@ const gatewayProtocolVersion = "2025-11-25"
 // process, breaker and tool catalog. It is safe for concurrent use and may
 // be shared by several gateways (routes) and survive a config reload.
 type Upstream struct {
-	cfg     UpstreamConfig
-	key     string
-	log     *slog.Logger
-	breaker *breaker
-	remote  *remoteClient
-	now     func() time.Time
+	cfg      UpstreamConfig
+	key      string
+	log      *slog.Logger
+	breaker  *breaker
+	remote   *remoteClient
+	envShape string // digest of the stdio child's variable names
+	now      func() time.Time
 
 	ctx    context.Context // lives until Close
 	cancel context.CancelFunc
@@ -66,8 +70,25 @@ func NewUpstream(cfg UpstreamConfig, log *slog.Logger) (*Upstream, error) {
 		u.remote = rc
 	}
 	u.warnConfig()
+	u.envShape = u.computeEnvShape()
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	return u, nil
+}
+
+// envShapeHash digests the names (never the values) of a stdio child's
+// environment, for audit: a changed shape shows in executor metadata.
+func (u *Upstream) envShapeHash() string { return u.envShape }
+
+func (u *Upstream) computeEnvShape() string {
+	if u.cfg.Transport != TransportStdio {
+		return ""
+	}
+	env := childEnv(u.cfg, os.LookupEnv)
+	names := make([]string, len(env))
+	for i, kv := range env {
+		names[i], _, _ = strings.Cut(kv, "=")
+	}
+	return action.SHA256Hex([]byte(strings.Join(names, "\n")))
 }
 
 func (u *Upstream) warnConfig() {
