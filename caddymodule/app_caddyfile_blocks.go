@@ -275,6 +275,8 @@ func unmarshalExecutor(d *caddyfile.Dispenser, c *ExecutorConfig) error {
 			err = appendArgs(d, &c.EnvAllowlist)
 		case "allow_private_cidrs":
 			err = appendArgs(d, &c.AllowPrivateCIDRs)
+		case "trusted_ca":
+			err = setOnce(d, &c.TrustedCA)
 		default:
 			return d.Errf("unrecognized executor subdirective %q", d.Val())
 		}

@@ -1,7 +1,10 @@
 package caddymodule
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/caddy-nomos/nomos/internal/credentials"
@@ -65,15 +68,39 @@ func (a *App) provisionExecutor() error {
 	if c.WorkspaceRoot == "" {
 		return fmt.Errorf("nomos: executor: workspace_root is required")
 	}
+	tlsConfig, err := trustedCAConfig(c.TrustedCA)
+	if err != nil {
+		return fmt.Errorf("nomos: executor: %w", err)
+	}
 	e, err := executor.New(executor.Config{
 		WorkspaceRoot: c.WorkspaceRoot, SandboxProfile: c.SandboxProfile,
 		MaxOutputBytes: c.MaxOutputBytes, MaxOutputLines: c.MaxOutputLines,
 		ExecTimeout: time.Duration(c.ExecTimeout), HTTPTimeout: time.Duration(c.HTTPTimeout),
 		EnvAllowlist: c.EnvAllowlist, AllowedPrivateCIDRs: c.AllowPrivateCIDRs,
+		TLSClientConfig: tlsConfig,
 	}, a.broker, a.red)
 	if err != nil {
 		return fmt.Errorf("nomos: executor: %w", err)
 	}
 	a.exec = e
 	return nil
+}
+
+// trustedCAConfig adds the CAs of a PEM file to the system roots.
+func trustedCAConfig(path string) (*tls.Config, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("trusted_ca: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("trusted_ca %s: no PEM certificate found", path)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }

@@ -175,6 +175,9 @@ type ExecutorConfig struct {
 	// AllowPrivateCIDRs opens private or loopback ranges to
 	// net.http_request. Default: none.
 	AllowPrivateCIDRs []string `json:"allow_private_cidrs,omitempty"`
+	// TrustedCA is a PEM file of CA certificates net.http_request trusts
+	// in addition to the system roots (for a private CA). Default: none.
+	TrustedCA string `json:"trusted_ca,omitempty"`
 }
 
 // SecretConfig is one brokered secret. Agents only ever see lease ids.

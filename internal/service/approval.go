@@ -26,9 +26,11 @@ type approvalInfo struct {
 	created bool
 }
 
-// scope returns the scope type and key an approval for a binds to.
+// scope returns the scope type and key an approval for a binds to. A patch
+// is always bound to its exact content: its resource names the whole
+// workspace, so a class scope would let one approval cover any patch.
 func scope(a *action.Action, d policy.Decision) (string, string) {
-	if d.Obligations.ApprovalScopeClass == scopeClassActionResource {
+	if d.Obligations.ApprovalScopeClass == scopeClassActionResource && a.ActionType != action.TypeRepoApplyPatch {
 		return approvals.ScopeClass, a.ActionType + "|" + a.Resource
 	}
 	return approvals.ScopeFingerprint, a.Fingerprint

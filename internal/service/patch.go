@@ -3,6 +3,7 @@ package service
 import (
 	"encoding/json"
 
+	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/executor"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
@@ -21,22 +22,28 @@ type patchParams struct {
 // evaluatePatchPaths checks every file a patch touches as its own fs.write.
 // The strictest outcome wins: a denied path denies the patch, a path that
 // needs approval makes the patch need approval.
-func (s *Service) evaluatePatchPaths(a *action.Action, d policy.Decision) policy.Decision {
+func (s *Service) evaluatePatchPaths(a *action.Action, d policy.Decision) (policy.Decision, string) {
 	paths, err := patchTargets(a.Params)
 	if err != nil {
-		return policy.Decision{Decision: policy.Deny, ReasonCode: ReasonInvalidParams, PolicyBundleHash: d.PolicyBundleHash}
+		return s.invalidPatch(d, err), audit.ResultValidationError
 	}
 	for _, p := range paths {
 		sub, err := s.writeAction(a, p)
 		if err != nil {
-			return policy.Decision{Decision: policy.Deny, ReasonCode: ReasonInvalidParams, PolicyBundleHash: d.PolicyBundleHash}
+			return s.invalidPatch(d, err), classOf(err)
 		}
 		d = stricter(d, s.cfg.Policy.Evaluate(sub))
 		if d.Decision == policy.Deny {
-			return d
+			return d, ""
 		}
 	}
-	return d
+	return d, ""
+}
+
+// invalidPatch denies a patch Nomos cannot interpret, saying why.
+func (s *Service) invalidPatch(d policy.Decision, err error) policy.Decision {
+	return policy.Decision{Decision: policy.Deny, ReasonCode: ReasonInvalidParams + ": " + s.cfg.Redactor.String(err.Error()),
+		PolicyBundleHash: d.PolicyBundleHash}
 }
 
 func patchTargets(params json.RawMessage) ([]string, error) {

@@ -79,7 +79,7 @@ func classOf(err error) string {
 // decide evaluates policy, resolves approvals and commits the decision to
 // audit before anything runs. A decision that cannot be recorded denies.
 func (s *Service) decide(ctx context.Context, r *run) error {
-	r.d = s.evaluate(r.a)
+	r.d, r.class = s.evaluate(r.a)
 	if r.d.Decision == policy.RequireApproval {
 		if err := s.resolveApproval(ctx, r); err != nil {
 			return err
@@ -94,11 +94,12 @@ func (s *Service) decide(ctx context.Context, r *run) error {
 }
 
 // evaluate runs policy; apply_patch additionally checks every touched path
-// as its own write, and the strictest outcome wins.
-func (s *Service) evaluate(a *action.Action) policy.Decision {
+// as its own write, and the strictest outcome wins. A patch that cannot be
+// interpreted also returns the audit classification of why.
+func (s *Service) evaluate(a *action.Action) (policy.Decision, string) {
 	d := s.cfg.Policy.Evaluate(a)
-	if a.ActionType != "repo.apply_patch" || d.Decision == policy.Deny {
-		return d
+	if a.ActionType != action.TypeRepoApplyPatch || d.Decision == policy.Deny {
+		return d, ""
 	}
 	return s.evaluatePatchPaths(a, d)
 }
