@@ -13,6 +13,7 @@ export NOMOS_AGENT_SECRET ?= dev-agent-secret
 
 build:
 	$(GO) build -o $(BIN) ./cmd/nomos
+	$(GO) build -o bin/retail-mcp ./examples/retail/retail-mcp
 
 ## run: build and start Nomos on Caddyfile.example (no external services).
 run: build

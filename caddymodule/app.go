@@ -16,6 +16,7 @@ import (
 	"github.com/caddy-nomos/nomos/internal/identity"
 	"github.com/caddy-nomos/nomos/internal/redact"
 	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/mcp"
 	"github.com/caddy-nomos/nomos/policy"
 )
 
@@ -47,6 +48,9 @@ type App struct {
 	Redaction *RedactionConfig `json:"redaction,omitempty"`
 	// Runtime holds operational switches.
 	Runtime *RuntimeConfig `json:"runtime,omitempty"`
+	// Upstreams are the upstream MCP servers nomos_mcp routes expose, by
+	// name. Default: none.
+	Upstreams map[string]*UpstreamConfig `json:"upstreams,omitempty"`
 
 	ctx       caddy.Context
 	logger    *zap.Logger
@@ -63,6 +67,7 @@ type App struct {
 	// brokerValues are redacted everywhere.
 	brokerValues []string
 	services     map[string]*service.Service
+	upstreams    map[string]*mcp.Upstream
 	slots        chan struct{}
 	assurance    string
 }
@@ -86,7 +91,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	steps := []func() error{a.provisionPolicies, a.provisionRedaction, a.provisionAudit,
-		a.provisionApprovals, a.provisionIdentity, a.provisionExecutor, a.provisionServices}
+		a.provisionApprovals, a.provisionIdentity, a.provisionExecutor, a.provisionServices, a.provisionUpstreams}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return err

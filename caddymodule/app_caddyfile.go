@@ -30,6 +30,7 @@ func init() {
 //		credential <id> <env_key> <value> [<ttl>]
 //		redact <regexp>
 //		runtime { stateless; deployment_mode <mode>; concurrency_limit <n>; ... }
+//		upstream <name> { command <path> [<args>...] | url <url>; ... }
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
@@ -94,6 +95,8 @@ func (a *App) unmarshalDirective(d *caddyfile.Dispenser) error {
 		return a.unmarshalCredential(d)
 	case "redact":
 		return a.unmarshalRedact(d)
+	case "upstream":
+		return a.unmarshalUpstream(d)
 	case "runtime":
 		if a.Runtime == nil {
 			a.Runtime = new(RuntimeConfig)

@@ -85,6 +85,9 @@ type AuthzResult struct {
 	// OutputMaxBytes and OutputMaxLines cap the text returned; 0 = no cap.
 	OutputMaxBytes int64
 	OutputMaxLines int64
+	// Handle is the Governor's own state for this request; the gateway
+	// hands it back unchanged to Completed.
+	Handle any
 }
 
 // Outcome is what happened to an allowed request.

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"time"
 
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/policy"
@@ -40,6 +41,14 @@ func (s *Service) Authorize(ctx context.Context, env *action.Envelope, id action
 		resp.ExecutionMode = ModeForwarded
 	}
 	return &Authorization{Response: resp, Obligations: r.d.Obligations, run: r}, nil
+}
+
+// ApprovalExpiresAt is the expiry of the approval the decision is bound to.
+func (a *Authorization) ApprovalExpiresAt() time.Time {
+	if a.run == nil || a.run.approval == nil {
+		return time.Time{}
+	}
+	return a.run.approval.expiresAt
 }
 
 // Complete records how an authorized request ended: action.completed with

@@ -203,6 +203,11 @@ func checkMCPShape(actionType string, segs []string) error {
 			return nil
 		}
 		return errors.New("mcp.sample resource must be mcp://<server>/sample")
+	case TypeMCPElicit:
+		if len(segs) == 1 && segs[0] == "elicit" {
+			return nil
+		}
+		return errors.New("mcp.elicit resource must be mcp://<server>/elicit")
 	default:
 		return nil
 	}

@@ -18,6 +18,7 @@ const (
 	TypeMCPPromptGet    = "mcp.prompt_get"
 	TypeMCPCompletion   = "mcp.completion"
 	TypeMCPSample       = "mcp.sample"
+	TypeMCPElicit       = "mcp.elicit"
 )
 
 // IsBuiltin reports whether actionType is executed by Nomos itself. Built-in
@@ -34,7 +35,7 @@ func IsBuiltin(actionType string) bool {
 // require an mcp:// resource.
 func IsMCP(actionType string) bool {
 	switch actionType {
-	case TypeMCPCall, TypeMCPResourceRead, TypeMCPPromptGet, TypeMCPCompletion, TypeMCPSample:
+	case TypeMCPCall, TypeMCPResourceRead, TypeMCPPromptGet, TypeMCPCompletion, TypeMCPSample, TypeMCPElicit:
 		return true
 	}
 	return false

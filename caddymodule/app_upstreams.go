@@ -1,0 +1,52 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/caddy-nomos/nomos/mcp"
+)
+
+// provisionUpstreams starts every declared upstream MCP server. Upstreams
+// are pooled by their full configuration, so a reload that leaves one
+// unchanged keeps its session and child process.
+func (a *App) provisionUpstreams() error {
+	a.upstreams = map[string]*mcp.Upstream{}
+	names := make([]string, 0, len(a.Upstreams))
+	for n := range a.Upstreams {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		u, err := a.loadUpstream(name, a.Upstreams[name])
+		if err != nil {
+			return fmt.Errorf("nomos: upstream %q: %w", name, err)
+		}
+		a.upstreams[name] = u
+	}
+	return nil
+}
+
+func (a *App) loadUpstream(name string, c *UpstreamConfig) (*mcp.Upstream, error) {
+	if c == nil {
+		return nil, fmt.Errorf("empty configuration")
+	}
+	cfg, err := c.toMCP(name)
+	if err != nil {
+		return nil, err
+	}
+	candidate, err := mcp.NewUpstream(cfg, a.slog.With("upstream_server", name))
+	if err != nil {
+		return nil, err
+	}
+	key := "upstream:" + candidate.Key()
+	a.track(key)
+	return loadPooled(key, func() (*mcp.Upstream, func() error, error) {
+		if err := candidate.Start(context.Background()); err != nil {
+			_ = candidate.Close()
+			return nil, nil, err
+		}
+		return candidate, candidate.Close, nil
+	})
+}

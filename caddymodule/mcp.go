@@ -1,0 +1,176 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-nomos/nomos/mcp"
+)
+
+func init() {
+	caddy.RegisterModule(new(MCPHandler))
+}
+
+// MCPHandler is a governed MCP endpoint (Streamable HTTP: POST, GET and
+// DELETE on the route) in front of upstream MCP servers declared in the
+// nomos app. Every tools/call, resources/read, prompts/get,
+// completion/complete, sampling and elicitation request is decided by the
+// route's policy set, recorded in audit and, when allowed, relayed; results
+// are redacted and capped. It answers every path it is routed.
+type MCPHandler struct {
+	// Policy names the policy set. Default: default.
+	Policy string `json:"policy,omitempty"`
+	// Upstreams are the names of the nomos app's upstreams this route
+	// exposes. Required.
+	Upstreams []string `json:"upstreams"`
+	// Prefixes maps an upstream to the prefix of its tool and prompt names.
+	// Default: none with one upstream, "<name>_" with several.
+	Prefixes map[string]string `json:"prefixes,omitempty"`
+	// Include and Exclude are globs over the exposed tool names. Default:
+	// every tool.
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
+	// MaxBodyBytes caps a request body. Default: 1 MiB.
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+	// AllowedOrigins lists the Origin values browsers may send. Default:
+	// loopback origins only.
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+	// AllowedHosts lists globs of accepted Host headers. Default: loopback
+	// names on a loopback listener, any otherwise.
+	AllowedHosts []string `json:"allowed_hosts,omitempty"`
+	// SessionTTL expires idle client sessions. Default: 30m.
+	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
+	RouteAuth
+
+	gw      *mcp.Gateway
+	slot    *gatewaySlot
+	slotKey string
+	logger  *zap.Logger
+}
+
+// gatewaySlot is pooled per route configuration so that the gateway a
+// reload builds can adopt its predecessor's client sessions.
+type gatewaySlot struct {
+	mu      sync.Mutex
+	current *mcp.Gateway
+}
+
+// CaddyModule returns the Caddy module information.
+func (*MCPHandler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.nomos_mcp",
+		New: func() caddy.Module { return new(MCPHandler) },
+	}
+}
+
+// Provision builds the gateway over the app's started upstreams and takes
+// over the sessions of the gateway it replaces.
+func (h *MCPHandler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	appIface, err := ctx.App("nomos")
+	if err != nil {
+		return err
+	}
+	return h.bind(appIface.(*App))
+}
+
+func (h *MCPHandler) bind(app *App) error {
+	if h.Policy == "" {
+		h.Policy = "default"
+	}
+	if h.RequireAgent == nil {
+		no := false
+		h.RequireAgent = &no
+	}
+	gw, err := h.newGateway(app)
+	if err != nil {
+		return err
+	}
+	h.adopt(gw)
+	return nil
+}
+
+func (h *MCPHandler) newGateway(app *App) (*mcp.Gateway, error) {
+	svc, err := app.Service(h.Policy)
+	if err != nil {
+		return nil, err
+	}
+	ups := make(map[string]*mcp.Upstream, len(h.Upstreams))
+	for _, name := range h.Upstreams {
+		u, ok := app.upstreams[name]
+		if !ok {
+			return nil, fmt.Errorf("nomos_mcp: unknown upstream %q (declare it with upstream %s { } in the nomos app)", name, name)
+		}
+		ups[name] = u
+	}
+	gov := &governor{svc: svc, red: app.red}
+	auth := func(r *http.Request, body []byte) (mcp.Identity, error) {
+		id, e := h.authenticate(app, r, body, true)
+		if e != nil {
+			return mcp.Identity{}, e
+		}
+		return mcp.Identity{Principal: id.Principal, Agent: id.Agent}, nil
+	}
+	return mcp.NewGateway(h.routeConfig(), ups, gov, auth, app.slog.With("route", "nomos_mcp"))
+}
+
+func (h *MCPHandler) routeConfig() mcp.RouteConfig {
+	return mcp.RouteConfig{
+		Upstreams: h.Upstreams, Prefixes: h.Prefixes, Include: h.Include, Exclude: h.Exclude,
+		MaxBodyBytes: h.MaxBodyBytes, AllowedOrigins: h.AllowedOrigins, AllowedHosts: h.AllowedHosts,
+		SessionTTL: time.Duration(h.SessionTTL),
+	}
+}
+
+// adopt makes gw the route's gateway, moving the clients of the gateway
+// the previous config served on the same route.
+func (h *MCPHandler) adopt(gw *mcp.Gateway) {
+	h.slotKey = configKey("mcp_route", h.routeConfig(), h.Policy)
+	h.slot, _ = loadPooled(h.slotKey, func() (*gatewaySlot, func() error, error) {
+		return new(gatewaySlot), nil, nil
+	})
+	h.slot.mu.Lock()
+	defer h.slot.mu.Unlock()
+	if h.slot.current != nil {
+		if n := gw.AdoptSessions(h.slot.current); n > 0 {
+			h.logger.Info("kept MCP client sessions across reload", zap.Int("sessions", n))
+		}
+	}
+	h.slot.current, h.gw = gw, gw
+}
+
+// ServeHTTP serves the MCP endpoint. It never calls next.
+func (h *MCPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	h.gw.ServeHTTP(w, r)
+	return nil
+}
+
+// Cleanup closes this config's gateway: sessions adopted by a newer one
+// are no longer its own, so only the rest end.
+func (h *MCPHandler) Cleanup() error {
+	if h.slot != nil {
+		h.slot.mu.Lock()
+		if h.slot.current == h.gw {
+			h.slot.current = nil
+		}
+		h.slot.mu.Unlock()
+		_, _ = pool.Delete(h.slotKey)
+	}
+	if h.gw != nil {
+		return h.gw.Close()
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*MCPHandler)(nil)
+	_ caddy.CleanerUpper          = (*MCPHandler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*MCPHandler)(nil)
+)

@@ -1,0 +1,254 @@
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("nomos_mcp", parseMCPHandler)
+	httpcaddyfile.RegisterDirectiveOrder("nomos_mcp", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseMCPHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(MCPHandler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile parses:
+//
+//	nomos_mcp [<upstream>...] {
+//		policy <name>
+//		upstreams <name>...
+//		prefix <upstream> <prefix>
+//		include <glob>...
+//		exclude <glob>...
+//		max_body_bytes <n>
+//		allowed_origins <origin>...
+//		allowed_hosts <glob>...
+//		session_ttl <duration>
+//		anonymous <principal> [<agent>]
+//		principal_from <placeholder>
+//		require_agent true|false
+//	}
+func (h *MCPHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	h.Upstreams = append(h.Upstreams, d.RemainingArgs()...)
+	for d.NextBlock(0) {
+		if err := h.unmarshalOption(d); err != nil {
+			return err
+		}
+	}
+	if len(h.Upstreams) == 0 {
+		return d.Err("nomos_mcp needs at least one upstream")
+	}
+	return nil
+}
+
+func (h *MCPHandler) unmarshalOption(d *caddyfile.Dispenser) error {
+	switch d.Val() {
+	case "policy":
+		return setOnce(d, &h.Policy)
+	case "upstreams":
+		return appendArgs(d, &h.Upstreams)
+	case "prefix":
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return d.Err("usage: prefix <upstream> <prefix>")
+		}
+		if h.Prefixes == nil {
+			h.Prefixes = map[string]string{}
+		}
+		if _, dup := h.Prefixes[args[0]]; dup {
+			return d.Errf("prefix for %q already set", args[0])
+		}
+		h.Prefixes[args[0]] = args[1]
+		return nil
+	case "include":
+		return appendArgs(d, &h.Include)
+	case "exclude":
+		return appendArgs(d, &h.Exclude)
+	case "max_body_bytes":
+		return setInt(d, &h.MaxBodyBytes)
+	case "allowed_origins":
+		return appendArgs(d, &h.AllowedOrigins)
+	case "allowed_hosts":
+		return appendArgs(d, &h.AllowedHosts)
+	case "session_ttl":
+		return setDuration(d, &h.SessionTTL)
+	default:
+		return h.RouteAuth.unmarshalOption(d)
+	}
+}
+
+// unmarshalUpstream parses an upstream block of the nomos app:
+//
+//	upstream <name> {
+//		command <path> [<arg>...]
+//		env <name> <value>
+//		env_allowlist <name>...
+//		workdir <dir>
+//		url <url>
+//		transport stdio|streamable_http|sse
+//		allowed_hosts <host>...
+//		header <name> <value>
+//		ca_file <pem>
+//		client_cert <pem> <key>
+//		allow_missing_tool_schemas
+//		breaker off | breaker { failure_threshold <n>; failure_window <dur>; open_timeout <dur> }
+//		timeouts { initialize <dur>; list <dur>; call <dur> }
+//	}
+func (a *App) unmarshalUpstream(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	name := d.Val()
+	if _, dup := a.Upstreams[name]; dup {
+		return d.Errf("upstream %q already defined", name)
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	c := new(UpstreamConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := unmarshalUpstreamOption(d, c); err != nil {
+			return err
+		}
+	}
+	if (c.Command == "") == (c.URL == "") {
+		return d.Errf("upstream %q needs exactly one of command or url", name)
+	}
+	if a.Upstreams == nil {
+		a.Upstreams = map[string]*UpstreamConfig{}
+	}
+	a.Upstreams[name] = c
+	return nil
+}
+
+func unmarshalUpstreamOption(d *caddyfile.Dispenser, c *UpstreamConfig) error {
+	switch d.Val() {
+	case "command":
+		if c.Command != "" {
+			return d.Err("command already set")
+		}
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		c.Command, c.Args = args[0], args[1:]
+		return nil
+	case "env":
+		return setPair(d, &c.Env)
+	case "env_allowlist":
+		return appendArgs(d, &c.EnvAllowlist)
+	case "workdir":
+		return setOnce(d, &c.Workdir)
+	case "url":
+		return setOnce(d, &c.URL)
+	case "transport":
+		if err := setOnce(d, &c.Transport); err != nil {
+			return err
+		}
+		if c.Transport != "stdio" && c.Transport != "streamable_http" && c.Transport != "sse" {
+			return d.Errf("transport must be stdio, streamable_http or sse, got %q", c.Transport)
+		}
+		return nil
+	case "allowed_hosts":
+		return appendArgs(d, &c.AllowedHosts)
+	case "header":
+		return setPair(d, &c.Headers)
+	case "ca_file":
+		return setOnce(d, &c.CAFile)
+	case "client_cert":
+		args := d.RemainingArgs()
+		if len(args) != 2 || c.ClientCert != "" {
+			return d.Err("usage: client_cert <cert.pem> <key.pem>, once")
+		}
+		c.ClientCert, c.ClientKey = args[0], args[1]
+		return nil
+	case "allow_missing_tool_schemas":
+		return setFlag(d, &c.AllowMissingToolSchemas)
+	case "breaker":
+		return unmarshalBreaker(d, c)
+	case "timeouts":
+		return unmarshalTimeouts(d, c)
+	default:
+		return d.Errf("unrecognized upstream subdirective %q", d.Val())
+	}
+}
+
+// setPair reads "<name> <value>" into a map, refusing a repeated name.
+func setPair(d *caddyfile.Dispenser, m *map[string]string) error {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return d.Errf("usage: %s <name> <value>", d.Val())
+	}
+	if *m == nil {
+		*m = map[string]string{}
+	}
+	if _, dup := (*m)[args[0]]; dup {
+		return d.Errf("%q already set", args[0])
+	}
+	(*m)[args[0]] = args[1]
+	return nil
+}
+
+func unmarshalBreaker(d *caddyfile.Dispenser, c *UpstreamConfig) error {
+	if c.Breaker != nil {
+		return d.Err("breaker already configured")
+	}
+	c.Breaker = new(BreakerConfig)
+	if d.NextArg() {
+		if d.Val() != "off" || d.NextArg() {
+			return d.Err("usage: breaker off, or a breaker { } block")
+		}
+		c.Breaker.Disabled = true
+		return nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "failure_threshold":
+			err = setInt(d, &c.Breaker.FailureThreshold)
+		case "failure_window":
+			err = setDuration(d, &c.Breaker.FailureWindow)
+		case "open_timeout":
+			err = setDuration(d, &c.Breaker.OpenTimeout)
+		default:
+			return d.Errf("unrecognized breaker subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func unmarshalTimeouts(d *caddyfile.Dispenser, c *UpstreamConfig) error {
+	if c.Timeouts != nil {
+		return d.Err("timeouts already configured")
+	}
+	c.Timeouts = new(TimeoutsConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "initialize":
+			err = setDuration(d, &c.Timeouts.Initialize)
+		case "list":
+			err = setDuration(d, &c.Timeouts.List)
+		case "call":
+			err = setDuration(d, &c.Timeouts.Call)
+		default:
+			return d.Errf("unrecognized timeouts subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*MCPHandler)(nil)

@@ -1,0 +1,122 @@
+package caddymodule
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-nomos/nomos/mcp"
+)
+
+// UpstreamConfig declares one upstream MCP server of the nomos app. A
+// route's nomos_mcp handler exposes it by name. Values may be placeholders
+// such as {env.TOKEN}, resolved when the config loads.
+type UpstreamConfig struct {
+	// Transport is stdio, streamable_http or sse. Default: stdio with a
+	// command, streamable_http with a url.
+	Transport string `json:"transport,omitempty"`
+	// Command starts a stdio upstream; Args follow it. A command that is a
+	// single placeholder is split on spaces after it is resolved.
+	Command string   `json:"command,omitempty"`
+	Args    []string `json:"args,omitempty"`
+	// Env sets fixed variables of the child. Default: none.
+	Env map[string]string `json:"env,omitempty"`
+	// EnvAllowlist names variables copied from Nomos' environment; the
+	// child otherwise starts from an empty environment. Default: none.
+	EnvAllowlist []string `json:"env_allowlist,omitempty"`
+	// Workdir is the child's working directory. Default: Nomos'.
+	Workdir string `json:"workdir,omitempty"`
+	// URL is the endpoint of a remote upstream.
+	URL string `json:"url,omitempty"`
+	// AllowedHosts limits the hosts a remote upstream may be reached at.
+	// Default: the host of URL.
+	AllowedHosts []string `json:"allowed_hosts,omitempty"`
+	// Headers are sent to a remote upstream; the client's own credentials
+	// never are. Default: none.
+	Headers map[string]string `json:"headers,omitempty"`
+	// CAFile, ClientCert and ClientKey configure TLS to a remote upstream.
+	CAFile     string `json:"ca_file,omitempty"`
+	ClientCert string `json:"client_cert,omitempty"`
+	ClientKey  string `json:"client_key,omitempty"`
+	// AllowMissingToolSchemas lets tools without an inputSchema be called.
+	// Default: false.
+	AllowMissingToolSchemas bool `json:"allow_missing_tool_schemas,omitempty"`
+	// Breaker is this upstream's circuit breaker.
+	Breaker *BreakerConfig `json:"breaker,omitempty"`
+	// Timeouts bound each stage of an exchange.
+	Timeouts *TimeoutsConfig `json:"timeouts,omitempty"`
+}
+
+// BreakerConfig is an upstream circuit breaker. Only transport, protocol
+// and timeout failures count; tool errors and cancellations do not.
+type BreakerConfig struct {
+	// Disabled turns the breaker off. Default: false (on).
+	Disabled bool `json:"disabled,omitempty"`
+	// FailureThreshold failures within FailureWindow open it. Default: 5.
+	FailureThreshold int `json:"failure_threshold,omitempty"`
+	// FailureWindow is the window of counted failures. Default: 60s.
+	FailureWindow caddy.Duration `json:"failure_window,omitempty"`
+	// OpenTimeout is how long it stays open before one probe. Default: 30s.
+	OpenTimeout caddy.Duration `json:"open_timeout,omitempty"`
+}
+
+// TimeoutsConfig bounds the stages of an upstream exchange.
+type TimeoutsConfig struct {
+	// Initialize bounds starting a session. Default: 10s.
+	Initialize caddy.Duration `json:"initialize,omitempty"`
+	// List bounds the list calls. Default: 10s.
+	List caddy.Duration `json:"list,omitempty"`
+	// Call bounds tools/call and every other request. Default: 60s.
+	Call caddy.Duration `json:"call,omitempty"`
+}
+
+// toMCP resolves placeholders and converts to the engine's config.
+func (c *UpstreamConfig) toMCP(name string) (mcp.UpstreamConfig, error) {
+	out := mcp.UpstreamConfig{
+		Name: name, Transport: c.Transport, Command: resolve(c.Command), Args: resolveAll(c.Args),
+		EnvAllowlist: c.EnvAllowlist, Workdir: c.Workdir, URL: resolve(c.URL), AllowedHosts: c.AllowedHosts,
+		CAFile: c.CAFile, ClientCertFile: c.ClientCert, ClientKeyFile: c.ClientKey,
+		AllowMissingToolSchemas: c.AllowMissingToolSchemas,
+		Env:                     resolveMap(c.Env), Headers: resolveMap(c.Headers),
+	}
+	if strings.HasPrefix(c.Command, "{") && strings.Contains(out.Command, " ") {
+		fields := strings.Fields(out.Command)
+		out.Command, out.Args = fields[0], append(fields[1:], out.Args...)
+	}
+	if c.Command != "" && out.Command == "" || c.URL != "" && out.URL == "" {
+		return out, fmt.Errorf("upstream %q: command or url resolved to nothing (unset environment variable?)", name)
+	}
+	if b := c.Breaker; b != nil {
+		enabled := !b.Disabled
+		out.Breaker = mcp.BreakerConfig{Enabled: &enabled, FailureThreshold: b.FailureThreshold,
+			FailureWindow: time.Duration(b.FailureWindow), OpenTimeout: time.Duration(b.OpenTimeout)}
+	}
+	if t := c.Timeouts; t != nil {
+		out.Timeouts = mcp.Timeouts{Initialize: time.Duration(t.Initialize), List: time.Duration(t.List), Call: time.Duration(t.Call)}
+	}
+	return out, nil
+}
+
+func resolveAll(vals []string) []string {
+	if vals == nil {
+		return nil
+	}
+	out := make([]string, len(vals))
+	for i, v := range vals {
+		out[i] = resolve(v)
+	}
+	return out
+}
+
+func resolveMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = resolve(v)
+	}
+	return out
+}
