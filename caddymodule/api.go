@@ -89,7 +89,7 @@ func (h *APIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 	if !ok {
 		return writeError(w, service.Errorf(http.StatusNotFound, service.CodeNotEnabled, "no such endpoint"))
 	}
-	if r.Method != route.method {
+	if r.Method != route.method && !(r.Method == http.MethodHead && route.method == http.MethodGet) {
 		w.Header().Set("Allow", route.method)
 		return writeError(w, service.Errorf(http.StatusMethodNotAllowed, service.CodeMethod, "use %s", route.method))
 	}

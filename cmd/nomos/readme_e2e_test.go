@@ -71,19 +71,21 @@ func TestReadmeWalkthrough(t *testing.T) {
 	port, admin := freePort(t), freePort(t)
 	repl := strings.NewReplacer("127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", port), "127.0.0.1:2019", fmt.Sprintf("127.0.0.1:%d", admin))
 	files := map[string]string{}
-	for _, src := range []string{"Caddyfile.example", "examples/policies/coding-agent.yaml", "examples/policies/payments.yaml",
-		"examples/workspace/README.md", "examples/workspace/src/hello.txt", "examples/workspace/.env"} {
+	bundles, _ := filepath.Glob("../../examples/policies/*.yaml")
+	srcs := []string{"Caddyfile.example", "examples/workspace/README.md", "examples/workspace/src/hello.txt", "examples/workspace/.env"}
+	for _, b := range bundles {
+		srcs = append(srcs, strings.TrimPrefix(b, "../../"))
+	}
+	for _, src := range srcs {
 		data, err := os.ReadFile(filepath.Join("../..", src))
 		if err != nil {
 			t.Fatal(err)
 		}
 		files[src] = repl.Replace(string(data))
 	}
+	files["bin/retail-mcp"] = string(buildRetailMCP(t))
 	s := startServerWith(t, "Caddyfile.example", files, makeRunEnv()...)
 	bin := nomosBinary(t)
-	if err := os.MkdirAll(filepath.Join(s.dir, "bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.Symlink(bin, filepath.Join(s.dir, "bin", "nomos")); err != nil {
 		t.Fatal(err)
 	}
@@ -165,4 +167,19 @@ func checkBlockOutput(t *testing.T, i int, want, got []string) {
 // makeRunEnv is the environment `make run` exports (see the Makefile).
 func makeRunEnv() []string {
 	return []string{"NOMOS_API_KEY=dev-alice-key", "NOMOS_REVIEWER_KEY=dev-reviewer-key", "NOMOS_AGENT_SECRET=dev-agent-secret"}
+}
+
+// buildRetailMCP builds the retail demo MCP server (make build does the
+// same for make run) and returns the binary.
+func buildRetailMCP(t *testing.T) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "retail-mcp")
+	if msg, err := exec.Command("go", "build", "-o", out, "../../examples/retail/retail-mcp").CombinedOutput(); err != nil {
+		t.Fatalf("building retail-mcp: %v\n%s", err, msg)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

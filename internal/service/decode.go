@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"slices"
@@ -22,7 +23,11 @@ func decodeStrict(body []byte, v any, allowed ...string) error {
 		}
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return Errorf(http.StatusBadRequest, CodeValidation, "invalid body: %s", err.Error())
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return Errorf(http.StatusBadRequest, CodeValidation, "field %q has the wrong type", te.Field)
+		}
+		return Errorf(http.StatusBadRequest, CodeValidation, "body is not valid JSON")
 	}
 	return nil
 }

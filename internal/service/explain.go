@@ -22,11 +22,28 @@ func (s *Service) Explain(ctx context.Context, body []byte, id action.Identity) 
 	if err != nil {
 		return nil, err
 	}
-	return &ExplainResponse{
-		Explanation:    s.cfg.Policy.Explain(a),
-		EngineVersion:  EngineVersion,
-		AssuranceLevel: s.cfg.AssuranceLevel,
-	}, nil
+	ex := s.cfg.Policy.Explain(a)
+	if d, _ := s.evaluate(a); rank(d.Decision) > rank(ex.Decision) {
+		explainPatchPaths(ex, d)
+	}
+	return &ExplainResponse{Explanation: ex, EngineVersion: EngineVersion, AssuranceLevel: s.cfg.AssuranceLevel}, nil
+}
+
+// explainPatchPaths reports the outcome /action would give a patch whose
+// touched paths are stricter than the patch rule itself: each path is
+// decided as its own fs.write.
+func explainPatchPaths(ex *policy.Explanation, d policy.Decision) {
+	ex.Decision, ex.ReasonCode, ex.MatchedRuleIDs = d.Decision, d.ReasonCode, d.MatchedRuleIDs
+	if ex.MatchedRuleIDs == nil {
+		ex.MatchedRuleIDs = []string{}
+	}
+	ex.ObligationsPreview = policy.Obligations{}
+	ex.WhyDenied = &policy.WhyDenied{
+		ReasonCode:        d.ReasonCode,
+		MatchedConditions: map[string]bool{"patch_path_rule_match": len(d.MatchedRuleIDs) > 0},
+		RemediationHint:   "A file this patch touches is decided as its own fs.write, and that decision is stricter than the patch rule.",
+	}
+	ex.MinimalAllowingChange = "Limit the patch to paths the policy allows writing, or request approval."
 }
 
 // prepareQuiet is prepare without audit, for side-effect-free endpoints.

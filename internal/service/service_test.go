@@ -424,3 +424,22 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestExplainMatchesActionForPatches: explain gives the same decision as
+// /action for a patch touching a path the patch rule alone would allow.
+func TestExplainMatchesActionForPatches(t *testing.T) {
+	f := newFixture(t, true)
+	params := map[string]any{"patch": "--- a/docs/x.md\n+++ b/docs/x.md\n@@ -1 +1 @@\n-a\n+b\n"}
+	b := body("pe1", "repo.apply_patch", "repo://local/workspace", params, "")
+	ex, err := f.svc.Explain(context.Background(), b, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := f.svc.Process(context.Background(), b, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Decision != resp.Decision || ex.Decision != policy.Deny || ex.WhyDenied == nil {
+		t.Fatalf("explain %s, action %s", ex.Decision, resp.Decision)
+	}
+}
