@@ -47,6 +47,10 @@ type stdioOptions struct {
 }
 
 func mcpCommands(cmd *cobra.Command) {
+	cmd.AddCommand(newStdioCommand())
+}
+
+func newStdioCommand() *cobra.Command {
 	stdio := &cobra.Command{
 		Use:   "stdio --config <Caddyfile|JSON>",
 		Short: "Serves the nomos app's governed built-in tools and upstreams as one MCP server on stdin/stdout; logs go to stderr",
@@ -60,7 +64,7 @@ func mcpCommands(cmd *cobra.Command) {
 	f.String("principal", "local", "principal bound to every action")
 	f.String("agent", "mcp-stdio", "agent bound to every action")
 	f.StringArray("upstream", nil, "expose only this upstream of the nomos app (repeatable; default: all)")
-	cmd.AddCommand(stdio)
+	return stdio
 }
 
 func stdioFlags(cmd *cobra.Command) (stdioOptions, error) {
