@@ -14,6 +14,7 @@ import (
 	"github.com/caddy-nomos/nomos/internal/approvals"
 	"github.com/caddy-nomos/nomos/internal/credentials"
 	"github.com/caddy-nomos/nomos/internal/identity"
+	"github.com/caddy-nomos/nomos/internal/ratelimit"
 	"github.com/caddy-nomos/nomos/internal/redact"
 	"github.com/caddy-nomos/nomos/internal/service"
 	"github.com/caddy-nomos/nomos/mcp"
@@ -68,6 +69,7 @@ type App struct {
 	brokerValues []string
 	services     map[string]*service.Service
 	upstreams    map[string]*mcp.Upstream
+	limiter      *ratelimit.Limiter
 	slots        chan struct{}
 	assurance    string
 }
@@ -91,7 +93,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	steps := []func() error{a.provisionPolicies, a.provisionRedaction, a.provisionAudit,
-		a.provisionApprovals, a.provisionIdentity, a.provisionExecutor, a.provisionServices, a.provisionUpstreams}
+		a.provisionApprovals, a.provisionIdentity, a.provisionExecutor, a.provisionRateLimit, a.provisionServices,
+		a.provisionUpstreams}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return err

@@ -1,6 +1,9 @@
 package caddymodule
 
 import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -295,6 +298,7 @@ func unmarshalExecutor(d *caddyfile.Dispenser, c *ExecutorConfig) error {
 //		concurrency_limit <n>
 //		strong_guarantee
 //		evidence runtime_isolation|workload_identity|durable_audit...
+//		rate_limit <events> <interval> [burst <n>]
 //	}
 func unmarshalRuntime(d *caddyfile.Dispenser, c *RuntimeConfig) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
@@ -310,6 +314,8 @@ func unmarshalRuntime(d *caddyfile.Dispenser, c *RuntimeConfig) error {
 			err = setFlag(d, &c.StrongGuarantee)
 		case "evidence":
 			err = unmarshalEvidence(d, c)
+		case "rate_limit":
+			err = unmarshalRateLimit(d, c)
 		default:
 			return d.Errf("unrecognized runtime subdirective %q", d.Val())
 		}
@@ -340,5 +346,33 @@ func unmarshalEvidence(d *caddyfile.Dispenser, c *RuntimeConfig) error {
 			return d.Errf("unknown evidence %q (want runtime_isolation, workload_identity or durable_audit)", a)
 		}
 	}
+	return nil
+}
+
+// unmarshalRateLimit parses: rate_limit <events> <interval> [burst <n>]
+func unmarshalRateLimit(d *caddyfile.Dispenser, c *RuntimeConfig) error {
+	if c.RateLimit != nil {
+		return d.Err("rate_limit already set")
+	}
+	args := d.RemainingArgs()
+	if len(args) != 2 && !(len(args) == 4 && args[2] == "burst") {
+		return d.Err("usage: rate_limit <events> <interval> [burst <n>]")
+	}
+	rl := new(RateLimitConfig)
+	var err error
+	if rl.Events, err = strconv.Atoi(args[0]); err != nil || rl.Events <= 0 {
+		return d.Errf("rate_limit events must be a positive integer, got %q", args[0])
+	}
+	iv, err := caddy.ParseDuration(args[1])
+	if err != nil || iv <= 0 {
+		return d.Errf("rate_limit interval must be a positive duration, got %q", args[1])
+	}
+	rl.Interval = caddy.Duration(iv)
+	if len(args) == 4 {
+		if rl.Burst, err = strconv.Atoi(args[3]); err != nil || rl.Burst <= 0 {
+			return d.Errf("rate_limit burst must be a positive integer, got %q", args[3])
+		}
+	}
+	c.RateLimit = rl
 	return nil
 }

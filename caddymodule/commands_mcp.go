@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"syscall"
 	"time"
@@ -110,10 +112,11 @@ func runMCPStdio(cmd *cobra.Command, _ []string) error {
 func serveMCPStdio(ctx context.Context, o stdioOptions, in io.Reader, out io.Writer) error {
 	cctx, cancel := caddy.NewContext(caddy.Context{Context: ctx})
 	defer cancel()
-	app, err := loadStdioApp(cctx, o.config, o.adapter)
+	app, unlock, err := loadStdioApp(cctx, o.config, o.adapter)
 	if err != nil {
 		return &cliError{"CONFIG_ERROR", err}
 	}
+	defer unlock()
 	defer app.Cleanup()
 	srv, closeGateway, err := newStdioServer(app, o)
 	if err != nil {
@@ -129,32 +132,68 @@ func serveMCPStdio(ctx context.Context, o stdioOptions, in io.Reader, out io.Wri
 }
 
 // loadStdioApp adapts the config exactly as nomos run would, and
-// provisions only its nomos app.
-func loadStdioApp(ctx caddy.Context, configFile, adapter string) (*App, error) {
+// provisions only its nomos app. The returned func releases the locks on
+// its sqlite audit files.
+func loadStdioApp(ctx caddy.Context, configFile, adapter string) (*App, func(), error) {
 	cfgJSON, _, _, err := caddycmd.LoadConfig(configFile, adapter)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var cfg struct {
 		Apps map[string]json.RawMessage `json:"apps"`
 	}
 	if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
+		return nil, nil, fmt.Errorf("reading config: %w", err)
 	}
 	raw, ok := cfg.Apps["nomos"]
 	if !ok {
-		return nil, fmt.Errorf("%s has no nomos app (a nomos { } global option)", configFile)
+		return nil, nil, fmt.Errorf("%s has no nomos app (a nomos { } global option)", configFile)
 	}
 	app := new(App)
 	if err := caddy.StrictUnmarshalJSON(raw, app); err != nil {
-		return nil, fmt.Errorf("decoding the nomos app: %w", err)
+		return nil, nil, fmt.Errorf("decoding the nomos app: %w", err)
+	}
+	app.applyDefaults()
+	unlock, err := lockAuditFiles(app.Audit.Sinks)
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := app.Provision(ctx); err != nil {
 		_ = app.Cleanup()
-		return nil, err
+		unlock()
+		return nil, nil, err
 	}
 	app.warnStdoutSinks()
-	return app, nil
+	return app, unlock, nil
+}
+
+// lockAuditFiles makes this process the only stdio server writing each
+// sqlite audit file: the recorder resumes the hash chain once, at open,
+// so a second concurrent writer would fork the chain.
+func lockAuditFiles(sinks []SinkConfig) (func(), error) {
+	var unlocks []func()
+	unlock := func() {
+		for _, u := range unlocks {
+			u()
+		}
+	}
+	for _, s := range sinks {
+		if s.Type != "sqlite" {
+			continue
+		}
+		path := cmp.Or(s.Path, dataPath("audit.db"))
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			unlock()
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		u, err := mcpstdio.LockWriter(path)
+		if err != nil {
+			unlock()
+			return nil, fmt.Errorf("audit: %w; give each stdio client its own audit { sink sqlite <path> }, one writer per hash chain", err)
+		}
+		unlocks = append(unlocks, u)
+	}
+	return unlock, nil
 }
 
 // warnStdoutSinks says where a stdout audit sink goes in this mode: it

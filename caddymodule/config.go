@@ -145,6 +145,19 @@ type RuntimeConfig struct {
 	StrongGuarantee bool `json:"strong_guarantee,omitempty"`
 	// Evidence is what the operator has verified about the deployment.
 	Evidence *EvidenceConfig `json:"evidence,omitempty"`
+	// RateLimit bounds actions per principal, agent and action type,
+	// across every Nomos handler; more are denied as rate_limited.
+	// Default: none.
+	RateLimit *RateLimitConfig `json:"rate_limit,omitempty"`
+}
+
+// RateLimitConfig is a token bucket: Events per Interval, up to Burst at
+// once.
+type RateLimitConfig struct {
+	Events   int            `json:"events"`
+	Interval caddy.Duration `json:"interval"`
+	// Burst is the bucket size. Default: Events.
+	Burst int `json:"burst,omitempty"`
 }
 
 // EvidenceConfig records verified facts behind the assurance level.

@@ -18,6 +18,7 @@ const (
 	ReasonApprovalDenied      = "approval_denied"
 	ReasonApprovalsNotEnabled = "approvals_not_enabled"
 	ReasonUnsupportedAction   = "unsupported_action"
+	ReasonRateLimited         = "rate_limited"
 )
 
 // run is the state of one request through the pipeline.
@@ -79,7 +80,12 @@ func classOf(err error) string {
 // decide evaluates policy, resolves approvals and commits the decision to
 // audit before anything runs. A decision that cannot be recorded denies.
 func (s *Service) decide(ctx context.Context, r *run) error {
-	r.d, r.class = s.evaluate(r.a)
+	if s.limited(r.a) {
+		r.d = policy.Decision{Decision: policy.Deny, ReasonCode: ReasonRateLimited, PolicyBundleHash: s.cfg.Policy.Hash()}
+		r.class = audit.ResultRateLimitExceeded
+	} else {
+		r.d, r.class = s.evaluate(r.a)
+	}
 	if r.d.Decision == policy.RequireApproval {
 		if err := s.resolveApproval(ctx, r); err != nil {
 			return err
@@ -91,6 +97,15 @@ func (s *Service) decide(ctx context.Context, r *run) error {
 		return Errorf(http.StatusInternalServerError, CodeAudit, "could not record authorization decision; action not authorized")
 	}
 	return s.recordApprovalEvent(ctx, r)
+}
+
+// limited takes a token from the action's bucket, reporting when there was
+// none. Rate limits run before policy and can only deny.
+func (s *Service) limited(a *action.Action) bool {
+	if s.cfg.RateLimit == nil {
+		return false
+	}
+	return !s.cfg.RateLimit.Allow(a.Principal+"|"+a.Agent+"|"+a.ActionType, s.cfg.Clock())
 }
 
 // evaluate runs policy; apply_patch additionally checks every touched path

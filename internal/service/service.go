@@ -8,6 +8,7 @@ import (
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/approvals"
 	"github.com/caddy-nomos/nomos/internal/executor"
+	"github.com/caddy-nomos/nomos/internal/ratelimit"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
@@ -47,6 +48,9 @@ type Config struct {
 	Approvers []string
 	// SingleUseApprovals consumes an approval on its first use.
 	SingleUseApprovals bool
+	// RateLimit, when set, bounds actions per principal, agent and action
+	// type; an action over the limit is denied as rate_limited.
+	RateLimit *ratelimit.Limiter
 	// Executor is nil when built-in actions are not executed.
 	Executor       Executor
 	Redactor       Redactor
