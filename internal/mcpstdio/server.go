@@ -479,3 +479,6 @@ func trimSpace(b []byte) []byte {
 	}
 	return b
 }
+
+// ErrLocked reports a file another stdio server already writes.
+var ErrLocked = errors.New("locked")
