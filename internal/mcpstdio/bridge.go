@@ -67,9 +67,10 @@ func (b *bridge) forward(ctx context.Context, body []byte, id json.RawMessage, t
 	if json.Unmarshal(body, &m) == nil && m.isRequest() {
 		reqID = m.ID
 	}
-	w := newStreamWriter(func(msg []byte) { b.emit(b.shape(msg, id, transform)) })
+	emit := func(msg []byte) { b.emit(b.shape(msg, id, transform)) }
+	w := newStreamWriter(emit)
 	b.h.ServeHTTP(w, b.request(ctx, http.MethodPost, body))
-	w.finish(reqID, b.emit)
+	w.finish(reqID, emit)
 	if m.Method == "initialize" && w.status == http.StatusOK {
 		if sid := w.header.Get(headerSessionID); sid != "" {
 			b.openStream(ctx, sid)

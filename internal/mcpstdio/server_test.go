@@ -391,9 +391,13 @@ func TestBridgeRelaysToGateway(t *testing.T) {
 	var seen []string
 	var mu sync.Mutex
 	s := startSession(t, Config{Processor: new(fakeProcessor), ActionTypes: allTypes, Gateway: fakeGateway(t, &seen, &mu)})
-	s.send(`{"jsonrpc":"2.0","id":9,"method":"tools/list"}`)
+	s.send(`{"jsonrpc":"2.0","id":9,"method":"prompts/list"}`)
 	if m := s.next(); !strings.Contains(fmt.Sprint(m["error"]), "invalid_session") {
 		t.Fatalf("an HTTP refusal must become a JSON-RPC error: %v", m)
+	}
+	s.send(`{"jsonrpc":"2.0","id":10,"method":"tools/list"}`)
+	if m := s.next(); len(m["result"].(map[string]any)["tools"].([]any)) != 6 {
+		t.Fatalf("a failed upstream listing must still list the built-in tools: %v", m)
 	}
 	s.send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}`)
 	init := s.next()["result"].(map[string]any)
