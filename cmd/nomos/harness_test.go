@@ -160,6 +160,9 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 	}
 }
 
+// waitHealthy waits for the site to answer: 200 on /healthz where
+// nomos_api serves it, or any HTTP answer from a route without it (such as
+// a bare nomos_mcp site).
 func (s *server) waitHealthy() {
 	s.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -167,7 +170,7 @@ func (s *server) waitHealthy() {
 		resp, err := http.Get(s.base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || resp.Header.Get("Content-Type") != "" && resp.StatusCode != http.StatusBadGateway {
 				return
 			}
 		}
