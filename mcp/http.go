@@ -268,7 +268,7 @@ func acceptsSSE(r *http.Request) bool {
 // serveSSE answers a request with an SSE stream that carries the related
 // server messages and then the response.
 func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, s *session, m *message) {
-	flusher, ok := w.(http.Flusher)
+	flusher, ok := flusherOf(w)
 	if !ok {
 		writeJSON(w, http.StatusOK, g.handleRequest(r.Context(), s, m, nil))
 		return
@@ -297,6 +297,37 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, s *session, m
 			return
 		}
 	}
+}
+
+// flusherOf finds a way to flush w. Wrapping writers (Caddy's among them)
+// often offer only FlushError and Unwrap, not Flush; a ResponseController
+// walks that chain.
+func flusherOf(w http.ResponseWriter) (http.Flusher, bool) {
+	if f, ok := w.(http.Flusher); ok {
+		return f, true
+	}
+	if !canFlush(w) {
+		return nil, false
+	}
+	return controllerFlusher{http.NewResponseController(w)}, true
+}
+
+type controllerFlusher struct{ rc *http.ResponseController }
+
+func (c controllerFlusher) Flush() { _ = c.rc.Flush() }
+
+func canFlush(w http.ResponseWriter) bool {
+	for w != nil {
+		switch t := w.(type) {
+		case http.Flusher, interface{ FlushError() error }:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 func drain(w http.ResponseWriter, f http.Flusher, resp *responder) {
@@ -332,8 +363,12 @@ func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request, id Identity) 
 	if !ok {
 		return
 	}
-	flusher, ok := w.(http.Flusher)
-	if !ok || !s.claimStream() {
+	flusher, ok := flusherOf(w)
+	if !ok {
+		httpDeny(w, http.StatusNotAcceptable, "bad_request: this server cannot stream responses")
+		return
+	}
+	if !s.claimStream() {
 		httpDeny(w, http.StatusConflict, "conflict: the session already has a GET stream")
 		return
 	}

@@ -2,6 +2,8 @@ package mcp
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -156,5 +158,38 @@ func TestDenialText(t *testing.T) {
 	}
 	if text := denialText(AuthzResult{Decision: DecisionDeny}); !strings.Contains(text, "DENY") {
 		t.Fatalf("deny text %q", text)
+	}
+}
+
+// wrapped is a response writer like Caddy's: it flushes only through
+// FlushError and exposes the writer it wraps.
+type wrapped struct {
+	http.ResponseWriter
+	flushed int
+}
+
+func (w *wrapped) FlushError() error {
+	w.flushed++
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *wrapped) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// TestFlusherOfWrappedWriters: SSE must stream through writers that offer
+// FlushError instead of Flush, or server-to-client requests never arrive.
+func TestFlusherOfWrappedWriters(t *testing.T) {
+	rec := httptest.NewRecorder()
+	w := &wrapped{ResponseWriter: rec}
+	f, ok := flusherOf(w)
+	if !ok {
+		t.Fatal("no flusher found through FlushError")
+	}
+	f.Flush()
+	if w.flushed != 1 || !rec.Flushed {
+		t.Fatalf("flush did not go through the wrapper: %d %v", w.flushed, rec.Flushed)
+	}
+	type plain struct{ http.ResponseWriter }
+	if _, ok := flusherOf(plain{nil}); ok {
+		t.Fatal("a writer that cannot flush reported a flusher")
 	}
 }
