@@ -73,6 +73,7 @@ func (b *bridge) forward(ctx context.Context, body []byte, id json.RawMessage, t
 	w.finish(reqID, emit)
 	if m.Method == "initialize" && w.status == http.StatusOK {
 		if sid := w.header.Get(headerSessionID); sid != "" {
+			b.endSession(ctx)
 			b.openStream(ctx, sid)
 		}
 	}
@@ -139,15 +140,26 @@ func (b *bridge) stopStream() {
 // close ends the gateway session, so dedicated upstream sessions end too.
 func (b *bridge) close(ctx context.Context) {
 	b.stopStream()
+	b.endSession(ctx)
+}
+
+// endSession deletes the current gateway session, if any: a client that
+// initializes again replaces it.
+func (b *bridge) endSession(ctx context.Context) {
 	b.mu.Lock()
 	sid := b.session
 	b.mu.Unlock()
 	if sid == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	b.h.ServeHTTP(newStreamWriter(func([]byte) {}), b.request(ctx, http.MethodDelete, nil))
+	b.mu.Lock()
+	if b.session == sid {
+		b.session = ""
+	}
+	b.mu.Unlock()
 }
 
 // streamWriter is the in-memory http.ResponseWriter of one bridged
