@@ -114,9 +114,9 @@ func startServer(t *testing.T, caddyfile string, files map[string]string, env ..
 func startServerWith(t *testing.T, config string, files map[string]string, env ...string) *server {
 	t.Helper()
 	s := launch(t, config, files, env)
-	m := regexp.MustCompile(`http://127\.0\.0\.1:(\d+)`).FindStringSubmatch(files[config])
+	m := regexp.MustCompile(`http://(?:127\.0\.0\.1)?:(\d+)`).FindStringSubmatch(files[config])
 	if m == nil {
-		t.Fatalf("%s has no http://127.0.0.1:<port> site", config)
+		t.Fatalf("%s has no http://127.0.0.1:<port> or http://:<port> site", config)
 	}
 	s.base = "http://127.0.0.1:" + m[1]
 	s.waitHealthy()

@@ -64,6 +64,9 @@ func (c *mcpClient) send(body string) (int, map[string]any) {
 		c.session = sid
 	}
 	data, _ := io.ReadAll(resp.Body)
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		data = lastSSEData(data)
+	}
 	var out map[string]any
 	if len(bytes.TrimSpace(data)) > 0 {
 		if err := json.Unmarshal(data, &out); err != nil {
@@ -193,4 +196,16 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+// lastSSEData is the payload of the last event of an SSE answer: the
+// JSON-RPC response, after any notifications the upstream sent first.
+func lastSSEData(stream []byte) []byte {
+	var last []byte
+	for _, line := range bytes.Split(stream, []byte("\n")) {
+		if d, ok := bytes.CutPrefix(line, []byte("data: ")); ok {
+			last = d
+		}
+	}
+	return last
 }

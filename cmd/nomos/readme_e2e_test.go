@@ -69,7 +69,8 @@ func readDocBlocks(t *testing.T, path, heading string) []walkthroughBlock {
 func TestReadmeWalkthrough(t *testing.T) {
 	blocks := readDocBlocks(t, "../../README.md", "Walkthrough")
 	port, admin := freePort(t), freePort(t)
-	repl := strings.NewReplacer("127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", port), "127.0.0.1:2019", fmt.Sprintf("127.0.0.1:%d", admin))
+	repl := strings.NewReplacer("127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", port), "http://:8080", fmt.Sprintf("http://:%d", port),
+		"127.0.0.1:2019", fmt.Sprintf("127.0.0.1:%d", admin))
 	files := map[string]string{}
 	bundles, _ := filepath.Glob("../../examples/policies/*.yaml")
 	srcs := []string{"Caddyfile.example", "examples/workspace/README.md", "examples/workspace/src/hello.txt", "examples/workspace/.env"}
