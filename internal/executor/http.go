@@ -224,6 +224,13 @@ func resourceOf(u *url.URL) string {
 	return n
 }
 
+// isTimeout reports a transport timeout (such as the response header
+// timeout) that fires just before the request's own deadline.
+func isTimeout(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
+}
+
 // httpError maps a failed request to an executor error without echoing the
 // URL, which after a refused redirect names a host policy never allowed.
 func httpError(ctx context.Context, err error) *Error {
@@ -233,7 +240,7 @@ func httpError(ctx context.Context, err error) *Error {
 		return fail(CodeRedirectBlocked, "%s", re.msg)
 	case errors.Is(err, errBlockedAddress):
 		return fail(CodeNetNotAllowlisted, "%v", errBlockedAddress)
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case errors.Is(ctx.Err(), context.DeadlineExceeded), isTimeout(err):
 		return fail(CodeExecutionError, "http request timed out")
 	}
 	var ue *url.Error
