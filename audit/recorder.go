@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ type Recorder struct {
 	mu      sync.Mutex
 	sinks   []Sink
 	chain   []bool // chain[i]: sink i's copy of the chain must stay linear
+	order   []int  // sink indexes, durable ones first
 	redact  func([]byte) []byte
 	now     func() time.Time
 	timeout time.Duration
@@ -83,6 +85,7 @@ func NewRecorder(sinks []Sink, opts ...Option) (*Recorder, error) {
 		r.timeout = defaultWriteTimeout
 	}
 	r.chain = chainSinks(r.sinks)
+	r.order = durableFirst(r.sinks)
 	head, err := resumeHead(r.sinks, r.timeout)
 	if err != nil {
 		return nil, err
@@ -106,6 +109,20 @@ func chainSinks(sinks []Sink) []bool {
 		}
 	}
 	return chain
+}
+
+// durableFirst orders sink indexes with the Head sinks first, each group
+// in configured order.
+func durableFirst(sinks []Sink) []int {
+	var durable, rest []int
+	for i, s := range sinks {
+		if _, ok := s.(Head); ok {
+			durable = append(durable, i)
+		} else {
+			rest = append(rest, i)
+		}
+	}
+	return append(durable, rest...)
 }
 
 func resumeHead(sinks []Sink, timeout time.Duration) (string, error) {
@@ -149,6 +166,26 @@ func (r *Recorder) Record(ctx context.Context, e *Event) error {
 	if err := r.replayBacklog(ctx); err != nil {
 		return err
 	}
+	for attempt := 0; ; attempt++ {
+		err := r.recordOnce(ctx, e)
+		if !errors.Is(err, ErrStaleHead) || attempt == maxRelinks {
+			return err
+		}
+		// Another process appended to a shared durable sink: link to
+		// its last event and try again, after a jittered pause so two
+		// busy writers do not keep colliding.
+		time.Sleep(time.Duration(rand.Int64N(int64(attempt+1) * int64(time.Millisecond))))
+		if r.head, err = resumeHead(r.sinks, r.timeout); err != nil {
+			return err
+		}
+	}
+}
+
+// maxRelinks bounds how often one event is relinked after losing a race
+// with another writer of the same durable sink.
+const maxRelinks = 32
+
+func (r *Recorder) recordOnce(ctx context.Context, e *Event) error {
 	if err := r.stamp(e); err != nil {
 		return err
 	}
@@ -220,12 +257,20 @@ func checkIdentityKept(before, after *Event) error {
 	return nil
 }
 
+// writeAll writes durable sinks first, so an event that lost the race for
+// a shared durable sink (ErrStaleHead) reaches no sink at all before it is
+// relinked.
 func (r *Recorder) writeAll(ctx context.Context, e *Event, line []byte) error {
 	var errs []error
 	var failed []int
 	stored := false
-	for i, s := range r.sinks {
-		if err := s.Write(ctx, e, line); err != nil {
+	for _, i := range r.order {
+		s := r.sinks[i]
+		err := s.Write(ctx, e, line)
+		if errors.Is(err, ErrStaleHead) && !stored {
+			return err
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("audit: sink %s: %w", s.Name(), err))
 			failed = append(failed, i)
 			continue

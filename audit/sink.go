@@ -1,5 +1,7 @@
 package audit
 
+import "errors"
+
 import "context"
 
 // Sink stores or forwards sealed events.
@@ -44,3 +46,8 @@ func (s funcSink) Write(_ context.Context, _ *Event, line []byte) error {
 }
 
 func (s funcSink) Close() error { return nil }
+
+// ErrStaleHead is returned by a durable sink when another writer appended
+// to it since the Recorder last read its head; the Recorder relinks the
+// event to the new head and writes it again.
+var ErrStaleHead = errors.New("audit: another writer appended to the chain first")

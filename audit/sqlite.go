@@ -62,11 +62,17 @@ func (s *SQLiteSink) Name() string { return "sqlite" }
 // no-op; reusing its event_id for different content is an error, because
 // silently keeping the old row would hide the new one from the chain.
 func (s *SQLiteSink) Write(ctx context.Context, e *Event, line []byte) error {
+	// The insert happens only if the event links to the file's current
+	// last row, checked in the same statement (SQLite holds the write lock
+	// for it), so two processes appending to one file cannot fork the
+	// chain: the one that lost the race gets ErrStaleHead and relinks.
 	res, err := s.db.ExecContext(ctx, `INSERT INTO audit_events
 		(event_id, event_type, trace_id, action_id, timestamp, json, prev_event_hash, event_hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING`,
+		SELECT ?, ?, ?, ?, ?, ?, ?, ?
+		WHERE COALESCE((SELECT event_hash FROM audit_events ORDER BY seq DESC LIMIT 1), '') = ?
+		ON CONFLICT(event_id) DO NOTHING`,
 		e.EventID, e.EventType, e.TraceID, e.ActionID, formatTimestamp(e.Timestamp),
-		string(line), e.PrevEventHash, e.EventHash)
+		string(line), e.PrevEventHash, e.EventHash, e.PrevEventHash)
 	if err != nil {
 		return fmt.Errorf("insert event: %w", err)
 	}
@@ -76,10 +82,15 @@ func (s *SQLiteSink) Write(ctx context.Context, e *Event, line []byte) error {
 	return s.checkSameEvent(ctx, e)
 }
 
+// checkSameEvent explains an insert that did nothing: the event is already
+// stored (a replay, fine), or another writer appended first (stale head).
 func (s *SQLiteSink) checkSameEvent(ctx context.Context, e *Event) error {
 	var stored string
 	err := s.db.QueryRowContext(ctx,
 		`SELECT event_hash FROM audit_events WHERE event_id = ?`, e.EventID).Scan(&stored)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrStaleHead
+	}
 	if err != nil {
 		return fmt.Errorf("check duplicate event: %w", err)
 	}

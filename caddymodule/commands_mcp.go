@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"syscall"
 	"time"
@@ -132,8 +130,8 @@ func serveMCPStdio(ctx context.Context, o stdioOptions, in io.Reader, out io.Wri
 }
 
 // loadStdioApp adapts the config exactly as nomos run would, and
-// provisions only its nomos app. The returned func releases the locks on
-// its sqlite audit files.
+// provisions only its nomos app. The returned func releases what loading
+// took.
 func loadStdioApp(ctx caddy.Context, configFile, adapter string) (*App, func(), error) {
 	cfgJSON, _, _, err := caddycmd.LoadConfig(configFile, adapter)
 	if err != nil {
@@ -154,46 +152,14 @@ func loadStdioApp(ctx caddy.Context, configFile, adapter string) (*App, func(), 
 		return nil, nil, fmt.Errorf("decoding the nomos app: %w", err)
 	}
 	app.applyDefaults()
-	unlock, err := lockAuditFiles(app.Audit.Sinks)
-	if err != nil {
-		return nil, nil, err
-	}
 	if err := app.Provision(ctx); err != nil {
 		_ = app.Cleanup()
-		unlock()
 		return nil, nil, err
 	}
 	app.warnStdoutSinks()
-	return app, unlock, nil
-}
-
-// lockAuditFiles makes this process the only stdio server writing each
-// sqlite audit file: the recorder resumes the hash chain once, at open,
-// so a second concurrent writer would fork the chain.
-func lockAuditFiles(sinks []SinkConfig) (func(), error) {
-	var unlocks []func()
-	unlock := func() {
-		for _, u := range unlocks {
-			u()
-		}
-	}
-	for _, s := range sinks {
-		if s.Type != "sqlite" {
-			continue
-		}
-		path := cmp.Or(s.Path, dataPath("audit.db"))
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			unlock()
-			return nil, fmt.Errorf("audit: %w", err)
-		}
-		u, err := mcpstdio.LockWriter(path)
-		if err != nil {
-			unlock()
-			return nil, fmt.Errorf("audit: %w; give each stdio client its own audit { sink sqlite <path> }, one writer per hash chain", err)
-		}
-		unlocks = append(unlocks, u)
-	}
-	return unlock, nil
+	// Several processes may share a sqlite audit file: the sink links each
+	// event to the file's real last row, so the chain stays linear.
+	return app, func() {}, nil
 }
 
 // warnStdoutSinks says where a stdout audit sink goes in this mode: it
