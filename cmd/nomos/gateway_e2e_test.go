@@ -274,7 +274,7 @@ func TestGatewayConcurrencyLimit(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for i := 0; ; i++ {
 		if i%25 == 0 {
-			held = append(held, holdSlot(t, s))
+			held = append(held, holdSlot(t, s, "/action"))
 		}
 		code, resp := agent.post(t, "/action", envelope("busy-1", "orders.read", "shop://orders/1", nil))
 		if code == http.StatusTooManyRequests {
@@ -300,15 +300,16 @@ func TestGatewayConcurrencyLimit(t *testing.T) {
 	t.Fatal("slot was not released after the slow client left")
 }
 
-// holdSlot starts a request whose body never finishes arriving.
-func holdSlot(t *testing.T, s *server) net.Conn {
+// holdSlot starts a POST to path whose body never finishes arriving, so it
+// keeps its concurrency slot until the connection closes.
+func holdSlot(t *testing.T, s *server, path string) net.Conn {
 	t.Helper()
 	host := strings.TrimPrefix(s.base, "http://")
 	conn, err := net.Dial("tcp", host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(conn, "POST /action HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", host)
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", path, host)
 	return conn
 }
 

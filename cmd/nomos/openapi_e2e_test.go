@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"mime"
-	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -777,7 +776,7 @@ func openAPIRateLimit(t *testing.T, run *openAPIRun, s *server, agent, reviewer 
 		// A fresh slow client every half second, as in TestGatewayConcurrencyLimit:
 		// a connection accepted right after start-up is sometimes not dispatched.
 		if i%25 == 0 {
-			held = append(held, openAPIHoldSlot(t, s))
+			held = append(held, holdSlot(t, s, "/explain"))
 		}
 		status, _, _ := openAPIDo(t, agent.request("/action", probeRaw))
 		if status == http.StatusTooManyRequests {
@@ -900,19 +899,6 @@ func TestOpenAPIExamples(t *testing.T) {
 	if n < 10 {
 		t.Fatalf("only %d examples found; the walk is broken", n)
 	}
-}
-
-// openAPIHoldSlot starts a request whose body never finishes arriving, so it
-// keeps its concurrency slot until the connection closes.
-func openAPIHoldSlot(t *testing.T, s *server) net.Conn {
-	t.Helper()
-	host := strings.TrimPrefix(s.base, "http://")
-	conn, err := net.Dial("tcp", host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(conn, "POST /explain HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", host)
-	return conn
 }
 
 // TestOpenAPIRefs checks that every $ref of the spec resolves and that
