@@ -110,12 +110,12 @@ func runMCPStdio(cmd *cobra.Command, _ []string) error {
 func serveMCPStdio(ctx context.Context, o stdioOptions, in io.Reader, out io.Writer) error {
 	cctx, cancel := caddy.NewContext(caddy.Context{Context: ctx})
 	defer cancel()
-	app, unlock, err := loadStdioApp(cctx, o.config, o.adapter)
+	app, err := loadNomosApp(cctx, o.config, o.adapter, nil)
 	if err != nil {
 		return &cliError{"CONFIG_ERROR", err}
 	}
-	defer unlock()
 	defer app.Cleanup()
+	app.warnStdoutSinks()
 	srv, closeGateway, err := newStdioServer(app, o)
 	if err != nil {
 		return &cliError{"CONFIG_ERROR", err}
@@ -129,37 +129,38 @@ func serveMCPStdio(ctx context.Context, o stdioOptions, in io.Reader, out io.Wri
 	return nil
 }
 
-// loadStdioApp adapts the config exactly as nomos run would, and
-// provisions only its nomos app. The returned func releases what loading
-// took.
-func loadStdioApp(ctx caddy.Context, configFile, adapter string) (*App, func(), error) {
+// loadNomosApp adapts the config exactly as nomos run would and provisions
+// only its nomos app, after trim (if any) removed what the caller does not
+// need. Several processes may share a sqlite audit file: the sink links each
+// event to the file's real last row, so the chain stays linear.
+func loadNomosApp(ctx caddy.Context, configFile, adapter string, trim func(*App)) (*App, error) {
 	cfgJSON, _, _, err := caddycmd.LoadConfig(configFile, adapter)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var cfg struct {
 		Apps map[string]json.RawMessage `json:"apps"`
 	}
 	if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
-		return nil, nil, fmt.Errorf("reading config: %w", err)
+		return nil, fmt.Errorf("reading config: %w", err)
 	}
 	raw, ok := cfg.Apps["nomos"]
 	if !ok {
-		return nil, nil, fmt.Errorf("%s has no nomos app (a nomos { } global option)", configFile)
+		return nil, fmt.Errorf("%s has no nomos app (a nomos { } global option)", configFile)
 	}
 	app := new(App)
 	if err := caddy.StrictUnmarshalJSON(raw, app); err != nil {
-		return nil, nil, fmt.Errorf("decoding the nomos app: %w", err)
+		return nil, fmt.Errorf("decoding the nomos app: %w", err)
+	}
+	if trim != nil {
+		trim(app)
 	}
 	app.applyDefaults()
 	if err := app.Provision(ctx); err != nil {
 		_ = app.Cleanup()
-		return nil, nil, err
+		return nil, err
 	}
-	app.warnStdoutSinks()
-	// Several processes may share a sqlite audit file: the sink links each
-	// event to the file's real last row, so the chain stays linear.
-	return app, func() {}, nil
+	return app, nil
 }
 
 // warnStdoutSinks says where a stdout audit sink goes in this mode: it

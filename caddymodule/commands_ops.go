@@ -7,10 +7,12 @@ import (
 	"os/user"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/approvals"
+	"github.com/caddy-nomos/nomos/internal/service"
 )
 
 func auditCommands(cmd *cobra.Command) {
@@ -59,8 +61,10 @@ func approvalCommands(cmd *cobra.Command) {
 		RunE:  runCLI(decideCLI(approvals.Denied)),
 	}
 	for _, c := range []*cobra.Command{list, approve, deny} {
-		c.Flags().String("store", "sqlite", "store kind: sqlite or file")
-		c.Flags().String("path", "", "store path (default: the store under Caddy's data directory)")
+		c.Flags().String("config", "", "the server's config: use its approval store and record decisions in its audit log")
+		c.Flags().String("adapter", "", "config adapter (default: by file name, caddyfile for Caddyfile)")
+		c.Flags().String("store", "sqlite", "store kind without --config: sqlite or file")
+		c.Flags().String("path", "", "store path without --config (default: the store under Caddy's data directory)")
 	}
 	for _, c := range []*cobra.Command{approve, deny} {
 		c.Flags().String("approver", "", "who decides (default: cli:<os user>)")
@@ -68,7 +72,43 @@ func approvalCommands(cmd *cobra.Command) {
 	cmd.AddCommand(list, approve, deny)
 }
 
-func openApprovalsCLI(cmd *cobra.Command) (approvals.Store, error) {
+// approvalsCLI is the store the approvals commands work on and, with
+// --config, the server's audit recorder that decisions are recorded in.
+type approvalsCLI struct {
+	store    approvals.Store
+	recorder *audit.Recorder
+	env      string
+	close    func()
+}
+
+// openApprovalsCLI opens the server's store (and audit) from --config, or
+// a store named by --store and --path.
+func openApprovalsCLI(cmd *cobra.Command) (*approvalsCLI, error) {
+	config, _ := cmd.Flags().GetString("config")
+	if config == "" {
+		st, err := openApprovalsStore(cmd)
+		if err != nil {
+			return nil, err
+		}
+		return &approvalsCLI{store: st, close: func() { _ = st.Close() }}, nil
+	}
+	adapter, _ := cmd.Flags().GetString("adapter")
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	app, err := loadNomosApp(ctx, config, adapter, func(a *App) { a.Upstreams, a.Executor, a.Identity, a.Credentials = nil, nil, nil, nil })
+	if err != nil {
+		cancel()
+		return nil, &cliError{"CONFIG_ERROR", err}
+	}
+	if app.approvals == nil {
+		_ = app.Cleanup()
+		cancel()
+		return nil, &cliError{"APPROVAL_ERROR", errors.New("approvals are not enabled in " + config)}
+	}
+	return &approvalsCLI{store: app.approvals, recorder: app.recorder, env: app.Environment,
+		close: func() { _ = app.Cleanup(); cancel() }}, nil
+}
+
+func openApprovalsStore(cmd *cobra.Command) (approvals.Store, error) {
 	kind, _ := cmd.Flags().GetString("store")
 	path, _ := cmd.Flags().GetString("path")
 	if kind != "sqlite" && kind != "file" {
@@ -85,14 +125,14 @@ func openApprovalsCLI(cmd *cobra.Command) (approvals.Store, error) {
 }
 
 func runApprovalsList(cmd *cobra.Command, _ []string) error {
-	st, err := openApprovalsCLI(cmd)
+	c, err := openApprovalsCLI(cmd)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer c.close()
 	status, _ := cmd.Flags().GetString("status")
 	limit, _ := cmd.Flags().GetInt("limit")
-	recs, err := st.List(context.Background(), approvals.Filter{Status: status, Limit: limit})
+	recs, err := c.store.List(context.Background(), approvals.Filter{Status: status, Limit: limit})
 	if err != nil {
 		return &cliError{"APPROVAL_ERROR", err}
 	}
@@ -104,18 +144,25 @@ func runApprovalsList(cmd *cobra.Command, _ []string) error {
 
 func decideCLI(status string) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
-		st, err := openApprovalsCLI(cmd)
+		c, err := openApprovalsCLI(cmd)
 		if err != nil {
 			return err
 		}
-		defer st.Close()
+		defer c.close()
 		approver, _ := cmd.Flags().GetString("approver")
 		if approver == "" {
 			approver = "cli:" + osUser()
 		}
-		rec, err := st.Decide(context.Background(), args[0], status, approver, time.Now())
+		rec, err := c.store.Decide(context.Background(), args[0], status, approver, time.Now())
 		if err != nil {
 			return &cliError{"APPROVAL_ERROR", err}
+		}
+		if c.recorder != nil {
+			ev := service.DecidedEvent(rec, approver, c.env)
+			ev.ExecutorMetadata["decided_via"] = "cli"
+			if err := c.recorder.Record(context.Background(), ev); err != nil {
+				return &cliError{"AUDIT_ERROR", fmt.Errorf("the decision is stored but could not be audited: %w", err)}
+			}
 		}
 		return printJSON(cmd.OutOrStdout(), rec, true)
 	}

@@ -381,3 +381,33 @@ func assertEventTypes(t *testing.T, path, actionID string, types ...string) {
 		}
 	}
 }
+
+// TestApprovalsCLIWithConfig decides an approval from the command line
+// against the server's own store and records the decision in its audit.
+func TestApprovalsCLIWithConfig(t *testing.T) {
+	s, agent, _ := startGateway(t, 32)
+	refund := envelope("cli-1", "payments.refund", "payments://shop/orders/5", map[string]any{"amount": 500})
+	_, first := agent.post(t, "/action", refund)
+	id, _ := first["approval_id"].(string)
+	if id == "" {
+		t.Fatalf("no approval: %v", first)
+	}
+	out, errOut, code := runCLI(t, s.dir, "approvals", "list", "--config", "Caddyfile", "--status", "PENDING")
+	if code != 0 || !strings.Contains(out, id) {
+		t.Fatalf("list: %d %s %s", code, out, errOut)
+	}
+	out, errOut, code = runCLI(t, s.dir, "approvals", "approve", id, "--config", "Caddyfile", "--approver", "ops-oncall")
+	if code != 0 || !strings.Contains(out, `"status": "APPROVED"`) {
+		t.Fatalf("approve: %d %s %s", code, out, errOut)
+	}
+	retry := envelope("cli-1", "payments.refund", "payments://shop/orders/5", map[string]any{"amount": 500})
+	retry["context"] = map[string]any{"extensions": map[string]any{"approval": map[string]any{"approval_id": id}}}
+	if _, resp := agent.post(t, "/action", retry); resp["reason"] != "allow_by_approval" {
+		t.Fatalf("retry after CLI approval: %v", resp)
+	}
+	assertEventTypes(t, s.auditDB(), "cli-1", "approval.decided", "approval.applied")
+	s.stop()
+	if _, errOut, code := runCLI(t, s.dir, "audit", "verify", "--db", s.auditDB()); code != 0 {
+		t.Fatalf("chain broken by the CLI's audit write: %s", errOut)
+	}
+}

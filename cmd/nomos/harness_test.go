@@ -277,6 +277,9 @@ func runCLI(t *testing.T, dir string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.CommandContext(context.Background(), nomosBinary(t), args...)
 	cmd.Dir = dir
+	// Like the server started in dir (see launch), the CLI keeps Caddy's
+	// data under dir/data.
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

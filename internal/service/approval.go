@@ -161,7 +161,7 @@ func (s *Service) Decide(ctx context.Context, body []byte, principal string) (*D
 	if err != nil {
 		return nil, decideError(err)
 	}
-	if err := s.record(ctx, decidedEvent(rec, principal, s.cfg.Environment)); err != nil {
+	if err := s.record(ctx, DecidedEvent(rec, principal, s.cfg.Environment)); err != nil {
 		return nil, err
 	}
 	return &DecideResponse{
@@ -182,7 +182,9 @@ func decideError(err error) error {
 	return Errorf(http.StatusInternalServerError, CodeInternal, "approval store unavailable")
 }
 
-func decidedEvent(rec approvals.Record, approver, env string) *audit.Event {
+// DecidedEvent is the approval.decided audit event for a recorded
+// decision, whoever made it (the HTTP API or the CLI).
+func DecidedEvent(rec approvals.Record, approver, env string) *audit.Event {
 	return &audit.Event{
 		EventType:          audit.EventApprovalDecided,
 		TraceID:            rec.TraceID,
