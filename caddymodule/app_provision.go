@@ -397,11 +397,16 @@ func (a *App) provisionRateLimit() error {
 // provisionServices binds one pipeline per policy set.
 func (a *App) provisionServices() error {
 	a.assurance = assuranceLevel(a.Runtime, a.Audit, a.Identity, a.Executor)
+	decisions, err := registerDecisions(a.ctx)
+	if err != nil {
+		return fmt.Errorf("nomos: metrics: %w", err)
+	}
 	a.services = map[string]*service.Service{}
 	for _, name := range a.policyNames() {
 		cfg := service.Config{
 			Environment: a.Environment, Policy: a.engines[name], Audit: a.recorder, RateLimit: a.limiter,
 			Executor: a.exec, Redactor: a.redactor, AssuranceLevel: a.assurance, Logger: a.slog,
+			Observe: observeDecision(decisions),
 		}
 		if a.approvals != nil {
 			cfg.Approvals, cfg.ApprovalTTL = a.approvals, time.Duration(a.Approvals.TTL)

@@ -73,6 +73,9 @@ func (s *Service) finish(ctx context.Context, r *run, resp *Response) {
 		ev.ExecutorMetadata = withMeta(ev.ExecutorMetadata, "execution_mode", resp.ExecutionMode)
 	}
 	ev.ResultRedactedSummary = s.resultSummary(resp)
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(resp.Decision, resp.Reason, r.a.ActionType)
+	}
 	_ = s.record(ctx, ev)
 	_ = s.record(ctx, s.event(r.a, audit.EventTraceEnd))
 }

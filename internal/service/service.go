@@ -52,8 +52,11 @@ type Config struct {
 	// type; an action over the limit is denied as rate_limited.
 	RateLimit *ratelimit.Limiter
 	// Executor is nil when built-in actions are not executed.
-	Executor       Executor
-	Redactor       Redactor
+	Executor Executor
+	Redactor Redactor
+	// Observe, when set, is told the final decision of every action (for
+	// metrics). It must not block.
+	Observe        func(decision, reason, actionType string)
 	AssuranceLevel string
 	Logger         *slog.Logger
 	Clock          func() time.Time
