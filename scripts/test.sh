@@ -11,6 +11,9 @@ make -s lint
 echo "== go test (unit, corpus, fuzz seeds, Caddyfile, handlers, end to end)"
 go test -count=1 -timeout 20m ./...
 
+echo "== race detector on the engine packages"
+go test -race -count=1 ./internal/... ./audit/ ./policy/... ./mcp/
+
 echo "== xcaddy: a custom Caddy built from this checkout has the Nomos modules"
 xcaddy_version=v0.4.5
 GOBIN="$PWD/.tools" go install "github.com/caddyserver/xcaddy/cmd/xcaddy@$xcaddy_version"
