@@ -16,7 +16,7 @@ import (
 //		require_timestamp
 //		max_clock_skew <duration>
 //		jwt { issuer <iss>; audience <aud>...; principal_claim <claim>; key <pem>; jwks_url <url>; jwks_refresh <dur> }
-//		mtls { mode spiffe|subject; trust_domain <domain>; require }
+//		mtls { mode spiffe|subject; trust_domain <domain>; require; trust_caddy_verification }
 //		trusted_headers { principal <header>; agent <header> }
 //	}
 func unmarshalIdentity(d *caddyfile.Dispenser, c *IdentityConfig) error {
@@ -111,6 +111,8 @@ func unmarshalMTLS(d *caddyfile.Dispenser, c *MTLSConfig) error {
 			err = setOnce(d, &c.TrustDomain)
 		case "require":
 			err = setFlag(d, &c.Require)
+		case "trust_caddy_verification":
+			err = setFlag(d, &c.TrustCaddyVerification)
 		default:
 			return d.Errf("unrecognized mtls subdirective %q", d.Val())
 		}

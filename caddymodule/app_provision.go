@@ -308,7 +308,8 @@ func (a *App) identityConfig() (identity.Config, error) {
 		return cfg, err
 	}
 	if c.MTLS != nil {
-		cfg.MTLS = &identity.MTLSConfig{Mode: c.MTLS.Mode, TrustDomain: c.MTLS.TrustDomain, Require: c.MTLS.Require}
+		cfg.MTLS = &identity.MTLSConfig{Mode: c.MTLS.Mode, TrustDomain: c.MTLS.TrustDomain, Require: c.MTLS.Require,
+			TrustPeerCertificates: c.MTLS.TrustCaddyVerification}
 	}
 	if c.TrustedHeaders != nil {
 		cfg.TrustedHeaders = &identity.TrustedHeaderConfig{PrincipalHeader: c.TrustedHeaders.Principal, AgentHeader: c.TrustedHeaders.Agent}

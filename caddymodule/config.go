@@ -85,6 +85,10 @@ type MTLSConfig struct {
 	TrustDomain string `json:"trust_domain,omitempty"`
 	// Require refuses requests without a verified certificate. Default: false.
 	Require bool `json:"require,omitempty"`
+	// TrustCaddyVerification accepts a certificate Caddy verified with
+	// trusted leaf certificates or a verifier module, where Go's own chain
+	// verification is empty. Default: false (only verified chains count).
+	TrustCaddyVerification bool `json:"trust_caddy_verification,omitempty"`
 }
 
 // TrustedHeadersConfig names the identity headers a trusted proxy sets.
