@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"sort"
 	"sync"
-	"syscall"
 
 	"github.com/mark3labs/mcp-go/client/transport"
 )
@@ -50,7 +49,7 @@ func (u *Upstream) openStdio() (*conn, error) {
 		cmd.Env = childEnv(u.cfg, os.LookupEnv)
 		cmd.Dir = u.cfg.Workdir
 		cmd.Stderr = pw
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.SysProcAttr = childProcAttr()
 		return cmd, nil
 	}
 	t := transport.NewStdioWithOptions(u.cfg.Command, nil, u.cfg.Args,
@@ -80,16 +79,6 @@ func (u *Upstream) watchStderr(c *conn, r io.ReadCloser, tail *tailBuffer) {
 		u.log.Warn("mcp upstream child exited", "stderr_tail_bytes", tail.Len())
 	}
 	c.markDead()
-}
-
-// groupKiller returns a function that signals the child's process group.
-func groupKiller(cmd *exec.Cmd) func(syscall.Signal) {
-	return func(sig syscall.Signal) {
-		if cmd == nil || cmd.Process == nil {
-			return
-		}
-		_ = syscall.Kill(-cmd.Process.Pid, sig)
-	}
 }
 
 // tailBuffer keeps the last max bytes written to it.
