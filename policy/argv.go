@@ -110,3 +110,31 @@ func addArgv(b []byte, i int, out *spanList) (bool, error) {
 	}
 	return true, nil
 }
+
+// MatchArgv matches argv against one exec_match pattern with the same
+// semantics as the compiled evaluator: "*" is one token, "**" any number of
+// tokens (also none), every other token is literal. Executors use it to
+// re-check the exec_constraints obligation at run time. It backtracks only
+// to the last "**", so it runs in O(len(pattern) * len(argv)).
+func MatchArgv(pattern, argv []string) bool {
+	pi, ai := 0, 0
+	star, mark := -1, 0
+	for ai < len(argv) {
+		switch {
+		case pi < len(pattern) && pattern[pi] == "**":
+			star, mark = pi, ai
+			pi++
+		case pi < len(pattern) && (pattern[pi] == "*" || pattern[pi] == argv[ai]):
+			pi, ai = pi+1, ai+1
+		case star >= 0:
+			mark++
+			pi, ai = star+1, mark
+		default:
+			return false
+		}
+	}
+	for pi < len(pattern) && pattern[pi] == "**" {
+		pi++
+	}
+	return pi == len(pattern)
+}

@@ -98,7 +98,7 @@ func decodeExecParams(raw []byte) (execParams, *Error) {
 func authorizeArgv(argv []string, ob policy.Obligations) (string, *Error) {
 	if ob.ExecConstraints != nil {
 		for _, pattern := range ob.ExecConstraints.ArgvPatterns {
-			if matchArgv(pattern, argv) {
+			if policy.MatchArgv(pattern, argv) {
 				return execModeConstraints, nil
 			}
 		}
@@ -113,32 +113,6 @@ func authorizeArgv(argv []string, ob policy.Obligations) (string, *Error) {
 		return "", fail(CodeExecNotAllowlisted, "argv starts with no prefix of the exec allowlist")
 	}
 	return execModePolicyOnly, nil
-}
-
-// matchArgv matches argv against a pattern where "*" is one token, "**"
-// any number of tokens and every other token is literal. It backtracks only
-// to the last "**", so it runs in O(len(pattern) * len(argv)).
-func matchArgv(pattern, argv []string) bool {
-	pi, ai := 0, 0
-	star, mark := -1, 0
-	for ai < len(argv) {
-		switch {
-		case pi < len(pattern) && pattern[pi] == "**":
-			star, mark = pi, ai
-			pi++
-		case pi < len(pattern) && (pattern[pi] == "*" || pattern[pi] == argv[ai]):
-			pi, ai = pi+1, ai+1
-		case star >= 0:
-			mark++
-			pi, ai = star+1, mark
-		default:
-			return false
-		}
-	}
-	for pi < len(pattern) && pattern[pi] == "**" {
-		pi++
-	}
-	return pi == len(pattern)
 }
 
 // execDir is the confined working directory: the root, or a workspace

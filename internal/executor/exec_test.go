@@ -188,8 +188,8 @@ func TestMatchArgv(t *testing.T) {
 		{[]string{"a*"}, []string{"ab"}, false},
 	}
 	for _, tt := range tests {
-		if got := matchArgv(tt.pattern, tt.argv); got != tt.want {
-			t.Errorf("matchArgv(%q, %q) = %v", tt.pattern, tt.argv, got)
+		if got := policy.MatchArgv(tt.pattern, tt.argv); got != tt.want {
+			t.Errorf("MatchArgv(%q, %q) = %v", tt.pattern, tt.argv, got)
 		}
 	}
 }
