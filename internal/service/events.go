@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/redact"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
@@ -125,15 +125,8 @@ func (s *Service) auditRejected(ctx context.Context, env *action.Envelope, id ac
 
 // summary redacts, then cuts to summaryMax bytes on a rune boundary.
 func (s *Service) summary(text string) string {
-	text = s.cfg.Redactor.String(text)
-	if len(text) <= summaryMax {
-		return text
-	}
-	cut := summaryMax
-	for cut > 0 && !utf8.RuneStart(text[cut]) {
-		cut--
-	}
-	return text[:cut]
+	out, _ := redact.Cap(s.cfg.Redactor.String(text), summaryMax, 0)
+	return out
 }
 
 func (s *Service) resultSummary(resp *Response) string {
