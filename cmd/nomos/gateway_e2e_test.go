@@ -268,9 +268,9 @@ func TestGatewayConcurrencyLimit(t *testing.T) {
 			c.Close()
 		}
 	}()
-	// A connection accepted in the first moments after start-up is
-	// sometimes never dispatched (seen with Caddy 2.11 on Linux), so a new
-	// slow client is opened every half second until one holds the slot.
+	// The slow client's request can be dispatched after the first probe
+	// already took the slot (it is then refused itself), so a new slow
+	// client is opened every half second until one holds the slot.
 	deadline := time.Now().Add(15 * time.Second)
 	for i := 0; ; i++ {
 		if i%25 == 0 {

@@ -20,8 +20,6 @@ func TestGracefulShutdownFinishesInFlightActions(t *testing.T) {
 	body, _ := json.Marshal(envelope("drain-1", "orders.read", "shop://orders/1", nil))
 	req := agent.request("/action", body)
 	host := strings.TrimPrefix(s.base, "http://")
-	// Warm the listener first: see TestGatewayConcurrencyLimit.
-	agent.post(t, "/action", envelope("warm-1", "orders.read", "shop://orders/1", nil))
 	conn, err := net.Dial("tcp", host)
 	if err != nil {
 		t.Fatal(err)
