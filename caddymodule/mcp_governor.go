@@ -75,6 +75,15 @@ func (g *governor) result(auth *service.Authorization) (mcp.AuthzResult, error) 
 	return res, nil
 }
 
+// Rejected records a call the gateway refused before policy.
+func (g *governor) Rejected(ctx context.Context, req mcp.AuthzRequest, _, reason string) {
+	env := &action.Envelope{
+		SchemaVersion: action.SchemaVersion, ActionID: newActionID(), TraceID: traceID(req.Metadata),
+		ActionType: req.ActionType, Resource: req.Resource, Params: req.Params,
+	}
+	g.svc.Reject(ctx, env, action.Identity{Principal: req.Identity.Principal, Agent: req.Identity.Agent}, metadata(req.Metadata), reason)
+}
+
 // Completed records action.completed for an allowed request.
 func (g *governor) Completed(ctx context.Context, _ mcp.AuthzRequest, res mcp.AuthzResult, out mcp.Outcome) {
 	auth, ok := res.Handle.(*service.Authorization)
@@ -117,4 +126,7 @@ func metadata(m map[string]string) map[string]any {
 }
 
 // Interface guards
-var _ mcp.Governor = (*governor)(nil)
+var (
+	_ mcp.Governor          = (*governor)(nil)
+	_ mcp.RejectionRecorder = (*governor)(nil)
+)

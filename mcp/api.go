@@ -52,6 +52,14 @@ type ListObserver interface {
 	ToolsListed(ctx context.Context, id Identity, metadata map[string]string, shown, hidden []string)
 }
 
+// RejectionRecorder may be implemented by a Governor to audit a tools/call
+// the gateway refused before asking for a decision: arguments that fail the
+// tool's inputSchema, or a tool without a schema. class is the result
+// class (ARGUMENT_VALIDATION_ERROR) and reason what the client was told.
+type RejectionRecorder interface {
+	Rejected(ctx context.Context, req AuthzRequest, class, reason string)
+}
+
 // AuthzRequest is one governed MCP request, ready to become a Nomos action.
 type AuthzRequest struct {
 	Identity Identity

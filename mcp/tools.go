@@ -86,13 +86,29 @@ func (g *Gateway) callTool(ctx context.Context, s *session, m *message, related 
 		return toolErrorResult(m.ID, ClassArgumentValidation, ClassArgumentValidation+": "+err.Error())
 	}
 	if err := validateArguments(ref.def, args, ref.up.cfg.AllowMissingToolSchemas); err != nil {
-		return toolErrorResult(m.ID, ClassArgumentValidation, ClassArgumentValidation+": "+err.Error())
+		reason := ClassArgumentValidation + ": " + err.Error()
+		g.recordRejection(ctx, s, ref, args, approvalID, reason)
+		return toolErrorResult(m.ID, ClassArgumentValidation, reason)
 	}
 	req, err := g.callRequest(s, ref, args, approvalID)
 	if err != nil {
 		return toolErrorResult(m.ID, ClassArgumentValidation, ClassArgumentValidation+": "+err.Error())
 	}
 	return g.governedCall(ctx, s, m, related, ref, req, args)
+}
+
+// recordRejection lets a governor that audits rejections record a call
+// refused before policy, so no refusal goes unrecorded.
+func (g *Gateway) recordRejection(ctx context.Context, s *session, ref toolRef, args json.RawMessage, approvalID, reason string) {
+	rr, ok := g.gov.(RejectionRecorder)
+	if !ok {
+		return
+	}
+	req, err := g.callRequest(s, ref, args, approvalID)
+	if err != nil {
+		return
+	}
+	rr.Rejected(context.WithoutCancel(ctx), req, ClassArgumentValidation, reason)
 }
 
 func classOf(err error) string {

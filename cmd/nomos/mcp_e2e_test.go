@@ -153,6 +153,18 @@ func TestMCPGatewayGovernsAndAudits(t *testing.T) {
 	if err != nil || n != 4 {
 		t.Fatalf("audited MCP decisions with transport metadata: %d (%v)", n, err)
 	}
+	// Arguments that fail the tool's schema are refused before policy, and
+	// the refusal is audited too.
+	text, isErr = toolText(must(c.call("refund_order", `{"order_id":"1001","amount":"lots"}`)))
+	if !isErr || !strings.Contains(text, "ARGUMENT_VALIDATION_ERROR") {
+		t.Fatalf("invalid arguments: %q", text)
+	}
+	err = db.QueryRow(`SELECT count(*) FROM audit_events WHERE event_type = 'action.decision'
+		AND json_extract(json, '$.result_classification') = 'VALIDATION_ERROR'
+		AND json_extract(json, '$.resource_normalized') = 'mcp://retail/refund_order'`).Scan(&n)
+	if err != nil || n != 1 {
+		t.Fatalf("audited schema refusals: %d (%v)", n, err)
+	}
 }
 
 // TestMCPSessionSurvivesReload: a reload that changes the policy but not

@@ -77,3 +77,21 @@ func (s *Service) Reachable(id action.Identity, actionType, resource string) boo
 	a.RiskFlags = action.ComputeRiskFlags(a)
 	return s.cfg.Policy.Reachable(a)
 }
+
+// Reject records a request a transport refused before policy (such as MCP
+// arguments that fail the tool's schema): an action.decision DENY with the
+// reason the client was told, classified VALIDATION_ERROR.
+func (s *Service) Reject(ctx context.Context, env *action.Envelope, id action.Identity, meta map[string]any, reason string) {
+	id.Environment = s.cfg.Environment
+	a, err := action.New(env, id)
+	if err != nil {
+		s.auditRejected(ctx, env, id, classOf(err), err)
+		return
+	}
+	ev := s.event(a, audit.EventActionDecision)
+	ev.Decision, ev.Reason = policy.Deny, s.summary(reason)
+	ev.ResultClassification = audit.ResultValidationError
+	ev.ExecutorMetadata = meta
+	ev.PolicyBundleHash = s.cfg.Policy.Hash()
+	_ = s.record(ctx, ev)
+}

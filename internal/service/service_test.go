@@ -478,3 +478,17 @@ func TestRateLimitDeniesBeforePolicy(t *testing.T) {
 		t.Fatalf("another principal was limited: %+v", resp)
 	}
 }
+
+// TestRejectIsAudited: a request a transport refused before policy is
+// still an audited DENY.
+func TestRejectIsAudited(t *testing.T) {
+	f := newFixture(t, false)
+	env := &action.Envelope{SchemaVersion: "v1", ActionID: "rj1", TraceID: "t", ActionType: "mcp.call",
+		Resource: "mcp://retail/refund_order", Params: json.RawMessage(`{"tool_arguments":{"amount":"x"}}`)}
+	f.svc.Reject(context.Background(), env, alice, map[string]any{"downstream_transport": "streamable_http"}, "ARGUMENT_VALIDATION_ERROR: amount must be a number")
+	ev := f.rec.last(audit.EventActionDecision)
+	if ev == nil || ev.ActionID != "rj1" || ev.Decision != policy.Deny || ev.ResultClassification != audit.ResultValidationError ||
+		ev.Environment != "dev" || ev.ExecutorMetadata["downstream_transport"] != "streamable_http" {
+		t.Fatalf("rejection not audited: %+v", ev)
+	}
+}
