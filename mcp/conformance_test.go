@@ -60,13 +60,16 @@ func TestServeForConformance(t *testing.T) {
 	_ = srv.Close()
 }
 
+// startedUpstream builds and starts an upstream, closed when the test ends.
 func startedUpstream(t *testing.T, cfg UpstreamConfig) *Upstream {
 	t.Helper()
 	u, err := NewUpstream(cfg, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := u.Start(context.Background()); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := u.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = u.Close() })

@@ -12,7 +12,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -92,17 +91,7 @@ func inprocUpstream(t *testing.T, name string, s *sdk.Server, mutate func(*Upstr
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	u, err := NewUpstream(cfg, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := u.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = u.Close() })
-	return u
+	return startedUpstream(t, cfg)
 }
 
 // rawClient speaks raw Streamable HTTP to a gateway.

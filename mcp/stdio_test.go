@@ -57,17 +57,7 @@ func stdioHelper(t *testing.T, mutate func(*UpstreamConfig)) *Upstream {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	u, err := NewUpstream(cfg, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := u.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = u.Close() })
-	return u
+	return startedUpstream(t, cfg)
 }
 
 func envOf(t *testing.T, c *rawClient) map[string]string {
