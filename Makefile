@@ -9,7 +9,7 @@ export NOMOS_API_KEY ?= dev-alice-key
 export NOMOS_REVIEWER_KEY ?= dev-reviewer-key
 export NOMOS_AGENT_SECRET ?= dev-agent-secret
 
-.PHONY: build run test test-unit bench fuzz lint tools clean
+.PHONY: build run test test-unit bench bench-e2e fuzz lint tools clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/nomos
@@ -29,6 +29,12 @@ test-unit:
 ## bench: benchmark tables (policy evaluation, redaction, MCP overhead).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./policy/ ./internal/redact/ ./mcp/...
+
+## bench-e2e: the end-to-end table in docs/benchmarks.md: a governed MCP
+## tools/call through the built binary at fixed rates and at saturation, every
+## configuration interleaved in one run (see cmd/nomos-bench). Asserts nothing.
+bench-e2e: build
+	$(GO) run ./cmd/nomos-bench -nomos $(CURDIR)/$(BIN) -out docs/benchmarks.md
 
 ## fuzz: every fuzz target for a short, fixed budget each.
 fuzz:
