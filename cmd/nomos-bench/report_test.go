@@ -50,8 +50,8 @@ func TestFlagsRefuseUnknownConfigurationsAndRates(t *testing.T) {
 
 func TestCallSucceededReadsToolErrors(t *testing.T) {
 	cases := map[string]bool{
-		`{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"ok"}]}}`:               true,
-		"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[]}}\n\n":     true,
+		`{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"ok"}]}}`:                true,
+		"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[]}}\n\n":       true,
 		`{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"no"}],"isError":true}}`: false,
 		`{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"unknown tool"}}`:                  false,
 	}
