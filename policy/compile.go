@@ -36,6 +36,7 @@ type compiledRule struct {
 	principals strSet
 	agents     strSet
 	envs       strSet
+	tools      strSet // tool_fingerprints; any when the rule lists none
 	risk       uint32
 	glob       resourceGlob
 	argv       []argvPattern // nil without exec_match
@@ -88,6 +89,7 @@ func compileRule(r *Rule) (compiledRule, error) {
 	c := compiledRule{
 		id: r.ID, rule: r, class: classOf(r.Decision),
 		principals: newStrSet(r.Principals), agents: newStrSet(r.Agents), envs: newStrSet(r.Environments),
+		tools: newStrSet(r.ToolFingerprints),
 	}
 	for _, f := range r.RiskFlags {
 		c.risk |= riskBit(f)

@@ -77,6 +77,8 @@ func decodeRuleField(r *Rule, key string, v *value, p string) (err error) {
 		r.RiskFlags, err = asStrings(v, p)
 	case "exec_match":
 		r.ExecMatch, err = decodeExecMatch(v, p)
+	case "tool_fingerprints":
+		r.ToolFingerprints, err = asStrings(v, p)
 	case "params_match":
 		r.ParamsMatch, err = decodeParamsMatch(v, p)
 	case "obligations":

@@ -30,6 +30,11 @@ type Rule struct {
 	RiskFlags []string `json:"risk_flags,omitempty"`
 	// ExecMatch restricts process.exec argv.
 	ExecMatch *ExecMatch `json:"exec_match,omitempty"`
+	// ToolFingerprints restricts an mcp.call rule to the reviewed versions
+	// of the tool: the action matches only when the gateway's pinned
+	// fingerprint of the tool's definition ("sha256:<hex>") is listed. An
+	// action without a fingerprint (not from an MCP gateway) never matches.
+	ToolFingerprints []string `json:"tool_fingerprints,omitempty"`
 	// ParamsMatch maps dot paths into the canonical params to matchers.
 	ParamsMatch map[string]Matcher `json:"params_match,omitempty"`
 	// Obligations apply when the rule's decision class wins.

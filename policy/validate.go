@@ -46,7 +46,7 @@ func checkUniqueIDs(b *Bundle) error {
 func validateRule(r *Rule, path string) error {
 	checks := []func(*Rule, string) error{
 		validateID, validateActionType, validateResource, validateDecision,
-		validateSubjects, validateRiskFlags, validateExecMatch, validateParamsMatch,
+		validateSubjects, validateRiskFlags, validateExecMatch, validateToolFingerprints, validateParamsMatch,
 	}
 	for _, check := range checks {
 		if err := check(r, path); err != nil {
@@ -310,4 +310,38 @@ func sortedKeys(m map[string]Matcher) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// validateToolFingerprints accepts only mcp.call rules and the exact form
+// the gateway computes, so a typo cannot silently match nothing.
+func validateToolFingerprints(r *Rule, path string) error {
+	if r.ToolFingerprints == nil {
+		return nil
+	}
+	path += ".tool_fingerprints"
+	if r.ActionType != action.TypeMCPCall {
+		return errAt(path, "tool_fingerprints requires action_type %s, not %q", action.TypeMCPCall, r.ActionType)
+	}
+	if len(r.ToolFingerprints) == 0 {
+		return errAt(path, "must list at least one fingerprint")
+	}
+	for i, fp := range r.ToolFingerprints {
+		if !isToolFingerprint(fp) {
+			return errAt(indexPath(path, i), "%q is not a tool fingerprint (sha256: and 64 lowercase hex digits)", fp)
+		}
+	}
+	return nil
+}
+
+func isToolFingerprint(s string) bool {
+	hexPart, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(hexPart) != 64 {
+		return false
+	}
+	for _, c := range hexPart {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
