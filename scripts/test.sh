@@ -5,6 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export NOMOS_BIN="$PWD/bin/nomos"
 
+echo "== packages the tests need"
+# redis-server: the shared-state (scale-out) tests run a private one on loopback.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "installing redis-server (Debian package)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } \
+    || { echo "cannot install redis-server: run 'apt-get install redis-server' as root, then make test"; exit 1; }
+fi
+
 echo "== lint (gofmt, go vet)"
 make -s lint
 

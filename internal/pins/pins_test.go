@@ -12,13 +12,28 @@ import (
 
 var t0 = time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 
+// backends are the stores every test runs against; open reopens the same
+// state (another process, another replica).
+var backends = []struct {
+	name string
+	open func(t *testing.T, path string) Store
+}{
+	{"sqlite", func(t *testing.T, path string) Store {
+		s, err := OpenSQLite(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
+	{"redis", openRedisForTest},
+}
+
+var backend = backends[0]
+
 func openTest(t *testing.T) (Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "pins.db")
-	s, err := OpenSQLite(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := backend.open(t, path)
 	t.Cleanup(func() { s.Close() })
 	return s, path
 }
@@ -168,10 +183,7 @@ func TestPinsAreSharedThroughTheFile(t *testing.T) {
 	s, path := openTest(t)
 	observe(t, s, ModeEnforce, tool("a", "v1"))
 	observe(t, s, ModeEnforce, tool("a", "v2"))
-	cli, err := OpenSQLite(path) // another process, such as `nomos mcp pins accept`
-	if err != nil {
-		t.Fatal(err)
-	}
+	cli := backend.open(t, path) // another process, such as `nomos mcp pins accept`
 	defer cli.Close()
 	if _, err := Accept(context.Background(), cli, "srv", "a", "", "ops", t0); err != nil {
 		t.Fatal(err)
