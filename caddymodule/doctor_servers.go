@@ -55,9 +55,9 @@ func serversFromJSON(raw json.RawMessage) ([]serverPosture, error) {
 	}
 	var app struct {
 		Servers map[string]struct {
-			Listen []string                     `json:"listen"`
+			Listen []string                    `json:"listen"`
 			TLS    caddytls.ConnectionPolicies `json:"tls_connection_policies"`
-			Routes []jsonRoute                  `json:"routes"`
+			Routes []jsonRoute                 `json:"routes"`
 		} `json:"servers"`
 	}
 	if err := json.Unmarshal(raw, &app); err != nil {
