@@ -155,6 +155,8 @@ func walkRoutes(routes caddyhttp.RouteList, p *serverPosture) {
 				notePosture(p, "nomos_api", h.Anonymous)
 			case *MCPHandler:
 				notePosture(p, "nomos_mcp", h.Anonymous)
+			case *UIHandler:
+				notePosture(p, "nomos_ui", "")
 			case *caddyhttp.Subroute:
 				walkRoutes(h.Routes, p)
 			}
