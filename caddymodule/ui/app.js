@@ -267,16 +267,17 @@ async function openTrace(traceID) {
   const t = await api("trace?trace_id=" + encodeURIComponent(traceID));
   const items = t.events.map((e) => el("li", {},
     el("div", {}, el("strong", {}, e.event_type), " ", e.decision ? badge(e.decision) : "", " ",
-      el("span", { class: "when" }, fmtTime(e.timestamp))),
-    el("dl", { class: "kv" },
-      kv("Principal / agent", (e.principal || "") + (e.agent ? " / " + e.agent : "")),
-      kv("Action", e.action_type), kv("Resource", e.resource_normalized), kv("Reason", e.reason),
-      kv("Rules", (e.matched_rule_ids || []).join(", ")), kv("Approval", e.approval_id),
-      kv("Arguments (redacted)", e.params_redacted_summary), kv("Result", e.result_redacted_summary),
-      kv("Classification", e.result_classification), kv("Duration", e.duration_ms ? e.duration_ms + " ms" : ""),
-      kv("Policy hash", e.policy_bundle_hash), kv("Event hash", e.event_hash))));
+      el("span", {}, e.reason || ""), " ", el("span", { class: "when" }, fmtTime(e.timestamp) + " · " + (e.principal || "") + (e.agent ? " / " + e.agent : ""))),
+    el("details", {}, el("summary", {}, "Details"),
+      el("dl", { class: "kv" },
+        kv("Action", e.action_type), kv("Resource", e.resource_normalized),
+        kv("Rules", (e.matched_rule_ids || []).join(", ")), kv("Approval", e.approval_id),
+        kv("Arguments (redacted)", e.params_redacted_summary), kv("Result", e.result_redacted_summary),
+        kv("Classification", e.result_classification), kv("Duration", e.duration_ms ? e.duration_ms + " ms" : ""),
+        kv("Policy hash", e.policy_bundle_hash), kv("Event hash", e.event_hash)))));
   $("timeline").hidden = false;
-  $("timeline").replaceChildren(el("h3", { tabindex: "-1", id: "timeline-title" }, "Trace " + traceID), el("ol", { class: "timeline" }, items));
+  $("timeline").replaceChildren(el("h3", { tabindex: "-1", id: "timeline-title" }, "Timeline of trace " + traceID + " (oldest first)"),
+    el("ol", { class: "timeline" }, items), el("h3", {}, "Matching events (newest first)"));
   $("timeline-title").focus();
 }
 
@@ -289,7 +290,9 @@ function kv(k, v) {
 
 async function loadReadiness() {
   const rep = await api("readiness");
-  const rows = rep.checks.map((c) => el("tr", {},
+  const order = { fail: 0, warn: 1, pass: 2 };
+  const checks = [...rep.checks].sort((a, b) => order[a.status] - order[b.status]);
+  const rows = checks.map((c) => el("tr", {},
     el("td", {}, badge(c.status)),
     el("td", {}, el("code", {}, c.id), c.subject ? el("div", { class: "hint" }, c.subject) : null),
     el("td", {}, c.message, (c.evidence || []).length ? el("ul", {}, c.evidence.map((e) => el("li", {}, el("code", {}, e)))) : null),
@@ -298,6 +301,7 @@ async function loadReadiness() {
     el("div", { class: "summary" },
       el("span", {}, "Assurance level ", el("span", { class: "level" }, rep.assurance_level)),
       el("span", {}, "Overall ", badge(rep.status))),
+    el("p", { class: "hint" }, "The nomos doctor checks of the running configuration, problems first. docs/doctor.md explains each check id."),
     table(["Status", "Check", "Finding and evidence", "Remediation"], rows, "No checks."));
 }
 
