@@ -5,6 +5,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export NOMOS_BIN="$PWD/bin/nomos"
 
+echo "== chromium (the operator UI browser test drives it)"
+if [ -z "${NOMOS_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if command -v apt-get >/dev/null 2>&1 &&
+    $sudo apt-get update -qq >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null; then
+    echo "installed $(chromium --version)"
+  else
+    echo "chromium is missing and could not be installed with apt-get (apt-get install -y chromium)." >&2
+    echo "Install Chromium, or set NOMOS_CHROMIUM to a Chromium binary, then rerun make test." >&2
+    exit 1
+  fi
+fi
+
 echo "== lint (gofmt, go vet)"
 make -s lint
 
