@@ -157,15 +157,16 @@ func (h *UIHandler) Cleanup() error {
 // ServeHTTP serves the assets under /ui/ and the API under /api/ui/.
 // Other paths pass to next.
 func (h *UIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	setSecurityHeaders(w)
 	p := r.URL.Path
 	switch {
 	case p == "/ui":
 		http.Redirect(w, r, "/ui/", http.StatusMovedPermanently)
 		return nil
 	case strings.HasPrefix(p, "/ui/"):
+		setSecurityHeaders(w)
 		return h.serveAsset(w, r, strings.TrimPrefix(p, "/ui/"))
 	case strings.HasPrefix(p, "/api/ui/"):
+		setSecurityHeaders(w)
 		return h.serveAPI(w, r, strings.TrimPrefix(p, "/api/ui/"))
 	}
 	return next.ServeHTTP(w, r)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/approvals"
@@ -140,23 +141,38 @@ func (h *UIHandler) apiApprovals(r *http.Request, _ uiCaller, _ []byte) (any, er
 	if st == nil {
 		return nil, service.Errorf(http.StatusNotFound, service.CodeNotEnabled, "approvals are not enabled")
 	}
-	recs, err := st.List(r.Context(), approvals.Filter{Limit: 200})
+	pending, err := st.List(r.Context(), approvals.Filter{Status: approvals.Pending, Limit: maxInboxPending})
+	if err != nil {
+		return nil, service.Errorf(http.StatusInternalServerError, service.CodeInternal, "approval store unavailable")
+	}
+	recent, err := st.List(r.Context(), approvals.Filter{Limit: 2 * maxInboxDecided})
 	if err != nil {
 		return nil, service.Errorf(http.StatusInternalServerError, service.CodeInternal, "approval store unavailable")
 	}
 	now := time.Now()
 	out := uiApprovals{Now: now.UTC(), Pending: []uiApproval{}, Decided: []uiApproval{}, Approvers: h.app.Approvals.Approvers}
-	for _, rec := range recs {
-		a := uiApproval{Record: rec, ExpiresInSeconds: int64(rec.ExpiresAt.Sub(now).Seconds()), Expired: rec.Expired(now)}
-		switch {
-		case rec.Status == approvals.Pending && !a.Expired:
-			out.Pending = append(out.Pending, a)
-		case rec.Status != approvals.Pending && len(out.Decided) < 20:
-			out.Decided = append(out.Decided, a)
+	for _, rec := range pending {
+		if !rec.Expired(now) {
+			out.Pending = append(out.Pending, inboxEntry(rec, now))
+		}
+	}
+	for _, rec := range recent {
+		if rec.Status != approvals.Pending && len(out.Decided) < maxInboxDecided {
+			out.Decided = append(out.Decided, inboxEntry(rec, now))
 		}
 	}
 	reverse(out.Pending) // soonest to expire first
 	return out, nil
+}
+
+// The inbox shows at most this many pending and recently decided records.
+const (
+	maxInboxPending = 500
+	maxInboxDecided = 20
+)
+
+func inboxEntry(rec approvals.Record, now time.Time) uiApproval {
+	return uiApproval{Record: rec, ExpiresInSeconds: int64(rec.ExpiresAt.Sub(now).Seconds()), Expired: rec.Expired(now)}
 }
 
 func reverse[T any](s []T) {
@@ -170,7 +186,8 @@ func reverse[T any](s []T) {
 func (h *UIHandler) apiDecide(r *http.Request, c uiCaller, body []byte) (any, error) {
 	resp, err := h.svc.Decide(r.Context(), body, c.principal)
 	if err == nil {
-		h.logger.Info("approval decided in the operator UI")
+		h.logger.Info("approval decided in the operator UI", zap.String("approval_id", resp.ApprovalID),
+			zap.String("status", resp.Status), zap.String("principal", c.principal))
 	}
 	return resp, err
 }
