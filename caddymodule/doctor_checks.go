@@ -20,13 +20,13 @@ import (
 // minSecretBytes is the shortest API key or agent secret doctor accepts.
 const minSecretBytes = 16
 
-// demoSecrets are values published in this repository (the Makefile's
-// `make run` defaults) or that people type when they mean "later". A
-// server using one is a demo, not a deployment.
-var demoSecrets = []string{
-	"dev-alice-key", "dev-reviewer-key", "dev-agent-secret",
-	"changeme", "change-me", "secret", "password", "test", "example",
-}
+// demoSecrets are the values this repository publishes (the Makefile's
+// `make run` defaults): a server using one is a demo, not a deployment.
+var demoSecrets = []string{"dev-alice-key", "dev-reviewer-key", "dev-agent-secret"}
+
+// placeholderSecrets are what people type when they mean "later"; they
+// fail whatever their length.
+var placeholderSecrets = []string{"changeme", "changethis", "secret", "password", "example", "test", "default"}
 
 // upstreamStartTimeout bounds one upstream's start and tool listing.
 const upstreamStartTimeout = 30 * time.Second
@@ -174,10 +174,30 @@ func judgeSecret(c doctorCheck, r secretRef) doctorCheck {
 			return c.warn("a well-known demo value: anyone who read the README can use it", fix)
 		}
 	}
+	if isPlaceholder(r.value) {
+		return c.fail("a placeholder value, not a secret", fix)
+	}
 	if len(r.value) < minSecretBytes {
 		return c.fail(fmt.Sprintf("%d bytes, shorter than %d", len(r.value), minSecretBytes), fix)
 	}
 	return c.pass(fmt.Sprintf("%d bytes, not a known demo value", len(r.value)))
+}
+
+// isPlaceholder matches a placeholder word, alone, repeated or decorated
+// with digits and punctuation ("changeme-changeme", "Password123!").
+func isPlaceholder(v string) bool {
+	letters := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' {
+			return r
+		}
+		return -1
+	}, strings.ToLower(v))
+	for _, p := range placeholderSecrets {
+		if letters != "" && strings.ReplaceAll(letters, p, "") == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // secrets resolves the configured secrets exactly as provisioning does.

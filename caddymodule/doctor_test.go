@@ -77,6 +77,7 @@ func TestDoctorChecks(t *testing.T) {
 		{"secret pass", withExtra(""), (*doctorInput).checkSecrets, "identity.secrets=pass"},
 		{"secret short fails", strings.Replace(withExtra(""), "0123456789abcdef0123456789abcdef", "tooshort", 1), (*doctorInput).checkSecrets, "identity.secrets=fail"},
 		{"demo secret warns", strings.Replace(withExtra(""), "0123456789abcdef0123456789abcdef", "dev-alice-key", 1), (*doctorInput).checkSecrets, "identity.secrets=warn"},
+		{"placeholder secret fails", strings.Replace(withExtra(""), "0123456789abcdef0123456789abcdef", "changeme-changeme-changeme", 1), (*doctorInput).checkSecrets, "identity.secrets=fail"},
 		{"anonymous pass", withExtra(""), one((*doctorInput).checkAnonymous), "identity.anonymous=pass"},
 		{"anonymous warns", strings.Replace(withExtra(""), "\tnomos_api\n", "\tnomos_api {\n\t\tanonymous guest\n\t}\n", 1), one((*doctorInput).checkAnonymous), "identity.anonymous=warn"},
 		{"sink pass", withExtra(""), (*doctorInput).checkAuditSinks, "audit.sinks=pass"},

@@ -37,7 +37,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$PWD/.tools/xcaddy" build v2.11.9 --output "$tmp/caddy" \
   --with github.com/caddy-nomos/nomos@v0.0.0-00010101000000-000000000000=. >"$tmp/xcaddy.log" 2>&1 \
   || { cat "$tmp/xcaddy.log"; exit 1; }
-for module in nomos http.handlers.nomos_api; do
+for module in nomos http.handlers.nomos_api http.handlers.nomos_ui; do
   "$tmp/caddy" list-modules | grep -qx "$module" || { echo "xcaddy build lacks $module"; exit 1; }
 done
 "$tmp/caddy" policy test --action examples/actions/refund-40.json --bundle examples/policies/retail.yaml | grep -q '"decision":"ALLOW"'
