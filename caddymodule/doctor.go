@@ -70,10 +70,11 @@ func doctorCommand(cmd *cobra.Command) {
 // check fails, 2 for bad usage.
 func runDoctorCLI(cmd *cobra.Command, args []string) (int, error) {
 	fs := cmd.Flags()
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0, cmd.Help()
-		}
+	err := fs.Parse(args)
+	if help, _ := fs.GetBool("help"); help || errors.Is(err, pflag.ErrHelp) {
+		return 0, cmd.Help()
+	}
+	if err != nil {
 		return 2, fmt.Errorf("doctor: %w", err)
 	}
 	config, _ := fs.GetString("config")

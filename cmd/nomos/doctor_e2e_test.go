@@ -101,4 +101,7 @@ func TestDoctorUsage(t *testing.T) {
 			t.Errorf("doctor %v: exit %d, want 2", args, code)
 		}
 	}
+	if out, code := runDoctor(t, "--help"); code != 0 || !strings.Contains(out, "--format") {
+		t.Errorf("doctor --help: exit %d\n%s", code, out)
+	}
 }
