@@ -68,6 +68,7 @@ type UIHandler struct {
 	csrfKey []byte
 	events  *audit.SQLiteSink
 	assets  fs.FS
+	routes  map[string]uiRoute
 }
 
 // CaddyModule returns the Caddy module information.
@@ -100,7 +101,7 @@ func (h *UIHandler) bind(app *App) error {
 	if h.logger == nil {
 		h.logger = zap.NewNop()
 	}
-	h.app, h.auth = app, RouteAuth{PrincipalFrom: h.PrincipalFrom}
+	h.app, h.auth, h.routes = app, RouteAuth{PrincipalFrom: h.PrincipalFrom}, uiRoutes()
 	var err error
 	if h.svc, err = app.Service(h.Policy); err != nil {
 		return err

@@ -30,21 +30,24 @@ const (
 	needDecider   = "decider"
 )
 
-var uiRoutes = map[string]uiRoute{
-	"session":          {http.MethodGet, needPrincipal, (*UIHandler).apiSession},
-	"readiness":        {http.MethodGet, needReader, (*UIHandler).apiReadiness},
-	"approvals":        {http.MethodGet, needReader, (*UIHandler).apiApprovals},
-	"approvals/decide": {http.MethodPost, needDecider, (*UIHandler).apiDecide},
-	"events":           {http.MethodGet, needReader, (*UIHandler).apiEvents},
-	"trace":            {http.MethodGet, needReader, (*UIHandler).apiTrace},
-	"upstreams":        {http.MethodGet, needReader, (*UIHandler).apiUpstreams},
-	"explain":          {http.MethodPost, needReader, (*UIHandler).apiExplain},
+// uiRoutes lists the endpoints under /api/ui/.
+func uiRoutes() map[string]uiRoute {
+	return map[string]uiRoute{
+		"session":          {http.MethodGet, needPrincipal, (*UIHandler).apiSession},
+		"readiness":        {http.MethodGet, needReader, (*UIHandler).apiReadiness},
+		"approvals":        {http.MethodGet, needReader, (*UIHandler).apiApprovals},
+		"approvals/decide": {http.MethodPost, needDecider, (*UIHandler).apiDecide},
+		"events":           {http.MethodGet, needReader, (*UIHandler).apiEvents},
+		"trace":            {http.MethodGet, needReader, (*UIHandler).apiTrace},
+		"upstreams":        {http.MethodGet, needReader, (*UIHandler).apiUpstreams},
+		"explain":          {http.MethodPost, needReader, (*UIHandler).apiExplain},
+	}
 }
 
 // serveAPI authenticates, authorizes, checks CSRF on POST and runs the
 // endpoint inside a concurrency slot.
 func (h *UIHandler) serveAPI(w http.ResponseWriter, r *http.Request, name string) error {
-	route, ok := uiRoutes[name]
+	route, ok := h.routes[name]
 	if !ok {
 		return writeError(w, service.Errorf(http.StatusNotFound, service.CodeNotEnabled, "no such endpoint"))
 	}
