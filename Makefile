@@ -9,7 +9,7 @@ export NOMOS_API_KEY ?= dev-alice-key
 export NOMOS_REVIEWER_KEY ?= dev-reviewer-key
 export NOMOS_AGENT_SECRET ?= dev-agent-secret
 
-.PHONY: build run test test-unit bench bench-e2e fuzz lint tools clean
+.PHONY: build run test test-unit bench bench-e2e screenshots fuzz lint tools clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/nomos
@@ -35,6 +35,10 @@ bench:
 ## configuration interleaved in one run (see cmd/nomos-bench). Asserts nothing.
 bench-e2e: build
 	$(GO) run ./cmd/nomos-bench -nomos $(CURDIR)/$(BIN) -out docs/benchmarks.md
+
+## screenshots: refresh the operator UI pictures in docs/img from the browser test.
+screenshots: build
+	NOMOS_BIN=$(CURDIR)/$(BIN) NOMOS_SCREENSHOT_DIR=$(CURDIR)/docs/img $(GO) test -count=1 -run TestOperatorUIApprovalFlow ./cmd/nomos/
 
 ## fuzz: every fuzz target for a short, fixed budget each.
 fuzz:

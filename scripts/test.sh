@@ -5,12 +5,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export NOMOS_BIN="$PWD/bin/nomos"
 
-echo "== packages the tests need"
-# redis-server: the shared-state (scale-out) tests run a private one on loopback.
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "installing redis-server (Debian package)"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } \
-    || { echo "cannot install redis-server: run 'apt-get install redis-server' as root, then make test"; exit 1; }
+echo "== Debian packages the tests need (redis-server, chromium)"
+# redis-server: the shared-state (scale-out) tests run private ones on loopback.
+# chromium: the operator UI browser test drives it (or set NOMOS_CHROMIUM).
+need=""
+command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
+if [ -z "${NOMOS_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  need="$need chromium"
+fi
+if [ -n "$need" ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing:$need"
+  if ! { command -v apt-get >/dev/null 2>&1 && $sudo apt-get update -qq >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $need >/dev/null; }; then
+    echo "could not install$need with apt-get: run 'apt-get install -y$need' as root, then make test." >&2
+    echo "(For the browser test, NOMOS_CHROMIUM may name another Chromium binary.)" >&2
+    exit 1
+  fi
 fi
 
 echo "== lint (gofmt, go vet)"
@@ -30,7 +42,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$PWD/.tools/xcaddy" build v2.11.9 --output "$tmp/caddy" \
   --with github.com/caddy-nomos/nomos@v0.0.0-00010101000000-000000000000=. >"$tmp/xcaddy.log" 2>&1 \
   || { cat "$tmp/xcaddy.log"; exit 1; }
-for module in nomos http.handlers.nomos_api; do
+for module in nomos http.handlers.nomos_api http.handlers.nomos_ui; do
   "$tmp/caddy" list-modules | grep -qx "$module" || { echo "xcaddy build lacks $module"; exit 1; }
 done
 "$tmp/caddy" policy test --action examples/actions/refund-40.json --bundle examples/policies/retail.yaml | grep -q '"decision":"ALLOW"'

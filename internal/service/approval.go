@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/approvals"
+	"github.com/caddy-nomos/nomos/internal/redact"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
@@ -93,7 +94,7 @@ func (s *Service) pendingApproval(ctx context.Context, r *run) error {
 	req := approvals.Request{
 		Fingerprint: r.a.Fingerprint, ScopeType: scopeType, ScopeKey: key,
 		TraceID: r.a.TraceID, ActionID: r.a.ActionID, ActionType: r.a.ActionType,
-		Resource: r.a.Resource, ParamsHash: r.a.ParamsHash,
+		Resource: r.a.Resource, ParamsHash: r.a.ParamsHash, ParamsPreview: s.paramsPreview(r.a),
 		Principal: r.a.Principal, Agent: r.a.Agent, Environment: r.a.Environment,
 		SingleUse: s.cfg.SingleUseApprovals,
 	}
@@ -104,6 +105,13 @@ func (s *Service) pendingApproval(ctx context.Context, r *run) error {
 	}
 	r.approval = &approvalInfo{id: rec.ID, fingerprint: rec.Fingerprint, expiresAt: rec.ExpiresAt, created: created}
 	return nil
+}
+
+// paramsPreview is what a reviewer sees of the params: redacted like the
+// audit summaries, capped at the store's limit.
+func (s *Service) paramsPreview(a *action.Action) string {
+	out, _ := redact.Cap(s.cfg.Redactor.String(string(a.Params)), approvals.MaxPreviewBytes, 0)
+	return out
 }
 
 // recordApprovalEvent writes approval.requested or approval.applied after
