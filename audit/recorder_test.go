@@ -110,14 +110,26 @@ func TestRedactorRunsBeforeHashingAndWriting(t *testing.T) {
 	}
 }
 
-func TestRedactorMustNotTouchChainFields(t *testing.T) {
+// The redactor sees the event before it is linked, so a pattern that takes
+// a 64-hex hash for a secret cannot mangle the chain; one that rewrites an
+// identity field is refused.
+func TestRedactorCannotBreakChainOrIdentity(t *testing.T) {
 	var out lineCollector
 	r := newTestRecorder(t, []Sink{NewFuncSink("stdout", out.write)})
-	recordN(t, r, 0, 1)
+	first := recordN(t, r, 0, 1)[0]
 	hexRun := regexp.MustCompile(`[0-9a-f]{64}`)
 	r.redact = func(b []byte) []byte { return hexRun.ReplaceAll(b, []byte("[REDACTED]")) }
-	if err := r.Record(context.Background(), testEvent(1)); err == nil {
-		t.Fatal("a redactor that rewrote prev_event_hash was accepted")
+	e := testEvent(1)
+	if err := r.Record(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	if e.PrevEventHash != first.EventHash {
+		t.Fatalf("prev_event_hash %q, want %q", e.PrevEventHash, first.EventHash)
+	}
+	assertLinear(t, out.lines)
+	r.redact = func(b []byte) []byte { return bytes.ReplaceAll(b, []byte(`"act-2"`), []byte(`"x"`)) }
+	if err := r.Record(context.Background(), testEvent(2)); err == nil {
+		t.Fatal("a redactor that rewrote action_id was accepted")
 	}
 }
 
@@ -156,7 +168,7 @@ type flakyDurable struct {
 	failing bool
 }
 
-func (f *flakyDurable) Write(ctx context.Context, e *Event, line []byte) error {
+func (f *flakyDurable) WriteBatch(ctx context.Context, batch []Sealed) error {
 	f.mu.Lock()
 	fail := f.failing
 	f.failing = false
@@ -164,7 +176,7 @@ func (f *flakyDurable) Write(ctx context.Context, e *Event, line []byte) error {
 	if fail {
 		return errors.New("disk full")
 	}
-	return f.SQLiteSink.Write(ctx, e, line)
+	return f.SQLiteSink.WriteBatch(ctx, batch)
 }
 
 func TestHeadDoesNotAdvancePastAnUnstoredRow(t *testing.T) {
