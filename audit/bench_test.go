@@ -125,10 +125,16 @@ func referenceSeal(e *Event, red func([]byte) []byte) (*Event, []byte, error) {
 	return &sealed, line, nil
 }
 
-// BenchmarkRecordSQLite records tools/call events from parallel callers
-// through the real Recorder into a real sqlite file (synchronous=FULL),
-// reporting events per commit: group commit at work.
+// BenchmarkRecordSQLite records tools/call events from 32 parallel callers
+// through the real Recorder into a real sqlite file (synchronous=FULL).
+// group_commit is the Recorder as shipped; one_per_commit caps batches at
+// one event, the baseline of one transaction and one fsync per event.
 func BenchmarkRecordSQLite(b *testing.B) {
+	b.Run("group_commit", func(b *testing.B) { benchRecordSQLite(b, maxBatch) })
+	b.Run("one_per_commit", func(b *testing.B) { benchRecordSQLite(b, 1) })
+}
+
+func benchRecordSQLite(b *testing.B, batch int) {
 	s, err := OpenSQLite(filepath.Join(b.TempDir(), "audit.db"))
 	if err != nil {
 		b.Fatal(err)
@@ -138,6 +144,7 @@ func BenchmarkRecordSQLite(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
+	r.batch = batch
 	b.SetParallelism(16)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -150,4 +157,7 @@ func BenchmarkRecordSQLite(b *testing.B) {
 	})
 	st := r.Stats()
 	b.ReportMetric(float64(st.Events)/float64(max(st.Batches, 1)), "events/commit")
+	if st.Dropped != 0 {
+		b.Fatalf("%d events dropped", st.Dropped)
+	}
 }

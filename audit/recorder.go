@@ -34,6 +34,7 @@ type Recorder struct {
 	redact  func([]byte) []byte
 	now     func() time.Time
 	timeout time.Duration
+	batch   int // most events per commit
 
 	encoders sync.Pool
 	raws     rawCache
@@ -127,7 +128,7 @@ func NewRecorder(sinks []Sink, opts ...Option) (*Recorder, error) {
 	if slices.Contains(sinks, nil) {
 		return nil, errors.New("audit: new recorder: nil sink")
 	}
-	r := &Recorder{sinks: slices.Clone(sinks), now: time.Now, timeout: defaultWriteTimeout}
+	r := &Recorder{sinks: slices.Clone(sinks), now: time.Now, timeout: defaultWriteTimeout, batch: maxBatch}
 	for _, opt := range opts {
 		opt(r)
 	}
@@ -316,13 +317,14 @@ func (r *Recorder) run() {
 }
 
 // take waits for pending events; nil means closed with nothing left.
+// Events queued while a commit runs form the next batch.
 func (r *Recorder) take() []*pendingEvent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for len(r.pending) == 0 && !r.closed {
 		r.cond.Wait()
 	}
-	n := min(len(r.pending), maxBatch)
+	n := min(len(r.pending), r.batch)
 	if n == 0 {
 		return nil
 	}
