@@ -26,9 +26,9 @@ test: build
 test-unit:
 	$(GO) test -short $(PKGS)
 
-## bench: benchmark tables (policy evaluation, redaction, MCP overhead).
+## bench: benchmark tables (policy evaluation, redaction, audit sealing, MCP overhead).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./policy/ ./internal/redact/ ./mcp/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./policy/ ./internal/redact/ ./audit/ ./mcp/...
 
 ## fuzz: every fuzz target for a short, fixed budget each.
 fuzz:

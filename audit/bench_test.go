@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"path/filepath"
 	"testing"
@@ -159,5 +160,27 @@ func benchRecordSQLite(b *testing.B, batch int) {
 	b.ReportMetric(float64(st.Events)/float64(max(st.Batches, 1)), "events/commit")
 	if st.Dropped != 0 {
 		b.Fatalf("%d events dropped", st.Dropped)
+	}
+}
+
+// BenchmarkCheckpointSign is the cost a checkpoint adds to each commit.
+func BenchmarkCheckpointSign(b *testing.B) {
+	hk, err := ParseCheckpointKey(CheckpointHMACSHA256, []byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, sk, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ek := &CheckpointKey{alg: CheckpointEd25519, id: "bench", priv: sk}
+	for _, k := range []*CheckpointKey{hk, ek} {
+		b.Run(k.Algorithm(), func(b *testing.B) {
+			c := &checkpoint{seq: 12345, eventHash: "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", signedAt: "2026-03-01T12:00:00Z"}
+			b.ReportAllocs()
+			for b.Loop() {
+				k.sign(c)
+			}
+		})
 	}
 }
