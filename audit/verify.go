@@ -25,7 +25,7 @@ type VerifyReport struct {
 	// rewritten from scratch, or cut back to an earlier commit.
 	LastEventHash string `json:"last_event_hash,omitempty"`
 	// Checkpoints is the number of checkpoint rows that verified.
-	Checkpoints int `json:"checkpoints"`
+	Checkpoints int `json:"checkpoints,omitempty"`
 	// LastCheckpointSeq is the seq the last verified checkpoint signs.
 	LastCheckpointSeq int64 `json:"last_checkpoint_seq,omitempty"`
 	// KeyID names the key the signatures were checked with; empty when
