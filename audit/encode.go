@@ -9,7 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 // The stored line of an event is its JSON with keys sorted bytewise at every
@@ -103,7 +104,7 @@ func (w *encoder) key(k string) {
 		w.buf = append(w.buf, ',')
 	}
 	w.first = false
-	w.buf = appendString(w.buf, k)
+	w.buf = action.AppendString(w.buf, k)
 	w.buf = append(w.buf, ':')
 }
 
@@ -116,7 +117,7 @@ func (w *encoder) str(k, v string) {
 
 func (w *encoder) always(k, v string) {
 	w.key(k)
-	w.buf = appendString(w.buf, v)
+	w.buf = action.AppendString(w.buf, v)
 }
 
 func (w *encoder) strings(k string, vs []string) {
@@ -129,7 +130,7 @@ func (w *encoder) strings(k string, vs []string) {
 		if i > 0 {
 			w.buf = append(w.buf, ',')
 		}
-		w.buf = appendString(w.buf, v)
+		w.buf = action.AppendString(w.buf, v)
 	}
 	w.buf = append(w.buf, ']')
 }
@@ -147,7 +148,7 @@ func (w *encoder) value(v any, depth int) error {
 	case nil:
 		w.buf = append(w.buf, "null"...)
 	case string:
-		w.buf = appendString(w.buf, v)
+		w.buf = action.AppendString(w.buf, v)
 	case bool:
 		w.buf = strconv.AppendBool(w.buf, v)
 	case int:
@@ -168,7 +169,7 @@ func (w *encoder) value(v any, depth int) error {
 			if i > 0 {
 				w.buf = append(w.buf, ',')
 			}
-			w.buf = appendString(w.buf, s)
+			w.buf = action.AppendString(w.buf, s)
 		}
 		w.buf = append(w.buf, ']')
 	case []any:
@@ -213,7 +214,7 @@ func (w *encoder) object(m map[string]any, depth int) error {
 		if i > 0 {
 			w.buf = append(w.buf, ',')
 		}
-		w.buf = appendString(w.buf, k)
+		w.buf = action.AppendString(w.buf, k)
 		w.buf = append(w.buf, ':')
 		if err := w.value(m[k], depth+1); err != nil {
 			return err
@@ -287,65 +288,3 @@ func decodeValue(doc []byte) (any, error) {
 	}
 	return v, nil
 }
-
-// appendString escapes s exactly as json.Marshal does: HTML-safe, U+2028
-// and U+2029 escaped, invalid UTF-8 replaced by U+FFFD.
-func appendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if safeASCII[b] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '\\', '"':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		if c == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if c == '\u2028' || c == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[c&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
-
-// safeASCII marks the ASCII bytes json.Marshal writes unescaped.
-var safeASCII = func() (t [utf8.RuneSelf]bool) {
-	for b := 0x20; b < utf8.RuneSelf; b++ {
-		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
-	}
-	return t
-}()
