@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -307,13 +308,25 @@ func TestTwoKeyedWritersShareOneSignedChain(t *testing.T) {
 		}
 		recs = append(recs, newTestRecorder(t, []Sink{s}))
 	}
-	for i := 0; i < 10; i++ {
-		recordN(t, recs[i%2], i, 1)
+	var wg sync.WaitGroup
+	for w, r := range recs {
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 10; i++ {
+					if err := r.Record(context.Background(), testEvent(w*1000+g*100+i)); err != nil {
+						t.Error(err)
+					}
+				}
+			}()
+		}
 	}
+	wg.Wait()
 	for _, r := range recs {
 		r.Close()
 	}
-	if rep := verifyWith(t, path, k); !rep.OK || rep.Events != 10 || rep.LastCheckpointSeq != 10 {
+	if rep := verifyWith(t, path, k); !rep.OK || rep.Events != 80 || rep.LastCheckpointSeq != 80 {
 		t.Fatalf("verify: %+v", rep)
 	}
 }
