@@ -55,11 +55,21 @@ func placements(s string) []string {
 
 func sameJSON(t *testing.T, a, b string) bool {
 	t.Helper()
-	var va, vb any
-	if json.Unmarshal([]byte(a), &va) != nil || json.Unmarshal([]byte(b), &vb) != nil {
+	va, errA := decodeNumbers(a)
+	vb, errB := decodeNumbers(b)
+	if errA != nil || errB != nil {
 		t.Fatalf("not json: %s / %s", a, b)
 	}
 	return reflect.DeepEqual(va, vb)
+}
+
+// decodeNumbers keeps numbers as written, so big ones compare exactly.
+func decodeNumbers(s string) (any, error) {
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	return v, err
 }
 
 func TestCleanJSONRefusesWhatTheRewriterWouldChange(t *testing.T) {
@@ -77,4 +87,37 @@ func TestCleanJSONRefusesWhatTheRewriterWouldChange(t *testing.T) {
 			t.Errorf("cleanJSON refused %q", doc)
 		}
 	}
+}
+
+// FuzzCleanJSON: whatever the single-pass check calls clean is valid JSON
+// that the rewriter leaves the same value, so the fast path never returns
+// a document the slow path would have redacted.
+func FuzzCleanJSON(f *testing.F) {
+	for _, s := range []string{`{"a":"b"}`, `{"password":null}`, `["Bearer abcdefghijklmnop0123"]`,
+		`{"k":"\u0065yJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig"}`, `{"x":"a\nAuthorization: c"}`, `[1,-2.5e3,true]`} {
+		f.Add([]byte(s))
+	}
+	r, err := New(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	r, err = r.With(nil, []string{"brokered-value-0001"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		if !r.cleanJSON(doc) {
+			return
+		}
+		if !json.Valid(doc) {
+			t.Fatalf("clean but not JSON: %q", doc)
+		}
+		out, err := r.rewriteJSON(doc)
+		if err != nil {
+			t.Fatalf("clean, but the rewriter refuses %q: %v", doc, err)
+		}
+		if !sameJSON(t, string(doc), string(out)) {
+			t.Fatalf("clean %q, rewriter gives %q", doc, out)
+		}
+	})
 }
