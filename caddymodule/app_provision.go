@@ -156,6 +156,9 @@ func loadCheckpointKey(c *CheckpointConfig, sinks []SinkConfig) (*audit.Checkpoi
 		return nil, errors.New("set key or key_file, not both")
 	case c.Key != "":
 		material = []byte(resolve(c.Key))
+		if len(material) == 0 {
+			return nil, fmt.Errorf("key %s is empty (an unset environment variable?)", c.Key)
+		}
 	case c.KeyFile != "":
 		b, err := os.ReadFile(resolve(c.KeyFile))
 		if err != nil {
