@@ -26,9 +26,9 @@ test: build
 test-unit:
 	$(GO) test -short $(PKGS)
 
-## bench: benchmark tables (policy evaluation, redaction, MCP overhead).
+## bench: benchmark tables (policy evaluation, redaction, audit sealing, MCP overhead).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./policy/ ./internal/redact/ ./mcp/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./policy/ ./internal/redact/ ./audit/ ./mcp/...
 
 ## bench-e2e: the end-to-end table in docs/benchmarks.md: a governed MCP
 ## tools/call through the built binary at fixed rates and at saturation, every

@@ -147,17 +147,55 @@ func unmarshalTrustedHeaders(d *caddyfile.Dispenser, c *TrustedHeadersConfig) er
 //		sink stdout
 //		sink sqlite [<path>]
 //		sink webhook <url> { outbox <path>; header <name> <value>; batch_size <n>; flush_interval <dur> }
+//		checkpoint hmac-sha256|ed25519 { key <value> | key_file <path> }
 //	}
 func unmarshalAudit(d *caddyfile.Dispenser, c *AuditConfig) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if d.Val() != "sink" {
+		switch d.Val() {
+		case "sink":
+			s, err := unmarshalSink(d)
+			if err != nil {
+				return err
+			}
+			c.Sinks = append(c.Sinks, s)
+		case "checkpoint":
+			if c.Checkpoint != nil {
+				return d.Err("checkpoint already configured")
+			}
+			c.Checkpoint = new(CheckpointConfig)
+			if err := unmarshalCheckpoint(d, c.Checkpoint); err != nil {
+				return err
+			}
+		default:
 			return d.Errf("unrecognized audit subdirective %q", d.Val())
 		}
-		s, err := unmarshalSink(d)
+	}
+	return nil
+}
+
+func unmarshalCheckpoint(d *caddyfile.Dispenser, c *CheckpointConfig) error {
+	if !d.Args(&c.Algorithm) {
+		return d.Err("usage: checkpoint hmac-sha256|ed25519 { key <value> | key_file <path> }")
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "key":
+			err = setOnce(d, &c.Key)
+		case "key_file":
+			err = setOnce(d, &c.KeyFile)
+		default:
+			err = d.Errf("unrecognized checkpoint subdirective %q", d.Val())
+		}
 		if err != nil {
 			return err
 		}
-		c.Sinks = append(c.Sinks, s)
+	}
+	if (c.Key == "") == (c.KeyFile == "") {
+		return d.Err("checkpoint needs exactly one of key and key_file")
 	}
 	return nil
 }

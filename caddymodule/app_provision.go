@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -119,16 +121,54 @@ func (a *App) provisionAudit() error {
 		}
 		sinks[i] = s
 	}
-	key := configKey("audit", sinks)
+	ck, err := loadCheckpointKey(a.Audit.Checkpoint, sinks)
+	if err != nil {
+		return fmt.Errorf("nomos: audit: checkpoint: %w", err)
+	}
+	keyID := ""
+	if ck != nil {
+		keyID = ck.ID()
+	}
+	key := configKey("audit", sinks, keyID)
 	a.track(key)
 	rec, err := loadPooled(key, func() (*audit.Recorder, func() error, error) {
-		return openRecorder(sinks, a.redactBytes)
+		return openRecorder(sinks, ck, a.redactBytes)
 	})
 	if err != nil {
 		return fmt.Errorf("nomos: audit: %w", err)
 	}
 	a.recorder = rec
 	return nil
+}
+
+// loadCheckpointKey reads the signing key, if one is configured. It signs
+// sqlite sinks only, so a key without one is a mistake worth refusing.
+func loadCheckpointKey(c *CheckpointConfig, sinks []SinkConfig) (*audit.CheckpointKey, error) {
+	if c == nil {
+		return nil, nil
+	}
+	if !slices.ContainsFunc(sinks, func(s SinkConfig) bool { return s.Type == "sqlite" }) {
+		return nil, errors.New("no sqlite sink to sign")
+	}
+	var material []byte
+	switch {
+	case c.Key != "" && c.KeyFile != "":
+		return nil, errors.New("set key or key_file, not both")
+	case c.Key != "":
+		material = []byte(resolve(c.Key))
+		if len(material) == 0 {
+			return nil, fmt.Errorf("key %s is empty (an unset environment variable?)", c.Key)
+		}
+	case c.KeyFile != "":
+		b, err := os.ReadFile(resolve(c.KeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("read key_file: %w", err)
+		}
+		material = b
+	default:
+		return nil, errors.New("set key or key_file")
+	}
+	return audit.ParseCheckpointKey(c.Algorithm, material)
 }
 
 func normalizeSink(s SinkConfig) (SinkConfig, error) {
@@ -159,7 +199,7 @@ func normalizeSink(s SinkConfig) (SinkConfig, error) {
 
 // openRecorder opens every sink; on any failure the ones already open are
 // closed again.
-func openRecorder(cfgs []SinkConfig, redact func([]byte) []byte) (*audit.Recorder, func() error, error) {
+func openRecorder(cfgs []SinkConfig, ck *audit.CheckpointKey, redact func([]byte) []byte) (*audit.Recorder, func() error, error) {
 	var sinks []audit.Sink
 	closeAll := func() {
 		for _, s := range sinks {
@@ -167,7 +207,7 @@ func openRecorder(cfgs []SinkConfig, redact func([]byte) []byte) (*audit.Recorde
 		}
 	}
 	for _, c := range cfgs {
-		s, err := openSink(c)
+		s, err := openSink(c, ck)
 		if err != nil {
 			closeAll()
 			return nil, nil, err
@@ -182,13 +222,16 @@ func openRecorder(cfgs []SinkConfig, redact func([]byte) []byte) (*audit.Recorde
 	return rec, rec.Close, nil
 }
 
-func openSink(c SinkConfig) (audit.Sink, error) {
+func openSink(c SinkConfig, ck *audit.CheckpointKey) (audit.Sink, error) {
 	switch c.Type {
 	case "stdout":
 		return audit.NewFuncSink("stdout", zapAuditWrite), nil
 	case "sqlite":
 		if err := os.MkdirAll(filepath.Dir(c.Path), 0o700); err != nil {
 			return nil, err
+		}
+		if ck != nil {
+			return audit.OpenSQLite(c.Path, audit.WithCheckpointKey(ck))
 		}
 		return audit.OpenSQLite(c.Path)
 	}

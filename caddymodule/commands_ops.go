@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/user"
 	"time"
 
@@ -17,17 +18,23 @@ import (
 
 func auditCommands(cmd *cobra.Command) {
 	verify := &cobra.Command{
-		Use:   "verify [--db <path>]",
-		Short: "Checks every row of a sqlite audit log against its hash chain; exits 1 on any break",
+		Use:   "verify [--db <path>] [--key-file <path> | --key-env <name>]",
+		Short: "Checks every row of a sqlite audit log against its hash chain and signed checkpoints; exits 1 on any break",
 		RunE:  runCLI(runAuditVerify),
 	}
 	verify.Flags().String("db", dataPath("audit.db"), "sqlite audit database")
+	verify.Flags().String("key-file", "", "checkpoint key: the HMAC key, or an Ed25519 public (or private) key as PEM; signatures are checked and the log must be signed to its last row")
+	verify.Flags().String("key-env", "", "name of an environment variable holding the checkpoint key, instead of --key-file")
 	cmd.AddCommand(verify)
 }
 
 func runAuditVerify(cmd *cobra.Command, _ []string) error {
 	path, _ := cmd.Flags().GetString("db")
-	rep, err := audit.VerifySQLite(context.Background(), path)
+	opts, err := verifyKeyOption(cmd)
+	if err != nil {
+		return &cliError{"AUDIT_ERROR", err}
+	}
+	rep, err := audit.VerifySQLite(context.Background(), path, opts...)
 	if err != nil {
 		return &cliError{"AUDIT_ERROR", err}
 	}
@@ -38,6 +45,37 @@ func runAuditVerify(cmd *cobra.Command, _ []string) error {
 		return &cliError{"AUDIT_CHAIN_BROKEN", errors.New(rep.Problem)}
 	}
 	return nil
+}
+
+// verifyKeyOption reads the checkpoint key named by --key-file or
+// --key-env, if any.
+func verifyKeyOption(cmd *cobra.Command) ([]audit.VerifyOption, error) {
+	file, _ := cmd.Flags().GetString("key-file")
+	env, _ := cmd.Flags().GetString("key-env")
+	var material []byte
+	switch {
+	case file != "" && env != "":
+		return nil, errors.New("verify: set --key-file or --key-env, not both")
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("verify: read key: %w", err)
+		}
+		material = b
+	case env != "":
+		v, ok := os.LookupEnv(env)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("verify: environment variable %s is not set", env)
+		}
+		material = []byte(v)
+	default:
+		return nil, nil
+	}
+	k, err := audit.ParseVerifyKey(material)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	return []audit.VerifyOption{audit.VerifyWithKey(k)}, nil
 }
 
 func approvalCommands(cmd *cobra.Command) {

@@ -102,6 +102,26 @@ type AuditConfig struct {
 	// Sinks default to one sqlite sink under Caddy's data directory, or
 	// stdout in stateless mode.
 	Sinks []SinkConfig `json:"sinks,omitempty"`
+	// Checkpoint signs every commit to the sqlite sinks with a key, so
+	// that `nomos audit verify` with the key detects a log rewritten and
+	// rehashed, or cut back, by someone without it. Every process that
+	// appends to the file (the server, `nomos mcp stdio`, `nomos approvals
+	// --config`) needs the same key. Default: none (the chain is unkeyed).
+	Checkpoint *CheckpointConfig `json:"checkpoint,omitempty"`
+}
+
+// CheckpointConfig is the key that signs audit checkpoints. Exactly one of
+// Key and KeyFile is set.
+type CheckpointConfig struct {
+	// Algorithm is hmac-sha256 or ed25519.
+	Algorithm string `json:"algorithm"`
+	// Key is the key itself, usually a placeholder such as
+	// {env.NOMOS_AUDIT_KEY}, resolved at provision time: at least 32
+	// bytes for hmac-sha256, a PEM PKCS #8 private key for ed25519.
+	// Default: none.
+	Key string `json:"key,omitempty"`
+	// KeyFile is a file holding the key, in the same form. Default: none.
+	KeyFile string `json:"key_file,omitempty"`
 }
 
 // SinkConfig is one audit sink.

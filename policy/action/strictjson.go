@@ -195,8 +195,7 @@ func scalarNode(tok json.Token) (*node, error) {
 // marshalString escapes exactly as json.Marshal does (HTML-safe), which the
 // hash format is defined by.
 func marshalString(s string) []byte {
-	b, _ := json.Marshal(s) // a string always marshals
-	return b
+	return AppendString(nil, s)
 }
 
 // checkSurrogates refuses \uD800-\uDFFF escapes that are not a proper pair.
