@@ -32,9 +32,11 @@ bench:
 
 ## bench-e2e: the end-to-end table in docs/benchmarks.md: a governed MCP
 ## tools/call through the built binary at fixed rates and at saturation, every
-## configuration interleaved in one run (see cmd/nomos-bench). Asserts nothing.
+## configuration interleaved in one run (see cmd/nomos-bench); then the audit
+## durability test with 20 SIGKILL trials.
 bench-e2e: build
 	$(GO) run ./cmd/nomos-bench -nomos $(CURDIR)/$(BIN) -out docs/benchmarks.md
+	NOMOS_BIN=$(CURDIR)/$(BIN) NOMOS_DURABILITY_TRIALS=20 $(GO) test -count=1 -run TestAuditSurvivesSIGKILL -v ./cmd/nomos/ | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|trial'
 
 ## screenshots: refresh the operator UI pictures in docs/img from the browser test.
 screenshots: build

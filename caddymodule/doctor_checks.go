@@ -276,7 +276,13 @@ func (in *doctorInput) probeSink(s SinkConfig) error {
 	if s.Type == "webhook" {
 		return probeWritable(s.Outbox)
 	}
-	sink, err := openSink(s)
+	// The checkpoint key, if any: a keyed sqlite file refuses a writer
+	// without it, as it would refuse the server.
+	ck, err := loadCheckpointKey(in.app.Audit.Checkpoint, in.app.Audit.Sinks)
+	if err != nil {
+		return err
+	}
+	sink, err := openSink(s, ck)
 	if err != nil {
 		return err
 	}
