@@ -19,16 +19,20 @@ type config struct {
 	auth      bool // the client sends the bench principal's API key
 }
 
-// benchAPIKey is the bench principal's key: a throwaway value for loopback.
-const benchAPIKey = "bench-principal-key-0123456789"
+// benchAPIKey is the bench principal's key, and benchAuditKey the audit
+// checkpoint key: throwaway values for loopback.
+const (
+	benchAPIKey   = "bench-principal-key-0123456789"
+	benchAuditKey = "bench-audit-checkpoint-key-0123456789abcdef"
+)
 
 var configs = []config{
 	{name: "A", what: "direct to the everything-server (stateless Streamable HTTP)"},
 	{name: "B", what: "bare Caddy `reverse_proxy`", caddyfile: bareProxy},
 	{name: "C", what: "`nomos_guard` allow-all + `reverse_proxy`, stdout audit", module: "http.handlers.nomos_guard", caddyfile: guardProxy, auth: true},
-	{name: "D", what: "`nomos_mcp`, HTTP upstream, 1,000 rules, rate limits that never bind, breaker, sqlite audit", caddyfile: fullPipeline, auth: true},
+	{name: "D", what: "`nomos_mcp`, HTTP upstream, 1,000 rules, rate limits that never bind, breaker, sqlite audit with keyed checkpoints", caddyfile: fullPipeline, auth: true},
 	{name: "E", what: "`nomos_mcp`, HTTP upstream, allow-all, stdout audit", caddyfile: gatewayStdout, auth: true},
-	{name: "S", what: "E with sqlite audit (and stdout)", caddyfile: gatewaySqlite, auth: true},
+	{name: "S", what: "E with sqlite audit (keyed checkpoints) and stdout", caddyfile: gatewaySqlite, auth: true},
 	{name: "F", what: "`nomos_mcp`, stdio upstream, allow-all, stdout audit", caddyfile: gatewayStdio, auth: true},
 }
 
@@ -61,6 +65,9 @@ func nomosApp(bundle string, sinks []string, extra string) string {
 	b.WriteString("\t\taudit {\n")
 	for _, s := range sinks {
 		b.WriteString("\t\t\tsink " + s + "\n")
+		if s == "sqlite" { // the keyed chain, as a production deployment runs it
+			b.WriteString("\t\t\tcheckpoint hmac-sha256 {\n\t\t\t\tkey {env.NOMOS_BENCH_AUDIT_KEY}\n\t\t\t}\n")
+		}
 	}
 	b.WriteString("\t\t}\n" + extra + "\t}\n")
 	return b.String()

@@ -132,7 +132,8 @@ func (e *bench) startNomos(ctx context.Context, c config) (string, error) {
 	if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(c.caddyfile(e, port, admin)), 0o644); err != nil {
 		return "", err
 	}
-	env := []string{"XDG_DATA_HOME=" + filepath.Join(dir, "data"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "config"), "HOME=" + dir}
+	env := []string{"XDG_DATA_HOME=" + filepath.Join(dir, "data"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "config"), "HOME=" + dir,
+		"NOMOS_BENCH_AUDIT_KEY=" + benchAuditKey}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	err = e.start(ctx, "nomos-"+c.name+".log", addr, dir, env, e.o.nomos, "run", "--config", "Caddyfile", "--adapter", "caddyfile")
 	return "http://" + addr + "/mcp", err
