@@ -26,7 +26,9 @@ type run struct {
 	a        *action.Action
 	d        policy.Decision
 	approval *approvalInfo
-	start    time.Time
+	// targets are the resolved workspace paths policy decided on.
+	targets []executor.Target
+	start   time.Time
 	// class and meta describe the outcome for action.completed.
 	class string
 	meta  map[string]any
@@ -85,6 +87,7 @@ func (s *Service) decide(ctx context.Context, r *run) error {
 		r.class = audit.ResultRateLimitExceeded
 	} else {
 		r.d, r.class = s.evaluate(r.a)
+		s.evaluateTargets(r)
 	}
 	if r.d.Decision == policy.RequireApproval {
 		if err := s.resolveApproval(ctx, r); err != nil {
@@ -166,7 +169,7 @@ func (s *Service) deny(resp *Response, code, msg string) *Response {
 // execute runs the executor and maps its result; executor refusals are
 // DENY outcomes, not transport errors.
 func (s *Service) execute(ctx context.Context, r *run, resp *Response) *Response {
-	res, err := s.cfg.Executor.Execute(ctx, r.a, r.d)
+	res, err := s.cfg.Executor.Execute(ctx, r.a, r.d, r.targets)
 	if err != nil {
 		var ee *executor.Error
 		if errors.As(err, &ee) {

@@ -25,9 +25,12 @@ type Recorder interface {
 	Record(ctx context.Context, e *audit.Event) error
 }
 
-// Executor runs a built-in action that policy allowed.
+// Executor runs a built-in action that policy allowed. Targets names the
+// workspace paths an action would open, resolved; policy decides on them as
+// well as on the named paths, and Execute opens only what was decided.
 type Executor interface {
-	Execute(ctx context.Context, a *action.Action, d policy.Decision) (*executor.Result, error)
+	Targets(a *action.Action) ([]executor.Target, error)
+	Execute(ctx context.Context, a *action.Action, d policy.Decision, decided []executor.Target) (*executor.Result, error)
 }
 
 // Redactor removes secrets from text leaving the process.

@@ -106,7 +106,9 @@ type fakeExec struct {
 	err   error
 }
 
-func (f *fakeExec) Execute(_ context.Context, a *action.Action, _ policy.Decision) (*executor.Result, error) {
+func (f *fakeExec) Targets(*action.Action) ([]executor.Target, error) { return nil, nil }
+
+func (f *fakeExec) Execute(_ context.Context, a *action.Action, _ policy.Decision, _ []executor.Target) (*executor.Result, error) {
 	f.calls = append(f.calls, a.ActionType+" "+a.Resource)
 	if f.err != nil {
 		return nil, f.err
