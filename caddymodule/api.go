@@ -96,14 +96,10 @@ func (h *APIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 	return route.serve(h, w, r)
 }
 
-// guarded runs fn inside a concurrency slot with the body read and the
-// caller authenticated: the common front half of every POST endpoint.
+// guarded reads the body, authenticates the caller and then runs fn inside
+// a concurrency slot: the common front half of every POST endpoint.
 func (h *APIHandler) guarded(w http.ResponseWriter, r *http.Request, withAgent bool,
 	fn func(body []byte, id action.Identity) (any, error)) error {
-	if !h.app.acquire() {
-		return writeError(w, service.Errorf(http.StatusTooManyRequests, service.CodeRateLimited, "concurrency limit reached"))
-	}
-	defer h.app.release()
 	body, e := readBody(r, maxBody)
 	if e != nil {
 		return writeError(w, e)
@@ -112,6 +108,13 @@ func (h *APIHandler) guarded(w http.ResponseWriter, r *http.Request, withAgent b
 	if e != nil {
 		return writeError(w, e)
 	}
+	// The slot is taken only now: a client that trickles its body or
+	// fails to authenticate never holds one (the server's read timeouts
+	// bound how long it can trickle).
+	if !h.app.acquire() {
+		return writeError(w, service.Errorf(http.StatusTooManyRequests, service.CodeRateLimited, "concurrency limit reached"))
+	}
+	defer h.app.release()
 	setPlaceholder(r, "principal", id.Principal)
 	resp, err := fn(body, id)
 	if err != nil {

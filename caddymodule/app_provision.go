@@ -412,6 +412,7 @@ func (a *App) provisionServices() error {
 		if a.approvals != nil {
 			cfg.Approvals, cfg.ApprovalTTL = a.approvals, time.Duration(a.Approvals.TTL)
 			cfg.Approvers, cfg.SingleUseApprovals = a.Approvals.Approvers, a.Approvals.SingleUse
+			cfg.AllowSelfApproval = a.Approvals.AllowSelfApproval
 		}
 		s, err := service.New(cfg)
 		if err != nil {

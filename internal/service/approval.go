@@ -138,7 +138,9 @@ type DecideResponse struct {
 }
 
 // Decide records a reviewer's decision. The reviewer must be a listed
-// approver; an empty list authorizes nobody.
+// approver (an empty list authorizes nobody) and, unless self-approval is
+// allowed, not the principal that requested the action; both refusals are
+// audited. The decision is audited before it takes effect.
 func (s *Service) Decide(ctx context.Context, body []byte, principal string) (*DecideResponse, error) {
 	if s.cfg.Approvals == nil {
 		return nil, Errorf(http.StatusNotFound, CodeNotEnabled, "approvals are not enabled")
@@ -155,19 +157,26 @@ func (s *Service) Decide(ctx context.Context, body []byte, principal string) (*D
 		return nil, Errorf(http.StatusBadRequest, CodeValidation, "decision must be APPROVE or DENY")
 	}
 	if !s.approvers[principal] {
-		return nil, Errorf(http.StatusForbidden, CodeApprovalForbidden, "principal is not an approver")
+		return nil, s.notApprover(ctx, req.ApprovalID, principal)
 	}
-	rec, err := s.cfg.Approvals.Decide(ctx, req.ApprovalID, status, principal, s.cfg.Clock())
+	rec, err := s.decider.Decide(ctx, req.ApprovalID, status, principal, nil)
 	if err != nil {
-		return nil, decideError(err)
-	}
-	if err := s.record(ctx, DecidedEvent(rec, principal, s.cfg.Environment)); err != nil {
 		return nil, err
 	}
 	return &DecideResponse{
 		ApprovalID: rec.ID, Status: rec.Status, Reason: "approval_recorded", DecidedBy: rec.DecidedBy,
 		ApprovalFingerprint: rec.Fingerprint, ApprovalExpiresAt: rec.ExpiresAt.UTC().Format(time.RFC3339Nano),
 	}, nil
+}
+
+// notApprover audits and refuses a decision by a principal that is not an
+// approver. The approval is named only when it exists.
+func (s *Service) notApprover(ctx context.Context, id, principal string) error {
+	rec, err := s.cfg.Approvals.Get(ctx, id)
+	if err != nil {
+		rec = approvals.Record{}
+	}
+	return s.decider.refuse(ctx, rec, principal, nil, "not_an_approver", "principal is not an approver")
 }
 
 func decideError(err error) error {

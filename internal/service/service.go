@@ -49,6 +49,9 @@ type Config struct {
 	ApprovalTTL time.Duration
 	// Approvers may decide approvals; empty authorizes nobody.
 	Approvers []string
+	// AllowSelfApproval lets a principal decide the approval of its own
+	// request; by default it is refused (separation of duties).
+	AllowSelfApproval bool
 	// SingleUseApprovals consumes an approval on its first use.
 	SingleUseApprovals bool
 	// RateLimit, when set, bounds actions per principal, agent and action
@@ -70,6 +73,7 @@ type Config struct {
 type Service struct {
 	cfg       Config
 	approvers map[string]bool
+	decider   *Decider
 }
 
 // New validates cfg and fills defaults.
@@ -89,7 +93,10 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Redactor == nil {
 		cfg.Redactor = nopRedactor{}
 	}
-	s := &Service{cfg: cfg, approvers: map[string]bool{}}
+	s := &Service{cfg: cfg, approvers: map[string]bool{}, decider: &Decider{
+		Store: cfg.Approvals, Audit: cfg.Audit, Environment: cfg.Environment,
+		AllowSelfApproval: cfg.AllowSelfApproval, Clock: cfg.Clock, Logger: cfg.Logger,
+	}}
 	for _, p := range cfg.Approvers {
 		s.approvers[p] = true
 	}

@@ -126,6 +126,12 @@ type fixture struct {
 
 func newFixture(t *testing.T, withApprovals bool) *fixture {
 	t.Helper()
+	return newFixtureWith(t, withApprovals, nil)
+}
+
+// newFixtureWith is newFixture with the config changed by mod before New.
+func newFixtureWith(t *testing.T, withApprovals bool, mod func(*Config)) *fixture {
+	t.Helper()
 	eng, err := policy.Load([]policy.BundleSource{{Path: "test.yaml", Data: []byte(testBundle)}}, policy.LoadOptions{Environment: "dev"})
 	if err != nil {
 		t.Fatal(err)
@@ -140,6 +146,9 @@ func newFixture(t *testing.T, withApprovals bool) *fixture {
 		}
 		t.Cleanup(func() { st.Close() })
 		cfg.Approvals, f.store = st, st
+	}
+	if mod != nil {
+		mod(&cfg)
 	}
 	if f.svc, err = New(cfg); err != nil {
 		t.Fatal(err)
