@@ -131,6 +131,7 @@ func (s *Service) respond(ctx context.Context, r *run) *Response {
 	if !action.IsBuiltin(r.a.ActionType) {
 		resp.ExecutionMode = ModeExternalAuthorized
 		resp.ReportPath = ReportPath
+		s.cfg.Authorized.add(r.a.Principal, r.a.TraceID, r.a.ActionID, s.cfg.Clock())
 		return resp
 	}
 	if s.cfg.Executor == nil {

@@ -57,6 +57,10 @@ type Config struct {
 	// RateLimit, when set, bounds actions per principal, agent and action
 	// type; an action over the limit is denied as rate_limited.
 	RateLimit *ratelimit.Limiter
+	// Authorized remembers the external actions authorized, for
+	// /actions/report. Default: a new one with the default capacity and
+	// window (a caller that wants it to survive reloads passes its own).
+	Authorized *Authorized
 	// Executor is nil when built-in actions are not executed.
 	Executor Executor
 	Redactor Redactor
@@ -92,6 +96,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Redactor == nil {
 		cfg.Redactor = nopRedactor{}
+	}
+	if cfg.Authorized == nil {
+		var err error
+		if cfg.Authorized, err = NewAuthorized(0, 0); err != nil {
+			return nil, Errorf(500, CodeInternal, "service: %v", err)
+		}
 	}
 	s := &Service{cfg: cfg, approvers: map[string]bool{}, decider: &Decider{
 		Store: cfg.Approvals, Audit: cfg.Audit, Environment: cfg.Environment,

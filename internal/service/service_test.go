@@ -405,7 +405,10 @@ func TestExplainHasNoSideEffects(t *testing.T) {
 
 func TestReport(t *testing.T) {
 	f := newFixture(t, false)
-	resp, err := f.svc.Report(context.Background(), []byte(`{"action_id":"a1","trace_id":"t1","outcome":"FAILED","message":"upstream 503"}`), alice)
+	if d, err := f.svc.Process(context.Background(), body("a1", "orders.read", "shop://orders/1", nil, ""), alice); err != nil || d.ExecutionMode != ModeExternalAuthorized {
+		t.Fatalf("authorize: %+v %v", d, err)
+	}
+	resp, err := f.svc.Report(context.Background(), []byte(`{"action_id":"a1","trace_id":"t-a1","outcome":"FAILED","message":"upstream 503"}`), alice)
 	if err != nil || !resp.Recorded {
 		t.Fatalf("got %+v %v", resp, err)
 	}
@@ -414,7 +417,7 @@ func TestReport(t *testing.T) {
 		t.Fatalf("event %+v", ev)
 	}
 	f.rec.failOn = audit.EventExternalReported
-	if _, err := f.svc.Report(context.Background(), []byte(`{"action_id":"a1","trace_id":"t1","outcome":"SUCCEEDED"}`), alice); !isCode(err, CodeAudit) {
+	if _, err := f.svc.Report(context.Background(), []byte(`{"action_id":"a1","trace_id":"t-a1","outcome":"SUCCEEDED"}`), alice); !isCode(err, CodeAudit) {
 		t.Fatalf("report with audit down must not say recorded: %v", err)
 	}
 	for _, bad := range []string{`{"action_id":"a1","trace_id":"t1","outcome":"DONE"}`, `{"action_id":"../x","trace_id":"t1","outcome":"FAILED"}`, `{"action_id":"a1"}`} {
