@@ -26,14 +26,26 @@ type approvalInfo struct {
 	created bool
 }
 
-// scope returns the scope type and key an approval for a binds to. A patch
-// is always bound to its exact content: its resource names the whole
-// workspace, so a class scope would let one approval cover any patch.
-func scope(a *action.Action, d policy.Decision) (string, string) {
+// scope returns the scope type and key an approval for the run binds to. A
+// patch is always bound to its exact content: its resource names the whole
+// workspace, so a class scope would let one approval cover any patch. An
+// action whose paths resolve elsewhere is also bound to where they lead.
+func scope(r *run) (string, string) {
+	a, d := r.a, r.d
 	if d.Obligations.ApprovalScopeClass == scopeClassActionResource && a.ActionType != action.TypeRepoApplyPatch {
-		return approvals.ScopeClass, a.ActionType + "|" + a.Resource
+		key := a.ActionType + "|" + a.Resource
+		if len(r.resolved) > 0 {
+			key += "|" + boundFingerprint("", r.resolved)
+		}
+		return approvals.ScopeClass, key
 	}
-	return approvals.ScopeFingerprint, a.Fingerprint
+	return approvals.ScopeFingerprint, approvalFingerprint(r)
+}
+
+// approvalFingerprint is the fingerprint an approval for the run records:
+// the action's, bound to its resolved paths when they differ.
+func approvalFingerprint(r *run) string {
+	return boundFingerprint(r.a.Fingerprint, r.resolved)
 }
 
 // resolveApproval applies a presented approval or creates (or reuses) a
@@ -61,7 +73,7 @@ func (s *Service) resolveApproval(ctx context.Context, r *run) error {
 // decision is final (allowed, or denied by the reviewer).
 func (s *Service) useApproval(ctx context.Context, r *run, id string) (bool, error) {
 	st := s.cfg.Approvals
-	scopeType, key := scope(r.a, r.d)
+	scopeType, key := scope(r)
 	rec, err := st.Use(ctx, id, key, r.a.Principal, r.a.Agent, r.a.Environment, s.cfg.Clock())
 	if err == nil {
 		r.d.Decision, r.d.ReasonCode = policy.Allow, ReasonAllowByApproval
@@ -89,9 +101,9 @@ func sameIdentity(rec approvals.Record, a *action.Action) bool {
 
 // pendingApproval creates or reuses the pending approval for this action.
 func (s *Service) pendingApproval(ctx context.Context, r *run) error {
-	scopeType, key := scope(r.a, r.d)
+	scopeType, key := scope(r)
 	req := approvals.Request{
-		Fingerprint: r.a.Fingerprint, ScopeType: scopeType, ScopeKey: key,
+		Fingerprint: approvalFingerprint(r), ScopeType: scopeType, ScopeKey: key,
 		TraceID: r.a.TraceID, ActionID: r.a.ActionID, ActionType: r.a.ActionType,
 		Resource: r.a.Resource, ParamsHash: r.a.ParamsHash,
 		Principal: r.a.Principal, Agent: r.a.Agent, Environment: r.a.Environment,

@@ -26,9 +26,11 @@ type run struct {
 	a        *action.Action
 	d        policy.Decision
 	approval *approvalInfo
-	// targets are the resolved workspace paths policy decided on.
-	targets []executor.Target
-	start   time.Time
+	// targets are the workspace paths policy decided on; resolved are the
+	// resolved resources among them that differ from the named ones.
+	targets  []executor.Target
+	resolved []string
+	start    time.Time
 	// class and meta describe the outcome for action.completed.
 	class string
 	meta  map[string]any
@@ -86,8 +88,12 @@ func (s *Service) decide(ctx context.Context, r *run) error {
 		r.d = policy.Decision{Decision: policy.Deny, ReasonCode: ReasonRateLimited, PolicyBundleHash: s.cfg.Policy.Hash()}
 		r.class = audit.ResultRateLimitExceeded
 	} else {
-		r.d, r.class = s.evaluate(r.a)
-		s.evaluateTargets(r)
+		d, class := s.evaluate(r.a)
+		res := s.evaluateTargets(r.a, d, class)
+		r.d, r.class, r.targets, r.resolved = res.d, res.class, res.targets, res.resolved
+		if len(r.resolved) > 0 {
+			r.meta = withMeta(r.meta, "resolved_resources", r.resolved)
+		}
 	}
 	if r.d.Decision == policy.RequireApproval {
 		if err := s.resolveApproval(ctx, r); err != nil {

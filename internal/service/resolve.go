@@ -1,7 +1,10 @@
 package service
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"strings"
 
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/executor"
@@ -9,40 +12,50 @@ import (
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
+// resolution is what evaluateTargets learned about the paths an action
+// really opens.
+type resolution struct {
+	d     policy.Decision
+	class string
+	// targets are the paths the executor will open, as decided.
+	targets []executor.Target
+	// resolved lists the resolved resources that differ from the named
+	// ones, for audit and approval binding.
+	resolved []string
+}
+
 // evaluateTargets decides on the paths a built-in action really opens. The
 // executor resolves every symlink in them; each resolved path that differs
 // from the named one is evaluated as its own action (fs.read for a read,
-// fs.write for a write), and the strictest outcome wins. A path that cannot
-// be resolved safely denies. The resolved resources go into the decision's
-// audit evidence, and the executor later opens exactly these.
-func (s *Service) evaluateTargets(r *run) {
-	if s.cfg.Executor == nil || r.d.Decision == policy.Deny || !action.IsBuiltin(r.a.ActionType) {
-		return
+// fs.write for a write), and the strictest outcome wins, with the
+// obligations of equal outcomes merged. A path that cannot be resolved
+// safely denies. Nothing is changed on disk.
+func (s *Service) evaluateTargets(a *action.Action, d policy.Decision, class string) resolution {
+	res := resolution{d: d, class: class}
+	if s.cfg.Executor == nil || d.Decision == policy.Deny || !action.IsBuiltin(a.ActionType) {
+		return res
 	}
-	ts, err := s.cfg.Executor.Targets(r.a)
+	ts, err := s.cfg.Executor.Targets(a)
 	if err != nil {
-		r.d, r.class = s.unresolvable(err)
-		return
+		res.d, res.class = s.unresolvable(err)
+		return res
 	}
-	r.targets = ts
-	var resolved []string
+	res.targets = ts
 	for _, t := range ts {
 		if t.Resource == "" || t.Resolved == t.Path {
 			continue
 		}
-		resolved = append(resolved, t.Resource)
-		sub, err := s.targetAction(r.a, t)
+		res.resolved = append(res.resolved, t.Resource)
+		sub, err := s.targetAction(a, t)
 		if err != nil {
-			r.d, r.class = s.invalidPatch(r.d, err), classOf(err)
-			return
+			res.d, res.class = s.invalidPatch(d, err), classOf(err)
+			return res
 		}
-		if r.d = stricter(r.d, s.cfg.Policy.Evaluate(sub)); r.d.Decision == policy.Deny {
-			break
+		if res.d = s.cfg.Policy.Stricter(res.d, s.cfg.Policy.Evaluate(sub)); res.d.Decision == policy.Deny {
+			return res
 		}
 	}
-	if len(resolved) > 0 {
-		r.meta = withMeta(r.meta, "resolved_resources", resolved)
-	}
+	return res
 }
 
 // unresolvable denies an action whose paths cannot be resolved inside the
@@ -71,4 +84,16 @@ func (s *Service) targetAction(a *action.Action, t executor.Target) (*action.Act
 		ActionType: typ, Resource: t.Resource, Params: params,
 	}
 	return action.New(env, action.Identity{Principal: a.Principal, Agent: a.Agent, Environment: a.Environment})
+}
+
+// boundFingerprint binds an approval to the resolved paths as well as to
+// the action: an approval given while src/link led to ci/deploy.yml does
+// not cover the same request once src/link leads elsewhere. Without
+// resolved paths it is the action's fingerprint.
+func boundFingerprint(fingerprint string, resolved []string) string {
+	if len(resolved) == 0 {
+		return fingerprint
+	}
+	sum := sha256.Sum256([]byte(fingerprint + "\n" + strings.Join(resolved, "\n")))
+	return hex.EncodeToString(sum[:])
 }
