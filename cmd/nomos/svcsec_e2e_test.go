@@ -167,12 +167,17 @@ func TestUnauditedDecisionDoesNotTakeEffect(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, resp = reviewer.post(t, "/approvals/decide", map[string]any{"approval_id": id, "decision": "APPROVE"})
+	// The CLI, recording in the server's audit log, fails the same way.
+	_, cliErr, cliCode := runCLI(t, s.dir, "approvals", "approve", id, "--config", "Caddyfile", "--approver", "ops-oncall")
 	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
 		t.Fatal(err)
 	}
 	conn.Close()
 	if code != http.StatusInternalServerError || !strings.HasPrefix(fmt.Sprint(resp["reason"]), "audit_error: ") {
 		t.Fatalf("decide with audit locked: %d %v", code, resp)
+	}
+	if cliCode != 1 || !strings.Contains(cliErr, "AUDIT_ERROR") {
+		t.Fatalf("CLI decision with audit locked: exit %d %s", cliCode, cliErr)
 	}
 	if st := approvalStatus(t, s, id); st != "PENDING" {
 		t.Fatalf("an unaudited decision took effect: %s", st)
