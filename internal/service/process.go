@@ -186,7 +186,10 @@ func (s *Service) execute(ctx context.Context, r *run, resp *Response) *Response
 		r.class = audit.ResultExecutionError
 		return s.deny(resp, "execution_error", err.Error())
 	}
-	r.class, r.meta = res.Classification, res.Metadata
+	r.class = res.Classification
+	for k, v := range res.Metadata {
+		r.meta = withMeta(r.meta, k, v)
+	}
 	resp.ExecutionMode = ModeExecuted
 	resp.Output, resp.Truncated, resp.BytesWritten = res.Output, res.Truncated, res.BytesWritten
 	resp.Stdout, resp.Stderr, resp.ExitCode = res.Stdout, res.Stderr, res.ExitCode
