@@ -96,10 +96,17 @@ func (h *APIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 	return route.serve(h, w, r)
 }
 
-// guarded reads the body, authenticates the caller and then runs fn inside
-// a concurrency slot: the common front half of every POST endpoint.
+// guarded authenticates the caller's principal, reads the body, verifies
+// the agent and only then runs fn inside a concurrency slot: the common
+// front half of every POST endpoint.
 func (h *APIHandler) guarded(w http.ResponseWriter, r *http.Request, withAgent bool,
 	fn func(body []byte, id action.Identity) (any, error)) error {
+	// The principal's credentials are in the headers: a caller without
+	// valid ones is refused before its body is read, so unauthenticated
+	// clients cost neither a slot nor a body buffer.
+	if _, e := h.authenticate(h.app, r, nil, false); e != nil {
+		return writeError(w, e)
+	}
 	body, e := readBody(r, maxBody)
 	if e != nil {
 		return writeError(w, e)

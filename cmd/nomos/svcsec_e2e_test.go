@@ -18,7 +18,8 @@ import (
 
 // TestSlowClientsDoNotTakeSlots is finding 6: 32 unauthenticated clients
 // that send Content-Length: 1000 and one byte must not take the 32
-// concurrency slots; valid signed requests are answered normally meanwhile.
+// concurrency slots (nor may 32 authenticated ones); valid signed requests
+// are answered normally meanwhile.
 func TestSlowClientsDoNotTakeSlots(t *testing.T) {
 	s, agent, _ := startGateway(t, 32)
 	host := strings.TrimPrefix(s.base, "http://")
@@ -28,13 +29,20 @@ func TestSlowClientsDoNotTakeSlots(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for i := 0; i < 32; i++ {
+	// 32 without credentials (refused on their headers, before the body),
+	// and 32 more with a valid API key, whose bodies never finish: neither
+	// kind may hold a slot while its body trickles in.
+	for i := 0; i < 64; i++ {
 		c, err := net.Dial("tcp", host)
 		if err != nil {
 			t.Fatal(err)
 		}
 		slow = append(slow, c)
-		fmt.Fprintf(c, "POST /action HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", host)
+		auth := ""
+		if i >= 32 {
+			auth = "Authorization: Bearer alice-key\r\n"
+		}
+		fmt.Fprintf(c, "POST /action HTTP/1.1\r\nHost: %s\r\n%sContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", host, auth)
 	}
 	// Each of these would have been a 429 while the slow bodies held the
 	// slots; spread over a while so the slow requests have surely been
