@@ -173,3 +173,22 @@ func TestExecCwdThroughSymlinkRefused(t *testing.T) {
 		t.Fatalf("targets %+v, %v", ts, err)
 	}
 }
+
+// TestSameFileAtWithoutProc: where the kernel cannot name an open file,
+// the open file must still be what sits at the decided path.
+func TestSameFileAtWithoutProc(t *testing.T) {
+	e := newTestExecutor(t, Config{})
+	writeFile(t, e.root, ".env", "SECRET=1\n")
+	writeFile(t, e.root, "src/keep.txt", "k\n")
+	mustSymlink(t, "../.env", filepath.Join(e.root, "src", "notes.txt"))
+	f, err := os.Open(filepath.Join(e.root, "src", "notes.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	wantError(t, sameFileAt(f, filepath.Join(e.root, "src", "notes.txt"), "src/notes.txt"), CodeSandboxViolation)
+	wantError(t, sameFileAt(f, filepath.Join(e.root, "src", "keep.txt"), "src/keep.txt"), CodeSandboxViolation)
+	if xerr := sameFileAt(f, filepath.Join(e.root, ".env"), ".env"); xerr != nil {
+		t.Fatal(xerr)
+	}
+}

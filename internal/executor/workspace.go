@@ -152,14 +152,29 @@ func (e *Executor) checkOpened(f *os.File, rel string) *Error {
 // must be exactly that path. A symlink or directory swapped in after the
 // decision makes the names differ, and the action fails closed.
 func (e *Executor) checkOpenedAt(f *os.File, rel string) *Error {
+	want := filepath.Join(e.root, filepath.FromSlash(rel))
 	p, ok := openedPath(f)
 	if !ok {
-		return nil
+		return sameFileAt(f, want, rel)
 	}
-	if p != filepath.Join(e.root, filepath.FromSlash(rel)) {
+	if p != want {
 		if !within(e.root, p) {
 			return fail(CodeSandboxViolation, "%s: opened file is outside the workspace", rel)
 		}
+		return fail(CodeSandboxViolation, "%s: opened file is not the path policy decided on", rel)
+	}
+	return nil
+}
+
+// sameFileAt is the check without the kernel's name of the file: what is
+// at path now, its last component not followed, must be the open file.
+func sameFileAt(f *os.File, path, rel string) *Error {
+	got, err := f.Stat()
+	if err != nil {
+		return fsError("stat", rel, err)
+	}
+	now, err := os.Lstat(path)
+	if err != nil || !os.SameFile(got, now) {
 		return fail(CodeSandboxViolation, "%s: opened file is not the path policy decided on", rel)
 	}
 	return nil
