@@ -160,13 +160,20 @@ func (e *Executor) patchTargets(a *action.Action) ([]Target, *Error) {
 	return e.targetsOf(AccessWrite, rels)
 }
 
+// targetsOf resolves several paths. Two names for one file (through a
+// symlink) are refused: the change would be staged twice.
 func (e *Executor) targetsOf(access string, rels []string) ([]Target, *Error) {
 	ts := make([]Target, 0, len(rels))
+	seen := map[string]string{}
 	for _, rel := range slices.Sorted(slices.Values(rels)) {
 		t, xerr := e.target(access, rel)
 		if xerr != nil {
 			return nil, xerr
 		}
+		if other, dup := seen[t.Resolved]; dup {
+			return nil, fail(CodeInvalidParams, "patch: %s and %s are the same file", other, rel)
+		}
+		seen[t.Resolved] = rel
 		ts = append(ts, t)
 	}
 	return ts, nil

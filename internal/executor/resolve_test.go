@@ -192,3 +192,15 @@ func TestSameFileAtWithoutProc(t *testing.T) {
 		t.Fatal(xerr)
 	}
 }
+
+func TestPatchNamingOneFileTwiceRefused(t *testing.T) {
+	e := newTestExecutor(t, Config{})
+	writeFile(t, e.root, "a/x.txt", "x\n")
+	mustSymlink(t, "a", filepath.Join(e.root, "alias"))
+	patch := "--- a/a/x.txt\n+++ b/a/x.txt\n@@ -1 +1 @@\n-x\n+y\n--- a/alias/x.txt\n+++ b/alias/x.txt\n@@ -1 +1 @@\n-x\n+z\n"
+	_, err := e.Targets(newAction(t, "repo.apply_patch", WorkspaceRepo, map[string]any{"patch": patch}))
+	if err == nil {
+		t.Fatal("a patch changing one file under two names was accepted")
+	}
+	wantError(t, err.(*Error), CodeInvalidParams)
+}
