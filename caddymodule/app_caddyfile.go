@@ -25,7 +25,7 @@ func init() {
 //		}
 //		identity { ... }
 //		audit { sink stdout | sink sqlite [<path>] | sink webhook <url> { ... } }
-//		approvals { store sqlite|file [<path>]; ttl <dur>; approvers <p>...; single_use }
+//		approvals { store sqlite|file [<path>]; ttl <dur>; approvers <p>...; single_use; allow_self_approval }
 //		executor { workspace_root <dir>; sandbox_profile none|local; ... }
 //		credential <id> <env_key> <value> [<ttl>]
 //		redact <regexp>

@@ -261,7 +261,7 @@ func unmarshalWebhook(d *caddyfile.Dispenser, s *SinkConfig) error {
 
 // unmarshalApprovals parses:
 //
-//	approvals { store sqlite|file [<path>]; ttl <dur>; approvers <principal>...; single_use }
+//	approvals { store sqlite|file [<path>]; ttl <dur>; approvers <principal>...; single_use; allow_self_approval }
 func unmarshalApprovals(d *caddyfile.Dispenser, c *ApprovalsConfig) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
@@ -284,6 +284,8 @@ func unmarshalApprovals(d *caddyfile.Dispenser, c *ApprovalsConfig) error {
 			err = appendArgs(d, &c.Approvers)
 		case "single_use":
 			err = setFlag(d, &c.SingleUse)
+		case "allow_self_approval":
+			err = setFlag(d, &c.AllowSelfApproval)
 		default:
 			return d.Errf("unrecognized approvals subdirective %q", d.Val())
 		}

@@ -445,16 +445,21 @@ func (a *App) provisionServices() error {
 	if err != nil {
 		return fmt.Errorf("nomos: metrics: %w", err)
 	}
+	authorized, err := a.provisionAuthorized()
+	if err != nil {
+		return err
+	}
 	a.services = map[string]*service.Service{}
 	for _, name := range a.policyNames() {
 		cfg := service.Config{
 			Environment: a.Environment, Policy: a.engines[name], Audit: a.recorder, RateLimit: a.limiter,
 			Executor: a.exec, Redactor: a.redactor, AssuranceLevel: a.assurance, Logger: a.slog,
-			Observe: observeDecision(decisions),
+			Observe: observeDecision(decisions), Authorized: authorized,
 		}
 		if a.approvals != nil {
 			cfg.Approvals, cfg.ApprovalTTL = a.approvals, time.Duration(a.Approvals.TTL)
 			cfg.Approvers, cfg.SingleUseApprovals = a.Approvals.Approvers, a.Approvals.SingleUse
+			cfg.AllowSelfApproval = a.Approvals.AllowSelfApproval
 		}
 		s, err := service.New(cfg)
 		if err != nil {
@@ -463,4 +468,20 @@ func (a *App) provisionServices() error {
 		a.services[name] = s
 	}
 	return nil
+}
+
+// provisionAuthorized shares one memory of authorized external actions
+// across policy sets and reloads, so an action authorized before a reload
+// can still be reported after it.
+func (a *App) provisionAuthorized() (*service.Authorized, error) {
+	key := configKey("authorized", a.Environment)
+	a.track(key)
+	m, err := loadPooled(key, func() (*service.Authorized, func() error, error) {
+		m, err := service.NewAuthorized(0, 0)
+		return m, func() error { return nil }, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nomos: reports: %w", err)
+	}
+	return m, nil
 }

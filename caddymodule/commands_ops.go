@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
-	"time"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/spf13/cobra"
@@ -116,7 +116,10 @@ type approvalsCLI struct {
 	store    approvals.Store
 	recorder *audit.Recorder
 	env      string
-	close    func()
+	// allowSelf is the config's approvals allow_self_approval; without a
+	// config, separation of duties always holds.
+	allowSelf bool
+	close     func()
 }
 
 // openApprovalsCLI opens the server's store (and audit) from --config, or
@@ -143,7 +146,7 @@ func openApprovalsCLI(cmd *cobra.Command) (*approvalsCLI, error) {
 		return nil, &cliError{"APPROVAL_ERROR", errors.New("approvals are not enabled in " + config)}
 	}
 	return &approvalsCLI{store: app.approvals, recorder: app.recorder, env: app.Environment,
-		close: func() { _ = app.Cleanup(); cancel() }}, nil
+		allowSelf: app.Approvals.AllowSelfApproval, close: func() { _ = app.Cleanup(); cancel() }}, nil
 }
 
 func openApprovalsStore(cmd *cobra.Command) (approvals.Store, error) {
@@ -191,16 +194,14 @@ func decideCLI(status string) func(*cobra.Command, []string) error {
 		if approver == "" {
 			approver = "cli:" + osUser()
 		}
-		rec, err := c.store.Decide(context.Background(), args[0], status, approver, time.Now())
-		if err != nil {
-			return &cliError{"APPROVAL_ERROR", err}
-		}
+		d := service.Decider{Store: c.store, Environment: c.env, AllowSelfApproval: c.allowSelf}
 		if c.recorder != nil {
-			ev := service.DecidedEvent(rec, approver, c.env)
-			ev.ExecutorMetadata["decided_via"] = "cli"
-			if err := c.recorder.Record(context.Background(), ev); err != nil {
-				return &cliError{"AUDIT_ERROR", fmt.Errorf("the decision is stored but could not be audited: %w", err)}
-			}
+			d.Audit = c.recorder
+		}
+		rec, err := d.Decide(context.Background(), args[0], status, approver, map[string]any{"decided_via": "cli"})
+		if err != nil {
+			se := service.AsError(err)
+			return &cliError{strings.ToUpper(se.Code), errors.New(se.Msg)}
 		}
 		return printJSON(cmd.OutOrStdout(), rec, true)
 	}

@@ -154,6 +154,12 @@ type ApprovalsConfig struct {
 	Approvers []string `json:"approvers,omitempty"`
 	// SingleUse consumes an approval on first use. Default: false.
 	SingleUse bool `json:"single_use,omitempty"`
+	// AllowSelfApproval lets a principal decide the approval of an action
+	// it requested itself. Off, separation of duties holds at every door
+	// (POST /approvals/decide and `nomos approvals --config`): such a
+	// decision is refused with 403 approval_forbidden and audited.
+	// Default: false.
+	AllowSelfApproval bool `json:"allow_self_approval,omitempty"`
 }
 
 // RuntimeConfig holds operational switches.

@@ -34,6 +34,7 @@ func Lint(e *Engine) []Finding {
 	}
 	var out []Finding
 	for i, c := range l.order {
+		out = append(out, classScopeFinding(c)...)
 		if l.never[i] != "" {
 			out = append(out, warn(c.id, LintNeverMatches, fmt.Sprintf("rule %q can never match: %s", c.id, l.never[i])))
 			continue

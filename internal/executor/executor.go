@@ -95,6 +95,7 @@ type Executor struct {
 	allowed []netip.Prefix
 	client  *http.Transport
 	runs    map[string]run
+	files   map[string]fileRun
 	hooks   testHooks
 }
 
@@ -213,16 +214,22 @@ func (e *Executor) setRedactor(red *redact.Redactor) error {
 // redacts and caps it.
 type run func(ctx context.Context, a *action.Action, d policy.Decision) (*Result, *Error)
 
-// Execute runs an action policy allowed. Every output in the Result, and the
+// fileRun is a run that opens workspace files: it opens the resolved paths
+// that were decided, and only those.
+type fileRun func(ctx context.Context, a *action.Action, ts []Target) (*Result, *Error)
+
+// Execute runs an action policy allowed. decided are the Targets policy
+// decided on; if the workspace resolves differently now, the action is
+// refused. Every output in the Result, and the
 // message of a returned *Error, is already redacted (built-in, operator and
 // per-rule patterns and brokered values) and capped (config caps, then
 // obligation caps). A refusal or failure is an *Error.
-func (e *Executor) Execute(ctx context.Context, a *action.Action, d policy.Decision) (*Result, error) {
+func (e *Executor) Execute(ctx context.Context, a *action.Action, d policy.Decision, decided []Target) (*Result, error) {
 	red, err := e.red.With(d.Obligations.Redact, nil)
 	if err != nil {
 		return nil, e.redactError(e.red, fail(CodeExecutionError, "redact obligation: %v", err))
 	}
-	res, xerr := e.dispatch(ctx, a, d)
+	res, xerr := e.dispatch(ctx, a, d, decided)
 	if xerr != nil {
 		return nil, e.redactError(red, xerr)
 	}
@@ -230,7 +237,7 @@ func (e *Executor) Execute(ctx context.Context, a *action.Action, d policy.Decis
 }
 
 // dispatch checks what holds for every action, then runs its executor.
-func (e *Executor) dispatch(ctx context.Context, a *action.Action, d policy.Decision) (*Result, *Error) {
+func (e *Executor) dispatch(ctx context.Context, a *action.Action, d policy.Decision, decided []Target) (*Result, *Error) {
 	if a == nil {
 		return nil, fail(CodeInvalidParams, "no action")
 	}
@@ -240,21 +247,31 @@ func (e *Executor) dispatch(ctx context.Context, a *action.Action, d policy.Deci
 	if err := e.checkSandbox(d.Obligations.SandboxMode); err != nil {
 		return nil, err
 	}
-	fn, ok := e.runs[a.ActionType]
-	if !ok {
+	fn, isRun := e.runs[a.ActionType]
+	ffn, isFile := e.files[a.ActionType]
+	if !isRun && !isFile {
 		return nil, fail(CodeUnsupportedAction, "no built-in executor for %q", a.ActionType)
 	}
 	if err := checkNormalized(a); err != nil {
 		return nil, err
 	}
+	ts, xerr := e.checkDecided(a, decided)
+	if xerr != nil {
+		return nil, xerr
+	}
+	if isFile {
+		return ffn(ctx, a, ts)
+	}
 	return fn(ctx, a, d)
 }
 
 func (e *Executor) setRuns() error {
+	e.files = map[string]fileRun{
+		action.TypeFSRead:         e.fsRead,
+		action.TypeFSWrite:        e.fsWrite,
+		action.TypeRepoApplyPatch: e.applyPatch,
+	}
 	e.runs = map[string]run{
-		action.TypeFSRead:          e.fsRead,
-		action.TypeFSWrite:         e.fsWrite,
-		action.TypeRepoApplyPatch:  e.applyPatch,
 		action.TypeProcessExec:     e.processExec,
 		action.TypeNetHTTPRequest:  e.httpRequest,
 		action.TypeSecretsCheckout: e.secretsCheckout,
@@ -281,7 +298,7 @@ func (e *Executor) redactError(red *redact.Redactor, err *Error) *Error {
 // Capabilities describes this executor for nomos_capabilities and doctor.
 func (e *Executor) Capabilities() map[string]any {
 	return map[string]any{
-		"action_types":          slices.Sorted(maps.Keys(e.runs)),
+		"action_types":          e.actionTypes(),
 		"workspace_root":        e.root,
 		"sandbox_profile":       e.profile.String(),
 		"sandbox_profiles":      e.profile.available(),
@@ -295,6 +312,13 @@ func (e *Executor) Capabilities() map[string]any {
 		"credentials_enabled":   e.broker != nil,
 		"http_scheme":           e.httpScheme(),
 	}
+}
+
+func (e *Executor) actionTypes() []string {
+	types := slices.Collect(maps.Keys(e.runs))
+	types = append(types, slices.Collect(maps.Keys(e.files))...)
+	slices.Sort(types)
+	return types
 }
 
 func prefixStrings(ps []netip.Prefix) []string {

@@ -65,9 +65,13 @@ func execute(t *testing.T, e *Executor, a *action.Action, ob policy.Obligations)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, err := e.Execute(ctx, a, allow(ob))
+	// Decide on the resolved paths as the service does, then execute.
+	ts, err := e.Targets(a)
 	if err == nil {
-		return res, nil
+		var res *Result
+		if res, err = e.Execute(ctx, a, allow(ob), ts); err == nil {
+			return res, nil
+		}
 	}
 	var xerr *Error
 	if !errors.As(err, &xerr) {

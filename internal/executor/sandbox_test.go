@@ -82,12 +82,12 @@ func TestDispatchRefusals(t *testing.T) {
 	e := newTestExecutor(t, Config{})
 	a := newAction(t, "fs.read", "file://workspace/x", map[string]any{})
 	for _, d := range []string{policy.Deny, policy.RequireApproval, ""} {
-		_, err := e.Execute(context.Background(), a, policy.Decision{Decision: d})
+		_, err := e.Execute(context.Background(), a, policy.Decision{Decision: d}, nil)
 		var xerr *Error
 		errors.As(err, &xerr)
 		wantError(t, xerr, CodeNotAllowed)
 	}
-	_, err := e.Execute(context.Background(), nil, allow(noObligations))
+	_, err := e.Execute(context.Background(), nil, allow(noObligations), nil)
 	if err == nil {
 		t.Error("nil action accepted")
 	}
