@@ -98,7 +98,7 @@ func compileRule(r *Rule) (compiledRule, error) {
 	}
 	if r.ExecMatch != nil {
 		for _, p := range r.ExecMatch.ArgvPatterns {
-			c.argv = append(c.argv, compileArgvPattern(p))
+			c.argv = append(c.argv, compileArgvPattern(p, c.class == classDeny))
 		}
 	}
 	if c.params, err = compileParams(r.ParamsMatch); err != nil {

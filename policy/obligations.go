@@ -4,7 +4,7 @@ package policy
 // takes the most restrictive combination, so adding a rule can only tighten
 // what an allowed action may do:
 //
-//	sandbox_mode             strongest (none < local < container)
+//	sandbox_mode             strongest (none < local < landlock < container)
 //	net_allowlist            intersection of the lists that are set
 //	exec_allowlist           intersection of the argv-prefix languages that are set
 //	http_redirects           true only when every rule sets it true

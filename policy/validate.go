@@ -215,7 +215,7 @@ func validateMatcher(m Matcher, path string) error {
 func validateObligations(r *Rule, path string) error {
 	o := r.Obligations
 	if sandboxRank(o.SandboxMode) < 0 {
-		return errAt(path+".sandbox_mode", "unknown sandbox mode %q (want none, local or container)", o.SandboxMode)
+		return errAt(path+".sandbox_mode", "unknown sandbox mode %q (want none, local, landlock or container)", o.SandboxMode)
 	}
 	if o.ApprovalScopeClass != "" && o.ApprovalScopeClass != "action_type_resource" {
 		return errAt(path+".approval_scope_class", "unknown scope class %q (want action_type_resource)", o.ApprovalScopeClass)
@@ -267,8 +267,10 @@ func sandboxRank(mode string) int {
 		return 1
 	case "local":
 		return 2
-	case "container":
+	case "landlock":
 		return 3
+	case "container":
+		return 4
 	}
 	return -1
 }
