@@ -131,6 +131,7 @@ func normalizeObligations(r *Rule) Obligations {
 	if r.Obligations != nil {
 		o = *r.Obligations
 		o.NetAllowlist = sortedUnique(o.NetAllowlist)
+		o.ExecWritePaths = sortedUnique(o.ExecWritePaths)
 		o.Redact = sortedUnique(o.Redact)
 		o.ExecAllowlist = sortedUniqueLists(cloneLists(o.ExecAllowlist))
 		o.HTTPRedirects = clonePtr(o.HTTPRedirects)

@@ -24,8 +24,8 @@ var codeOperandPrograms = []string{
 // optionPrograms have options that write files or run code: git (--output,
 // -c, --exec-path, --upload-pack), find (-exec, -delete, -fprint), tar
 // (--to-command, --checkpoint-action), rsync (-e, --rsync-path), ssh
-// (-o ProxyCommand), curl and wget (-o, -K), dd (of=).
-var optionPrograms = []string{"curl", "dd", "find", "git", "rsync", "scp", "sftp", "ssh", "tar", "wget", "zip", "unzip"}
+// (-o ProxyCommand), go (-exec, -toolexec, -o), curl and wget (-o, -K).
+var optionPrograms = []string{"curl", "dd", "find", "git", "go", "rsync", "scp", "sftp", "ssh", "tar", "wget", "zip", "unzip"}
 
 // modeOperandPrograms take their subcommand or mode as the first operand.
 var modeOperandPrograms = []string{"git", "tar"}

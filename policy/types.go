@@ -65,6 +65,10 @@ type Obligations struct {
 	SandboxMode          string     `json:"sandbox_mode,omitempty"`
 	NetAllowlist         []string   `json:"net_allowlist,omitempty"`
 	ExecAllowlist        [][]string `json:"exec_allowlist,omitempty"`
+	// ExecWritePaths are the workspace directories a process.exec child
+	// confined by the landlock sandbox may write to (never .git). Unset
+	// means none: the workspace is read-only to the child.
+	ExecWritePaths []string `json:"exec_write_paths,omitempty"`
 	HTTPRedirects        *bool      `json:"http_redirects,omitempty"`
 	HTTPRedirectHopLimit *int       `json:"http_redirect_hop_limit,omitempty"`
 	OutputMaxBytes       *int64     `json:"output_max_bytes,omitempty"`

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	pathpkg "path"
 	"sort"
 	"strings"
 
@@ -250,6 +251,11 @@ func validateObligationLists(o *Obligations, path string) error {
 			return err
 		}
 	}
+	for i, p := range o.ExecWritePaths {
+		if why := writePathProblem(p); why != "" {
+			return errAt(indexPath(path+".exec_write_paths", i), "%s, got %q", why, p)
+		}
+	}
 	for i, p := range o.Redact {
 		if p == "" {
 			return errAt(indexPath(path+".redact", i), "must not be empty")
@@ -312,4 +318,22 @@ func sortedKeys(m map[string]Matcher) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// writePathProblem checks an exec_write_paths entry: a clean relative
+// workspace directory, never git metadata (.git, where a written config or
+// hook runs code), and not the root ("."), which holds .git.
+func writePathProblem(p string) string {
+	if p == "." {
+		return "the workspace root holds .git; name the directories below it"
+	}
+	if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || p != pathpkg.Clean(p) || p == ".." || strings.HasPrefix(p, "../") {
+		return "want a clean relative workspace directory"
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if strings.EqualFold(seg, ".git") {
+			return "must not name git metadata (.git)"
+		}
+	}
+	return ""
 }

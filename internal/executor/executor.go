@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -62,10 +63,19 @@ type Config struct {
 	// copy into a child, when the action's env_allowlist_keys asks for them.
 	// Default: none.
 	EnvAllowlist []string
-	// SandboxProfile is what this host provides: "none", "local" or
-	// "container" (see docs/executors.md). "container" is refused unless the
-	// host shows the evidence. Default: "none".
+	// SandboxProfile is what this host provides: "none", "local",
+	// "landlock" or "container" (see docs/executors.md). "landlock" and
+	// "container" confine each process.exec child with Landlock and are
+	// refused unless the launcher proves at start-up that the kernel
+	// enforces it; "container" also needs the container evidence.
+	// Default: "none".
 	SandboxProfile string
+	// Launcher is the command that starts the landlock launcher, which
+	// confines itself and then execs the program; the executor appends its
+	// arguments. The nomos binary provides it as "/proc/self/exe
+	// sandbox-exec" (see LauncherCommand and RunLauncher). Default: none,
+	// and the landlock and container profiles are refused.
+	Launcher []string
 	// AllowedPrivateCIDRs lets net.http_request reach addresses in these
 	// prefixes although they are loopback, private, link-local or otherwise
 	// non-public. Default: none.
@@ -79,6 +89,10 @@ type Config struct {
 	// TLSClientConfig is the TLS client configuration for HTTPS, for
 	// example to trust a private CA. Default: the system roots.
 	TLSClientConfig *tls.Config
+	// Logger receives what clients are not told: the resolver, network,
+	// file system and sandbox details behind a failed action. Default:
+	// discard.
+	Logger *slog.Logger
 	// InsecureHTTP maps url:// to http:// instead of https://. It exists for
 	// loopback tests only and must never be set in production. Default: false.
 	InsecureHTTP bool
@@ -90,6 +104,8 @@ type Executor struct {
 	cfg     Config
 	root    string // absolute, symlinks resolved
 	profile sandboxProfile
+	// landlockABI is the Landlock rule set version the probe enforced.
+	landlockABI int
 	broker  *credentials.Broker
 	red     *redact.Redactor
 	allowed []netip.Prefix
@@ -147,6 +163,9 @@ func applyDefaults(cfg *Config) error {
 	cfg.SandboxProfile = cmp.Or(cfg.SandboxProfile, profileNone.String())
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
 }
@@ -224,7 +243,9 @@ func (e *Executor) Execute(ctx context.Context, a *action.Action, d policy.Decis
 	}
 	res, xerr := e.dispatch(ctx, a, d)
 	if xerr != nil {
-		return nil, e.redactError(red, xerr)
+		xerr = e.redactError(red, xerr)
+		e.logDetail(a, xerr)
+		return nil, xerr
 	}
 	return e.finish(res, red, d.Obligations), nil
 }
@@ -275,7 +296,18 @@ func checkNormalized(a *action.Action) *Error {
 func (e *Executor) redactError(red *redact.Redactor, err *Error) *Error {
 	out := *err
 	out.Message = red.String(err.Message)
+	out.detail = red.String(err.detail)
 	return &out
+}
+
+// logDetail writes the host detail a client was not given to the server
+// log, with the ids that tie it to the audit events.
+func (e *Executor) logDetail(a *action.Action, xerr *Error) {
+	if xerr.detail == "" || a == nil {
+		return
+	}
+	e.cfg.Logger.Warn("executor: action failed", "trace_id", a.TraceID, "action_id", a.ActionID,
+		"action_type", a.ActionType, "code", xerr.Code, "detail", xerr.detail)
 }
 
 // Capabilities describes this executor for nomos_capabilities and doctor.
@@ -286,6 +318,7 @@ func (e *Executor) Capabilities() map[string]any {
 		"sandbox_profile":       e.profile.String(),
 		"sandbox_profiles":      e.profile.available(),
 		"sandbox_guarantees":    e.profile.guarantees(),
+		"landlock_abi":          e.landlockABI,
 		"max_output_bytes":      e.cfg.MaxOutputBytes,
 		"max_output_lines":      e.cfg.MaxOutputLines,
 		"exec_timeout_ms":       e.cfg.ExecTimeout.Milliseconds(),
