@@ -97,10 +97,22 @@ func fail(code, format string, args ...any) *Error {
 	return &Error{Code: code, Classification: class, Message: fmt.Sprintf(format, args...), detail: strings.Join(detail, "; ")}
 }
 
+// hostError marks an error from the host's resolver, network or file
+// system whatever its type (a Config.Resolver or DialContext may return
+// anything). reason, when set, is what the client is told.
+type hostError struct {
+	reason string
+	err    error
+}
+
+func (h *hostError) Error() string { return h.err.Error() }
+func (h *hostError) Unwrap() error { return h.err }
+
 // isHostError reports an error whose text comes from the host: it may name
 // addresses, resolvers, certificate names or paths.
 func isHostError(err error) bool {
 	var (
+		marked  *hostError
 		pathErr *fs.PathError
 		linkErr *os.LinkError
 		sysErr  *os.SyscallError
@@ -116,7 +128,7 @@ func isHostError(err error) bool {
 		invErr  x509.CertificateInvalidError
 		recErr  tls.RecordHeaderError
 	)
-	return errors.As(err, &pathErr) || errors.As(err, &linkErr) || errors.As(err, &sysErr) ||
+	return errors.As(err, &marked) || errors.As(err, &pathErr) || errors.As(err, &linkErr) || errors.As(err, &sysErr) ||
 		errors.As(err, &netErr) || errors.As(err, &opErr) || errors.As(err, &dnsErr) || errors.As(err, &addrErr) ||
 		errors.As(err, &urlErr) || errors.As(err, &execErr) || errors.As(err, &certErr) || errors.As(err, &hostErr) ||
 		errors.As(err, &caErr) || errors.As(err, &invErr) || errors.As(err, &recErr)
@@ -134,6 +146,8 @@ func publicReason(err error) string {
 		netErr  net.Error
 	)
 	switch {
+	case markedReason(err) != "":
+		return markedReason(err)
 	case errors.As(err, &dnsErr):
 		return "host lookup failed"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
@@ -156,4 +170,15 @@ func publicReason(err error) string {
 		return "network error"
 	}
 	return "host error"
+}
+
+// markedReason is the reason of the innermost hostError that has one.
+func markedReason(err error) string {
+	reason := ""
+	for ; err != nil; err = errors.Unwrap(err) {
+		if h, ok := err.(*hostError); ok && h.reason != "" {
+			reason = h.reason
+		}
+	}
+	return reason
 }

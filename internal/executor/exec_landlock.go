@@ -79,6 +79,10 @@ func (e *Executor) landlockBox(argv []string, dir string, env []string, ob polic
 		box.cleanup()
 		return nil, xerr
 	}
+	if xerr = e.checkRepoConfig(box.env); xerr != nil {
+		box.cleanup()
+		return nil, xerr
+	}
 	box.spec = launchSpec{
 		ABI: e.landlockABI, Path: path, Argv: argv,
 		Read:       append(slices.Clone(systemReadPaths), e.root, absProgram(path, dir)),
