@@ -176,7 +176,10 @@ type EvidenceConfig struct {
 type ExecutorConfig struct {
 	// WorkspaceRoot confines every file and process action. Required.
 	WorkspaceRoot string `json:"workspace_root"`
-	// SandboxProfile is what this host really provides: none or local.
+	// SandboxProfile is what this host really provides: none, local,
+	// landlock or container (see docs/executors.md). landlock confines each
+	// process.exec child with Landlock and is refused where the kernel
+	// does not enforce it; container also needs container evidence.
 	// Default: none.
 	SandboxProfile string `json:"sandbox_profile,omitempty"`
 	// MaxOutputBytes caps outputs and written content. Default: 65536.

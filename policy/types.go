@@ -62,19 +62,19 @@ type Matcher struct {
 // Obligations constrain how an allowed action may run. See
 // docs/policy-language.md for how the obligations of several rules merge.
 type Obligations struct {
-	SandboxMode          string     `json:"sandbox_mode,omitempty"`
-	NetAllowlist         []string   `json:"net_allowlist,omitempty"`
-	ExecAllowlist        [][]string `json:"exec_allowlist,omitempty"`
+	SandboxMode   string     `json:"sandbox_mode,omitempty"`
+	NetAllowlist  []string   `json:"net_allowlist,omitempty"`
+	ExecAllowlist [][]string `json:"exec_allowlist,omitempty"`
 	// ExecWritePaths are the workspace directories a process.exec child
 	// confined by the landlock sandbox may write to (never .git). Unset
 	// means none: the workspace is read-only to the child.
-	ExecWritePaths []string `json:"exec_write_paths,omitempty"`
-	HTTPRedirects        *bool      `json:"http_redirects,omitempty"`
-	HTTPRedirectHopLimit *int       `json:"http_redirect_hop_limit,omitempty"`
-	OutputMaxBytes       *int64     `json:"output_max_bytes,omitempty"`
-	OutputMaxLines       *int64     `json:"output_max_lines,omitempty"`
-	ApprovalScopeClass   string     `json:"approval_scope_class,omitempty"`
-	Redact               []string   `json:"redact,omitempty"`
+	ExecWritePaths       []string `json:"exec_write_paths,omitempty"`
+	HTTPRedirects        *bool    `json:"http_redirects,omitempty"`
+	HTTPRedirectHopLimit *int     `json:"http_redirect_hop_limit,omitempty"`
+	OutputMaxBytes       *int64   `json:"output_max_bytes,omitempty"`
+	OutputMaxLines       *int64   `json:"output_max_lines,omitempty"`
+	ApprovalScopeClass   string   `json:"approval_scope_class,omitempty"`
+	Redact               []string `json:"redact,omitempty"`
 	// ExecConstraints is derived by the engine: the sorted union of the
 	// exec_match patterns of the winning rules. Bundles cannot set it.
 	ExecConstraints *ExecMatch `json:"exec_constraints,omitempty"`

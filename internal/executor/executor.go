@@ -106,12 +106,12 @@ type Executor struct {
 	profile sandboxProfile
 	// landlockABI is the Landlock rule set version the probe enforced.
 	landlockABI int
-	broker  *credentials.Broker
-	red     *redact.Redactor
-	allowed []netip.Prefix
-	client  *http.Transport
-	runs    map[string]run
-	hooks   testHooks
+	broker      *credentials.Broker
+	red         *redact.Redactor
+	allowed     []netip.Prefix
+	client      *http.Transport
+	runs        map[string]run
+	hooks       testHooks
 }
 
 // testHooks let tests change the filesystem at the worst moment.
