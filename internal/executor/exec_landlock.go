@@ -71,6 +71,14 @@ func (e *Executor) landlockBox(argv []string, dir string, env []string, ob polic
 		return nil, xerr
 	}
 	tmp, err := os.MkdirTemp("", "nomos-exec-")
+	if err == nil {
+		// Landlock grants on the resolved path; the launcher refuses links.
+		var real string
+		if real, err = filepath.EvalSymlinks(tmp); err != nil {
+			_ = os.RemoveAll(tmp)
+		}
+		tmp = real
+	}
 	if err != nil {
 		return nil, fail(CodeExecutionError, "sandbox temporary directory: %v", err)
 	}

@@ -163,3 +163,37 @@ func TestLandlockNetwork(t *testing.T) {
 		t.Fatalf("a TCP connect to an allowed port failed: %q %q", res.Stdout, res.Stderr)
 	}
 }
+
+// exec_write_paths cannot be turned into a grant on .git or outside, and a
+// repository planted in a writable directory is never the one git uses.
+func TestLandlockWritePaths(t *testing.T) {
+	e := landlockExecutor(t)
+	if err := os.Symlink(".git", filepath.Join(e.root, "gitlink")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), filepath.Join(e.root, "outlink")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"gitlink", "outlink", ".git", "src/../.git", "."} {
+		ob := landlockMode
+		ob.ExecWritePaths = []string{p}
+		_, xerr := execute(t, e, execAction(t, map[string]any{"argv": []string{"touch", "x"}}), ob)
+		wantError(t, xerr, CodeSandboxViolation)
+	}
+	ob := landlockMode
+	ob.ExecWritePaths = []string{"src"}
+	plant := "mkdir -p .git && git init -q . 2>/dev/null; printf '[core]\\n\\tfsmonitor = touch planted\\n' >> .git/config"
+	res := mustRun(t, e, execAction(t, map[string]any{"argv": []string{"sh", "-c", plant}, "cwd": "src"}), ob)
+	if _, err := os.Stat(filepath.Join(e.root, "src/.git/config")); err != nil {
+		t.Fatalf("the nested repository was not planted (%q): %v", res.Stderr, err)
+	}
+	res = mustRun(t, e, execAction(t, map[string]any{"argv": []string{"git", "status"}, "cwd": "src"}), ob)
+	if *res.ExitCode != 0 {
+		t.Fatalf("git status in src: %q", res.Stderr)
+	}
+	for _, p := range []string{"src/planted", "planted"} {
+		if _, err := os.Stat(filepath.Join(e.root, p)); err == nil {
+			t.Errorf("the planted fsmonitor ran (%s)", p)
+		}
+	}
+}

@@ -21,10 +21,12 @@ const launcherProbe = "probe"
 const statusFD = 3
 
 // Landlock ABI versions: 4 adds TCP connect and bind, the least the
-// profile needs; 7 is the newest rule set the profile uses.
+// profile needs; 9 (connecting to pathname unix sockets outside the
+// domain) is the newest rule set the profile uses. 10 would restrict UDP,
+// which the resolver needs.
 const (
 	minLandlockABI = 4
-	maxLandlockABI = 7
+	maxLandlockABI = 9
 )
 
 // launchSpec is what the launcher enforces before it execs Path.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 
@@ -16,7 +17,9 @@ import (
 
 const landlockSupported = true
 
-var landlockPresets = map[int]landlock.Config{4: landlock.V4, 5: landlock.V5, 6: landlock.V6, 7: landlock.V7}
+var landlockPresets = map[int]landlock.Config{
+	4: landlock.V4, 5: landlock.V5, 6: landlock.V6, 7: landlock.V7, 8: landlock.V8, 9: landlock.V9,
+}
 
 // RunLauncher is the landlock launcher: args are the JSON launchSpec (or
 // "probe"). It confines this process and execs the program, so it returns
@@ -93,6 +96,9 @@ func landlockRules(spec launchSpec) ([]landlock.Rule, error) {
 			}
 		}
 	}
+	if err := checkWriteTargets(spec.Write); err != nil {
+		return nil, err
+	}
 	for _, port := range spec.ConnectTCP {
 		rules = append(rules, landlock.ConnectTCP(port))
 	}
@@ -133,5 +139,17 @@ func verifyProbe(abi int, dir string) error {
 	}
 	fmt.Println(strconv.Itoa(abi))
 	os.Exit(0)
+	return nil
+}
+
+// checkWriteTargets refuses a write path that became a symlink after the
+// executor resolved it: Landlock would grant on what it points to now.
+func checkWriteTargets(paths []string) error {
+	for _, p := range paths {
+		real, err := filepath.EvalSymlinks(p)
+		if err == nil && real != p {
+			return fmt.Errorf("sandbox launcher: write path %s changed into a link", p)
+		}
+	}
 	return nil
 }
