@@ -175,7 +175,9 @@ func TestExecLandlockContainsAllowedCommands(t *testing.T) {
 	defer ln.Close()
 	open := ln.Addr().(*net.TCPAddr).Port
 	pol := strings.NewReplacer("{CLOSED}", fmt.Sprint(closed), "{LONGHOST}", longHost, "{OPEN}", fmt.Sprint(open)).Replace(sandboxPolicy)
-	g := startCodingAgent(t, e2eOptions{policy: pol, ws: ws, profile: "landlock", cidrs: "127.0.0.0/8"})
+	// Go's own resolver refuses a 70-byte label without asking anyone, so
+	// the failed lookup never leaves the machine (getaddrinfo might).
+	g := startCodingAgent(t, e2eOptions{policy: pol, ws: ws, profile: "landlock", cidrs: "127.0.0.0/8", env: []string{"GODEBUG=netdns=go"}})
 	plant := "--format=[core]%n\tfsmonitor = \"touch " + fsmonitorRan + "\"%n"
 
 	for i, argv := range []map[string]any{
