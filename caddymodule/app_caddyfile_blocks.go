@@ -269,6 +269,8 @@ func unmarshalExecutor(d *caddyfile.Dispenser, c *ExecutorConfig) error {
 			if err == nil && !slices.Contains([]string{"none", "local", "landlock", "container"}, c.SandboxProfile) {
 				return d.Errf("sandbox_profile must be none, local, landlock or container, got %q", c.SandboxProfile)
 			}
+		case "sandbox_read_paths":
+			err = appendArgs(d, &c.SandboxReadPaths)
 		case "max_output_bytes":
 			err = setInt(d, &c.MaxOutputBytes)
 		case "max_output_lines":

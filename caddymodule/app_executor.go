@@ -76,7 +76,7 @@ func (a *App) provisionExecutor() error {
 	// disk since), run as its sandbox-exec command.
 	launcher := []string{"/proc/self/exe", executor.LauncherCommand}
 	e, err := executor.New(executor.Config{
-		WorkspaceRoot: c.WorkspaceRoot, SandboxProfile: c.SandboxProfile,
+		WorkspaceRoot: c.WorkspaceRoot, SandboxProfile: c.SandboxProfile, SandboxReadPaths: c.SandboxReadPaths,
 		MaxOutputBytes: c.MaxOutputBytes, MaxOutputLines: c.MaxOutputLines,
 		ExecTimeout: time.Duration(c.ExecTimeout), HTTPTimeout: time.Duration(c.HTTPTimeout),
 		EnvAllowlist: c.EnvAllowlist, AllowedPrivateCIDRs: c.AllowPrivateCIDRs,

@@ -93,7 +93,7 @@ func (e *Executor) landlockBox(argv []string, dir string, env []string, ob polic
 	}
 	box.spec = launchSpec{
 		ABI: e.landlockABI, Path: path, Argv: argv,
-		Read:       append(slices.Clone(systemReadPaths), e.root, absProgram(path, dir)),
+		Read:       slices.Concat(systemReadPaths, e.cfg.SandboxReadPaths, []string{e.root, absProgram(path, dir)}),
 		Write:      append(append(slices.Clone(systemWritePaths), tmp), write...),
 		ConnectTCP: connectPorts(ob.NetAllowlist),
 	}

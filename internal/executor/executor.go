@@ -70,6 +70,10 @@ type Config struct {
 	// enforces it; "container" also needs the container evidence.
 	// Default: "none".
 	SandboxProfile string
+	// SandboxReadPaths are absolute paths a landlock-confined child may
+	// also read and execute, beyond the workspace and the system paths.
+	// Default: none.
+	SandboxReadPaths []string
 	// Launcher is the command that starts the landlock launcher, which
 	// confines itself and then execs the program; the executor appends its
 	// arguments. The nomos binary provides it as "/proc/self/exe
@@ -139,7 +143,7 @@ func newExecutor(cfg Config, broker *credentials.Broker, red *redact.Redactor, h
 		return nil, err
 	}
 	e := &Executor{cfg: cfg, broker: broker, hooks: hooks}
-	steps := []func() error{e.setRoot, e.setProfile, e.setAllowedNets, e.setEnvAllowlist, e.setRuns}
+	steps := []func() error{e.setRoot, e.setReadPaths, e.setProfile, e.setAllowedNets, e.setEnvAllowlist, e.setRuns}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return nil, err
@@ -186,6 +190,17 @@ func (e *Executor) setRoot() error {
 		return fmt.Errorf("executor: workspace root %q is not a directory", abs)
 	}
 	e.root = abs
+	return nil
+}
+
+// setReadPaths refuses a sandbox read path that is relative, unclean or the
+// whole file system (which would undo the read confinement).
+func (e *Executor) setReadPaths() error {
+	for _, p := range e.cfg.SandboxReadPaths {
+		if !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/" {
+			return fmt.Errorf("executor: sandbox read path %q must be a clean absolute path other than /", p)
+		}
+	}
 	return nil
 }
 
@@ -319,6 +334,7 @@ func (e *Executor) Capabilities() map[string]any {
 		"sandbox_profiles":      e.profile.available(),
 		"sandbox_guarantees":    e.profile.guarantees(),
 		"landlock_abi":          e.landlockABI,
+		"sandbox_read_paths":    slices.Clone(e.cfg.SandboxReadPaths),
 		"max_output_bytes":      e.cfg.MaxOutputBytes,
 		"max_output_lines":      e.cfg.MaxOutputLines,
 		"exec_timeout_ms":       e.cfg.ExecTimeout.Milliseconds(),

@@ -197,3 +197,28 @@ func TestLandlockWritePaths(t *testing.T) {
 		}
 	}
 }
+
+// SandboxReadPaths open more trees to reading, and nothing else.
+func TestLandlockReadPaths(t *testing.T) {
+	for _, bad := range []string{"relative", "/", "/opt/../etc", "/opt/"} {
+		if _, err := newExecutor(Config{WorkspaceRoot: t.TempDir(), SandboxReadPaths: []string{bad}}, nil, nil, testHooks{}); err == nil {
+			t.Errorf("read path %q accepted", bad)
+		}
+	}
+	e := landlockExecutor(t)
+	extra := t.TempDir()
+	writeFile(t, extra, "tool.txt", "toolchain-file")
+	cat := execAction(t, map[string]any{"argv": []string{"cat", filepath.Join(extra, "tool.txt")}})
+	if res := mustRun(t, e, cat, landlockMode); *res.ExitCode == 0 {
+		t.Fatal("read outside the workspace without a read path")
+	}
+	e2 := newTestExecutor(t, Config{WorkspaceRoot: e.root, SandboxProfile: "landlock", SandboxReadPaths: []string{extra}})
+	res := mustRun(t, e2, cat, landlockMode)
+	if *res.ExitCode != 0 || res.Stdout != "toolchain-file" {
+		t.Fatalf("granted read failed: %q %q", res.Stdout, res.Stderr)
+	}
+	touch := execAction(t, map[string]any{"argv": []string{"touch", filepath.Join(extra, "new")}})
+	if res := mustRun(t, e2, touch, landlockMode); *res.ExitCode == 0 {
+		t.Fatal("a read path was writable")
+	}
+}
