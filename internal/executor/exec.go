@@ -218,11 +218,11 @@ func binding(a *action.Action) credentials.Binding {
 func (e *Executor) runCommand(ctx context.Context, argv []string, dir string, env []string, box *confinement) (*Result, *Error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.ExecTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	name, args := argv[0], argv[1:]
 	if box != nil {
-		cmd = exec.CommandContext(ctx, e.cfg.Launcher[0], append(slices.Clone(e.cfg.Launcher[1:]), box.specJSON)...)
-		env = box.env
+		name, args, env = e.cfg.Launcher[0], append(slices.Clone(e.cfg.Launcher[1:]), box.specJSON), box.env
 	}
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir, cmd.Env = dir, env
 	setProcAttrs(cmd, e.profile >= profileLocal)
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }

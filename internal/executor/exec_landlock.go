@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddy-nomos/nomos/policy"
 )
@@ -96,6 +97,7 @@ func (e *Executor) landlockBox(argv []string, dir string, env []string, ob polic
 		Read:       slices.Concat(systemReadPaths, e.cfg.SandboxReadPaths, []string{e.root, absProgram(path, dir)}),
 		Write:      append(append(slices.Clone(systemWritePaths), tmp), write...),
 		ConnectTCP: connectPorts(ob.NetAllowlist),
+		CPUSeconds: uint64(e.cfg.ExecTimeout/time.Second) + 1,
 	}
 	spec, _ := json.Marshal(box.spec)
 	box.specJSON = string(spec)

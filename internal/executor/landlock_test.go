@@ -75,6 +75,11 @@ func TestLandlockAllowsWhatIsPermitted(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.root, "src/new.txt")); err != nil {
 		t.Fatal(err)
 	}
+	// The launcher sets the local profile's limits before the exec.
+	res = mustRun(t, e, execAction(t, map[string]any{"argv": []string{"sh", "-c", "ulimit -n; ulimit -c"}}), landlockMode)
+	if res.Stdout != "1024\n0\n" {
+		t.Errorf("limits in the confined child: %q", res.Stdout)
+	}
 }
 
 // Landlock, not policy, refuses these: each command is allowed, and the

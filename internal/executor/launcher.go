@@ -43,6 +43,10 @@ type launchSpec struct {
 	// ConnectTCP are the TCP ports the child may connect to. It may bind
 	// none.
 	ConnectTCP []uint16 `json:"connect_tcp,omitempty"`
+	// CPUSeconds, when set, makes the launcher set the local profile's
+	// resource limits on itself before the exec, so they hold from the
+	// program's first instruction.
+	CPUSeconds uint64 `json:"cpu_seconds,omitempty"`
 }
 
 // systemReadPaths are what programs commonly need besides the workspace:

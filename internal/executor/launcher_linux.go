@@ -44,6 +44,9 @@ func launch(args []string) error {
 	if err := json.Unmarshal([]byte(args[0]), &spec); err != nil {
 		return fmt.Errorf("sandbox launcher: spec: %w", err)
 	}
+	if err := setOwnRlimits(spec.CPUSeconds); err != nil {
+		return err
+	}
 	if err := restrict(spec); err != nil {
 		return err
 	}
@@ -149,6 +152,26 @@ func checkWriteTargets(paths []string) error {
 		real, err := filepath.EvalSymlinks(p)
 		if err == nil && real != p {
 			return fmt.Errorf("sandbox launcher: write path %s changed into a link", p)
+		}
+	}
+	return nil
+}
+
+// setOwnRlimits applies the local profile's limits to the launcher, which
+// the program inherits across the exec.
+func setOwnRlimits(cpu uint64) error {
+	if cpu == 0 {
+		return nil
+	}
+	for _, l := range []struct {
+		resource int
+		value    uint64
+	}{
+		{syscall.RLIMIT_CORE, 0}, {syscall.RLIMIT_CPU, cpu},
+		{syscall.RLIMIT_FSIZE, rlimitFileBytes}, {syscall.RLIMIT_NOFILE, rlimitOpenFiles},
+	} {
+		if err := syscall.Setrlimit(l.resource, &syscall.Rlimit{Cur: l.value, Max: l.value}); err != nil {
+			return fmt.Errorf("sandbox launcher: setrlimit: %w", err)
 		}
 	}
 	return nil
