@@ -39,8 +39,11 @@ type Rule struct {
 	Source string `json:"-"`
 }
 
-// ExecMatch lists argv patterns; any one may match. In a pattern "*" is one
-// token, "**" any number of tokens, and every other token is literal.
+// ExecMatch lists argv patterns; any one may match. In an allowing rule "*"
+// is one operand (a token not beginning with "-"), "**" any number of
+// operands, "-*" one token of any kind and "-**" any number of tokens of any
+// kind; in a DENY rule every wildcard takes options too. Every other token
+// is literal. See argv.go.
 type ExecMatch struct {
 	ArgvPatterns [][]string `json:"argv_patterns"`
 }
