@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"encoding/json"
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // refMatchArgv is the definition, written as plainly as possible: a
@@ -93,4 +96,38 @@ func TestArgvCoversIsSound(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzArgvMatch holds the compiled matcher (on params JSON, escapes and
+// all) and MatchArgv to the recursive definition. Tokens are split on
+// spaces; the first argument is the pattern, the second the argv.
+func FuzzArgvMatch(f *testing.F) {
+	f.Add("git log **", "git log HEAD --output=x")
+	f.Add("-** x **", "x -o x")
+	f.Add("git status -*", "git status --short")
+	f.Add("* ** -*", "- -- a")
+	f.Fuzz(func(t *testing.T, pattern, argv string) {
+		p, a := strings.Fields(pattern), strings.Fields(argv)
+		if len(p) == 0 || len(p) > 8 || len(a) > 12 || !utf8.ValidString(argv) {
+			return // JSON would replace invalid UTF-8, so argv would differ
+		}
+		want := refMatchArgv(p, a)
+		if got := MatchArgv(p, a); got != want {
+			t.Fatalf("MatchArgv(%q, %q) = %v, definition %v", p, a, got, want)
+		}
+		params, err := json.Marshal(map[string]any{"argv": a})
+		if err != nil {
+			return
+		}
+		var spans spanList
+		if _, err := extractArgv(params, &spans); err != nil {
+			t.Fatal(err)
+		}
+		c := compileArgvPattern(p, false)
+		items := spans.items()
+		got, err := c.match(&argvSource{b: params, spans: items}, len(items))
+		if err != nil || got != want {
+			t.Fatalf("compiled %q on %s = %v (%v), definition %v", p, params, got, err, want)
+		}
+	})
 }
