@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -305,9 +306,11 @@ func unmarshalExecutor(d *caddyfile.Dispenser, c *ExecutorConfig) error {
 			err = setOnce(d, &c.WorkspaceRoot)
 		case "sandbox_profile":
 			err = setOnce(d, &c.SandboxProfile)
-			if err == nil && c.SandboxProfile != "none" && c.SandboxProfile != "local" && c.SandboxProfile != "container" {
-				return d.Errf("sandbox_profile must be none, local or container, got %q", c.SandboxProfile)
+			if err == nil && !slices.Contains([]string{"none", "local", "landlock", "container"}, c.SandboxProfile) {
+				return d.Errf("sandbox_profile must be none, local, landlock or container, got %q", c.SandboxProfile)
 			}
+		case "sandbox_read_paths":
+			err = appendArgs(d, &c.SandboxReadPaths)
 		case "max_output_bytes":
 			err = setInt(d, &c.MaxOutputBytes)
 		case "max_output_lines":

@@ -99,12 +99,15 @@ func (a *App) provisionExecutor() error {
 	if err != nil {
 		return fmt.Errorf("nomos: executor: %w", err)
 	}
+	// The launcher is this very binary (whatever replaced the file on
+	// disk since), run as its sandbox-exec command.
+	launcher := []string{"/proc/self/exe", executor.LauncherCommand}
 	e, err := executor.New(executor.Config{
-		WorkspaceRoot: c.WorkspaceRoot, SandboxProfile: c.SandboxProfile,
+		WorkspaceRoot: c.WorkspaceRoot, SandboxProfile: c.SandboxProfile, SandboxReadPaths: c.SandboxReadPaths,
 		MaxOutputBytes: c.MaxOutputBytes, MaxOutputLines: c.MaxOutputLines,
 		ExecTimeout: time.Duration(c.ExecTimeout), HTTPTimeout: time.Duration(c.HTTPTimeout),
 		EnvAllowlist: c.EnvAllowlist, AllowedPrivateCIDRs: c.AllowPrivateCIDRs,
-		TLSClientConfig: tlsConfig,
+		TLSClientConfig: tlsConfig, Launcher: launcher, Logger: a.slog.With("component", "executor"),
 	}, a.broker, a.red)
 	if err != nil {
 		return fmt.Errorf("nomos: executor: %w", err)

@@ -202,9 +202,17 @@ type EvidenceConfig struct {
 type ExecutorConfig struct {
 	// WorkspaceRoot confines every file and process action. Required.
 	WorkspaceRoot string `json:"workspace_root"`
-	// SandboxProfile is what this host really provides: none or local.
+	// SandboxProfile is what this host really provides: none, local,
+	// landlock or container (see docs/executors.md). landlock confines each
+	// process.exec child with Landlock and is refused where the kernel
+	// does not enforce it; container also needs container evidence.
 	// Default: none.
 	SandboxProfile string `json:"sandbox_profile,omitempty"`
+	// SandboxReadPaths are absolute paths a process.exec child confined by
+	// the landlock sandbox may also read and execute, beyond the workspace
+	// and the system paths (a toolchain under /opt, a read-only module
+	// cache). Default: none.
+	SandboxReadPaths []string `json:"sandbox_read_paths,omitempty"`
 	// MaxOutputBytes caps outputs and written content. Default: 65536.
 	MaxOutputBytes int64 `json:"max_output_bytes,omitempty"`
 	// MaxOutputLines caps output lines. Default: 200.

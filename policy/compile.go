@@ -100,7 +100,7 @@ func compileRule(r *Rule) (compiledRule, error) {
 	}
 	if r.ExecMatch != nil {
 		for _, p := range r.ExecMatch.ArgvPatterns {
-			c.argv = append(c.argv, compileArgvPattern(p))
+			c.argv = append(c.argv, compileArgvPattern(p, c.class == classDeny))
 		}
 	}
 	if c.params, err = compileParams(r.ParamsMatch); err != nil {
@@ -133,6 +133,7 @@ func normalizeObligations(r *Rule) Obligations {
 	if r.Obligations != nil {
 		o = *r.Obligations
 		o.NetAllowlist = sortedUnique(o.NetAllowlist)
+		o.ExecWritePaths = sortedUnique(o.ExecWritePaths)
 		o.Redact = sortedUnique(o.Redact)
 		o.ExecAllowlist = sortedUniqueLists(cloneLists(o.ExecAllowlist))
 		o.HTTPRedirects = clonePtr(o.HTTPRedirects)

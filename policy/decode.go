@@ -216,6 +216,8 @@ func decodeObligation(o *Obligations, key string, v *value, p string) (err error
 		o.NetAllowlist, err = asStrings(v, p)
 	case "exec_allowlist":
 		o.ExecAllowlist, err = asStringLists(v, p)
+	case "exec_write_paths":
+		o.ExecWritePaths, err = asStrings(v, p)
 	case "http_redirects":
 		o.HTTPRedirects, err = asBoolPtr(v, p)
 	case "http_redirect_hop_limit":

@@ -103,7 +103,7 @@ func (c *compiledRule) matchArgv(st *evalState) (bool, error) {
 		return false, st.argvErr
 	}
 	for i := range c.argv {
-		if ok, err := c.argv[i].match(st.a.Params, argv); ok || err != nil {
+		if ok, err := c.argv[i].match(&argvSource{b: st.a.Params, spans: argv}, len(argv)); ok || err != nil {
 			return ok, err
 		}
 	}

@@ -46,6 +46,10 @@ for module in nomos http.handlers.nomos_api http.handlers.nomos_ui; do
   "$tmp/caddy" list-modules | grep -qx "$module" || { echo "xcaddy build lacks $module"; exit 1; }
 done
 "$tmp/caddy" policy test --action examples/actions/refund-40.json --bundle examples/policies/retail.yaml | grep -q '"decision":"ALLOW"'
+# The landlock launcher is there too: it answers the probe with an ABI, or
+# (on a kernel without Landlock) refuses with 126, never "unknown command".
+rc=0; "$tmp/caddy" sandbox-exec probe >/dev/null 2>&1 || rc=$?
+[ "$rc" -eq 0 ] || [ "$rc" -eq 126 ] || { echo "xcaddy build lacks sandbox-exec (exit $rc)"; exit 1; }
 echo "xcaddy build ok"
 
 echo "== short fuzz pass"

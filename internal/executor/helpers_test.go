@@ -29,6 +29,9 @@ func newTestExecutorWith(t *testing.T, cfg Config, broker *credentials.Broker, h
 	if cfg.WorkspaceRoot == "" {
 		cfg.WorkspaceRoot = t.TempDir()
 	}
+	if cfg.Launcher == nil {
+		cfg.Launcher = testLauncher
+	}
 	red, err := redact.New(nil)
 	if err != nil {
 		t.Fatal(err)
