@@ -55,11 +55,11 @@ func TestCheckStrictJSONMessage(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	for doc, want := range map[string]string{
-		`{"a":1} x`:  "trailing data after the json value",
-		"\"\xff\"":   "json is not valid utf-8",
-		`"\ud800"`:   "lone surrogate",
-		``:           "empty json",
-		`{"a":}`:     "invalid json",
+		`{"a":1} x`: "trailing data after the json value",
+		"\"\xff\"":  "json is not valid utf-8",
+		`"\ud800"`:  "lone surrogate",
+		``:          "empty json",
+		`{"a":}`:    "invalid json",
 		strings.Repeat("[", MaxJSONDepth+1) + strings.Repeat("]", MaxJSONDepth+1): "nesting exceeds",
 	} {
 		if err := CheckStrictJSON([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, ErrValidation) {
