@@ -289,7 +289,8 @@ func (a *App) identityConfig() (identity.Config, error) {
 	if c == nil {
 		c = new(IdentityConfig)
 	}
-	cfg := identity.Config{RequireTimestamp: c.RequireTimestamp, MaxClockSkew: time.Duration(c.MaxClockSkew)}
+	cfg := identity.Config{RequireTimestamp: c.RequireTimestamp, MaxClockSkew: time.Duration(c.MaxClockSkew),
+		LegacyBodySignatures: c.LegacyBodySignatures, ReplayCacheSize: c.ReplayCacheSize}
 	for _, k := range c.APIKeys {
 		cfg.APIKeys = append(cfg.APIKeys, identity.APIKey{Key: resolve(k.Key), Principal: k.Principal})
 	}

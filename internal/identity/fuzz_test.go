@@ -10,10 +10,10 @@ import (
 // FuzzAuthenticate feeds arbitrary header values and bodies through the
 // whole chain: it must never panic, and every failure must wrap ErrAuth.
 func FuzzAuthenticate(f *testing.F) {
-	f.Add("Bearer key-alice-0123456789", "agent-1", Sign("s3cret", "", []byte("{}")), "", []byte("{}"))
+	f.Add("Bearer key-alice-0123456789", "agent-1", SignLegacyBody("s3cret", "", []byte("{}")), "", []byte("{}"))
 	f.Add("Bearer a.b.c", "", "", "1800000000", []byte(""))
 	f.Add("Bearer eyJhbGciOiJub25lIn0.e30.", "x", "zz", "-1", []byte("x"))
-	f.Add("Basic Zm9v", "agent-1", Sign("s3cret", "1800000000", []byte("b")), "1800000000", []byte("b"))
+	f.Add("Basic Zm9v", "agent-1", SignLegacyBody("s3cret", "1800000000", []byte("b")), "1800000000", []byte("b"))
 	cfg := baseConfig()
 	cfg.JWT = &JWTConfig{Issuer: "https://idp.example", Audiences: []string{"nomos"}, StaticKeys: [][]byte{pemPublic(f, edKey().Public())}}
 	a, err := New(cfg)

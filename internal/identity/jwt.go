@@ -40,7 +40,7 @@ type JWTConfig struct {
 	// JWKSRefresh is the period of the background refresh. Default: 15m.
 	JWKSRefresh time.Duration
 	// HTTPClient fetches the JWKS. Default: a client with a 10s timeout.
-	HTTPClient *http.Client
+	HTTPClient *http.Client `json:"-"`
 }
 
 // jwtVerifier checks JWT bearer tokens.

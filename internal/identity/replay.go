@@ -3,37 +3,56 @@ package identity
 import (
 	"fmt"
 	"sync"
-	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
-// replayCache remembers authentic agent signatures until they expire. It is
-// a plain LRU with expiry checked on read (no janitor goroutine), bounded so
-// a flood cannot exhaust memory; when full it forgets the least recently
-// seen signature first.
+// replayCache remembers authentic agent signatures (v2: agent and nonce;
+// legacy: the MAC) for as long as their timestamp is inside the clock skew
+// window. It is bounded: when full it forgets the least recently seen entry,
+// and if that entry could still be replayed it raises a floor, so every
+// signature timestamped at or before the forgotten one is refused from then
+// on. Eviction therefore shrinks the accepted window instead of opening a
+// replay hole. Expiry is checked on read; there is no janitor goroutine.
 type replayCache struct {
-	mu    sync.Mutex // makes check-and-add atomic
-	cache *lru.Cache[string, time.Time]
-	ttl   time.Duration
+	mu    sync.Mutex // makes check-and-add atomic; guards the fields below
+	cache *simplelru.LRU[string, int64]
+	skew  int64 // seconds
+	floor int64 // signatures timestamped at or before it are refused
+	now   int64 // the time of the admit in progress, for onEvict
 }
 
-func newReplayCache(size int, ttl time.Duration) (*replayCache, error) {
-	c, err := lru.New[string, time.Time](size)
+func newReplayCache(size int, skewSeconds int64) (*replayCache, error) {
+	r := &replayCache{skew: skewSeconds, floor: -1 << 62}
+	c, err := simplelru.NewLRU[string, int64](size, r.onEvict)
 	if err != nil {
 		return nil, fmt.Errorf("replay cache: %w", err)
 	}
-	return &replayCache{cache: c, ttl: ttl}, nil
+	r.cache = c
+	return r, nil
 }
 
-// seen reports whether key was recorded and is unexpired at now; otherwise
-// it records key until now+ttl.
-func (r *replayCache) seen(key string, now time.Time) bool {
+// admit records key for a signature timestamped ts (Unix seconds), already
+// checked to lie within the skew of now. It fails if key is recorded and
+// still replayable, or if ts is at or below the floor.
+func (r *replayCache) admit(key string, ts, now int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if expires, ok := r.cache.Peek(key); ok && now.Before(expires) {
-		return true
+	if ts <= r.floor {
+		return agentError("replay cache full: retry with a fresh timestamp")
 	}
-	r.cache.Add(key, now.Add(r.ttl))
-	return false
+	if prev, ok := r.cache.Peek(key); ok && now <= prev+r.skew {
+		return agentError("replayed signature")
+	}
+	r.now = now
+	r.cache.Add(key, ts)
+	return nil
+}
+
+// onEvict runs inside Add, under r.mu. An evicted entry that could still
+// be accepted raises the floor to its timestamp.
+func (r *replayCache) onEvict(_ string, ts int64) {
+	if r.now <= ts+r.skew && ts > r.floor {
+		r.floor = ts
+	}
 }
