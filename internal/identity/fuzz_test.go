@@ -20,14 +20,16 @@ func FuzzAuthenticate(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	v2 := v2Req("alice", "nonce-0123456789abcdef")
+	f.Add("Bearer key-alice-0123456789", "agent-1", Sign("s3cret", v2), unix(t0), []byte(body))
 	f.Fuzz(func(t *testing.T, authz, agentID, sig, ts string, body []byte) {
 		h := http.Header{}
-		for k, v := range map[string]string{"Authorization": authz, HeaderAgentID: agentID, HeaderAgentSignature: sig, HeaderTimestamp: ts} {
+		for k, v := range map[string]string{"Authorization": authz, HeaderAgentID: agentID, HeaderAgentSignature: sig, HeaderTimestamp: ts, HeaderNonce: "nonce-0123456789abcdef"} {
 			if v != "" {
 				h.Set(k, v)
 			}
 		}
-		_, err := a.Authenticate(context.Background(), Input{Header: h, Body: body, FromTrustedProxy: true})
+		_, err := a.Authenticate(context.Background(), Input{Header: h, Body: body, FromTrustedProxy: true, Method: "POST", Target: "/action"})
 		if err != nil && !errors.Is(err, ErrAuth) {
 			t.Fatalf("error %v does not wrap ErrAuth", err)
 		}

@@ -1,6 +1,7 @@
 package action
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -144,3 +145,44 @@ func mustMarshal(s string) []byte {
 }
 
 func utf8Valid(s string) bool { return utf8.ValidString(s) }
+
+// FuzzCheckStrictJSON checks what every caller relies on: a document
+// CheckStrictJSON accepts decodes with encoding/json to objects that keep
+// every key (no two keys collapse into one), and none of them are equal
+// under case folding.
+func FuzzCheckStrictJSON(f *testing.F) {
+	for _, s := range []string{`{"amount":50,"Amount":5000}`, `{"a":{"b":[{"c":1,"C":2}]}}`, `{"k":1,"\u212a":2}`,
+		`{"a":1}`, `[{"x":1},{"X":2}]`, `{"a":"\ud800"}`, `{} x`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if CheckStrictJSON(raw) != nil {
+			return
+		}
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber() // 1e400 is valid JSON but no float64
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("accepted %q, which encoding/json refuses: %v", raw, err)
+		}
+		root, err := parseJSON(raw)
+		if err != nil {
+			t.Fatalf("accepted %q, which the canonical parser refuses: %v", raw, err)
+		}
+		checkNoFoldedKeys(t, root)
+	})
+}
+
+func checkNoFoldedKeys(t *testing.T, n *node) {
+	seen := map[string]bool{}
+	for _, e := range n.entries {
+		if seen[FoldKey(e.key)] {
+			t.Fatalf("keys equal under case folding accepted: %q", e.key)
+		}
+		seen[FoldKey(e.key)] = true
+		checkNoFoldedKeys(t, e.val)
+	}
+	for _, el := range n.elems {
+		checkNoFoldedKeys(t, el)
+	}
+}
