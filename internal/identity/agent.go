@@ -125,10 +125,13 @@ func (a *Authenticator) v2Request(in Input, principal, id string) (SignedRequest
 	case !validNonce(nonce):
 		return SignedRequest{}, agentError("malformed nonce")
 	}
-	if !validToken(in.Method) || !validTarget(in.Target) || checkName(principal) != nil {
-		// The glue failed to say what was requested, or by whom: nothing
-		// to verify against.
+	if !validToken(in.Method) || !validTarget(in.Target) {
+		// The glue failed to say what was requested: nothing to verify
+		// against.
 		return SignedRequest{}, agentError("request method or target unavailable")
+	}
+	if checkName(principal) != nil {
+		return SignedRequest{}, agentError("principal name cannot be signed")
 	}
 	return SignedRequest{Method: in.Method, Target: in.Target, Principal: principal, Agent: id,
 		Timestamp: ts, Nonce: nonce, Body: in.Body}, nil
