@@ -322,3 +322,56 @@ func TestJWTDuplicateClaimsRefused(t *testing.T) {
 		}
 	}
 }
+
+// signedMCPCaddyfile is the MCP gateway with a signed agent required.
+const signedMCPCaddyfile = `{
+	admin 127.0.0.1:{ADMIN}
+	nomos {
+		policy default {
+			bundle retail.yaml
+		}
+		identity {
+			api_key {env.T_ALICE_KEY} alice
+			agent_secret shop-agent {env.T_AGENT_SECRET}
+		}
+		audit {
+			sink sqlite
+		}
+		upstream retail {
+			command ./bin/retail-mcp
+		}
+	}
+}
+
+http://127.0.0.1:{PORT} {
+	nomos_mcp retail {
+		require_agent true
+	}
+}
+`
+
+// TestMCPAgentSignatureV2: nomos_mcp verifies agents with the same v2
+// scheme: each HTTP request is signed for its own method and path.
+func TestMCPAgentSignatureV2(t *testing.T) {
+	retail := mustRead(t, "../../examples/policies/retail.yaml")
+	s := startServer(t, signedMCPCaddyfile, map[string]string{"retail.yaml": retail, "bin/retail-mcp": string(buildRetailMCP(t))},
+		"T_ALICE_KEY=alice-key", "T_AGENT_SECRET=agent-secret")
+	initMsg := []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`)
+	send := func(target string) int {
+		req := signedReq(s, "POST", "/mcp", "alice-key", identity.SignedRequest{Target: target, Body: initMsg})
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		code, _ := do(t, req)
+		return code
+	}
+	if code := send("/mcp"); code != 200 {
+		t.Fatalf("signed initialize: %d", code)
+	}
+	if code := send("/action"); code != 401 {
+		t.Fatalf("initialize signed for another path: %d", code)
+	}
+	unsigned, _ := http.NewRequest("POST", s.base+"/mcp", bytes.NewReader(initMsg))
+	unsigned.Header.Set("Authorization", "Bearer alice-key")
+	if code, _ := do(t, unsigned); code != 401 {
+		t.Fatalf("unsigned initialize with require_agent: %d", code)
+	}
+}
