@@ -266,6 +266,9 @@ func (a *App) provisionIdentity() error {
 	if err != nil {
 		return fmt.Errorf("nomos: identity: %w", err)
 	}
+	if cfg.ReplayCache, err = a.replayCache(cfg); err != nil {
+		return fmt.Errorf("nomos: identity: %w", err)
+	}
 	key := configKey("identity", cfg)
 	a.track(key)
 	auth, err := loadPooled(key, func() (*identity.Authenticator, func() error, error) {
@@ -282,6 +285,19 @@ func (a *App) provisionIdentity() error {
 	}
 	a.auth = auth
 	return nil
+}
+
+// replayCache is pooled apart from the authenticator, keyed only by its
+// own size and skew: a reload that changes keys or secrets rebuilds the
+// authenticator but keeps every used nonce, so a request captured before
+// the reload cannot be replayed after it.
+func (a *App) replayCache(cfg identity.Config) (*identity.ReplayCache, error) {
+	key := configKey("identity_replay", cfg.ReplayCacheSize, cfg.MaxClockSkew)
+	a.track(key)
+	return loadPooled(key, func() (*identity.ReplayCache, func() error, error) {
+		rc, err := identity.NewReplayCache(cfg.ReplayCacheSize, cfg.MaxClockSkew)
+		return rc, nil, err
+	})
 }
 
 func (a *App) identityConfig() (identity.Config, error) {

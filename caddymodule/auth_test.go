@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -83,5 +84,28 @@ func TestIdentityPoolKeyFollowsConfig(t *testing.T) {
 	}
 	if configKey("identity", base) != configKey("identity", base) {
 		t.Fatal("an unchanged config must keep its key")
+	}
+}
+
+// TestReloadKeepsUsedNonces: a reload that changes the identity config
+// (here, a new API key) rebuilds the authenticator but not the replay
+// cache, so a request captured before the reload is still a replay after.
+func TestReloadKeepsUsedNonces(t *testing.T) {
+	req := signed(orderBody)
+	replay := req.Clone(req.Context())
+	replay.Body = io.NopCloser(strings.NewReader(orderBody))
+	before := newTestHandler(t, newTestApp(t, nil), nil)
+	if rec, _ := serve(t, before, req, nil); rec.Code != 200 {
+		t.Fatalf("first use: %d %s", rec.Code, rec.Body)
+	}
+	after := newTestHandler(t, newTestApp(t, func(a *App) {
+		a.Identity.APIKeys = append(a.Identity.APIKeys, APIKeyConfig{Key: "bob-key-value", Principal: "bob"})
+	}), nil)
+	if before.app.auth == after.app.auth {
+		t.Fatal("the changed identity config did not build a new authenticator")
+	}
+	rec, _ := serve(t, after, replay, nil)
+	if rec.Code != 401 || !strings.Contains(rec.Body.String(), "replayed signature") {
+		t.Fatalf("replay after reload: %d %s", rec.Code, rec.Body)
 	}
 }

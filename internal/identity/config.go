@@ -44,6 +44,11 @@ type Config struct {
 	// ReplayCacheSize bounds the number of remembered agent signatures
 	// (nonces). Default: 10000.
 	ReplayCacheSize int
+	// ReplayCache, when set, is used instead of a new cache built from
+	// ReplayCacheSize and MaxClockSkew: the caller shares it across
+	// Authenticators so that rebuilding one forgets no nonce. Not part of
+	// the JSON form, which keys the reload pool.
+	ReplayCache *ReplayCache `json:"-"`
 	// JWT enables JWT bearer tokens when non-nil.
 	JWT *JWTConfig
 	// MTLS enables principals from verified client certificates when non-nil.
@@ -151,12 +156,12 @@ func (a *Authenticator) setReplay(cfg Config) error {
 	if a.skew == 0 {
 		a.skew = DefaultMaxClockSkew
 	}
-	size := cfg.ReplayCacheSize
-	if size == 0 {
-		size = DefaultReplayCacheSize
+	if cfg.ReplayCache != nil {
+		a.replay = cfg.ReplayCache
+		return nil
 	}
 	var err error
-	a.replay, err = newReplayCache(size, int64((a.skew+time.Second-1)/time.Second))
+	a.replay, err = NewReplayCache(cfg.ReplayCacheSize, a.skew)
 	return err
 }
 

@@ -71,7 +71,7 @@ type Authenticator struct {
 	requireTS      bool
 	legacy         bool
 	skew           time.Duration
-	replay         *replayCache
+	replay         *ReplayCache
 	jwt            *jwtVerifier
 	mtls           *MTLSConfig
 	trustedHeaders *TrustedHeaderConfig
