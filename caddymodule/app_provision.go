@@ -266,7 +266,7 @@ func (a *App) provisionIdentity() error {
 	if err != nil {
 		return fmt.Errorf("nomos: identity: %w", err)
 	}
-	if cfg.ReplayCache, err = a.replayCache(cfg); err != nil {
+	if cfg.ReplayStore, err = a.replayCache(cfg); err != nil {
 		return fmt.Errorf("nomos: identity: %w", err)
 	}
 	key := configKey("identity", cfg)

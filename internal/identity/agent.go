@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -18,7 +19,7 @@ const unknownAgentKey = "nomos-unknown-agent"
 // an anonymous principal, else none (an error when an agent is required).
 // principal is the one the request's credential authenticated: a v2
 // signature must name it.
-func (a *Authenticator) agent(in Input, principal string, anonymous bool) (string, error) {
+func (a *Authenticator) agent(ctx context.Context, in Input, principal string, anonymous bool) (string, error) {
 	id, hasID, err := singleHeader(in.Header, HeaderAgentID)
 	if err != nil {
 		return "", agentError(err.Error())
@@ -29,7 +30,7 @@ func (a *Authenticator) agent(in Input, principal string, anonymous bool) (strin
 	}
 	switch {
 	case hasID && hasSig:
-		return a.signedAgent(in, principal, id, sig)
+		return a.signedAgent(ctx, in, principal, id, sig)
 	case hasID:
 		return "", agentError("missing agent signature")
 	case hasSig:
@@ -63,9 +64,9 @@ func (a *Authenticator) unsignedAgent(in Input, anonymous bool) (string, error) 
 // signedAgent dispatches on the signature's version: "v2=<hex>" is the
 // current scheme; a bare 64-digit hex value is the legacy body signature,
 // refused unless the operator enabled it.
-func (a *Authenticator) signedAgent(in Input, principal, id, sig string) (string, error) {
+func (a *Authenticator) signedAgent(ctx context.Context, in Input, principal, id, sig string) (string, error) {
 	if hexMAC, ok := strings.CutPrefix(sig, SignatureV2Prefix); ok {
-		return a.signedAgentV2(in, principal, id, hexMAC)
+		return a.signedAgentV2(ctx, in, principal, id, hexMAC)
 	}
 	if version, _, ok := strings.Cut(sig, "="); ok && len(version) < 8 {
 		return "", agentError("unsupported agent signature version")
@@ -76,13 +77,13 @@ func (a *Authenticator) signedAgent(in Input, principal, id, sig string) (string
 		}
 		return "", agentError("malformed agent signature")
 	}
-	return a.signedAgentLegacy(in, id, sig)
+	return a.signedAgentLegacy(ctx, in, id, sig)
 }
 
 // signedAgentV2 checks the headers' form, then the HMAC, then the
 // timestamp window, then the nonce, so that only authentic signatures ever
 // enter the replay cache.
-func (a *Authenticator) signedAgentV2(in Input, principal, id, hexMAC string) (string, error) {
+func (a *Authenticator) signedAgentV2(ctx context.Context, in Input, principal, id, hexMAC string) (string, error) {
 	got, err := decodeMAC(hexMAC, true)
 	if err != nil {
 		return "", err
@@ -98,8 +99,8 @@ func (a *Authenticator) signedAgentV2(in Input, principal, id, hexMAC string) (s
 	if err != nil {
 		return "", err
 	}
-	if err := a.replay.admit("n\x00"+id+"\x00"+req.Nonce, ts, a.now().Unix()); err != nil {
-		return "", err
+	if err := a.replay.Admit(ctx, "n\x00"+id+"\x00"+req.Nonce, ts, a.now()); err != nil {
+		return "", replayError(err)
 	}
 	return id, nil
 }
@@ -150,18 +151,18 @@ func (a *Authenticator) verifyMAC(id string, msg, got []byte) bool {
 }
 
 // checkWindow parses a validated timestamp and enforces the clock skew.
-func (a *Authenticator) checkWindow(ts string) (int64, error) {
-	sec := parseUnix(ts)
-	if d := a.now().Sub(time.Unix(sec, 0)); d > a.skew || d < -a.skew {
-		return 0, agentError("timestamp outside the allowed clock skew")
+func (a *Authenticator) checkWindow(ts string) (time.Time, error) {
+	t := time.Unix(parseUnix(ts), 0)
+	if d := a.now().Sub(t); d > a.skew || d < -a.skew {
+		return time.Time{}, agentError("timestamp outside the allowed clock skew")
 	}
-	return sec, nil
+	return t, nil
 }
 
 // signedAgentLegacy verifies a legacy body signature: the HMAC of the body,
 // or of "<timestamp>.<body>". Only timestamped ones are replay-checked,
 // keyed on the signature itself.
-func (a *Authenticator) signedAgentLegacy(in Input, id, sig string) (string, error) {
+func (a *Authenticator) signedAgentLegacy(ctx context.Context, in Input, id, sig string) (string, error) {
 	got, err := decodeMAC(sig, false)
 	if err != nil {
 		return "", err
@@ -182,8 +183,8 @@ func (a *Authenticator) signedAgentLegacy(in Input, id, sig string) (string, err
 	if err != nil {
 		return "", err
 	}
-	if err := a.replay.admit("s\x00"+id+"\x00"+string(got), sec, a.now().Unix()); err != nil {
-		return "", err
+	if err := a.replay.Admit(ctx, "s\x00"+id+"\x00"+hex.EncodeToString(got), sec, a.now()); err != nil {
+		return "", replayError(err)
 	}
 	return id, nil
 }

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -176,3 +177,24 @@ func TestAgentV2ReplayUnderConcurrency(t *testing.T) {
 // docV2MAC is the MAC of the worked example in docs/identity.md, computed
 // there with openssl.
 const docV2MAC = "b97b0bdfcfca4ad2125912d6a45c8e433115a6deba71e91be3b3b755d7363546"
+
+// failingStore is a shared replay store that cannot be reached.
+type failingStore struct{}
+
+func (failingStore) Admit(context.Context, string, time.Time, time.Time) error {
+	return errors.New("connection refused")
+}
+
+// TestReplayStoreFailsClosed: a replay store that cannot answer refuses
+// the request, with a reason that does not leak the store's error.
+func TestReplayStoreFailsClosed(t *testing.T) {
+	cfg := baseConfig()
+	cfg.ReplayStore = failingStore{}
+	a := mustNew(t, cfg)
+	r := v2Req("alice", "nonce-eeeeeeeeeeeeeeee")
+	_, err := sentAs(r, v2Header("s3cret", r)).auth(a)
+	checkResult(t, Result{}, err, Result{}, "agent authentication failed: replay check unavailable")
+	if strings.Contains(err.Error(), "refused") {
+		t.Fatalf("store error leaked: %v", err)
+	}
+}

@@ -44,11 +44,11 @@ type Config struct {
 	// ReplayCacheSize bounds the number of remembered agent signatures
 	// (nonces). Default: 10000.
 	ReplayCacheSize int
-	// ReplayCache, when set, is used instead of a new cache built from
-	// ReplayCacheSize and MaxClockSkew: the caller shares it across
-	// Authenticators so that rebuilding one forgets no nonce. Not part of
-	// the JSON form, which keys the reload pool.
-	ReplayCache *ReplayCache `json:"-"`
+	// ReplayStore, when set, is used instead of a new ReplayCache built
+	// from ReplayCacheSize and MaxClockSkew: the caller shares one across
+	// Authenticators so that rebuilding one forgets no nonce, or across
+	// replicas. Not part of the JSON form, which keys the reload pool.
+	ReplayStore ReplayStore `json:"-"`
 	// JWT enables JWT bearer tokens when non-nil.
 	JWT *JWTConfig
 	// MTLS enables principals from verified client certificates when non-nil.
@@ -156,12 +156,12 @@ func (a *Authenticator) setReplay(cfg Config) error {
 	if a.skew == 0 {
 		a.skew = DefaultMaxClockSkew
 	}
-	if cfg.ReplayCache != nil {
-		a.replay = cfg.ReplayCache
+	if cfg.ReplayStore != nil {
+		a.replay = cfg.ReplayStore
 		return nil
 	}
-	var err error
-	a.replay, err = NewReplayCache(cfg.ReplayCacheSize, a.skew)
+	rc, err := NewReplayCache(cfg.ReplayCacheSize, a.skew)
+	a.replay = rc
 	return err
 }
 

@@ -71,8 +71,8 @@ func TestNewErrorsNeverEchoSecrets(t *testing.T) {
 
 func TestNewDefaults(t *testing.T) {
 	a := mustNew(t, Config{JWT: &JWTConfig{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "https://idp.example/jwks"}})
-	if a.skew != DefaultMaxClockSkew || a.replay.skew != int64(DefaultMaxClockSkew/time.Second) {
-		t.Fatalf("skew %v replay skew %v", a.skew, a.replay.skew)
+	if a.skew != DefaultMaxClockSkew || a.replay.(*ReplayCache).skew != int64(DefaultMaxClockSkew/time.Second) {
+		t.Fatalf("skew %v replay %+v", a.skew, a.replay)
 	}
 	if a.jwt.claim != "sub" || a.jwt.jwks.refresh != DefaultJWKSRefresh || a.jwt.jwks.client == nil {
 		t.Fatalf("jwt defaults not applied: %+v", a.jwt)

@@ -71,7 +71,7 @@ type Authenticator struct {
 	requireTS      bool
 	legacy         bool
 	skew           time.Duration
-	replay         *ReplayCache
+	replay         ReplayStore
 	jwt            *jwtVerifier
 	mtls           *MTLSConfig
 	trustedHeaders *TrustedHeaderConfig
@@ -89,7 +89,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, in Input) (Result, err
 	if err != nil {
 		return Result{}, err
 	}
-	agent, err := a.agent(in, res.Principal, res.Method == MethodAnonymous)
+	agent, err := a.agent(ctx, in, res.Principal, res.Method == MethodAnonymous)
 	if err != nil {
 		return Result{}, err
 	}

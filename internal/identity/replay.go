@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -8,6 +9,37 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
+
+// ReplayStore records the signatures an Authenticator accepted, so that
+// none is accepted twice. *ReplayCache is the in-process store; a store
+// shared by replicas (Redis) implements the same interface.
+type ReplayStore interface {
+	// Admit records key for a signature timestamped ts, which the caller
+	// has checked to lie within the clock skew of now. It returns an error
+	// wrapping ErrReplayed when key is recorded and still replayable,
+	// ErrReplayWindow when the store can no longer tell (see ReplayCache),
+	// and any other error when it cannot answer; every error refuses the
+	// request.
+	Admit(ctx context.Context, key string, ts time.Time, now time.Time) error
+}
+
+// Replay outcomes of ReplayStore.Admit.
+var (
+	ErrReplayed     = errors.New("replayed signature")
+	ErrReplayWindow = errors.New("replay cache full: retry with a fresh timestamp")
+)
+
+// replayError turns a ReplayStore refusal into the agent failure a client
+// sees. A store that cannot answer fails closed with a generic reason.
+func replayError(err error) error {
+	switch {
+	case errors.Is(err, ErrReplayed):
+		return agentError(ErrReplayed.Error())
+	case errors.Is(err, ErrReplayWindow):
+		return agentError(ErrReplayWindow.Error())
+	}
+	return agentError("replay check unavailable")
+}
 
 // ReplayCache remembers authentic agent signatures (v2: agent and nonce;
 // legacy: the MAC) for as long as their timestamp is inside the clock skew
@@ -53,17 +85,20 @@ func newReplayCache(size int, skewSeconds int64) (*ReplayCache, error) {
 	return r, nil
 }
 
-// admit records key for a signature timestamped ts (Unix seconds), already
-// checked to lie within the skew of now. It fails if key is recorded and
-// still replayable, or if ts is at or below the floor.
+// Admit implements ReplayStore. An entry lasts while its timestamp is
+// within the skew; a key seen again after that is recorded anew.
+func (r *ReplayCache) Admit(_ context.Context, key string, ts, now time.Time) error {
+	return r.admit(key, ts.Unix(), now.Unix())
+}
+
 func (r *ReplayCache) admit(key string, ts, now int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if ts <= r.floor {
-		return agentError("replay cache full: retry with a fresh timestamp")
+		return ErrReplayWindow
 	}
 	if prev, ok := r.cache.Peek(key); ok && now <= prev+r.skew {
-		return agentError("replayed signature")
+		return ErrReplayed
 	}
 	r.now = now
 	r.cache.Add(key, ts)
