@@ -14,8 +14,10 @@ import (
 //		api_key <key> <principal>
 //		api_keys_file <path>
 //		agent_secret <agent> <secret>
+//		legacy_body_signatures
 //		require_timestamp
 //		max_clock_skew <duration>
+//		replay_cache_size <n>
 //		jwt { issuer <iss>; audience <aud>...; principal_claim <claim>; key <pem>; jwks_url <url>; jwks_refresh <dur> }
 //		mtls { mode spiffe|subject; trust_domain <domain>; require; trust_caddy_verification }
 //		trusted_headers { principal <header>; agent <header> }
@@ -38,8 +40,12 @@ func unmarshalIdentity(d *caddyfile.Dispenser, c *IdentityConfig) error {
 				return d.Err("usage: agent_secret <agent> <secret>")
 			}
 			c.AgentSecrets = append(c.AgentSecrets, AgentSecretConfig{Agent: args[0], Secret: args[1]})
+		case "legacy_body_signatures":
+			err = setFlag(d, &c.LegacyBodySignatures)
 		case "require_timestamp":
 			err = setFlag(d, &c.RequireTimestamp)
+		case "replay_cache_size":
+			err = setInt(d, &c.ReplayCacheSize)
 		case "max_clock_skew":
 			err = setDuration(d, &c.MaxClockSkew)
 		case "jwt":

@@ -309,6 +309,9 @@ func (a *App) provisionIdentity() error {
 	if err != nil {
 		return fmt.Errorf("nomos: identity: %w", err)
 	}
+	if cfg.ReplayStore, err = a.replayCache(cfg); err != nil {
+		return fmt.Errorf("nomos: identity: %w", err)
+	}
 	key := configKey("identity", cfg)
 	a.track(key)
 	auth, err := loadPooled(key, func() (*identity.Authenticator, func() error, error) {
@@ -327,12 +330,26 @@ func (a *App) provisionIdentity() error {
 	return nil
 }
 
+// replayCache is pooled apart from the authenticator, keyed only by its
+// own size and skew: a reload that changes keys or secrets rebuilds the
+// authenticator but keeps every used nonce, so a request captured before
+// the reload cannot be replayed after it.
+func (a *App) replayCache(cfg identity.Config) (*identity.ReplayCache, error) {
+	key := configKey("identity_replay", cfg.ReplayCacheSize, cfg.MaxClockSkew)
+	a.track(key)
+	return loadPooled(key, func() (*identity.ReplayCache, func() error, error) {
+		rc, err := identity.NewReplayCache(cfg.ReplayCacheSize, cfg.MaxClockSkew)
+		return rc, nil, err
+	})
+}
+
 func (a *App) identityConfig() (identity.Config, error) {
 	c := a.Identity
 	if c == nil {
 		c = new(IdentityConfig)
 	}
-	cfg := identity.Config{RequireTimestamp: c.RequireTimestamp, MaxClockSkew: time.Duration(c.MaxClockSkew)}
+	cfg := identity.Config{RequireTimestamp: c.RequireTimestamp, MaxClockSkew: time.Duration(c.MaxClockSkew),
+		LegacyBodySignatures: c.LegacyBodySignatures, ReplayCacheSize: c.ReplayCacheSize}
 	for _, k := range c.APIKeys {
 		cfg.APIKeys = append(cfg.APIKeys, identity.APIKey{Key: resolve(k.Key), Principal: k.Principal})
 	}

@@ -31,13 +31,26 @@ type IdentityConfig struct {
 	APIKeys []APIKeyConfig `json:"api_keys,omitempty"`
 	// APIKeysFile holds one "<key> <principal>" pair per line. Default: none.
 	APIKeysFile string `json:"api_keys_file,omitempty"`
-	// AgentSecrets are the HMAC secrets of signing agents.
+	// AgentSecrets are the HMAC secrets of signing agents. Default: none.
 	AgentSecrets []AgentSecretConfig `json:"agent_secrets,omitempty"`
-	// RequireTimestamp makes X-Nomos-Timestamp mandatory on signed
-	// requests. Default: false.
+	// LegacyBodySignatures also accepts the legacy agent signature, an HMAC
+	// of the body alone (or of "<timestamp>.<body>"), which binds neither
+	// the method, the path nor the principal: a captured request can be
+	// replayed by another principal or on another endpoint. Only for
+	// clients that cannot yet sign v2. Default: false (v2 only).
+	LegacyBodySignatures bool `json:"legacy_body_signatures,omitempty"`
+	// RequireTimestamp makes X-Nomos-Timestamp mandatory on legacy body
+	// signatures; v2 signatures always carry one. Default: false.
 	RequireTimestamp bool `json:"require_timestamp,omitempty"`
-	// MaxClockSkew bounds the age of a signed timestamp. Default: 5m.
+	// MaxClockSkew bounds the distance between a signed timestamp and the
+	// server clock, either way. Default: 5m.
 	MaxClockSkew caddy.Duration `json:"max_clock_skew,omitempty"`
+	// ReplayCacheSize bounds the number of agent signature nonces
+	// remembered for replay protection. Size it above the peak rate of
+	// signed requests times twice max_clock_skew; when it is full, the
+	// oldest timestamps are refused rather than risk a replay.
+	// Default: 10000.
+	ReplayCacheSize int `json:"replay_cache_size,omitempty"`
 	// JWT accepts bearer JWTs (RS256, ES256, EdDSA). Default: off.
 	JWT *JWTConfig `json:"jwt,omitempty"`
 	// MTLS maps a verified client certificate to a principal. Default: off.

@@ -206,7 +206,7 @@ func TestGatewayAuthFailures(t *testing.T) {
 			r.Header.Del("X-Nomos-Agent-Signature")
 		},
 		"wrong api key": func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") },
-		"bad signature": func(r *http.Request) { r.Header.Set("X-Nomos-Agent-Signature", sign("wrong", body)) },
+		"bad signature": func(r *http.Request) { signV2(r, "alice", "shop-agent", "wrong", body) },
 		"unknown agent": func(r *http.Request) { r.Header.Set("X-Nomos-Agent-Id", "ghost") },
 		"missing agent": func(r *http.Request) { r.Header.Del("X-Nomos-Agent-Id"); r.Header.Del("X-Nomos-Agent-Signature") },
 		"tampered body": func(r *http.Request) {
@@ -224,9 +224,7 @@ func TestGatewayAuthFailures(t *testing.T) {
 		})
 	}
 	t.Run("replayed signature", func(t *testing.T) {
-		ts := agent
-		ts.timestamp = true
-		req := ts.request("/action", body)
+		req := agent.request("/action", body)
 		replay := req.Clone(req.Context())
 		replay.Body = io.NopCloser(bytes.NewReader(body))
 		if code, resp := do(t, req); code != 200 {

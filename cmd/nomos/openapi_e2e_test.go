@@ -614,12 +614,10 @@ func openAPIDecisions(run *openAPIRun, agent client) map[string]bool {
 		}
 		seen[strings.TrimSuffix(decision+"/"+mode, "/")] = true
 	}
-	stamped := agent
-	stamped.timestamp = true
-	replayed := stamped.request("/action", openAPIEnvelope("oa-dec-ts"))
-	run.call(openAPICall{name: "timestamped signature", path: "/action", as: stamped, want: 200, body: openAPIEnvelope("oa-dec-ts"),
+	replayed := agent.request("/action", openAPIEnvelope("oa-dec-ts"))
+	run.call(openAPICall{name: "signed once", path: "/action", as: agent, want: 200, body: openAPIEnvelope("oa-dec-ts"),
 		mutate: func(r *http.Request) { r.Header = replayed.Header.Clone() }})
-	run.call(openAPICall{name: "replayed signature", path: "/action", as: stamped, want: 401, body: openAPIEnvelope("oa-dec-ts"),
+	run.call(openAPICall{name: "replayed signature", path: "/action", as: agent, want: 401, body: openAPIEnvelope("oa-dec-ts"),
 		mutate: func(r *http.Request) { r.Header = replayed.Header.Clone() }})
 	other := envelope("oa-dec-ext", "orders.read", "shop://orders/3", nil)
 	other["context"] = map[string]any{"extensions": map[string]any{"transport": map[string]any{"kind": "http"}, "note": nil}}
@@ -736,7 +734,7 @@ func openAPIErrors(run *openAPIRun, agent, reviewer client) {
 	}
 	for _, path := range []string{"/action", "/run", "/explain"} {
 		run.call(openAPICall{name: path + " bad signature", path: path, as: agent, body: valid, want: 401,
-			mutate: func(r *http.Request) { r.Header.Set("X-Nomos-Agent-Signature", strings.Repeat("0", 64)) }})
+			mutate: func(r *http.Request) { r.Header.Set("X-Nomos-Agent-Signature", "v2="+strings.Repeat("0", 64)) }})
 		run.call(openAPICall{name: path + " unknown field", path: path, as: agent, want: 400, req: bodyInvalid,
 			body: bad(func(e map[string]any) { e["principal"] = "root" })})
 		run.call(openAPICall{name: path + " bad action type", path: path, as: agent, want: 400, req: bodyInvalid,
