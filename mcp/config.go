@@ -252,6 +252,10 @@ type RouteConfig struct {
 	AllowedHosts []string `json:"allowed_hosts,omitempty"`
 	// SessionTTL expires idle downstream sessions. Default: 30m.
 	SessionTTL time.Duration `json:"session_ttl,omitempty"`
+	// Transport is the downstream transport recorded in audit:
+	// streamable_http, or stdio when nomos mcp stdio bridges to the
+	// gateway in process. Default: streamable_http.
+	Transport string `json:"-"`
 }
 
 // Route defaults.

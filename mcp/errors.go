@@ -4,18 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-)
 
-// Error classes and result classifications reported to clients and audit.
-const (
-	ClassSuccess            = "SUCCESS"
-	ClassToolError          = "TOOL_ERROR"
-	ClassUpstreamError      = "UPSTREAM_ERROR"
-	ClassUpstreamUnavail    = "UPSTREAM_UNAVAILABLE"
-	ClassUpstreamTimeout    = "UPSTREAM_TIMEOUT"
-	ClassUpstreamCanceled   = "UPSTREAM_CANCELED"
-	ClassArgumentValidation = "ARGUMENT_VALIDATION_ERROR"
-	ClassDenied             = "DENIED"
+	"github.com/caddy-nomos/nomos/audit"
 )
 
 // JSON-RPC error codes the gateway answers with.
@@ -69,26 +59,26 @@ func newUpstreamError(kind error, err error, format string, a ...any) error {
 func classify(err error) (class, errClass string) {
 	switch {
 	case err == nil:
-		return ClassSuccess, ""
+		return audit.ResultSuccess, ""
 	case errors.Is(err, ErrBreakerOpen):
-		return ClassUpstreamUnavail, "breaker_open"
+		return audit.ResultUpstreamUnavailable, "breaker_open"
 	case errors.Is(err, context.Canceled):
-		return ClassUpstreamCanceled, "canceled"
+		return audit.ResultUpstreamCanceled, "canceled"
 	case errors.Is(err, ErrUpstreamTimeout), errors.Is(err, context.DeadlineExceeded):
-		return ClassUpstreamTimeout, "timeout"
+		return audit.ResultUpstreamTimeout, "timeout"
 	case errors.Is(err, ErrUpstreamProtocol):
-		return ClassUpstreamUnavail, "protocol"
+		return audit.ResultUpstreamUnavailable, "protocol"
 	default:
-		return ClassUpstreamUnavail, "transport"
+		return audit.ResultUpstreamUnavailable, "transport"
 	}
 }
 
 // rpcCodeFor is the JSON-RPC error code of a class.
 func rpcCodeFor(class string) int {
 	switch class {
-	case ClassUpstreamTimeout:
+	case audit.ResultUpstreamTimeout:
 		return CodeUpstreamTimeout
-	case ClassUpstreamCanceled:
+	case audit.ResultUpstreamCanceled:
 		return CodeUpstreamCanceled
 	default:
 		return CodeUpstreamUnavail

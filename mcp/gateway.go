@@ -19,7 +19,7 @@ type Gateway struct {
 	route    RouteConfig
 	ups      []*Upstream // in route order
 	byName   map[string]*Upstream
-	gov      Governor
+	path     *Path
 	auth     Authenticator
 	log      *slog.Logger
 	now      func() time.Time
@@ -35,8 +35,9 @@ func NewGateway(route RouteConfig, ups map[string]*Upstream, gov Governor, auth 
 	if log == nil {
 		log = slog.Default()
 	}
-	g := &Gateway{route: route.withDefaults(), byName: map[string]*Upstream{}, gov: gov, auth: auth,
+	g := &Gateway{route: route.withDefaults(), byName: map[string]*Upstream{}, auth: auth,
 		log: log, now: time.Now, sessions: sessionStore{byID: map[string]*session{}}}
+	g.path = NewPath(gov, g.route.Transport, log)
 	if err := g.bindUpstreams(ups); err != nil {
 		return nil, fmt.Errorf("mcp gateway: %w", err)
 	}

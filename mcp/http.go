@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/caddy-nomos/nomos/policy"
 )
 
 // Header names of the Streamable HTTP transport.
@@ -63,7 +65,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func httpDeny(w http.ResponseWriter, status int, reason string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"decision": DecisionDeny, "reason": reason})
+	_ = json.NewEncoder(w).Encode(map[string]string{"decision": policy.Deny, "reason": reason})
 }
 
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {

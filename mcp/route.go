@@ -4,10 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"time"
 
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/caddy-nomos/nomos/audit"
 )
 
 var logLevels = []string{"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"}
@@ -158,22 +159,23 @@ func (c *conn) onRequest(ctx context.Context, req transport.JSONRPCRequest) (*tr
 	ctx, cancel := context.WithTimeout(ctx, c.up.cfg.Timeouts.Call)
 	defer cancel()
 	g := s.gw.Load()
-	done, e := g.governServerRequest(ctx, s, c.up.cfg.Name, req.Method, params)
+	var resp *transport.JSONRPCResponse
+	e := g.governServerRequest(ctx, s, c.up.cfg.Name, req.Method, params, func() Outcome {
+		resp = c.relayServerRequest(ctx, s, related, req, params)
+		return serverRequestOutcome(resp)
+	})
 	if e != nil {
-		return rpcErrorResponse(req.ID, e.Code, e.Message), nil
+		return &transport.JSONRPCResponse{JSONRPC: "2.0", ID: req.ID, Error: &mcpgo.JSONRPCErrorDetails{Code: e.Code, Message: e.Message, Data: e.Data}}, nil
 	}
-	start := g.now()
-	resp := c.relayServerRequest(ctx, s, related, req, params)
-	done(serverRequestOutcome(resp, g.now().Sub(start)))
 	return resp, nil
 }
 
 // serverRequestOutcome classifies the client's answer to a relayed request.
-func serverRequestOutcome(resp *transport.JSONRPCResponse, d time.Duration) Outcome {
+func serverRequestOutcome(resp *transport.JSONRPCResponse) Outcome {
 	if resp.Error != nil {
-		return Outcome{Classification: ClassUpstreamError, ErrorClass: "rpc", Duration: d}
+		return Outcome{Classification: audit.ResultUpstreamError, ErrorClass: "rpc"}
 	}
-	return Outcome{Classification: ClassSuccess, Duration: d}
+	return Outcome{Classification: audit.ResultSuccess}
 }
 
 // targetOf picks the downstream session of an upstream→client request. A

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-nomos/nomos/policy"
 )
 
 func TestDecodeMessage(t *testing.T) {
@@ -149,14 +151,14 @@ func TestDefaultsAndKey(t *testing.T) {
 }
 
 func TestDenialText(t *testing.T) {
-	text := denialText(AuthzResult{Decision: DecisionRequireAppr, Reason: "needs_approval", ApprovalID: "apr_1",
+	text := DenialText(AuthzResult{Decision: policy.RequireApproval, Reason: "needs_approval", ApprovalID: "apr_1",
 		ApprovalExpiresAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)})
 	for _, want := range []string{"REQUIRE_APPROVAL", "apr_1", "approval_id", "2026-01-02T03:04:05Z"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("%q lacks %q", text, want)
 		}
 	}
-	if text := denialText(AuthzResult{Decision: DecisionDeny}); !strings.Contains(text, "DENY") {
+	if text := DenialText(AuthzResult{Decision: policy.Deny}); !strings.Contains(text, "DENY") {
 		t.Fatalf("deny text %q", text)
 	}
 }

@@ -136,8 +136,17 @@ func TestMCPGatewayGovernsAndAudits(t *testing.T) {
 	if !isErr || !strings.Contains(text, "REQUIRE_APPROVAL") || !strings.Contains(text, "apr_") {
 		t.Fatalf("large refund: %q", text)
 	}
-	if text, isErr := toolText(must(c.call("issue_compensation", `{"order_id":"1002","value":5}`))); !isErr || !strings.Contains(text, "DENY") {
-		t.Fatalf("compensation: %q", text)
+	// A tool hidden by policy answers exactly as a tool that does not
+	// exist, with valid or schema-violating arguments (issue 8 #15).
+	for _, args := range []string{`{"order_id":"1002","value":5}`, `{"order_id":7,"value":"lots","extra":true}`} {
+		_, hidden := c.call("issue_compensation", args)
+		_, unknown := c.call("no_such_tool", args)
+		h, _ := json.Marshal(hidden["error"])
+		u, _ := json.Marshal(unknown["error"])
+		if hidden["result"] != nil || string(h) != strings.ReplaceAll(string(u), "no_such_tool", "issue_compensation") ||
+			!strings.Contains(string(h), "unknown tool: issue_compensation") {
+			t.Fatalf("hidden tool %s answers %s, an unknown tool %s", args, h, u)
+		}
 	}
 	if text, _ := toolText(must(c.call("lookup_order", `{"order_id":"1002"}`))); !strings.Contains(text, "refunded 0.00") {
 		t.Fatalf("the held refund reached the upstream: %q", text)
@@ -150,13 +159,13 @@ func TestMCPGatewayGovernsAndAudits(t *testing.T) {
 		AND json_extract(json, '$.executor_metadata.downstream_transport') = 'streamable_http'
 		AND json_extract(json, '$.executor_metadata.upstream_server') = 'retail'
 		AND json_extract(json, '$.executor_metadata.downstream_session_id') = ?`, c.session).Scan(&n)
-	if err != nil || n != 4 {
+	if err != nil || n != 7 { // 3 decided calls, 2 hidden and 2 unknown refused
 		t.Fatalf("audited MCP decisions with transport metadata: %d (%v)", n, err)
 	}
 	// Arguments that fail the tool's schema are refused before policy, and
 	// the refusal is audited too.
 	text, isErr = toolText(must(c.call("refund_order", `{"order_id":"1001","amount":"lots"}`)))
-	if !isErr || !strings.Contains(text, "ARGUMENT_VALIDATION_ERROR") {
+	if !isErr || !strings.Contains(text, "VALIDATION_ERROR") {
 		t.Fatalf("invalid arguments: %q", text)
 	}
 	err = db.QueryRow(`SELECT count(*) FROM audit_events WHERE event_type = 'action.decision'

@@ -35,10 +35,12 @@ const (
 // newest first (the same as the gateway's).
 var supportedVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26"}
 
-// Processor runs one action envelope through the Nomos pipeline
-// (*service.Service).
+// Processor runs one action envelope through the Nomos pipeline and
+// records the calls refused before it (*service.Service). meta is the
+// transport evidence recorded on every event.
 type Processor interface {
-	Process(ctx context.Context, body []byte, id action.Identity) (*service.Response, error)
+	ProcessWith(ctx context.Context, body []byte, id action.Identity, meta map[string]any) (*service.Response, error)
+	Reject(ctx context.Context, env *action.Envelope, id action.Identity, meta map[string]any, class, reason string)
 }
 
 // Config wires a Server. Processor is required.

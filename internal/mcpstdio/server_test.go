@@ -25,9 +25,21 @@ type fakeProcessor struct {
 	// block makes Process wait for its context (cancellation tests).
 	block   bool
 	blocked chan struct{}
+	metas   []map[string]any
+	rejects []string // class: reason
 }
 
-func (f *fakeProcessor) Process(ctx context.Context, body []byte, id action.Identity) (*service.Response, error) {
+func (f *fakeProcessor) Reject(_ context.Context, _ *action.Envelope, _ action.Identity, meta map[string]any, class, reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.metas = append(f.metas, meta)
+	f.rejects = append(f.rejects, class+": "+reason)
+}
+
+func (f *fakeProcessor) ProcessWith(ctx context.Context, body []byte, id action.Identity, meta map[string]any) (*service.Response, error) {
+	f.mu.Lock()
+	f.metas = append(f.metas, meta)
+	f.mu.Unlock()
 	var env map[string]any
 	if err := json.Unmarshal(body, &env); err != nil {
 		return nil, err
