@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-nomos/nomos/internal/errcode"
 	"github.com/caddy-nomos/nomos/policy"
 )
 
@@ -35,11 +36,11 @@ const keepAliveEvery = 25 * time.Second
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost && r.Method != http.MethodGet && r.Method != http.MethodDelete {
 		w.Header().Set("Allow", "GET, POST, DELETE")
-		httpDeny(w, http.StatusMethodNotAllowed, "method_not_allowed: use POST, GET or DELETE")
+		httpDeny(w, http.StatusMethodNotAllowed, errcode.Method, "use POST, GET or DELETE")
 		return
 	}
 	if reason := g.checkOriginHost(r); reason != "" {
-		httpDeny(w, http.StatusForbidden, "forbidden: "+reason)
+		httpDeny(w, http.StatusForbidden, errcode.Forbidden, reason)
 		return
 	}
 	body, ok := g.readBody(w, r)
@@ -48,7 +49,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := g.auth(r, body)
 	if err != nil {
-		httpDeny(w, http.StatusUnauthorized, "auth_error: "+err.Error())
+		httpDeny(w, http.StatusUnauthorized, errcode.Auth, err.Error())
 		return
 	}
 	switch r.Method {
@@ -61,11 +62,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// httpDeny writes the stable Nomos HTTP error shape.
-func httpDeny(w http.ResponseWriter, status int, reason string) {
+// httpDeny writes the stable Nomos HTTP error shape, the same as the HTTP
+// API's: one code from errcode, then the message.
+func httpDeny(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"decision": policy.Deny, "reason": reason})
+	_ = json.NewEncoder(w).Encode(map[string]string{"decision": policy.Deny, "reason": errcode.Reason(code, msg)})
 }
 
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
@@ -75,11 +78,11 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.route.MaxBodyBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		httpDeny(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body_too_large: the limit is %d bytes", g.route.MaxBodyBytes))
+		httpDeny(w, http.StatusRequestEntityTooLarge, errcode.TooLarge, fmt.Sprintf("body exceeds %d bytes", g.route.MaxBodyBytes))
 		return nil, false
 	}
 	if err != nil {
-		httpDeny(w, http.StatusBadRequest, "bad_request: unreadable body")
+		httpDeny(w, http.StatusBadRequest, errcode.Validation, "could not read body")
 		return nil, false
 	}
 	return body, true
@@ -152,7 +155,7 @@ func servedOnLoopback(r *http.Request) bool {
 func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request, id Identity, body []byte) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
-			httpDeny(w, http.StatusUnsupportedMediaType, "bad_request: Content-Type must be application/json")
+			httpDeny(w, http.StatusUnsupportedMediaType, errcode.Validation, "Content-Type must be application/json")
 			return
 		}
 	}
@@ -210,7 +213,7 @@ func (g *Gateway) sessionFor(w http.ResponseWriter, r *http.Request, id Identity
 			writeJSON(w, http.StatusOK, encodeError(m.ID, codeMethodNotFound, "server/discover is not supported; use initialize", nil))
 			return nil, false
 		}
-		httpDeny(w, http.StatusBadRequest, "invalid_session: missing Mcp-Session-Id")
+		httpDeny(w, http.StatusBadRequest, errcode.InvalidSession, "missing Mcp-Session-Id")
 		return nil, false
 	}
 	s := g.sessions.get(sid)
@@ -220,18 +223,18 @@ func (g *Gateway) sessionFor(w http.ResponseWriter, r *http.Request, id Identity
 		s = nil
 	}
 	if s == nil {
-		httpDeny(w, http.StatusNotFound, "invalid_session: unknown or terminated session")
+		httpDeny(w, http.StatusNotFound, errcode.InvalidSession, "unknown or terminated session")
 		return nil, false
 	}
 	if s.identity != id {
-		httpDeny(w, http.StatusForbidden, "session_identity_mismatch: the session belongs to another identity")
+		httpDeny(w, http.StatusForbidden, errcode.SessionIdentity, "the session belongs to another identity")
 		return nil, false
 	}
 	if v := r.Header.Get(headerProtocolVersion); v != "" && !slices.Contains(supportedVersions, v) {
-		httpDeny(w, http.StatusBadRequest, "bad_request: unsupported Mcp-Protocol-Version")
+		httpDeny(w, http.StatusBadRequest, errcode.Validation, "unsupported Mcp-Protocol-Version")
 		return nil, false
 	}
-	s.touch(now)
+	g.sessions.touch(s, now)
 	return s, true
 }
 
@@ -358,7 +361,7 @@ func writeEvent(w http.ResponseWriter, f http.Flusher, msg []byte) {
 // serveGet streams server-initiated messages of a session.
 func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request, id Identity) {
 	if !acceptsSSE(r) {
-		httpDeny(w, http.StatusNotAcceptable, "bad_request: GET needs Accept: text/event-stream")
+		httpDeny(w, http.StatusNotAcceptable, errcode.Validation, "GET needs Accept: text/event-stream")
 		return
 	}
 	s, ok := g.sessionFor(w, r, id, nil)
@@ -367,11 +370,11 @@ func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request, id Identity) 
 	}
 	flusher, ok := flusherOf(w)
 	if !ok {
-		httpDeny(w, http.StatusNotAcceptable, "bad_request: this server cannot stream responses")
+		httpDeny(w, http.StatusNotAcceptable, errcode.Validation, "this server cannot stream responses")
 		return
 	}
 	if !s.claimStream() {
-		httpDeny(w, http.StatusConflict, "conflict: the session already has a GET stream")
+		httpDeny(w, http.StatusConflict, errcode.Conflict, "the session already has a GET stream")
 		return
 	}
 	defer s.releaseStream()

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/caddy-nomos/nomos/internal/errcode"
 )
 
 // serveInitialize opens a downstream session: one upstream session per
@@ -15,6 +18,9 @@ import (
 func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, id Identity, m *message) {
 	for _, old := range g.sessions.sweep(g.now(), g.route.SessionTTL) {
 		old.close()
+	}
+	if !g.admit(w, id, m) {
+		return
 	}
 	s, err := newSession(g, id)
 	if err != nil {
@@ -29,9 +35,43 @@ func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, id Ide
 		writeJSON(w, http.StatusOK, resp)
 		return
 	}
-	g.sessions.add(s)
+	if !g.sessions.add(s, g.route.MaxSessionsPerPrincipal) { // lost a race for the last slot
+		s.close()
+		g.denySessionLimit(w, id)
+		return
+	}
 	w.Header().Set(headerSessionID, s.id)
 	writeJSON(w, http.StatusOK, encodeResult(m.ID, g.mergeInit(results, version)))
+}
+
+// maxInitParamsBytes bounds the client's initialize params, which a
+// session keeps for as long as it lives (to initialize upstreams again).
+const maxInitParamsBytes = 64 << 10
+
+// admit decides whether id may open one more session: initialize is paced
+// per principal, its params are bounded, and a principal holds at most
+// MaxSessionsPerPrincipal live sessions. A refusal has been answered.
+func (g *Gateway) admit(w http.ResponseWriter, id Identity, m *message) bool {
+	if !g.initLimit.Allow(id.Principal, g.now()) {
+		g.log.Warn("mcp initialize rate limited", "principal", id.Principal)
+		httpDeny(w, http.StatusTooManyRequests, errcode.RateLimited, "too many initialize requests; retry later")
+		return false
+	}
+	if len(m.Params) > maxInitParamsBytes {
+		writeJSON(w, http.StatusOK, encodeError(m.ID, codeInvalidParams, fmt.Sprintf("initialize params exceed %d bytes", maxInitParamsBytes), nil))
+		return false
+	}
+	if g.sessions.count(id.Principal) >= g.route.MaxSessionsPerPrincipal {
+		g.denySessionLimit(w, id)
+		return false
+	}
+	return true
+}
+
+func (g *Gateway) denySessionLimit(w http.ResponseWriter, id Identity) {
+	g.log.Warn("mcp session limit reached", "principal", id.Principal, "limit", g.route.MaxSessionsPerPrincipal)
+	httpDeny(w, http.StatusTooManyRequests, errcode.SessionLimit,
+		fmt.Sprintf("the principal holds %d live sessions; end one with DELETE or let one expire", g.route.MaxSessionsPerPrincipal))
 }
 
 // downstreamInitParams pins the requested protocol version to one the

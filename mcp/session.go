@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -22,6 +23,7 @@ type session struct {
 	identity Identity
 	gw       atomic.Pointer[Gateway] // swapped when a reload adopts the session
 	lastSeen atomic.Int64            // unix nanoseconds
+	idle     *list.Element           // in sessionStore.idle, guarded by the store's lock
 	nextID   atomic.Int64
 	done     chan struct{}
 
@@ -59,11 +61,9 @@ func newSession(gw *Gateway, id Identity) (*session, error) {
 		stream: make(chan []byte, streamQueue), logLevel: -1,
 	}
 	s.gw.Store(gw)
-	s.touch(gw.now())
+	s.lastSeen.Store(gw.now().UnixNano())
 	return s, nil
 }
-
-func (s *session) touch(now time.Time) { s.lastSeen.Store(now.UnixNano()) }
 
 func (s *session) expired(now time.Time, ttl time.Duration) bool {
 	return now.Sub(time.Unix(0, s.lastSeen.Load())) > ttl
@@ -236,56 +236,6 @@ func (r *responder) finish() {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
-}
-
-// sessionStore holds the live sessions of a gateway.
-type sessionStore struct {
-	mu   sync.Mutex
-	byID map[string]*session
-}
-
-func (st *sessionStore) add(s *session) {
-	st.mu.Lock()
-	st.byID[s.id] = s
-	st.mu.Unlock()
-}
-
-func (st *sessionStore) get(id string) *session {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.byID[id]
-}
-
-func (st *sessionStore) remove(id string) *session {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	s := st.byID[id]
-	delete(st.byID, id)
-	return s
-}
-
-// sweep removes and returns expired sessions.
-func (st *sessionStore) sweep(now time.Time, ttl time.Duration) []*session {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	var out []*session
-	for id, s := range st.byID {
-		if s.expired(now, ttl) {
-			delete(st.byID, id)
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func (st *sessionStore) all() []*session {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	out := make([]*session, 0, len(st.byID))
-	for _, s := range st.byID {
-		out = append(out, s)
-	}
-	return out
 }
 
 // deadLink reports whether one of the session's own upstream sessions has

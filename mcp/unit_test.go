@@ -125,7 +125,7 @@ func TestUpstreamConfigValidation(t *testing.T) {
 		{"glob allowlist", UpstreamConfig{Name: "a", Command: "/bin/true", EnvAllowlist: []string{"AWS_*"}}, false},
 		{"missing workdir", UpstreamConfig{Name: "a", Command: "/bin/true", Workdir: "/does/not/exist"}, false},
 		{"relative url", UpstreamConfig{Name: "a", URL: "/mcp"}, false},
-		{"half mtls", UpstreamConfig{Name: "a", URL: "https://x/mcp", ClientCertFile: "c.pem"}, false},
+		{"half mtls", UpstreamConfig{Name: "a", URL: "https://x/mcp", ClientCert: "c.pem"}, false},
 		{"unknown transport", UpstreamConfig{Name: "a", Transport: "ws", URL: "https://x/mcp"}, false},
 	}
 	for _, tc := range cases {
@@ -141,7 +141,7 @@ func TestUpstreamConfigValidation(t *testing.T) {
 func TestDefaultsAndKey(t *testing.T) {
 	cfg := UpstreamConfig{Name: "a", Command: "/bin/true"}.withDefaults()
 	b := cfg.Breaker
-	if !*b.Enabled || b.FailureThreshold != 5 || b.FailureWindow != time.Minute || b.OpenTimeout != 30*time.Second {
+	if b.Disabled || b.FailureThreshold != 5 || b.FailureWindow != time.Minute || b.OpenTimeout != 30*time.Second {
 		t.Fatalf("breaker defaults = %+v", b)
 	}
 	other := UpstreamConfig{Name: "a", Command: "/bin/true", Env: map[string]string{"X": "1"}}.withDefaults()

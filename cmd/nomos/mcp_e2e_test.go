@@ -120,8 +120,10 @@ func startMCPGateway(t *testing.T) *server {
 func TestMCPGatewayGovernsAndAudits(t *testing.T) {
 	s := startMCPGateway(t)
 	c := &mcpClient{t: t, url: s.base + "/mcp", key: "alice-key"}
-	if code, _ := (&mcpClient{t: t, url: c.url, key: "wrong"}).send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`); code != 401 {
-		t.Fatalf("bad key: %d", code)
+	// One code prefix, the shape the HTTP API answers (issue 8 #14).
+	if code, out := (&mcpClient{t: t, url: c.url, key: "wrong"}).send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`); code != 401 ||
+		out["decision"] != "DENY" || out["reason"] != "auth_error: principal authentication failed: unknown api key" {
+		t.Fatalf("bad key: %d %v", code, out)
 	}
 	c.initialize()
 	_, list := c.send(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)

@@ -1,0 +1,27 @@
+// Package errcode is the one list of the codes in the stable HTTP error
+// shape {"decision":"DENY","reason":"<code>: <message>"} that every Nomos
+// front door (nomos_api, nomos_mcp, nomos_guard) answers with, so a code
+// means the same thing whichever door wrote it.
+package errcode
+
+// Codes of the stable HTTP error shape.
+const (
+	Validation        = "validation_error"
+	Auth              = "auth_error"
+	NotEnabled        = "not_enabled"
+	RateLimited       = "rate_limited"
+	Approval          = "approval_error"
+	ApprovalForbidden = "approval_forbidden"
+	Audit             = "audit_error"
+	Internal          = "internal_error"
+	Method            = "method_not_allowed"
+	TooLarge          = "request_too_large"
+	Forbidden         = "forbidden"
+	InvalidSession    = "invalid_session"
+	SessionIdentity   = "session_identity_mismatch"
+	SessionLimit      = "session_limit"
+	Conflict          = "conflict"
+)
+
+// Reason is the reason member of the error shape: "<code>: <message>".
+func Reason(code, msg string) string { return code + ": " + msg }
