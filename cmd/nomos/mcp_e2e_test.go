@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -231,4 +232,32 @@ func lastSSEData(stream []byte) []byte {
 		}
 	}
 	return last
+}
+
+// TestMCPSessionsBoundedPerPrincipal: one principal cannot open sessions
+// without bound; ending one frees its slot (issue 8 #7).
+func TestMCPSessionsBoundedPerPrincipal(t *testing.T) {
+	retail, err := os.ReadFile("../../examples/policies/retail.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf := strings.Replace(mcpCaddyfile, "nomos_mcp retail\n", "nomos_mcp retail {\n\t\tmax_sessions_per_principal 2\n\t}\n", 1)
+	s := startServer(t, cf, map[string]string{"retail.yaml": string(retail), "bin/retail-mcp": string(buildRetailMCP(t))},
+		"T_ALICE_KEY=alice-key")
+	first := &mcpClient{t: t, url: s.base + "/mcp", key: "alice-key"}
+	first.initialize()
+	(&mcpClient{t: t, url: first.url, key: "alice-key"}).initialize()
+	code, out := (&mcpClient{t: t, url: first.url, key: "alice-key"}).send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`)
+	if code != http.StatusTooManyRequests || !strings.HasPrefix(fmt.Sprint(out["reason"]), "session_limit: ") {
+		t.Fatalf("third session: %d %v, want 429 session_limit", code, out)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, first.url, nil)
+	req.Header.Set("Authorization", "Bearer alice-key")
+	req.Header.Set("Mcp-Session-Id", first.session)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	(&mcpClient{t: t, url: first.url, key: "alice-key"}).initialize()
 }
