@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -185,7 +184,7 @@ func (c UpstreamConfig) validateRemote() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("url %q must be an absolute http(s) URL", c.URL)
 	}
-	if !hostAllowed(u.Hostname(), c.allowedHosts()) {
+	if !hostMatches(u.Hostname(), c.allowedHosts()) {
 		return fmt.Errorf("url host %q is not in allowed_hosts", u.Hostname())
 	}
 	if (c.ClientCert == "") != (c.ClientKey == "") {
@@ -202,15 +201,6 @@ func (c UpstreamConfig) allowedHosts() []string {
 		return []string{u.Hostname()}
 	}
 	return nil
-}
-
-func hostAllowed(host string, allowed []string) bool {
-	for _, pattern := range allowed {
-		if ok, _ := filepath.Match(strings.ToLower(pattern), strings.ToLower(host)); ok {
-			return true
-		}
-	}
-	return false
 }
 
 func validName(s string) bool {

@@ -117,6 +117,9 @@ func hostOnly(hostport string) string {
 	return hostport
 }
 
+// hostMatches reports whether host matches one of globs, case-folded,
+// with path.Match (the same on every OS). It is the one Host glob of the
+// package: the Host header, upstream URLs and their redirects.
 func hostMatches(host string, globs []string) bool {
 	for _, glob := range globs {
 		if ok, _ := path.Match(strings.ToLower(glob), strings.ToLower(host)); ok {

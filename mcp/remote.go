@@ -65,7 +65,7 @@ type hostGuard struct {
 }
 
 func (g *hostGuard) RoundTrip(r *http.Request) (*http.Response, error) {
-	if !hostAllowed(r.URL.Hostname(), g.allowed) {
+	if !hostMatches(r.URL.Hostname(), g.allowed) {
 		return nil, fmt.Errorf("upstream host %q is not in allowed_hosts", r.URL.Hostname())
 	}
 	return g.next.RoundTrip(r)
