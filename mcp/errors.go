@@ -8,13 +8,8 @@ import (
 	"github.com/caddy-nomos/nomos/audit"
 )
 
-// JSON-RPC error codes the gateway answers with.
+// Nomos JSON-RPC error codes (the standard ones are in internal/jsonrpc).
 const (
-	codeParseError       = -32700
-	codeInvalidRequest   = -32600
-	codeMethodNotFound   = -32601
-	codeInvalidParams    = -32602
-	codeInternalError    = -32603
 	CodePolicyDenied     = -32001
 	CodeUpstreamUnavail  = -32010
 	CodeUpstreamTimeout  = -32011

@@ -15,19 +15,20 @@ import (
 	"time"
 
 	"github.com/caddy-nomos/nomos/internal/errcode"
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 	"github.com/caddy-nomos/nomos/policy"
 )
 
 // Header names of the Streamable HTTP transport.
 const (
-	headerSessionID       = "Mcp-Session-Id"
-	headerProtocolVersion = "Mcp-Protocol-Version"
+	HeaderSessionID       = "Mcp-Session-Id"
+	HeaderProtocolVersion = "Mcp-Protocol-Version"
 	headerMethod          = "Mcp-Method"
 	headerName            = "Mcp-Name"
 )
 
-// supportedVersions are the downstream protocol versions, newest first.
-var supportedVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26"}
+// SupportedVersions are the downstream protocol versions, newest first.
+var SupportedVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26"}
 
 // keepAliveEvery is the SSE comment cadence that keeps idle streams open.
 const keepAliveEvery = 25 * time.Second
@@ -164,14 +165,14 @@ func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request, id Identity,
 	}
 	m, err := decodeMessage(body)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, encodeError(nil, codeInvalidRequest, "invalid json-rpc message: "+err.Error(), nil))
+		writeJSON(w, http.StatusBadRequest, jsonrpc.ErrorResponse(nil, jsonrpc.CodeInvalidRequest, "invalid json-rpc message: "+err.Error(), nil))
 		return
 	}
 	if reason := checkRoutingHeaders(r, m); reason != "" {
-		writeJSON(w, http.StatusBadRequest, encodeError(m.ID, codeInvalidRequest, reason, nil))
+		writeJSON(w, http.StatusBadRequest, jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidRequest, reason, nil))
 		return
 	}
-	if m.isRequest() && m.Method == "initialize" {
+	if m.IsRequest() && m.Method == "initialize" {
 		g.serveInitialize(w, r, id, m)
 		return
 	}
@@ -210,10 +211,10 @@ func messageName(m *message) string {
 // sessionFor finds the session of a request: missing 400, unknown or
 // terminated 404, another identity 403.
 func (g *Gateway) sessionFor(w http.ResponseWriter, r *http.Request, id Identity, m *message) (*session, bool) {
-	sid := r.Header.Get(headerSessionID)
+	sid := r.Header.Get(HeaderSessionID)
 	if sid == "" {
-		if m != nil && m.isRequest() && m.Method == "server/discover" {
-			writeJSON(w, http.StatusOK, encodeError(m.ID, codeMethodNotFound, "server/discover is not supported; use initialize", nil))
+		if m != nil && m.IsRequest() && m.Method == "server/discover" {
+			writeJSON(w, http.StatusOK, jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeMethodNotFound, "server/discover is not supported; use initialize", nil))
 			return nil, false
 		}
 		httpDeny(w, http.StatusBadRequest, errcode.InvalidSession, "missing Mcp-Session-Id")
@@ -233,7 +234,7 @@ func (g *Gateway) sessionFor(w http.ResponseWriter, r *http.Request, id Identity
 		httpDeny(w, http.StatusForbidden, errcode.SessionIdentity, "the session belongs to another identity")
 		return nil, false
 	}
-	if v := r.Header.Get(headerProtocolVersion); v != "" && !slices.Contains(supportedVersions, v) {
+	if v := r.Header.Get(HeaderProtocolVersion); v != "" && !slices.Contains(SupportedVersions, v) {
 		httpDeny(w, http.StatusBadRequest, errcode.Validation, "unsupported Mcp-Protocol-Version")
 		return nil, false
 	}
@@ -256,10 +257,10 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 // JSON or an SSE stream.
 func (g *Gateway) dispatch(w http.ResponseWriter, r *http.Request, s *session, m *message) {
 	switch {
-	case m.isResponse():
+	case m.IsResponse():
 		s.answer(m)
 		w.WriteHeader(http.StatusAccepted)
-	case m.isNotification():
+	case m.IsNotification():
 		g.handleNotification(r.Context(), s, m)
 		w.WriteHeader(http.StatusAccepted)
 	case acceptsSSE(r):
@@ -287,7 +288,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, s *session, m
 		defer func() {
 			if p := recover(); p != nil {
 				g.log.Error("mcp gateway panicked", "where", "request", "panic", fmt.Sprint(p))
-				final <- encodeError(m.ID, codeInternalError, "internal error", nil)
+				final <- jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInternalError, "internal error", nil)
 			}
 		}()
 		final <- g.handleRequest(r.Context(), s, m, resp)

@@ -9,6 +9,7 @@ import (
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 )
 
 var logLevels = []string{"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"}
@@ -64,7 +65,7 @@ func (c *conn) routeProgress(m *message) {
 	}
 	p["progressToken"] = f.downToken
 	params, _ := json.Marshal(p)
-	f.sess.deliver(f.related, encodeNotification(m.Method, json.RawMessage(params)))
+	f.sess.deliver(f.related, jsonrpc.Notification(m.Method, json.RawMessage(params)))
 }
 
 // routeCancelled forwards the upstream's cancellation of one of its own
@@ -85,7 +86,7 @@ func (c *conn) routeCancelled(m *message) {
 	}
 	p["requestId"] = json.RawMessage(r.downID)
 	params, _ := json.Marshal(p)
-	r.sess.push(encodeNotification(m.Method, json.RawMessage(params)))
+	r.sess.push(jsonrpc.Notification(m.Method, json.RawMessage(params)))
 }
 
 // routeLog delivers a log message to the one session with requests in
@@ -154,7 +155,7 @@ func (c *conn) onRequest(ctx context.Context, req transport.JSONRPCRequest) (*tr
 	}
 	s, related := c.targetOf()
 	if s == nil {
-		return rpcErrorResponse(req.ID, codeInternalError, "no single downstream session to relay "+req.Method+" to"), nil
+		return rpcErrorResponse(req.ID, jsonrpc.CodeInternalError, "no single downstream session to relay "+req.Method+" to"), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.up.cfg.Timeouts.Call)
 	defer cancel()
@@ -213,7 +214,7 @@ func (c *conn) relayServerRequest(ctx context.Context, s *session, related *resp
 		c.mu.Unlock()
 	})
 	if err != nil {
-		return rpcErrorResponse(req.ID, codeInternalError, "relay "+req.Method+": "+err.Error())
+		return rpcErrorResponse(req.ID, jsonrpc.CodeInternalError, "relay "+req.Method+": "+err.Error())
 	}
 	if m.Error != nil {
 		return &transport.JSONRPCResponse{JSONRPC: "2.0", ID: req.ID, Error: &mcpgo.JSONRPCErrorDetails{Code: m.Error.Code, Message: m.Error.Message, Data: m.Error.Data}}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 )
 
 // streamQueue bounds the messages waiting for a session's GET stream.
@@ -155,14 +157,14 @@ func (s *session) requestTracked(ctx context.Context, related *responder, method
 	s.pending[id] = ch
 	s.mu.Unlock()
 	defer s.forget(id)
-	s.deliver(related, encodeRequest(json.RawMessage(id), method, params))
+	s.deliver(related, jsonrpc.Request(json.RawMessage(id), method, params))
 	select {
 	case m := <-ch:
 		return m, nil
 	case <-s.done:
 		return nil, errors.New("downstream session closed")
 	case <-ctx.Done():
-		s.deliver(related, encodeNotification("notifications/cancelled", map[string]any{"requestId": json.RawMessage(id), "reason": "upstream canceled"}))
+		s.deliver(related, jsonrpc.Notification("notifications/cancelled", map[string]any{"requestId": json.RawMessage(id), "reason": "upstream canceled"}))
 		return nil, ctx.Err()
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 )
 
 // TestSessionCapPerPrincipal: one principal cannot hold more live sessions
@@ -58,11 +60,11 @@ func TestInitializeParamsCapped(t *testing.T) {
 	big := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"%s","version":"1"}}}`,
 		strings.Repeat("x", maxInitParamsBytes))
 	resp := c.do(http.MethodPost, big, map[string]string{"Accept": "application/json"})
-	if resp.Header.Get(headerSessionID) != "" {
+	if resp.Header.Get(HeaderSessionID) != "" {
 		t.Fatal("a session was opened for oversized initialize params")
 	}
 	var m message
-	if err := decodeJSON(resp, &m); err != nil || m.Error == nil || m.Error.Code != codeInvalidParams {
+	if err := decodeJSON(resp, &m); err != nil || m.Error == nil || m.Error.Code != jsonrpc.CodeInvalidParams {
 		t.Fatalf("oversized params: %v %+v", err, m.Error)
 	}
 }

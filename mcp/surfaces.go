@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 
 	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
@@ -25,7 +26,7 @@ func (g *Gateway) listNamed(ctx context.Context, s *session, m *message, key str
 		})
 		all = append(all, renameItems(items, g.route.prefixFor(u.cfg.Name))...)
 	}
-	return encodeResult(m.ID, map[string]any{key: nonNil(all)})
+	return jsonrpc.Result(m.ID, map[string]any{key: nonNil(all)})
 }
 
 // visibleItems keeps the listed items whose request (built from the
@@ -66,7 +67,7 @@ func (g *Gateway) listResources(ctx context.Context, s *session, m *message, key
 		s.recordOwners(items, u.cfg.Name)
 		all = append(all, items...)
 	}
-	return encodeResult(m.ID, map[string]any{key: nonNil(all)})
+	return jsonrpc.Result(m.ID, map[string]any{key: nonNil(all)})
 }
 
 func nonNil(items []json.RawMessage) []json.RawMessage {
@@ -182,7 +183,7 @@ func (g *Gateway) resourceRequest(s *session, u *Upstream, uri string) AuthzRequ
 // caller, whether it is missing upstream or hidden by policy.
 func (g *Gateway) refuseUnknown(ctx context.Context, m *message, req AuthzRequest, reason string) []byte {
 	g.path.Refuse(ctx, req, audit.ResultValidationError, reason)
-	return encodeError(m.ID, codeInvalidParams, reason, nil)
+	return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, reason, nil)
 }
 
 // readResource governs resources/read as mcp.resource_read.
@@ -243,7 +244,7 @@ func (g *Gateway) subscribe(ctx context.Context, s *session, m *message) []byte 
 	uri := messageName(m)
 	u := g.resourceOwner(s, uri)
 	if u == nil {
-		return encodeError(m.ID, codeInvalidParams, "unknown resource: "+uri, nil)
+		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, "unknown resource: "+uri, nil)
 	}
 	on := m.Method == "resources/subscribe"
 	if c := s.link(u.cfg.Name); c == nil || c.dedicated != nil || !c.subscribedElsewhere(s, uri, u.cfg.Name) {
@@ -252,13 +253,13 @@ func (g *Gateway) subscribe(ctx context.Context, s *session, m *message) []byte 
 			return g.upstreamRPCError(m.ID, u, err)
 		}
 		if rerr != nil {
-			return encodeRawError(m.ID, rerr)
+			return jsonrpc.RawError(m.ID, rerr)
 		}
 		s.recordSubscription(uri, u.cfg.Name, on)
-		return encodeResult(m.ID, res)
+		return jsonrpc.Result(m.ID, res)
 	}
 	s.recordSubscription(uri, u.cfg.Name, on)
-	return encodeResult(m.ID, struct{}{})
+	return jsonrpc.Result(m.ID, struct{}{})
 }
 
 func (s *session) recordSubscription(uri, upstream string, on bool) {
@@ -278,7 +279,7 @@ func (g *Gateway) setLevel(ctx context.Context, s *session, m *message) []byte {
 		Level string `json:"level"`
 	}
 	if json.Unmarshal(m.Params, &p) != nil || logLevelIndex(p.Level) < 0 {
-		return encodeError(m.ID, codeInvalidParams, "unknown log level", nil)
+		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, "unknown log level", nil)
 	}
 	s.mu.Lock()
 	s.logLevel = logLevelIndex(p.Level)
@@ -290,7 +291,7 @@ func (g *Gateway) setLevel(ctx context.Context, s *session, m *message) []byte {
 			}
 		}
 	}
-	return encodeResult(m.ID, struct{}{})
+	return jsonrpc.Result(m.ID, struct{}{})
 }
 
 func setMember(raw json.RawMessage, key string, value any) (json.RawMessage, error) {
@@ -313,7 +314,7 @@ func (g *Gateway) governedForward(ctx context.Context, s *session, m *message, r
 		return outcome
 	})
 	if !ok {
-		return encodeRawError(m.ID, denialError(res))
+		return jsonrpc.RawError(m.ID, denialError(res))
 	}
 	return out
 }
@@ -324,10 +325,10 @@ func (g *Gateway) surfaceOutcome(id json.RawMessage, u *Upstream, result json.Ra
 		class, errClass := classify(err)
 		return g.upstreamRPCError(id, u, err), Outcome{Classification: class, ErrorClass: errClass}
 	case rerr != nil:
-		return encodeRawError(id, rerr), Outcome{Classification: audit.ResultUpstreamError, ErrorClass: "rpc"}
+		return jsonrpc.RawError(id, rerr), Outcome{Classification: audit.ResultUpstreamError, ErrorClass: "rpc"}
 	}
 	shaped, _ := shapeOutput(result, res, capKey)
-	return encodeResult(id, shaped), Outcome{Classification: audit.ResultSuccess}
+	return jsonrpc.Result(id, shaped), Outcome{Classification: audit.ResultSuccess}
 }
 
 // denialError is the JSON-RPC error of a refused non-tool request.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
@@ -34,16 +35,16 @@ func (g *Gateway) listTools(ctx context.Context, s *session, m *message) []byte 
 		req := g.path.label(AuthzRequest{Metadata: g.metadata(s, "", "", "")})
 		obs.ToolsListed(context.WithoutCancel(ctx), s.identity, req.Metadata, shown, hidden)
 	}
-	return encodeResult(m.ID, map[string]any{"tools": tools})
+	return jsonrpc.Result(m.ID, map[string]any{"tools": tools})
 }
 
 func (g *Gateway) listError(m *message, err error) []byte {
 	if rerr, ok := err.(*rpcError); ok {
-		return encodeRawError(m.ID, rerr)
+		return jsonrpc.RawError(m.ID, rerr)
 	}
 	class, errClass := classify(err)
 	g.log.Warn("mcp list failed", "error_class", errClass, "error", err)
-	return encodeError(m.ID, rpcCodeFor(class), class+": an upstream did not answer", nil)
+	return jsonrpc.ErrorResponse(m.ID, rpcCodeFor(class), class+": an upstream did not answer", nil)
 }
 
 // exposedTool is the upstream tool object under its exposed name.
@@ -76,7 +77,7 @@ func (g *Gateway) callTool(ctx context.Context, s *session, m *message, related 
 	if json.Unmarshal(m.Params, &p) != nil || p.Name == "" {
 		const reason = "tools/call needs a tool name"
 		g.path.Refuse(ctx, g.request(s, nil, action.TypeMCPCall, []string{p.Name}, nil, "upstream_tool", p.Name), audit.ResultValidationError, reason)
-		return encodeError(m.ID, codeInvalidParams, reason, nil)
+		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, reason, nil)
 	}
 	ref, ok, err := g.resolveTool(ctx, s, p.Name)
 	if err != nil {
@@ -88,7 +89,7 @@ func (g *Gateway) callTool(ctx context.Context, s *session, m *message, related 
 	if !ok || !g.path.Visible(ctx, g.toolRequest(s, ref, nil, "")) {
 		reason := "unknown tool: " + p.Name
 		g.path.Refuse(ctx, g.unknownTool(s, p.Name), audit.ResultValidationError, reason)
-		return encodeError(m.ID, codeInvalidParams, reason, nil)
+		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, reason, nil)
 	}
 	args, approvalID, err := splitApproval(p.Arguments)
 	if err == nil {
@@ -224,7 +225,7 @@ func (g *Gateway) metadata(s *session, server, key, value string) map[string]str
 func (g *Gateway) governedCall(ctx context.Context, s *session, m *message, related *responder, ref toolRef, req AuthzRequest, args json.RawMessage) []byte {
 	params, err := forwardCallParams(m.Params, ref.def.name, args)
 	if err != nil {
-		return encodeError(m.ID, codeInvalidParams, "tools/call params must be an object", nil)
+		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, "tools/call params must be an object", nil)
 	}
 	var out []byte
 	res, ok := g.path.Run(ctx, req, func(res AuthzResult) Outcome {
@@ -254,14 +255,14 @@ func (g *Gateway) callOutcome(id json.RawMessage, u *Upstream, result json.RawMe
 		class, errClass := classify(err)
 		return toolErrorResult(id, class, g.upstreamFailureText(u, err)), Outcome{Classification: class, ErrorClass: errClass}
 	case rerr != nil:
-		return encodeRawError(id, rerr), Outcome{Classification: audit.ResultUpstreamError, ErrorClass: "rpc"}
+		return jsonrpc.RawError(id, rerr), Outcome{Classification: audit.ResultUpstreamError, ErrorClass: "rpc"}
 	}
 	shaped, isErr := shapeOutput(result, res, "content")
 	class := audit.ResultSuccess
 	if isErr {
 		class = audit.ResultToolError
 	}
-	return encodeResult(id, shaped), Outcome{Classification: class}
+	return jsonrpc.Result(id, shaped), Outcome{Classification: class}
 }
 
 // forwardCallParams rewrites name and arguments and keeps every other
@@ -278,7 +279,7 @@ func forwardCallParams(raw json.RawMessage, tool string, args json.RawMessage) (
 
 // toolErrorResult is a tool result with isError set and readable text.
 func toolErrorResult(id json.RawMessage, class, text string) []byte {
-	return encodeResult(id, map[string]any{
+	return jsonrpc.Result(id, map[string]any{
 		"content": []map[string]string{{"type": "text", "text": text}},
 		"isError": true,
 		"_meta":   map[string]string{"nomos/result_classification": class},

@@ -54,7 +54,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if m.JSONRPC != "2.0" || !(m.isRequest() || m.isNotification() || m.isResponse()) {
+		if m.JSONRPC != "2.0" || !(m.IsRequest() || m.IsNotification() || m.IsResponse()) {
 			t.Fatalf("accepted an invalid message: %s", b)
 		}
 		if err := checkStrictJSON(b); err != nil {

@@ -12,17 +12,10 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/mcp"
 	"github.com/caddy-nomos/nomos/policy/action"
-)
-
-// JSON-RPC error codes.
-const (
-	codeParseError     = -32700
-	codeInvalidRequest = -32600
-	codeMethodNotFound = -32601
-	codeInvalidParams  = -32602
-	codeInternalError  = -32603
 )
 
 // Defaults of Config.
@@ -30,10 +23,6 @@ const (
 	DefaultMaxLineBytes = 4 << 20
 	DefaultMaxInFlight  = 32
 )
-
-// supportedVersions are the protocol versions served without a gateway,
-// newest first (the same as the gateway's).
-var supportedVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26"}
 
 // Processor runs one action envelope through the Nomos pipeline and
 // records the calls refused before it (*service.Service). meta is the
@@ -110,21 +99,8 @@ func New(cfg Config) (*Server, error) {
 		inflight: map[string]context.CancelFunc{}}, nil
 }
 
-// message is one JSON-RPC message; which members are set tells its kind.
-type message struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id,omitempty"`
-	Method  string          `json:"method,omitempty"`
-	Params  json.RawMessage `json:"params,omitempty"`
-	Result  json.RawMessage `json:"result,omitempty"`
-	Error   json.RawMessage `json:"error,omitempty"`
-}
-
-func (m *message) isRequest() bool      { return m.Method != "" && hasID(m.ID) }
-func (m *message) isNotification() bool { return m.Method != "" && !hasID(m.ID) }
-func (m *message) isResponse() bool     { return m.Method == "" && hasID(m.ID) }
-
-func hasID(id json.RawMessage) bool { return len(id) > 0 && string(id) != "null" }
+// message is the shared JSON-RPC message type.
+type message = jsonrpc.Message
 
 // Serve reads messages from in until EOF or ctx ends and writes every
 // answer to out, one JSON message per line. Requests run concurrently;
@@ -167,7 +143,7 @@ func (s *Server) loop(ctx context.Context, lines <-chan []byte, readErr <-chan e
 
 // tooLong answers a message over the line cap; it was not read.
 func (s *Server) tooLong() {
-	s.out.write(errorMessage(nil, codeInvalidRequest, fmt.Sprintf("message exceeds %d bytes", s.cfg.MaxLineBytes)))
+	s.out.write(jsonrpc.ErrorResponse(nil, jsonrpc.CodeInvalidRequest, fmt.Sprintf("message exceeds %d bytes", s.cfg.MaxLineBytes), nil))
 }
 
 // handleLine dispatches one message. initialize and notifications are
@@ -175,21 +151,21 @@ func (s *Server) tooLong() {
 func (s *Server) handleLine(ctx context.Context, line []byte, wg *sync.WaitGroup, sem chan struct{}) {
 	var m message
 	if len(line) > 0 && line[0] == '[' {
-		s.out.write(errorMessage(nil, codeInvalidRequest, "JSON-RPC batches are not supported"))
+		s.out.write(jsonrpc.ErrorResponse(nil, jsonrpc.CodeInvalidRequest, "JSON-RPC batches are not supported", nil))
 		return
 	}
 	if err := json.Unmarshal(line, &m); err != nil || m.JSONRPC != "2.0" {
-		s.out.write(errorMessage(nil, codeParseError, "invalid JSON-RPC message"))
+		s.out.write(jsonrpc.ErrorResponse(nil, jsonrpc.CodeParseError, "invalid JSON-RPC message", nil))
 		return
 	}
 	switch {
-	case m.isRequest() && m.Method == "initialize":
+	case m.IsRequest() && m.Method == "initialize":
 		s.initialize(ctx, &m, line)
-	case m.isRequest():
+	case m.IsRequest():
 		s.startRequest(ctx, &m, line, wg, sem)
-	case m.isNotification():
+	case m.IsNotification():
 		s.notify(ctx, &m, line)
-	case m.isResponse() && s.bridge != nil:
+	case m.IsResponse() && s.bridge != nil:
 		s.bridge.forward(ctx, line, nil, nil)
 	}
 }
@@ -209,7 +185,7 @@ func (s *Server) startRequest(ctx context.Context, m *message, raw []byte, wg *s
 		defer func() {
 			if p := recover(); p != nil {
 				s.cfg.Logger.Error("mcp stdio: request panicked", "method", m.Method, "panic", fmt.Sprint(p))
-				s.out.write(errorMessage(m.ID, codeInternalError, "internal error"))
+				s.out.write(jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInternalError, "internal error", nil))
 			}
 			s.mu.Lock()
 			delete(s.inflight, key)
@@ -255,7 +231,7 @@ func (s *Server) handleRequest(ctx context.Context, m *message, raw []byte) {
 			s.bridge.forward(ctx, raw, nil, nil)
 			return
 		}
-		s.out.write(errorMessage(m.ID, codeMethodNotFound, "method not found: "+m.Method))
+		s.out.write(jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeMethodNotFound, "method not found: "+m.Method, nil))
 	}
 }
 
@@ -266,7 +242,7 @@ func (s *Server) reply(ctx context.Context, id json.RawMessage, result any) {
 	}
 	b, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": result})
 	if err != nil {
-		b = errorMessage(id, codeInternalError, "internal error")
+		b = jsonrpc.ErrorResponse(id, jsonrpc.CodeInternalError, "internal error", nil)
 	}
 	s.out.write(b)
 }
@@ -290,10 +266,10 @@ func (s *Server) initialize(ctx context.Context, m *message, raw []byte) {
 }
 
 func negotiate(asked string) string {
-	if slices.Contains(supportedVersions, asked) {
+	if slices.Contains(mcp.SupportedVersions, asked) {
 		return asked
 	}
-	return supportedVersions[0]
+	return mcp.SupportedVersions[0]
 }
 
 func (s *Server) serverInfo() map[string]string {
@@ -321,7 +297,7 @@ func (s *Server) decorateInit(m *message) []byte {
 	var version string
 	_ = json.Unmarshal(r["protocolVersion"], &version)
 	s.bridge.setVersion(version)
-	return resultMessage(m.ID, r)
+	return jsonrpc.Result(m.ID, r)
 }
 
 // listTools lists the built-in tools first, then the gateway's.
@@ -346,7 +322,7 @@ func (s *Server) listTools(ctx context.Context, m *message, raw []byte) {
 func (s *Server) prependBuiltins(m *message) []byte {
 	var r map[string]json.RawMessage
 	if m.Error != nil || json.Unmarshal(m.Result, &r) != nil || r == nil {
-		s.cfg.Logger.Warn("mcp stdio: upstream tools/list failed; listing the built-in tools only", "error", string(m.Error))
+		s.cfg.Logger.Warn("mcp stdio: upstream tools/list failed; listing the built-in tools only", "error", fmt.Sprint(m.Error))
 		r = map[string]json.RawMessage{}
 	}
 	var upstream []json.RawMessage
@@ -367,7 +343,7 @@ func (s *Server) prependBuiltins(m *message) []byte {
 		tools = append(tools, t)
 	}
 	r["tools"], _ = json.Marshal(tools)
-	return resultMessage(m.ID, r)
+	return jsonrpc.Result(m.ID, r)
 }
 
 // callTool runs a built-in tool, or relays the call to the gateway.
@@ -377,7 +353,7 @@ func (s *Server) callTool(ctx context.Context, m *message, raw []byte) {
 		Arguments json.RawMessage `json:"arguments"`
 	}
 	if json.Unmarshal(m.Params, &p) != nil || p.Name == "" {
-		s.out.write(errorMessage(m.ID, codeInvalidParams, "tools/call needs a tool name"))
+		s.out.write(jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, "tools/call needs a tool name", nil))
 		return
 	}
 	if b := s.builtin(p.Name); b != nil {
@@ -388,20 +364,7 @@ func (s *Server) callTool(ctx context.Context, m *message, raw []byte) {
 		s.bridge.forward(ctx, raw, nil, nil)
 		return
 	}
-	s.out.write(errorMessage(m.ID, codeInvalidParams, "unknown tool: "+p.Name))
-}
-
-func resultMessage(id json.RawMessage, result any) []byte {
-	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": result})
-	return b
-}
-
-func errorMessage(id json.RawMessage, code int, msg string) []byte {
-	if !hasID(id) {
-		id = json.RawMessage("null")
-	}
-	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "error": map[string]any{"code": code, "message": msg}})
-	return b
+	s.out.write(jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, "unknown tool: "+p.Name, nil))
 }
 
 // lineWriter serializes messages onto out, one per line. A failed write

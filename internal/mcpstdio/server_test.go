@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/mcp"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
@@ -301,11 +303,11 @@ func TestServeWithoutGateway(t *testing.T) {
 		t.Fatalf("ping: %v", m)
 	}
 	s.send(`{"jsonrpc":"2.0","id":4,"method":"resources/list"}`)
-	if m := s.next(); m["error"].(map[string]any)["code"] != float64(codeMethodNotFound) {
+	if m := s.next(); m["error"].(map[string]any)["code"] != float64(jsonrpc.CodeMethodNotFound) {
 		t.Fatalf("unknown method: %v", m)
 	}
 	s.send(`not json`)
-	if m := s.next(); m["error"].(map[string]any)["code"] != float64(codeParseError) {
+	if m := s.next(); m["error"].(map[string]any)["code"] != float64(jsonrpc.CodeParseError) {
 		t.Fatalf("parse error: %v", m)
 	}
 	s.send(`[{"jsonrpc":"2.0","id":5,"method":"ping"}]`)
@@ -369,7 +371,7 @@ func fakeGateway(t *testing.T, seen *[]string, mu *sync.Mutex) http.Handler {
 		var m message
 		_ = json.Unmarshal(body, &m)
 		mu.Lock()
-		*seen = append(*seen, r.Method+" "+m.Method+" "+r.Header.Get(headerSessionID))
+		*seen = append(*seen, r.Method+" "+m.Method+" "+r.Header.Get(mcp.HeaderSessionID))
 		mu.Unlock()
 		switch {
 		case r.Method == http.MethodGet:
@@ -380,9 +382,9 @@ func fakeGateway(t *testing.T, seen *[]string, mu *sync.Mutex) http.Handler {
 		case r.Method == http.MethodDelete:
 			w.WriteHeader(http.StatusNoContent)
 		case m.Method == "initialize":
-			w.Header().Set(headerSessionID, "sess-1")
+			w.Header().Set(mcp.HeaderSessionID, "sess-1")
 			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-06-18","capabilities":{"prompts":{}},"serverInfo":{"name":"retail"}}}`, m.ID)
-		case r.Header.Get(headerSessionID) != "sess-1":
+		case r.Header.Get(mcp.HeaderSessionID) != "sess-1":
 			w.WriteHeader(http.StatusNotFound)
 			fmt.Fprint(w, `{"decision":"DENY","reason":"invalid_session: unknown or terminated session"}`)
 		case m.Method == "tools/list":
