@@ -1,6 +1,10 @@
 package executor
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/caddy-nomos/nomos/audit"
+)
 
 // Reason codes of executor refusals and failures.
 const (
@@ -21,17 +25,6 @@ const (
 	CodeNotAllowed = "not_allowed"
 )
 
-// Result classifications, spelled as in the audit event.
-const (
-	ClassSuccess          = "SUCCESS"
-	ClassOutputLimit      = "OUTPUT_LIMIT"
-	ClassExecTimeout      = "EXEC_TIMEOUT"
-	ClassExecutionError   = "EXECUTION_ERROR"
-	ClassSandboxViolation = "SANDBOX_VIOLATION"
-	ClassDeniedPolicy     = "DENIED_POLICY"
-	ClassValidationError  = "VALIDATION_ERROR"
-)
-
 // Error is an executor refusal or failure. Message is already redacted.
 type Error struct {
 	// Code is the reason code, one of the Code constants.
@@ -45,26 +38,26 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
 // classOf maps each reason code to its classification.
 var classOf = map[string]string{
-	CodeSandboxRequired:         ClassSandboxViolation,
-	CodeSandboxViolation:        ClassSandboxViolation,
-	CodeNetNotAllowlisted:       ClassDeniedPolicy,
-	CodeExecConstraintViolation: ClassDeniedPolicy,
-	CodeExecNotAllowlisted:      ClassDeniedPolicy,
-	CodeRedirectBlocked:         ClassDeniedPolicy,
-	CodeCredentialsUnavailable:  ClassDeniedPolicy,
-	CodeNotAllowed:              ClassDeniedPolicy,
-	CodeInvalidParams:           ClassValidationError,
-	CodeInvalidResource:         ClassValidationError,
-	CodeUnsupportedAction:       ClassValidationError,
-	CodeNotFound:                ClassExecutionError,
-	CodeExecutionError:          ClassExecutionError,
+	CodeSandboxRequired:         audit.ResultSandboxViolation,
+	CodeSandboxViolation:        audit.ResultSandboxViolation,
+	CodeNetNotAllowlisted:       audit.ResultDeniedPolicy,
+	CodeExecConstraintViolation: audit.ResultDeniedPolicy,
+	CodeExecNotAllowlisted:      audit.ResultDeniedPolicy,
+	CodeRedirectBlocked:         audit.ResultDeniedPolicy,
+	CodeCredentialsUnavailable:  audit.ResultDeniedPolicy,
+	CodeNotAllowed:              audit.ResultDeniedPolicy,
+	CodeInvalidParams:           audit.ResultValidationError,
+	CodeInvalidResource:         audit.ResultValidationError,
+	CodeUnsupportedAction:       audit.ResultValidationError,
+	CodeNotFound:                audit.ResultExecutionError,
+	CodeExecutionError:          audit.ResultExecutionError,
 }
 
 // fail builds an Error; the message is redacted when the action finishes.
 func fail(code, format string, args ...any) *Error {
 	class, ok := classOf[code]
 	if !ok {
-		class = ClassExecutionError
+		class = audit.ResultExecutionError
 	}
 	return &Error{Code: code, Classification: class, Message: fmt.Sprintf(format, args...)}
 }
