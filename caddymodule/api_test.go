@@ -227,6 +227,8 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 		"stateless sqlite":      {func(a *App) { a.Runtime = &RuntimeConfig{Stateless: true}; a.Approvals = nil }, "sqlite audit sink is not allowed"},
 		"bad deployment mode":   {func(a *App) { a.Runtime = &RuntimeConfig{DeploymentMode: "cloud"} }, "deployment_mode"},
 		"executor without root": {func(a *App) { a.Executor = &ExecutorConfig{} }, "workspace_root is required"},
+		"unknown sandbox profile": {func(a *App) { a.Executor = &ExecutorConfig{WorkspaceRoot: os.TempDir(), SandboxProfile: "vm"} },
+			"unknown sandbox profile"},
 		"bad approvals store":   {func(a *App) { a.Approvals.Store = "redis" }, "unknown store"},
 		"bad redaction pattern": {func(a *App) { a.Redaction = &RedactionConfig{Patterns: []string{"("}} }, "redaction"},
 	}

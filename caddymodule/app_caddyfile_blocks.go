@@ -264,10 +264,7 @@ func unmarshalExecutor(d *caddyfile.Dispenser, c *ExecutorConfig) error {
 		case "workspace_root":
 			err = setOnce(d, &c.WorkspaceRoot)
 		case "sandbox_profile":
-			err = setOnce(d, &c.SandboxProfile)
-			if err == nil && c.SandboxProfile != "none" && c.SandboxProfile != "local" && c.SandboxProfile != "container" {
-				return d.Errf("sandbox_profile must be none, local or container, got %q", c.SandboxProfile)
-			}
+			err = setOnce(d, &c.SandboxProfile) // the executor validates it
 		case "max_output_bytes":
 			err = setInt(d, &c.MaxOutputBytes)
 		case "max_output_lines":

@@ -28,7 +28,7 @@ type MCPHandler struct {
 	// Policy names the policy set. Default: default.
 	Policy string `json:"policy,omitempty"`
 	// Upstreams are the names of the nomos app's upstreams this route
-	// exposes, in priority order. Required; no default.
+	// exposes, in priority order. Default: none (required).
 	Upstreams []string `json:"upstreams"`
 	// Prefixes maps an upstream to the prefix of its tool and prompt names.
 	// Default: none with one upstream, "<name>_" with several.

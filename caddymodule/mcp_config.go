@@ -45,10 +45,11 @@ type UpstreamConfig struct {
 	// system's, for a remote upstream (the same option as the executor's).
 	// Default: the system trust store only.
 	TrustedCA string `json:"trusted_ca,omitempty"`
-	// ClientCert and ClientKey are the PEM certificate and key of mTLS to
-	// a remote upstream; both or neither. Default: none.
+	// ClientCert is the PEM certificate of mTLS to a remote upstream;
+	// ClientKey goes with it. Default: none.
 	ClientCert string `json:"client_cert,omitempty"`
-	ClientKey  string `json:"client_key,omitempty"`
+	// ClientKey is the PEM key of ClientCert. Default: none.
+	ClientKey string `json:"client_key,omitempty"`
 	// AllowMissingToolSchemas lets tools without an inputSchema be called.
 	// Default: false.
 	AllowMissingToolSchemas bool `json:"allow_missing_tool_schemas,omitempty"`
