@@ -2,10 +2,13 @@ package mcp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
+	redactpkg "github.com/caddy-nomos/nomos/internal/redact"
 )
 
 // Nomos JSON-RPC error codes (the standard ones are in internal/jsonrpc).
@@ -78,4 +81,23 @@ func rpcCodeFor(class string) int {
 	default:
 		return CodeUpstreamUnavail
 	}
+}
+
+// maxUpstreamErrorMessage bounds the upstream error text a client sees.
+const maxUpstreamErrorMessage = 512
+
+// upstreamRPCErrorFor is the JSON-RPC error an upstream answered, as a
+// client may see it: the upstream's code and its message, redacted and
+// capped; the data member (stack traces, internal addresses) goes to the
+// log only.
+func (g *Gateway) upstreamRPCErrorFor(id json.RawMessage, server string, rerr *rpcError, redact func(string) string) []byte {
+	if len(rerr.Data) > 0 {
+		g.log.Info("mcp upstream error data withheld from the client", "upstream_server", server, "code", rerr.Code, "data", string(rerr.Data))
+	}
+	msg := rerr.Message
+	if redact != nil {
+		msg = redact(msg)
+	}
+	msg, _ = redactpkg.Cap(msg, maxUpstreamErrorMessage, 0)
+	return jsonrpc.RawError(id, &rpcError{Code: rerr.Code, Message: msg})
 }

@@ -2,8 +2,12 @@ package mcp
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/policy"
@@ -77,5 +81,32 @@ func TestHiddenAnswersAsUnknown(t *testing.T) {
 	list, _ := json.Marshal(c.call("prompts/list", `{}`))
 	if strings.Contains(string(list), "greet") {
 		t.Fatalf("prompts/list shows a hidden prompt: %s", list)
+	}
+}
+
+// TestClientsSeeNoInternals: an upstream that went away is reported by
+// class and name, never by address (issue 8 #12), and the refusal is
+// recorded as UPSTREAM_UNAVAILABLE.
+func TestClientsSeeNoInternals(t *testing.T) {
+	s := newTestServer("a", nil)
+	srv := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, nil))
+	u := startedUpstream(t, UpstreamConfig{Name: "a", URL: srv.URL, Breaker: BreakerConfig{Disabled: true}})
+	gov := newTestGovernor()
+	_, c := newGateway(t, RouteConfig{}, gov, u)
+	c.initialize()
+	srv.CloseClientConnections()
+	srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for _, call := range []string{`{"name":"echo","arguments":{"text":"x"}}`, `{"name":"nope"}`} {
+		m := c.call("tools/call", call)
+		raw, _ := json.Marshal(m)
+		if strings.Contains(string(raw), host) || strings.Contains(string(raw), "127.0.0.1") || !strings.Contains(string(raw), "UPSTREAM_UNAVAILABLE") {
+			t.Fatalf("%s: the client sees %s", call, raw)
+		}
+	}
+	gov.mu.Lock()
+	defer gov.mu.Unlock()
+	if n := len(gov.rejected); n == 0 || gov.rejected[n-1].class != audit.ResultUpstreamUnavailable {
+		t.Fatalf("the refusal before policy was not recorded as UPSTREAM_UNAVAILABLE: %+v", gov.rejected)
 	}
 }

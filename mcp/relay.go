@@ -129,7 +129,7 @@ func (g *Gateway) initUpstream(ctx context.Context, s *session, u *Upstream, m *
 		return nil, g.upstreamRPCError(m.ID, u, err)
 	}
 	if rerr != nil {
-		return nil, jsonrpc.RawError(m.ID, rerr)
+		return nil, g.upstreamRPCErrorFor(m.ID, u.cfg.Name, rerr, nil)
 	}
 	s.setLink(u.cfg.Name, c)
 	return c.init, nil

@@ -253,7 +253,7 @@ func (g *Gateway) subscribe(ctx context.Context, s *session, m *message) []byte 
 			return g.upstreamRPCError(m.ID, u, err)
 		}
 		if rerr != nil {
-			return jsonrpc.RawError(m.ID, rerr)
+			return g.upstreamRPCErrorFor(m.ID, u.cfg.Name, rerr, nil)
 		}
 		s.recordSubscription(uri, u.cfg.Name, on)
 		return jsonrpc.Result(m.ID, res)
@@ -325,7 +325,7 @@ func (g *Gateway) surfaceOutcome(id json.RawMessage, u *Upstream, result json.Ra
 		class, errClass := classify(err)
 		return g.upstreamRPCError(id, u, err), Outcome{Classification: class, ErrorClass: errClass}
 	case rerr != nil:
-		return jsonrpc.RawError(id, rerr), Outcome{Classification: audit.ResultUpstreamError, ErrorClass: "rpc"}
+		return g.upstreamRPCErrorFor(id, u.cfg.Name, rerr, res.Redact), Outcome{Classification: audit.ResultUpstreamError, ErrorClass: "rpc"}
 	}
 	shaped, _ := shapeOutput(result, res, capKey)
 	return jsonrpc.Result(id, shaped), Outcome{Classification: audit.ResultSuccess}

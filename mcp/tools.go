@@ -40,7 +40,7 @@ func (g *Gateway) listTools(ctx context.Context, s *session, m *message) []byte 
 
 func (g *Gateway) listError(m *message, err error) []byte {
 	if rerr, ok := err.(*rpcError); ok {
-		return jsonrpc.RawError(m.ID, rerr)
+		return g.upstreamRPCErrorFor(m.ID, "", rerr, nil)
 	}
 	class, errClass := classify(err)
 	g.log.Warn("mcp list failed", "error_class", errClass, "error", err)
@@ -255,7 +255,7 @@ func (g *Gateway) callOutcome(id json.RawMessage, u *Upstream, result json.RawMe
 		class, errClass := classify(err)
 		return toolErrorResult(id, class, g.upstreamFailureText(u, err)), Outcome{Classification: class, ErrorClass: errClass}
 	case rerr != nil:
-		return jsonrpc.RawError(id, rerr), Outcome{Classification: audit.ResultUpstreamError, ErrorClass: "rpc"}
+		return g.upstreamRPCErrorFor(id, u.cfg.Name, rerr, res.Redact), Outcome{Classification: audit.ResultUpstreamError, ErrorClass: "rpc"}
 	}
 	shaped, isErr := shapeOutput(result, res, "content")
 	class := audit.ResultSuccess
