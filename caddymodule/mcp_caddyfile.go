@@ -123,9 +123,6 @@ func (a *App) unmarshalUpstream(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	if (c.Command == "") == (c.URL == "") {
-		return d.Errf("upstream %q needs exactly one of command or url", name)
-	}
 	if a.Upstreams == nil {
 		a.Upstreams = map[string]*UpstreamConfig{}
 	}
@@ -154,13 +151,7 @@ func unmarshalUpstreamOption(d *caddyfile.Dispenser, c *UpstreamConfig) error {
 	case "url":
 		return setOnce(d, &c.URL)
 	case "transport":
-		if err := setOnce(d, &c.Transport); err != nil {
-			return err
-		}
-		if c.Transport != "stdio" && c.Transport != "streamable_http" && c.Transport != "sse" {
-			return d.Errf("transport must be stdio, streamable_http or sse, got %q", c.Transport)
-		}
-		return nil
+		return setOnce(d, &c.Transport) // validated with the upstream
 	case "allowed_hosts":
 		return appendArgs(d, &c.AllowedHosts)
 	case "header":
