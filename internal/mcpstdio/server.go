@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 	"github.com/caddy-nomos/nomos/internal/service"
 	"github.com/caddy-nomos/nomos/mcp"
@@ -353,7 +354,7 @@ func (s *Server) callTool(ctx context.Context, m *message, raw []byte) {
 		Arguments json.RawMessage `json:"arguments"`
 	}
 	if json.Unmarshal(m.Params, &p) != nil || p.Name == "" {
-		s.out.write(jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, "tools/call needs a tool name", nil))
+		s.refuse(ctx, m.ID, "tools/call needs a tool name")
 		return
 	}
 	if b := s.builtin(p.Name); b != nil {
@@ -364,7 +365,15 @@ func (s *Server) callTool(ctx context.Context, m *message, raw []byte) {
 		s.bridge.forward(ctx, raw, nil, nil)
 		return
 	}
-	s.out.write(jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, "unknown tool: "+p.Name, nil))
+	s.refuse(ctx, m.ID, "unknown tool: "+p.Name)
+}
+
+// refuse records and answers a tools/call refused before any decision,
+// as the gateway does for the tools it relays.
+func (s *Server) refuse(ctx context.Context, id json.RawMessage, reason string) {
+	env := action.NewEnvelope(action.TypeMCPCall, "", nil, s.traceID)
+	s.cfg.Processor.Reject(context.WithoutCancel(ctx), env, s.cfg.Identity, s.meta(), audit.ResultValidationError, reason)
+	s.out.write(jsonrpc.ErrorResponse(id, jsonrpc.CodeInvalidParams, reason, nil))
 }
 
 // lineWriter serializes messages onto out, one per line. A failed write

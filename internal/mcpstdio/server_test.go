@@ -239,6 +239,19 @@ func TestBuiltinArgumentsRefusedBeforeAnyAction(t *testing.T) {
 	if n := p.count(); n != 0 {
 		t.Fatalf("%d invalid calls reached the pipeline", n)
 	}
+	// Each refusal is still recorded, labelled with the stdio transport.
+	s.send(`{"jsonrpc":"2.0","id":99,"method":"tools/call","params":{"name":"no_such_tool","arguments":{}}}`)
+	s.next()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.rejects) != len(cases)+1 || !strings.HasPrefix(p.rejects[len(cases)], "VALIDATION_ERROR: unknown tool: no_such_tool") {
+		t.Fatalf("recorded refusals: %q", p.rejects)
+	}
+	for _, m := range p.metas {
+		if m["downstream_transport"] != "stdio" {
+			t.Fatalf("refusal recorded without the stdio transport: %v", m)
+		}
+	}
 }
 
 func TestDecisionsAreReadableToolResults(t *testing.T) {
