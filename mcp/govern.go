@@ -2,12 +2,14 @@ package mcp
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
 	"time"
 
 	"github.com/caddy-nomos/nomos/policy"
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 // ReasonInternal is the reason of a request denied because the Governor
@@ -86,6 +88,35 @@ func (p *Path) Run(ctx context.Context, req AuthzRequest, forward func(AuthzResu
 	out.Duration = p.Now().Sub(start)
 	p.Governor.Completed(done, req, res, out)
 	return res, true
+}
+
+// NewRequest builds a governed request of id on upstream server (empty
+// when no upstream owns the name): resource mcp://<server>/<path...>,
+// params the canonical JSON of params plus upstream_server. A door adds
+// its TraceID, ApprovalID and Metadata.
+func NewRequest(id Identity, actionType, server string, path []string, params map[string]any) AuthzRequest {
+	p := make(map[string]any, len(params)+1)
+	maps.Copy(p, params)
+	p["upstream_server"] = server
+	canon, err := action.CanonicalMarshal(p)
+	if err != nil { // only JSON values reach here; fail visibly
+		canon = json.RawMessage(`{"error":"params not canonicalizable"}`)
+	}
+	return AuthzRequest{Identity: id, ActionType: actionType, Resource: action.MCPResource(server, path...), Params: canon}
+}
+
+// NewCallRequest builds the mcp.call of tool on upstream server: params
+// {upstream_server, upstream_tool, tool_arguments, tool_arguments_hash},
+// the arguments canonicalized (approval_id already removed), so an
+// approval binds to the same fingerprint whichever door asks.
+func NewCallRequest(id Identity, server, tool string, args json.RawMessage) (AuthzRequest, error) {
+	canon, err := action.Canonicalize(args)
+	if err != nil {
+		return AuthzRequest{}, fmt.Errorf("arguments: %w", err)
+	}
+	return NewRequest(id, action.TypeMCPCall, server, []string{tool}, map[string]any{
+		"upstream_tool": tool, "tool_arguments": json.RawMessage(canon), "tool_arguments_hash": action.SHA256Hex(canon),
+	}), nil
 }
 
 // DenialText is the one text a model reads when a request was not carried

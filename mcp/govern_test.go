@@ -110,3 +110,20 @@ func TestClientsSeeNoInternals(t *testing.T) {
 		t.Fatalf("the refusal before policy was not recorded as UPSTREAM_UNAVAILABLE: %+v", gov.rejected)
 	}
 }
+
+// TestNewCallRequestIsTheOneShape: any door building an mcp.call gets the
+// same resource and canonical params, so approvals and audit agree.
+func TestNewCallRequestIsTheOneShape(t *testing.T) {
+	a, err := NewCallRequest(Identity{Principal: "p"}, "Retail", "refund", json.RawMessage(`{"b":1, "a":{"y":2,"x":1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewCallRequest(Identity{Principal: "p"}, "Retail", "refund", json.RawMessage(`{"a":{"x":1,"y":2},"b":1}`))
+	if a.Resource != "mcp://retail/refund" || string(a.Params) != string(b.Params) ||
+		!strings.Contains(string(a.Params), `"tool_arguments":{"a":{"x":1,"y":2},"b":1}`) || !strings.Contains(string(a.Params), `"upstream_server":"Retail"`) {
+		t.Fatalf("requests differ or are misshapen: %s %s / %s", a.Resource, a.Params, b.Params)
+	}
+	if _, err := NewCallRequest(Identity{}, "r", "t", json.RawMessage(`{"a":1,"a":2}`)); err == nil {
+		t.Fatal("duplicate keys in arguments must be refused")
+	}
+}

@@ -172,38 +172,29 @@ func splitApproval(raw json.RawMessage) (json.RawMessage, string, error) {
 
 // callRequest builds the mcp.call action of a tool call.
 func (g *Gateway) callRequest(s *session, ref toolRef, args json.RawMessage, approvalID string) (AuthzRequest, error) {
-	canon, err := action.Canonicalize(args)
+	req, err := NewCallRequest(s.identity, ref.up.cfg.Name, ref.def.name, args)
 	if err != nil {
-		return AuthzRequest{}, fmt.Errorf("arguments: %w", err)
+		return AuthzRequest{}, err
 	}
-	return g.toolRequest(s, ref, map[string]any{
-		"upstream_tool": ref.def.name, "tool_arguments": json.RawMessage(canon), "tool_arguments_hash": action.SHA256Hex(canon),
-	}, approvalID), nil
+	return g.inSession(s, req, ref.up.cfg.Name, "upstream_tool", ref.def.name, approvalID), nil
 }
 
 // request builds the governed request of session s on upstream u (nil
-// when no upstream owns the name): resource mcp://<u>/<path...>, params
-// the canonical JSON of params plus upstream_server.
+// when no upstream owns the name).
 func (g *Gateway) request(s *session, u *Upstream, actionType string, path []string, params map[string]any, metaKey, metaValue string) AuthzRequest {
 	server := ""
 	if u != nil {
 		server = u.cfg.Name
 	}
-	if params == nil {
-		params = map[string]any{}
-	}
-	params["upstream_server"] = server
-	canon, err := action.CanonicalMarshal(params)
-	if err != nil { // only JSON values built here; fail visibly
-		canon = json.RawMessage(`{"error":"params not canonicalizable"}`)
-	}
-	return AuthzRequest{
-		Identity: s.identity, ActionType: actionType,
-		Resource: action.MCPResource(server, path...),
-		Params:   canon,
-		TraceID:  "mcp-" + s.id,
-		Metadata: g.metadata(s, server, metaKey, metaValue),
-	}
+	return g.inSession(s, NewRequest(s.identity, actionType, server, path, params), server, metaKey, metaValue, "")
+}
+
+// inSession adds the session's trace and evidence to req.
+func (g *Gateway) inSession(s *session, req AuthzRequest, server, metaKey, metaValue, approvalID string) AuthzRequest {
+	req.TraceID = "mcp-" + s.id
+	req.ApprovalID = approvalID
+	req.Metadata = g.metadata(s, server, metaKey, metaValue)
+	return req
 }
 
 func (g *Gateway) metadata(s *session, server, key, value string) map[string]string {
