@@ -243,7 +243,7 @@ func (g *Gateway) completionTarget(s *session, m *message, typ, name, uri string
 func (g *Gateway) subscribe(ctx context.Context, s *session, m *message) []byte {
 	uri := messageName(m)
 	u := g.resourceOwner(s, uri)
-	if u == nil {
+	if u == nil || !g.path.Visible(ctx, g.resourceRequest(s, u, uri)) { // hidden = unknown
 		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, "unknown resource: "+uri, nil)
 	}
 	on := m.Method == "resources/subscribe"
