@@ -72,6 +72,8 @@ type App struct {
 	limiter      *ratelimit.Limiter
 	slots        chan struct{}
 	assurance    string
+	// guardKeys counts nomos_guard breaker keys in this config.
+	guardKeys map[string]int
 }
 
 // CaddyModule returns the Caddy module information.
