@@ -157,6 +157,7 @@ func (h *GuardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	}
 	setDecisionPlaceholders(r, g.auth.Response)
 	setPlaceholder(r, "approval_id", g.auth.Response.ApprovalID)
+	w.Header().Set(headerActionID, g.auth.Response.ActionID)
 	if !g.allowed() {
 		return h.refuse(w, r, g)
 	}

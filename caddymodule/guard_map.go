@@ -40,6 +40,9 @@ const (
 // headerApprovalID is how a client presents an approval on its retry.
 const headerApprovalID = "X-Nomos-Approval-Id"
 
+// headerActionID tells the client which audited action its request was.
+const headerActionID = "X-Nomos-Action-Id"
+
 // httpMapping is the plain HTTP mode: net.http_request on
 // url://<host>/<path> by default, with every part configurable.
 type httpMapping struct {
