@@ -199,7 +199,7 @@ func (h *GuardHandler) admit(r *http.Request) (*guarded, *service.Error) {
 	}
 	stripNomosHeaders(r, h.app.trustedHeaders())
 	r.Body = newBodyReader(body)
-	r.ContentLength = int64(len(body))
+	r.ContentLength, r.TransferEncoding = int64(len(body)), nil
 	return &guarded{id: id, auth: auth}, nil
 }
 
