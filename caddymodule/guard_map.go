@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -167,7 +168,7 @@ func (m *httpMapping) resourceOf(r *http.Request, repl *caddy.Replacer) string {
 // params is the canonical params object of the request.
 func (m *httpMapping) params(r *http.Request, repl *caddy.Replacer, body []byte) (json.RawMessage, error) {
 	query, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
+	if err != nil || !validQuery(query) {
 		return nil, service.Errorf(http.StatusBadRequest, service.CodeValidation, "query string cannot be parsed unambiguously")
 	}
 	p := map[string]any{paramMethod: r.Method, paramQuery: query}
@@ -179,6 +180,9 @@ func (m *httpMapping) params(r *http.Request, repl *caddy.Replacer, body []byte)
 	}
 	for _, tp := range m.templates {
 		p[tp.name] = repl.ReplaceAll(tp.template, "")
+	}
+	if !validStrings(p) {
+		return nil, service.Errorf(http.StatusBadRequest, service.CodeValidation, "request params are not valid UTF-8")
 	}
 	if err := m.addBodyParams(p, body); err != nil {
 		return nil, err
@@ -198,6 +202,42 @@ func (m *httpMapping) headerValues(r *http.Request) map[string]string {
 		}
 	}
 	return out
+}
+
+// validQuery refuses keys and values that are not UTF-8: JSON would turn
+// them into U+FFFD, and two different queries would become one action.
+func validQuery(q url.Values) bool {
+	for k, vals := range q {
+		if !utf8.ValidString(k) {
+			return false
+		}
+		for _, v := range vals {
+			if !utf8.ValidString(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validStrings checks the string params taken from the request (method,
+// headers, templates) for the same reason.
+func validStrings(p map[string]any) bool {
+	for _, v := range p {
+		switch s := v.(type) {
+		case string:
+			if !utf8.ValidString(s) {
+				return false
+			}
+		case map[string]string:
+			for _, hv := range s {
+				if !utf8.ValidString(hv) {
+					return false
+				}
+			}
+		}
+	}
+	return true
 }
 
 // addBodyParams reads the configured fields from a strictly valid JSON

@@ -41,7 +41,18 @@ func (h *GuardHandler) refuse(w http.ResponseWriter, r *http.Request, g *guarded
 		w.Header().Set("Retry-After", strconv.Itoa(h.retryAfterSeconds()))
 		return writeError(w, service.Errorf(http.StatusTooManyRequests, service.CodeRateLimited, "rate limit exceeded"))
 	}
-	return writeJSON(w, http.StatusForbidden, errorBody{Decision: policy.Deny, Reason: withMessage(resp.Reason, "denied by policy")})
+	return writeJSON(w, http.StatusForbidden, errorBody{Decision: policy.Deny, Reason: withMessage(resp.Reason, denialMessage(resp.Reason))})
+}
+
+// denialMessage says in words what a DENY reason code means.
+func denialMessage(code string) string {
+	switch code {
+	case service.ReasonApprovalDenied:
+		return "a reviewer denied the approval for this request"
+	case service.ReasonApprovalsNotEnabled:
+		return "this request needs an approval, and approvals are not enabled"
+	}
+	return "denied by policy"
 }
 
 // withMessage gives a bare reason code the "<code>: <message>" form.

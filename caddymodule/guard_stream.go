@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddy-nomos/nomos/internal/redact"
@@ -30,6 +31,7 @@ var (
 // as it is complete), any other response in whole lines. Nothing is held
 // beyond guardMaxHold, and the whole body is never buffered.
 type filterWriter struct {
+	mu       sync.Mutex // a flush timer may run beside the copy
 	w        http.ResponseWriter
 	red      *redact.Redactor
 	budget   outputBudget
@@ -69,6 +71,12 @@ func (fw *filterWriter) Header() http.Header { return fw.w.Header() }
 // the stream: the length changes with redaction, and a compressed body
 // cannot be redacted, so it is refused with 502.
 func (fw *filterWriter) WriteHeader(status int) {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	fw.writeHeader(status)
+}
+
+func (fw *filterWriter) writeHeader(status int) {
 	if fw.wroteHeader {
 		return
 	}
@@ -109,8 +117,10 @@ func isEventStream(ct string) bool {
 // Write filters p; it fails once the output cap is reached, which ends
 // the upstream's copy.
 func (fw *filterWriter) Write(p []byte) (int, error) {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
 	if !fw.wroteHeader {
-		fw.WriteHeader(http.StatusOK)
+		fw.writeHeader(http.StatusOK)
 	}
 	if fw.stop != nil {
 		return 0, fw.stop
@@ -136,6 +146,12 @@ type writerOnly struct{ io.Writer }
 
 // Flush passes complete output on; a partial line stays held.
 func (fw *filterWriter) Flush() {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	fw.flush()
+}
+
+func (fw *filterWriter) flush() {
 	if fw.wroteHeader && fw.stop == nil {
 		_ = http.NewResponseController(fw.w).Flush()
 	}
@@ -157,7 +173,7 @@ func (fw *filterWriter) drainEvents(final bool) {
 		piece := fw.held[:end]
 		fw.held = fw.held[end:]
 		fw.emit(piece, true)
-		fw.Flush()
+		fw.flush()
 	}
 }
 
@@ -198,6 +214,8 @@ func (fw *filterWriter) cut() {
 // finish emits what is still held once next returned and reports a
 // response that never got a status line to the breaker.
 func (fw *filterWriter) finish(err error) {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
 	if !fw.wroteHeader {
 		switch {
 		case canceled(fw.ctx, err):
@@ -224,6 +242,8 @@ func (fw *filterWriter) finish(err error) {
 // abandon is finish for a next that panicked (reverse_proxy aborts a
 // broken stream that way).
 func (fw *filterWriter) abandon() {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
 	if canceled(fw.ctx, nil) {
 		fw.reportOnce(breakerExcluded)
 	}

@@ -457,3 +457,36 @@ func TestPlainCutHoldsPrivateKeys(t *testing.T) {
 		t.Fatalf("cut at %d, want %d", got, len(b))
 	}
 }
+
+func TestGuardRefusesAmbiguousQueries(t *testing.T) {
+	h := newGuard(t, newGuardApp(t, nil), nil)
+	for _, target := range []string{"/v1/x?id=%FF", "/v1/x?a=1;b=2"} {
+		up := new(upstream)
+		rec, _, _ := serveGuard(t, h, guardRequest(http.MethodGet, target, ""), up)
+		if rec.Code != http.StatusBadRequest || up.calls != 0 {
+			t.Errorf("%s: %d calls=%d", target, rec.Code, up.calls)
+		}
+	}
+}
+
+func TestProxyBreaker(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	b := &ProxyBreaker{Name: "orders", GuardBreakerConfig: GuardBreakerConfig{BreakerConfig: BreakerConfig{FailureThreshold: 2}}}
+	if err := b.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Cleanup()
+	b.RecordMetric(200, 0)
+	b.RecordMetric(502, 0)
+	if !b.OK() {
+		t.Fatal("open after one failure")
+	}
+	b.RecordMetric(500, 0)
+	if b.OK() || b.OK() {
+		t.Fatal("still OK after two failures")
+	}
+	if err := new(ProxyBreaker).Provision(ctx); err == nil {
+		t.Fatal("a breaker without a name was accepted")
+	}
+}
