@@ -9,7 +9,7 @@ export NOMOS_API_KEY ?= dev-alice-key
 export NOMOS_REVIEWER_KEY ?= dev-reviewer-key
 export NOMOS_AGENT_SECRET ?= dev-agent-secret
 
-.PHONY: build run test test-unit bench fuzz lint tools clean
+.PHONY: build run test test-unit bench bench-guard fuzz lint tools clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/nomos
@@ -29,6 +29,12 @@ test-unit:
 ## bench: benchmark tables (policy evaluation, redaction, MCP overhead).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./policy/ ./internal/redact/ ./mcp/...
+
+## bench-guard: added latency of nomos_guard + reverse_proxy against a bare
+## reverse_proxy (built binary, loopback, 200 rps); writes docs/benchmarks.md.
+bench-guard: build
+	NOMOS_BIN=$(CURDIR)/$(BIN) NOMOS_BENCH_GUARD=1 NOMOS_BENCH_GUARD_OUT=$(CURDIR)/docs/benchmarks.md \
+		$(GO) test ./cmd/nomos/ -run '^TestBenchGuardLatency$$' -count 1 -v -timeout 15m
 
 ## fuzz: every fuzz target for a short, fixed budget each.
 fuzz:
