@@ -76,9 +76,7 @@ func (h *GuardHandler) retryAfterSeconds() int {
 
 // forward calls next under the breaker with the response filtered, and
 // completes the action with what happened.
-func (h *GuardHandler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, g *guarded) (err error) {
-	resp := g.auth.Response
-	resp.ExecutionMode = service.ModeHTTPForwarded
+func (h *GuardHandler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, g *guarded) error {
 	red, err := redactorFor(h.app.red, g.auth.Obligations)
 	if err != nil {
 		h.svc.Complete(completionContext(r), g.auth, audit.ResultInternalError, nil)
@@ -86,11 +84,24 @@ func (h *GuardHandler) forward(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	done, open := h.breaker.allow()
 	if open {
-		h.logger.Warn("guard breaker open; request not forwarded", zap.String("guard", h.Name), zap.String("action_id", resp.ActionID))
-		h.svc.Complete(completionContext(r), g.auth, audit.ResultUpstreamUnavailable, map[string]any{"breaker_state": "open"})
-		return writeError(w, service.Errorf(http.StatusServiceUnavailable, audit.ResultUpstreamUnavailable, "upstream circuit breaker is open"))
+		return h.breakerOpen(w, r, g)
 	}
+	g.auth.Response.ExecutionMode = service.ModeHTTPForwarded
 	fw := newFilterWriter(r, w, red, g.auth.Obligations, done, h.Breaker.latencyThreshold())
+	return h.serveFiltered(fw, r, next, g)
+}
+
+// breakerOpen answers 503 without calling next; the decided action is
+// completed as UPSTREAM_UNAVAILABLE.
+func (h *GuardHandler) breakerOpen(w http.ResponseWriter, r *http.Request, g *guarded) error {
+	h.logger.Warn("guard breaker open; request not forwarded", zap.String("guard", h.Name), zap.String("action_id", g.auth.Response.ActionID))
+	h.svc.Complete(completionContext(r), g.auth, audit.ResultUpstreamUnavailable, map[string]any{"breaker_state": "open"})
+	return writeError(w, service.Errorf(http.StatusServiceUnavailable, audit.ResultUpstreamUnavailable, "upstream circuit breaker is open"))
+}
+
+// serveFiltered runs next through the filter. A panic (reverse_proxy
+// aborts a broken stream that way) is completed in audit, then goes on.
+func (h *GuardHandler) serveFiltered(fw *filterWriter, r *http.Request, next caddyhttp.Handler, g *guarded) error {
 	defer func() {
 		if p := recover(); p != nil {
 			fw.abandon()
@@ -98,7 +109,7 @@ func (h *GuardHandler) forward(w http.ResponseWriter, r *http.Request, next cadd
 			panic(p)
 		}
 	}()
-	err = next.ServeHTTP(fw, r)
+	err := next.ServeHTTP(fw, r)
 	fw.finish(err)
 	h.complete(r, g, fw, outcomeOf(r, fw, err, false))
 	if fw.stop != nil {

@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -459,13 +461,71 @@ func TestPlainCutHoldsPrivateKeys(t *testing.T) {
 }
 
 func TestGuardRefusesAmbiguousQueries(t *testing.T) {
-	h := newGuard(t, newGuardApp(t, nil), nil)
+	app := newGuardApp(t, nil)
+	h := newGuard(t, app, nil)
 	for _, target := range []string{"/v1/x?id=%FF", "/v1/x?a=1;b=2"} {
 		up := new(upstream)
 		rec, _, _ := serveGuard(t, h, guardRequest(http.MethodGet, target, ""), up)
 		if rec.Code != http.StatusBadRequest || up.calls != 0 {
 			t.Errorf("%s: %d calls=%d", target, rec.Code, up.calls)
 		}
+	}
+	refused := 0
+	for _, ev := range guardAuditEvents(t, app) {
+		if ev["event_type"] == "action.decision" && ev["result_classification"] == "VALIDATION_ERROR" && ev["principal"] == "alice" {
+			refused++
+		}
+	}
+	if refused != 2 {
+		t.Fatalf("%d refusals audited, want 2", refused)
+	}
+}
+
+// guardAuditEvents reads every event of the test app's sqlite audit log.
+func guardAuditEvents(t *testing.T, app *App) []map[string]any {
+	t.Helper()
+	db, err := sql.Open("sqlite", app.Audit.Sinks[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT json FROM audit_events ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []map[string]any
+	for rows.Next() {
+		var raw string
+		var ev map[string]any
+		if err := rows.Scan(&raw); err != nil || json.Unmarshal([]byte(raw), &ev) != nil {
+			t.Fatalf("audit row: %v", err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+func TestGuardAuditsDecisionBeforeNextAndCompletion(t *testing.T) {
+	app := newGuardApp(t, nil)
+	h := newGuard(t, app, nil)
+	var seenAtNext []map[string]any
+	up := &upstream{serve: func(w http.ResponseWriter, r *http.Request) error {
+		seenAtNext = guardAuditEvents(t, app)
+		_, err := io.WriteString(w, "hello\n")
+		return err
+	}}
+	rec, _, _ := serveGuard(t, h, guardRequest(http.MethodGet, "/v1/x", ""), up)
+	id := rec.Header().Get(headerActionID)
+	if len(seenAtNext) == 0 || seenAtNext[len(seenAtNext)-1]["event_type"] != "action.decision" || seenAtNext[len(seenAtNext)-1]["action_id"] != id {
+		t.Fatalf("the decision was not recorded before next ran: %v", seenAtNext)
+	}
+	evs := guardAuditEvents(t, app)
+	done := evs[len(evs)-2]
+	meta, _ := done["executor_metadata"].(map[string]any)
+	if done["event_type"] != "action.completed" || done["result_classification"] != "SUCCESS" ||
+		meta["status_code"] != float64(200) || meta["bytes_written"] != float64(6) || meta["execution_mode"] != "http_forwarded" || meta["guard"] != "guard" {
+		t.Fatalf("completion %v", done)
 	}
 }
 
@@ -488,5 +548,50 @@ func TestProxyBreaker(t *testing.T) {
 	}
 	if err := new(ProxyBreaker).Provision(ctx); err == nil {
 		t.Fatal("a breaker without a name was accepted")
+	}
+}
+
+func TestGuardLatencyThresholdCountsSlowAnswers(t *testing.T) {
+	h := newGuard(t, newGuardApp(t, nil), &GuardHandler{Breaker: &GuardBreakerConfig{
+		BreakerConfig:    BreakerConfig{FailureThreshold: 2},
+		LatencyThreshold: caddy.Duration(1), // every real answer is slower than 1ns
+	}})
+	up := new(upstream)
+	for i := 0; i < 2; i++ {
+		if rec, _, _ := serveGuard(t, h, guardRequest(http.MethodGet, "/v1/x", ""), up); rec.Code != 200 {
+			t.Fatalf("slow answer %d did not reach the client: %d", i, rec.Code)
+		}
+	}
+	if h.breaker.state() != "open" {
+		t.Fatalf("state %s after two slow answers", h.breaker.state())
+	}
+}
+
+func TestGuardBreakerIgnoresClientsThatLeave(t *testing.T) {
+	h := newGuard(t, newGuardApp(t, nil), &GuardHandler{Breaker: &GuardBreakerConfig{BreakerConfig: BreakerConfig{FailureThreshold: 1}}})
+	req := guardRequest(http.MethodGet, "/v1/x", "")
+	ctx, cancel := context.WithCancel(req.Context())
+	req = req.WithContext(ctx)
+	gone := &upstream{serve: func(w http.ResponseWriter, r *http.Request) error {
+		cancel() // the client leaves while the upstream is dialed
+		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial aborted"))
+	}}
+	serveGuard(t, h, req, gone)
+	if h.breaker.state() != "closed" {
+		t.Fatalf("a canceled request moved the breaker to %s", h.breaker.state())
+	}
+}
+
+func TestGuardBreakerOff(t *testing.T) {
+	h := newGuard(t, newGuardApp(t, nil), &GuardHandler{Breaker: &GuardBreakerConfig{BreakerConfig: BreakerConfig{Disabled: true}}})
+	failing := &upstream{serve: func(w http.ResponseWriter, r *http.Request) error {
+		w.WriteHeader(http.StatusInternalServerError)
+		return nil
+	}}
+	for i := 0; i < 8; i++ {
+		serveGuard(t, h, guardRequest(http.MethodGet, "/v1/x", ""), failing)
+	}
+	if failing.calls != 8 || h.breaker.state() != "disabled" {
+		t.Fatalf("calls=%d state=%s", failing.calls, h.breaker.state())
 	}
 }
