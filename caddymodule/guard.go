@@ -149,7 +149,9 @@ func (h *GuardHandler) Validate() error {
 }
 
 // ServeHTTP decides the request and, on ALLOW only, calls next under the
-// breaker with the response filtered.
+// breaker with the response filtered. The mapping (request to action) and
+// the outcome writers (refuse, forward) are the plain HTTP mode; MCP mode
+// will bring its own of both and share admit, the breaker and the filter.
 func (h *GuardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	g, e := h.admit(r)
 	if e != nil {

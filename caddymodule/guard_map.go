@@ -44,6 +44,10 @@ const headerApprovalID = "X-Nomos-Approval-Id"
 // headerActionID tells the client which audited action its request was.
 const headerActionID = "X-Nomos-Action-Id"
 
+// headerTraceID lets a client group its requests into one trace, as the
+// trace_id of the HTTP API does. Default: a new trace per request.
+const headerTraceID = "X-Nomos-Trace-Id"
+
 // httpMapping is the plain HTTP mode: net.http_request on
 // url://<host>/<path> by default, with every part configurable.
 type httpMapping struct {
@@ -140,7 +144,7 @@ func parseBodyPath(p string) ([]string, error) {
 func (m *httpMapping) envelope(r *http.Request, body []byte) (*action.Envelope, error) {
 	repl := replacerOf(r)
 	env := &action.Envelope{
-		SchemaVersion: action.SchemaVersion, ActionID: newActionID(), TraceID: newActionID(),
+		SchemaVersion: action.SchemaVersion, ActionID: newActionID(), TraceID: traceOf(r),
 		ActionType: repl.ReplaceAll(m.actionType, ""), Resource: m.resourceOf(r, repl),
 		Params: json.RawMessage("{}"),
 	}
@@ -299,6 +303,15 @@ func approvalExtension(r *http.Request, env *action.Envelope) error {
 	ext, _ := json.Marshal(map[string]string{"approval_id": vals[0]})
 	env.Context.Extensions = map[string]json.RawMessage{"approval": ext}
 	return nil
+}
+
+// traceOf is the client's trace id (action.New checks its syntax) or a
+// new one.
+func traceOf(r *http.Request) string {
+	if id := r.Header.Get(headerTraceID); id != "" {
+		return id
+	}
+	return newActionID()
 }
 
 // isUpgrade reports a request for a protocol switch (WebSocket, h2c) or a

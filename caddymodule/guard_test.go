@@ -33,6 +33,12 @@ rules:
     decision: ALLOW
     obligations:
       output_max_bytes: 12
+  - id: masked
+    action_type: net.http_request
+    resource: "url://api.test/masked/**"
+    decision: ALLOW
+    obligations:
+      redact: ["acct-[0-9]+"]
   - id: small-refund
     action_type: payments.refund
     resource: "payments://api.test/refunds"
@@ -593,5 +599,30 @@ func TestGuardBreakerOff(t *testing.T) {
 	}
 	if failing.calls != 8 || h.breaker.state() != "disabled" {
 		t.Fatalf("calls=%d state=%s", failing.calls, h.breaker.state())
+	}
+}
+
+func TestGuardRedactObligationAndTraceID(t *testing.T) {
+	app := newGuardApp(t, nil)
+	h := newGuard(t, app, nil)
+	up := &upstream{serve: func(w http.ResponseWriter, r *http.Request) error {
+		_, err := io.WriteString(w, "owner acct-12345 ok\n")
+		return err
+	}}
+	req := guardRequest(http.MethodGet, "/masked/a", "")
+	req.Header.Set(headerTraceID, "task-42")
+	rec, _, _ := serveGuard(t, h, req, up)
+	if rec.Body.String() != "owner [REDACTED] ok\n" || up.header.Get(headerTraceID) != "" {
+		t.Fatalf("body %q, upstream trace header %q", rec.Body, up.header.Get(headerTraceID))
+	}
+	for _, ev := range guardAuditEvents(t, app) {
+		if ev["action_id"] == rec.Header().Get(headerActionID) && ev["trace_id"] != "task-42" {
+			t.Fatalf("event %v not in the client's trace", ev["event_type"])
+		}
+	}
+	req = guardRequest(http.MethodGet, "/masked/a", "")
+	req.Header.Set(headerTraceID, "bad trace id")
+	if rec, _, _ := serveGuard(t, h, req, up); rec.Code != http.StatusBadRequest {
+		t.Fatalf("invalid trace id: %d", rec.Code)
 	}
 }
