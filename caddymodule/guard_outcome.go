@@ -96,6 +96,8 @@ func (h *GuardHandler) forward(w http.ResponseWriter, r *http.Request, next cadd
 func (h *GuardHandler) breakerOpen(w http.ResponseWriter, r *http.Request, g *guarded) error {
 	h.logger.Warn("guard breaker open; request not forwarded", zap.String("guard", h.Name), zap.String("action_id", g.auth.Response.ActionID))
 	h.svc.Complete(completionContext(r), g.auth, audit.ResultUpstreamUnavailable, map[string]any{"breaker_state": "open"})
+	// The open timeout bounds how long the breaker can stay open.
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(time.Duration(h.Breaker.OpenTimeout).Seconds())))))
 	return writeError(w, service.Errorf(http.StatusServiceUnavailable, audit.ResultUpstreamUnavailable, "upstream circuit breaker is open"))
 }
 

@@ -373,7 +373,7 @@ func TestGuardBreakerOpensOnUpstreamFailures(t *testing.T) {
 		}
 	}
 	rec, _, _ := serveGuard(t, h, guardRequest(http.MethodGet, "/v1/x", ""), failing)
-	if rec.Code != http.StatusServiceUnavailable || failing.calls != 3 || h.breaker.state() != "open" {
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "30" || failing.calls != 3 || h.breaker.state() != "open" {
 		t.Fatalf("open breaker: %d calls=%d state=%s", rec.Code, failing.calls, h.breaker.state())
 	}
 	if got := decode(t, rec); got["reason"] != "UPSTREAM_UNAVAILABLE: upstream circuit breaker is open" {
