@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -102,12 +103,13 @@ func TestBenchGuardLatency(t *testing.T) {
 		{"allow-all, stdout audit", "stdout", 1, "≤ 100 µs at p50, ≤ 500 µs at p99"},
 		{"1,000 rules, sqlite audit", "sqlite", 1000, "≤ 300 µs at p50"},
 	}
+	load := loadAverage()
 	var rows []string
 	for _, sc := range scenarios {
 		bare, guarded := runBenchScenario(t, sc, duration)
 		rows = append(rows, benchRow(sc, bare, guarded))
 	}
-	table := benchTable(rows, duration)
+	table := benchTable(rows, duration, load)
 	t.Log("\n" + table)
 	if out := os.Getenv("NOMOS_BENCH_GUARD_OUT"); out != "" {
 		if err := spliceBench(out, table); err != nil {
@@ -202,13 +204,23 @@ func codes(errs map[string]int) string {
 
 func us(d time.Duration) string { return fmt.Sprintf("%d µs", d.Microseconds()) }
 
-func benchTable(rows []string, d time.Duration) string {
+func benchTable(rows []string, d time.Duration, load string) string {
 	head := fmt.Sprintf("Recorded %s with `make bench-guard`: %d rps on loopback, %d interleaved rounds of %s per route "+
 		"(bare `reverse_proxy`, then `nomos_guard` + `reverse_proxy`, same binary and upstream), after a 1 s warm-up. "+
-		"\"Added\" is the median over the rounds of guarded minus bare.\n\n",
-		time.Now().UTC().Format("2006-01-02"), benchRate, benchRounds, d)
+		"\"Added\" is the median over the rounds of guarded minus bare. Load average (1, 5, 15 min) when it started: %s; "+
+		"the machine is %d CPUs shared with other work, so compare the two routes of one run rather than runs.\n\n",
+		time.Now().UTC().Format("2006-01-02"), benchRate, benchRounds, d, load, runtime.NumCPU())
 	return head + "| scenario | bare p50 | guarded p50 | added p50 | bare p99 | guarded p99 | added p99 | non-200 answers | target |\n" +
 		"|---|---:|---:|---:|---:|---:|---:|---:|---|\n" + strings.Join(rows, "\n") + "\n"
+}
+
+// loadAverage is the first three fields of /proc/loadavg, or "unknown".
+func loadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(raw)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], ", ")
+	}
+	return "unknown"
 }
 
 // spliceBench replaces the text between the bench-guard markers of path.
