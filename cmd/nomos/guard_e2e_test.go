@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -293,6 +295,29 @@ func TestGuardE2E(t *testing.T) {
 		}
 		if code, _, body := guardDo(t, "GET", s.base+"/down/x", ""); code != 503 || !strings.Contains(body, "UPSTREAM_UNAVAILABLE") {
 			t.Fatalf("open breaker: %d %s", code, body)
+		}
+	})
+
+	t.Run("breaker state survives a reload", func(t *testing.T) {
+		cfg, _ := os.ReadFile(filepath.Join(s.dir, "Caddyfile"))
+		changed := strings.Replace(string(cfg), "\thandle /approvals/decide {", "\thandle /reloaded {\n\t\trespond \"v2\"\n\t}\n\thandle /approvals/decide {", 1)
+		writeFiles(t, s.dir, map[string]string{"Caddyfile": changed})
+		if _, errOut, code := runCLI(t, s.dir, "reload", "--config", "Caddyfile", "--adapter", "caddyfile", "--address", s.admin); code != 0 {
+			t.Fatalf("reload: %s", errOut)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if code, _, body := guardDo(t, "GET", s.base+"/reloaded", ""); code == 200 && body == "v2" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the new config never took effect")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		// A fresh breaker would let the request through to a 502.
+		if code, _, body := guardDo(t, "GET", s.base+"/down/x", ""); code != 503 || !strings.Contains(body, "UPSTREAM_UNAVAILABLE") {
+			t.Fatalf("after reload: %d %s", code, body)
 		}
 	})
 }
