@@ -626,3 +626,20 @@ func TestGuardRedactObligationAndTraceID(t *testing.T) {
 		t.Fatalf("invalid trace id: %d", rec.Code)
 	}
 }
+
+func TestGuardCleanupReleasesBreaker(t *testing.T) {
+	app := newGuardApp(t, nil)
+	h := new(GuardHandler)
+	if err := h.bind(app, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := pool.References(h.poolKey); !ok || n != 1 {
+		t.Fatalf("references %d %v after provision", n, ok)
+	}
+	if err := h.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := pool.References(h.poolKey); ok {
+		t.Fatal("breaker still pooled after the last guard was cleaned up")
+	}
+}
