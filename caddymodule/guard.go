@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
@@ -168,11 +169,10 @@ func (h *GuardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 
 // guarded is one request that passed authentication and was decided.
 type guarded struct {
-	id   action.Identity
 	auth *service.Authorization
 }
 
-func (g *guarded) allowed() bool { return g.auth.Response.Decision == "ALLOW" }
+func (g *guarded) allowed() bool { return g.auth.Response.Decision == policy.Allow }
 
 // admit runs the front half inside a concurrency slot: read the body,
 // authenticate, map the request to an action and decide it. The slot is
@@ -202,7 +202,7 @@ func (h *GuardHandler) admit(r *http.Request) (*guarded, *service.Error) {
 	stripNomosHeaders(r, h.app.trustedHeaders())
 	r.Body = newBodyReader(body)
 	r.ContentLength, r.TransferEncoding = int64(len(body)), nil
-	return &guarded{id: id, auth: auth}, nil
+	return &guarded{auth: auth}, nil
 }
 
 // reject records a request the mapping refused and returns its error.

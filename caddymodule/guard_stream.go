@@ -101,9 +101,12 @@ func mayHaveBody(status int) bool {
 }
 
 func (fw *filterWriter) refuseEncoded(enc string) {
-	for k := range fw.w.Header() {
-		fw.w.Header().Del(k)
+	h := fw.w.Header()
+	actionID := h.Get(headerActionID)
+	for k := range h {
+		h.Del(k)
 	}
+	h.Set(headerActionID, actionID)
 	fw.status, fw.stop = http.StatusBadGateway, errUnfilterable
 	_ = writeJSON(fw.w, http.StatusBadGateway, errorBody{Decision: policy.Deny,
 		Reason: "UPSTREAM_ERROR: upstream sent a " + enc + "-encoded response, which cannot be redacted"})
