@@ -83,7 +83,7 @@ http://127.0.0.1:{PORT} {
 			require_agent false
 			breaker {
 				failure_threshold 2
-				open_timeout 1s
+				open_timeout 3s
 			}
 		}
 		reverse_proxy {env.T_UPSTREAM}
