@@ -323,9 +323,9 @@ func sseEventEnd(b []byte) int {
 }
 
 // plainCut is how much of a plain response can be redacted now: whole
-// lines, except that an unterminated private key block is held until its
-// end line. A line longer than guardMaxHold is cut after its last
-// delimiter, where no token-shaped secret can straddle.
+// lines, except that a private key block whose end line has not arrived is
+// held from the start of its line. A line longer than guardMaxHold is cut
+// after its last delimiter, where no token-shaped secret can straddle.
 func plainCut(b []byte, final bool) int {
 	if final {
 		return len(b)
@@ -340,24 +340,14 @@ func plainCut(b []byte, final bool) int {
 		}
 		return cut
 	}
-	if k := openPrivateKey(b[:cut]); k >= 0 {
-		return k
+	if k := redact.OpenBlock(string(b[:cut])); k >= 0 {
+		return bytes.LastIndexByte(b[:k], '\n') + 1
 	}
 	return cut
 }
 
 func lastDelimiter(b []byte) int {
 	return bytes.LastIndexAny(b, " \t\",;<>()[]{}'")
-}
-
-// openPrivateKey is the offset of a private key block that starts in b
-// but does not end there, or -1.
-func openPrivateKey(b []byte) int {
-	i := bytes.LastIndex(b, []byte("-----BEGIN"))
-	if i < 0 || !bytes.Contains(b[i:], []byte("PRIVATE KEY")) || bytes.Contains(b[i:], []byte("-----END")) {
-		return -1
-	}
-	return i
 }
 
 // canceled reports a client that went away, which says nothing about the
