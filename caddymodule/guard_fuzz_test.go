@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"strings"
 	"net/http/httptest"
 	"testing"
 
@@ -9,16 +10,20 @@ import (
 	"github.com/caddy-nomos/nomos/policy"
 )
 
-// filterAll runs body through a response filter in the given chunks.
-func filterAll(t *testing.T, red *redact.Redactor, contentType string, chunks [][]byte) string {
+// filterAll runs body through a response filter in the given chunks, as
+// an upstream copy would: it stops at the first write error.
+func filterAll(t *testing.T, red *redact.Redactor, obl policy.Obligations, contentType string, chunks [][]byte) string {
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodGet, "/", nil)
-	fw := newFilterWriter(req, rec, red, policy.Obligations{}, nil, 0)
+	fw := newFilterWriter(req, rec, red, obl, nil, 0)
 	fw.Header().Set("Content-Type", contentType)
 	fw.WriteHeader(http.StatusOK)
 	for _, c := range chunks {
 		if _, err := fw.Write(c); err != nil {
-			t.Fatalf("write: %v", err)
+			if err != errOutputLimit {
+				t.Fatalf("write: %v", err)
+			}
+			return rec.Body.String()
 		}
 	}
 	fw.finish(nil)
@@ -47,10 +52,16 @@ func FuzzFilterChunking(f *testing.F) {
 		if i > j {
 			i, j = j, i
 		}
-		whole := filterAll(t, red, ct, [][]byte{body})
-		parts := filterAll(t, red, ct, [][]byte{body[:i], body[i:j], body[j:]})
+		whole := filterAll(t, red, policy.Obligations{}, ct, [][]byte{body})
+		parts := filterAll(t, red, policy.Obligations{}, ct, [][]byte{body[:i], body[i:j], body[j:]})
 		if whole != parts {
 			t.Fatalf("chunking changed the output\nbody  %q (cuts %d, %d)\nwhole %q\nparts %q", body, i, j, whole, parts)
+		}
+		// A capped response is a prefix of the uncapped one, within the cap.
+		limit := int64(a%64) + 1
+		capped := filterAll(t, red, policy.Obligations{OutputMaxBytes: &limit}, ct, [][]byte{body[:i], body[i:j], body[j:]})
+		if int64(len(capped)) > limit || !strings.HasPrefix(whole, capped) {
+			t.Fatalf("cap %d broke the output\nbody   %q\nwhole  %q\ncapped %q", limit, body, whole, capped)
 		}
 	})
 }
