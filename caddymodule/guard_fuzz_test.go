@@ -2,8 +2,8 @@ package caddymodule
 
 import (
 	"net/http"
-	"strings"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/caddy-nomos/nomos/internal/redact"
