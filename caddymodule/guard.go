@@ -38,8 +38,8 @@ type GuardHandler struct {
 	// are replaced per request. Default: net.http_request.
 	ActionType string `json:"action_type,omitempty"`
 	// Resource is the resource of every request; Caddy placeholders are
-	// replaced per request. Default: url://<host>[:port]<path>, the path as
-	// the client escaped it.
+	// replaced per request. Default: url://<host>[:port]<path> (the path
+	// as the client escaped it).
 	Resource string `json:"resource,omitempty"`
 	// Params adds string params whose values are Caddy placeholders, e.g.
 	// {"customer": "{http.request.header.X-Customer}"}. Default: none.

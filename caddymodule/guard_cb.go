@@ -24,7 +24,7 @@ func init() {
 type ProxyBreaker struct {
 	// Name keys the breaker's state, which survives reloads while the
 	// name and settings stay the same; reverse_proxy handlers that use one
-	// name share one breaker. Required.
+	// name share one breaker. Default: none (required).
 	Name string `json:"name"`
 	GuardBreakerConfig
 
