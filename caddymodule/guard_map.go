@@ -336,8 +336,12 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// newBodyReader restores the body that was read for the decision.
+// newBodyReader restores the body that was read for the decision; an
+// empty one stays http.NoBody, so a GET is not sent on with a chunked body.
 func newBodyReader(body []byte) io.ReadCloser {
+	if len(body) == 0 {
+		return http.NoBody
+	}
 	return io.NopCloser(bytes.NewReader(body))
 }
 
