@@ -9,7 +9,7 @@ export NOMOS_API_KEY ?= dev-alice-key
 export NOMOS_REVIEWER_KEY ?= dev-reviewer-key
 export NOMOS_AGENT_SECRET ?= dev-agent-secret
 
-.PHONY: build run test test-unit bench bench-e2e screenshots fuzz lint clean
+.PHONY: build run test test-unit bench bench-e2e bench-guard screenshots fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/nomos
@@ -41,6 +41,12 @@ bench-e2e: build
 ## screenshots: refresh the operator UI pictures in docs/img from the browser test.
 screenshots: build
 	NOMOS_BIN=$(CURDIR)/$(BIN) NOMOS_SCREENSHOT_DIR=$(CURDIR)/docs/img $(GO) test -count=1 -run TestOperatorUIApprovalFlow ./cmd/nomos/
+
+## bench-guard: added latency of nomos_guard + reverse_proxy against a bare
+## reverse_proxy (built binary, loopback, 200 rps); writes docs/benchmarks.md.
+bench-guard: build
+	NOMOS_BIN=$(CURDIR)/$(BIN) NOMOS_BENCH_GUARD=1 NOMOS_BENCH_GUARD_OUT=$(CURDIR)/docs/benchmarks.md \
+		$(GO) test ./cmd/nomos/ -run '^TestBenchGuardLatency$$' -count 1 -v -timeout 15m
 
 ## fuzz: every fuzz target for a short, fixed budget each.
 fuzz:

@@ -73,6 +73,8 @@ type App struct {
 	limiter      *ratelimit.Limiter
 	slots        chan struct{}
 	assurance    string
+	// guardKeys counts nomos_guard breaker keys in this config.
+	guardKeys map[string]int
 }
 
 // CaddyModule returns the Caddy module information.

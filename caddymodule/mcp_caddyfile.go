@@ -197,30 +197,7 @@ func unmarshalBreaker(d *caddyfile.Dispenser, c *UpstreamConfig) error {
 		return d.Err("breaker already configured")
 	}
 	c.Breaker = new(BreakerConfig)
-	if d.NextArg() {
-		if d.Val() != "disabled" || d.NextArg() {
-			return d.Err("usage: breaker disabled, or a breaker { } block")
-		}
-		c.Breaker.Disabled = true
-		return nil
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "failure_threshold":
-			err = setInt(d, &c.Breaker.FailureThreshold)
-		case "failure_window":
-			err = setDuration(d, &c.Breaker.FailureWindow)
-		case "open_timeout":
-			err = setDuration(d, &c.Breaker.OpenTimeout)
-		default:
-			return d.Errf("unrecognized breaker subdirective %q", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return unmarshalBreakerBlock(d, c.Breaker, nil)
 }
 
 func unmarshalTimeouts(d *caddyfile.Dispenser, c *UpstreamConfig) error {

@@ -11,6 +11,9 @@ const (
 	ModeExternalAuthorized = "external_authorized"
 	ModeExecuted           = "executed"
 	ModeForwarded          = "mcp_forwarded"
+	// ModeHTTPForwarded is an allowed request nomos_guard passed on to the
+	// handler after it (typically reverse_proxy).
+	ModeHTTPForwarded = "http_forwarded"
 )
 
 // Response is the v1 action response. Every field except Decision is

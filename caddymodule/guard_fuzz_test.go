@@ -1,0 +1,67 @@
+package caddymodule
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddy-nomos/nomos/internal/redact"
+	"github.com/caddy-nomos/nomos/policy"
+)
+
+// filterAll runs body through a response filter in the given chunks, as
+// an upstream copy would: it stops at the first write error.
+func filterAll(t *testing.T, red *redact.Redactor, obl policy.Obligations, contentType string, chunks [][]byte) string {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	fw := newFilterWriter(req, rec, red, obl, nil, 0)
+	fw.Header().Set("Content-Type", contentType)
+	fw.WriteHeader(http.StatusOK)
+	for _, c := range chunks {
+		if _, err := fw.Write(c); err != nil {
+			if err != errOutputLimit {
+				t.Fatalf("write: %v", err)
+			}
+			return rec.Body.String()
+		}
+	}
+	fw.finish(nil)
+	return rec.Body.String()
+}
+
+// FuzzFilterChunking checks that the streamed redaction does not depend on
+// how the upstream's body is cut into writes: a secret split across writes
+// is masked exactly as it would be in one piece.
+func FuzzFilterChunking(f *testing.F) {
+	key := "-----BEGIN RSA PRIVATE KEY-----\nMIIEabc\n-----END RSA PRIVATE KEY-----\n"
+	f.Add([]byte("token ghp_0123456789abcdefghij0123456789abcdef\nok\n"), uint16(9), uint16(30), false)
+	f.Add([]byte("data: Authorization: Bearer abcdefghijklmnop1234\n\ndata: x\n\n"), uint16(20), uint16(40), true)
+	f.Add([]byte("a\n"+key+"b\n"), uint16(12), uint16(50), false)
+	f.Add([]byte("x "+key+key), uint16(3), uint16(70), false)
+	red, err := redact.New(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, a, b uint16, sse bool) {
+		ct := "text/plain"
+		if sse {
+			ct = "text/event-stream"
+		}
+		i, j := int(a)%(len(body)+1), int(b)%(len(body)+1)
+		if i > j {
+			i, j = j, i
+		}
+		whole := filterAll(t, red, policy.Obligations{}, ct, [][]byte{body})
+		parts := filterAll(t, red, policy.Obligations{}, ct, [][]byte{body[:i], body[i:j], body[j:]})
+		if whole != parts {
+			t.Fatalf("chunking changed the output\nbody  %q (cuts %d, %d)\nwhole %q\nparts %q", body, i, j, whole, parts)
+		}
+		// A capped response is a prefix of the uncapped one, within the cap.
+		limit := int64(a%64) + 1
+		capped := filterAll(t, red, policy.Obligations{OutputMaxBytes: &limit}, ct, [][]byte{body[:i], body[i:j], body[j:]})
+		if int64(len(capped)) > limit || !strings.HasPrefix(whole, capped) {
+			t.Fatalf("cap %d broke the output\nbody   %q\nwhole  %q\ncapped %q", limit, body, whole, capped)
+		}
+	})
+}

@@ -1,0 +1,336 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-nomos/nomos/internal/redact"
+	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/policy/action"
+)
+
+// guardMapping turns a request into the envelope the guard decides. Plain
+// HTTP is the only mode today; MCP mode (nomos_guard { mcp <server> }) will
+// be a second implementation built on the MCP gateway's action model.
+type guardMapping interface {
+	// envelope builds the action for r. On a refusal it returns the
+	// error and, when the action type and resource were known, an envelope
+	// without request params for the audit record.
+	envelope(r *http.Request, body []byte) (*action.Envelope, error)
+}
+
+// Param names the HTTP mapping sets itself.
+const (
+	paramMethod     = "method"
+	paramQuery      = "query"
+	paramHeaders    = "headers"
+	paramBodySHA256 = "body_sha256"
+)
+
+// headerApprovalID is how a client presents an approval on its retry.
+const headerApprovalID = "X-Nomos-Approval-Id"
+
+// headerActionID tells the client which audited action its request was.
+const headerActionID = "X-Nomos-Action-Id"
+
+// headerTraceID lets a client group its requests into one trace, as the
+// trace_id of the HTTP API does. Default: a new trace per request.
+const headerTraceID = "X-Nomos-Trace-Id"
+
+// httpMapping is the plain HTTP mode: net.http_request on
+// url://<host>/<path> by default, with every part configurable.
+type httpMapping struct {
+	actionType string
+	resource   string // "" means the request's own url://host/path
+	templates  []templateParam
+	bodyParams []bodyParam
+	headers    []string // canonical header names, sorted
+}
+
+type templateParam struct{ name, template string }
+
+type bodyParam struct {
+	name string
+	path []string
+}
+
+// newHTTPMapping compiles the guard's mapping settings, refusing names that
+// collide and templates that cannot form a valid action.
+func newHTTPMapping(h *GuardHandler) (*httpMapping, error) {
+	m := &httpMapping{actionType: h.ActionType, resource: h.Resource}
+	for _, name := range sortedKeys(h.Params) {
+		if err := checkParamName(name); err != nil {
+			return nil, err
+		}
+		m.templates = append(m.templates, templateParam{name, h.Params[name]})
+	}
+	for _, name := range sortedKeys(h.BodyParams) {
+		if err := checkParamName(name); err != nil {
+			return nil, err
+		}
+		path, err := parseBodyPath(h.BodyParams[name])
+		if err != nil {
+			return nil, fmt.Errorf("body_params %q: %w", name, err)
+		}
+		m.bodyParams = append(m.bodyParams, bodyParam{name, path})
+	}
+	for _, name := range h.ParamHeaders {
+		m.headers = append(m.headers, http.CanonicalHeaderKey(name))
+	}
+	slices.Sort(m.headers)
+	m.headers = slices.Compact(m.headers)
+	return m, m.checkTemplates()
+}
+
+// checkTemplates builds a sample action from the templates with every
+// placeholder replaced, so a type or resource that can never be valid
+// (such as net.http_request on a custom scheme) refuses to load.
+func (m *httpMapping) checkTemplates() error {
+	repl := caddy.NewReplacer()
+	resource := "url://example.com/"
+	if m.resource != "" {
+		resource = repl.ReplaceAll(m.resource, "x")
+	}
+	env := &action.Envelope{SchemaVersion: action.SchemaVersion, ActionID: "load-check", TraceID: "load-check",
+		ActionType: repl.ReplaceAll(m.actionType, "x.x"), Resource: resource, Params: json.RawMessage("{}")}
+	if _, err := action.New(env, action.Identity{Principal: "load-check", Environment: "load-check"}); err != nil {
+		return fmt.Errorf("action_type %q with resource %q: %w", m.actionType, m.resource, err)
+	}
+	return nil
+}
+
+func checkParamName(name string) error {
+	switch name {
+	case "":
+		return errors.New("a param name is empty")
+	case paramMethod, paramQuery, paramHeaders, paramBodySHA256:
+		return fmt.Errorf("param %q is set by the guard itself", name)
+	}
+	return nil
+}
+
+// checkParamHeader refuses headers that carry credentials or Nomos
+// control values: their values would land in policy input and audit.
+func checkParamHeader(name string) error {
+	lower := strings.ToLower(name)
+	if name == "" || redact.IsCredentialName(lower) || strings.HasPrefix(lower, "x-nomos-") {
+		return fmt.Errorf("header %q cannot be a param", name)
+	}
+	return nil
+}
+
+func parseBodyPath(p string) ([]string, error) {
+	segs := strings.Split(p, ".")
+	for _, s := range segs {
+		if s == "" {
+			return nil, fmt.Errorf("invalid path %q (dot-separated names)", p)
+		}
+	}
+	return segs, nil
+}
+
+// envelope builds the request's action.
+func (m *httpMapping) envelope(r *http.Request, body []byte) (*action.Envelope, error) {
+	repl := replacerOf(r)
+	env := action.NewEnvelope(repl.ReplaceAll(m.actionType, ""), m.resourceOf(r, repl),
+		json.RawMessage("{}"), r.Header.Get(headerTraceID))
+	if err := approvalExtension(r, env); err != nil {
+		return env, err
+	}
+	if isUpgrade(r) {
+		return env, service.Errorf(http.StatusBadRequest, service.CodeValidation, "protocol upgrades cannot be governed by nomos_guard")
+	}
+	params, err := m.params(r, repl, body)
+	if err != nil {
+		return env, err
+	}
+	env.Params = params
+	return env, nil
+}
+
+func (m *httpMapping) resourceOf(r *http.Request, repl *caddy.Replacer) string {
+	if m.resource != "" {
+		return repl.ReplaceAll(m.resource, "")
+	}
+	return "url://" + r.Host + r.URL.EscapedPath()
+}
+
+// params is the canonical params object of the request.
+func (m *httpMapping) params(r *http.Request, repl *caddy.Replacer, body []byte) (json.RawMessage, error) {
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil || !validQuery(query) {
+		return nil, service.Errorf(http.StatusBadRequest, service.CodeValidation, "query string cannot be parsed unambiguously")
+	}
+	p := map[string]any{paramMethod: r.Method, paramQuery: query}
+	if len(m.headers) > 0 {
+		p[paramHeaders] = m.headerValues(r)
+	}
+	if len(body) > 0 {
+		p[paramBodySHA256] = action.SHA256Hex(body)
+	}
+	for _, tp := range m.templates {
+		p[tp.name] = repl.ReplaceAll(tp.template, "")
+	}
+	if !validStrings(p) {
+		return nil, service.Errorf(http.StatusBadRequest, service.CodeValidation, "request params are not valid UTF-8")
+	}
+	if err := m.addBodyParams(p, body); err != nil {
+		return nil, err
+	}
+	raw, err := action.CanonicalMarshal(p)
+	if err != nil {
+		return nil, service.Errorf(http.StatusBadRequest, service.CodeValidation, "request params: %v", err)
+	}
+	return raw, nil
+}
+
+func (m *httpMapping) headerValues(r *http.Request) map[string]string {
+	out := make(map[string]string, len(m.headers))
+	for _, name := range m.headers {
+		if vals := r.Header.Values(name); len(vals) > 0 {
+			out[strings.ToLower(name)] = strings.Join(vals, ", ")
+		}
+	}
+	return out
+}
+
+// validQuery refuses keys and values that are not UTF-8: JSON would turn
+// them into U+FFFD, and two different queries would become one action.
+func validQuery(q url.Values) bool {
+	for k, vals := range q {
+		if !utf8.ValidString(k) {
+			return false
+		}
+		for _, v := range vals {
+			if !utf8.ValidString(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validStrings checks the string params taken from the request (method,
+// headers, templates) for the same reason.
+func validStrings(p map[string]any) bool {
+	for _, v := range p {
+		switch s := v.(type) {
+		case string:
+			if !utf8.ValidString(s) {
+				return false
+			}
+		case map[string]string:
+			for _, hv := range s {
+				if !utf8.ValidString(hv) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// addBodyParams reads the configured fields from a strictly valid JSON
+// body: duplicate keys, invalid UTF-8 and trailing data are refused, since
+// the upstream might read a different value than policy did.
+func (m *httpMapping) addBodyParams(p map[string]any, body []byte) error {
+	if len(m.bodyParams) == 0 {
+		return nil
+	}
+	if _, err := action.Canonicalize(body); err != nil {
+		return service.Errorf(http.StatusBadRequest, service.CodeValidation, "request body is not valid JSON (%s)", strings.TrimPrefix(err.Error(), "canonical json: "))
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var root any
+	if err := dec.Decode(&root); err != nil {
+		return service.Errorf(http.StatusBadRequest, service.CodeValidation, "request body is not valid JSON")
+	}
+	for _, bp := range m.bodyParams {
+		if v, ok := lookupPath(root, bp.path); ok {
+			p[bp.name] = v
+		}
+	}
+	return nil
+}
+
+// lookupPath walks objects by key and arrays by index.
+func lookupPath(v any, path []string) (any, bool) {
+	for _, seg := range path {
+		switch node := v.(type) {
+		case map[string]any:
+			next, ok := node[seg]
+			if !ok {
+				return nil, false
+			}
+			v = next
+		case []any:
+			i, err := strconv.Atoi(seg)
+			if err != nil || i < 0 || i >= len(node) {
+				return nil, false
+			}
+			v = node[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// approvalExtension binds the retry to the approval the client presents.
+func approvalExtension(r *http.Request, env *action.Envelope) error {
+	vals := r.Header.Values(headerApprovalID)
+	if len(vals) == 0 {
+		return nil
+	}
+	if len(vals) > 1 {
+		return service.Errorf(http.StatusBadRequest, service.CodeValidation, "%s must be sent once", headerApprovalID)
+	}
+	env.WithApproval(vals[0])
+	return nil
+}
+
+// isUpgrade reports a request for a protocol switch (WebSocket, h2c) or a
+// tunnel: once switched, the bytes bypass the response filter.
+func isUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodConnect || r.Header.Get("Upgrade") != ""
+}
+
+func replacerOf(r *http.Request) *caddy.Replacer {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		return repl
+	}
+	return caddy.NewReplacer()
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// newBodyReader restores the body that was read for the decision; an
+// empty one stays http.NoBody, so a GET is not sent on with a chunked body.
+func newBodyReader(body []byte) io.ReadCloser {
+	if len(body) == 0 {
+		return http.NoBody
+	}
+	return io.NopCloser(bytes.NewReader(body))
+}
+
+// Interface guards
+var _ guardMapping = (*httpMapping)(nil)
