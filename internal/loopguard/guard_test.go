@@ -148,8 +148,8 @@ func TestTrackedStateIsBounded(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	for want, cfg := range map[string]Config{
-		"at least one":     {},
-		"must not be":      {Session: Limits{Calls: -1, WriteCalls: 1}},
+		"at least one":      {},
+		"must not be":       {Session: Limits{Calls: -1, WriteCalls: 1}},
 		"read_only \"a\\\\": {Agent: Limits{Calls: 1}, ReadOnly: []string{"a\\b"}},
 	} {
 		if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), strings.ReplaceAll(want, `\\`, `\`)) {
