@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,9 @@ type Recorder struct {
 	head    string
 	backlog []replay
 	closed  bool
+	// events and dropped feed Stats without taking mu, which a slow
+	// sink may hold for the write timeout.
+	events, dropped atomic.Uint64
 }
 
 // replay is an event that advanced the head but that one sink failed to
@@ -159,10 +163,21 @@ func (r *Recorder) Record(ctx context.Context, e *Event) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
+		r.dropped.Add(1)
 		return ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
 	defer cancel()
+	err := r.record(ctx, e)
+	if err != nil {
+		r.dropped.Add(1)
+	} else {
+		r.events.Add(1)
+	}
+	return err
+}
+
+func (r *Recorder) record(ctx context.Context, e *Event) error {
 	if err := r.replayBacklog(ctx); err != nil {
 		return err
 	}

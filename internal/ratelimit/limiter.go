@@ -99,7 +99,7 @@ func (l *Limiter) Check(a Action, now time.Time) Verdict {
 			Remaining: bs[i].level / micro, Allowed: bs[i].level >= micro}
 		if !v.Hits[i].Allowed {
 			v.Allowed = false
-			v.RetryAfter = max(v.RetryAfter, r.untilToken(bs[i].level))
+			v.RetryAfter = max(v.RetryAfter, r.untilToken(bs[i], now))
 		}
 	}
 	if !v.Allowed {
@@ -173,10 +173,12 @@ func (l *Limiter) prune(now time.Time) {
 	}
 }
 
-// untilToken is how long a bucket at level takes to reach one token.
-func (r *compiledRule) untilToken(level int64) time.Duration {
-	missing := float64(micro - level)
-	return time.Duration(math.Ceil(missing * float64(time.Minute) / float64(r.microPerMinute)))
+// untilToken is how long from now the bucket takes to reach one token,
+// counting the fraction it has been earning since lastSeen.
+func (r *compiledRule) untilToken(b *bucket, now time.Time) time.Duration {
+	missing := float64(micro - b.level)
+	need := time.Duration(math.Ceil(missing * float64(time.Minute) / float64(r.microPerMinute)))
+	return max(0, b.lastSeen.Add(need).Sub(now))
 }
 
 func firstDenied(hits []Hit) *Hit {

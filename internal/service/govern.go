@@ -26,10 +26,10 @@ func (s *Service) Authorize(ctx context.Context, env *action.Envelope, id action
 	id.Environment = s.cfg.Environment
 	a, err := action.New(env, id)
 	if err != nil {
-		s.auditRejected(ctx, env, id, classOf(err), err)
+		s.auditRejected(ctx, transportDoor(meta), env, id, classOf(err), err)
 		return nil, Errorf(400, CodeValidation, "%s", s.cfg.Redactor.String(err.Error()))
 	}
-	r := &run{a: a, start: s.cfg.Clock(), meta: meta}
+	r := &run{a: a, start: s.cfg.Clock(), meta: meta, door: transportDoor(meta)}
 	if err := s.record(ctx, s.event(a, audit.EventTraceStart)); err != nil {
 		return nil, err
 	}
@@ -39,6 +39,9 @@ func (s *Service) Authorize(ctx context.Context, env *action.Envelope, id action
 	resp := s.baseResponse(r)
 	if resp.Decision == policy.Allow {
 		resp.ExecutionMode = ModeForwarded
+	} else {
+		// Only allowed requests are completed by the transport.
+		s.observe(r.door, resp.Decision, resp.Reason, a.ActionType)
 	}
 	return &Authorization{Response: resp, Obligations: r.d.Obligations, run: r}, nil
 }
@@ -85,7 +88,7 @@ func (s *Service) Reject(ctx context.Context, env *action.Envelope, id action.Id
 	id.Environment = s.cfg.Environment
 	a, err := action.New(env, id)
 	if err != nil {
-		s.auditRejected(ctx, env, id, classOf(err), err)
+		s.auditRejected(ctx, transportDoor(meta), env, id, classOf(err), err)
 		return
 	}
 	ev := s.event(a, audit.EventActionDecision)
@@ -93,5 +96,6 @@ func (s *Service) Reject(ctx context.Context, env *action.Envelope, id action.Id
 	ev.ResultClassification = audit.ResultValidationError
 	ev.ExecutorMetadata = meta
 	ev.PolicyBundleHash = s.cfg.Policy.Hash()
+	s.observe(transportDoor(meta), policy.Deny, reason, a.ActionType)
 	_ = s.record(ctx, ev)
 }
