@@ -68,9 +68,9 @@ type Config struct {
 	ObserveRateLimit func(result, ruleID, scope string)
 	// ObserveLoopBreaker, when set, is told each tripped loop breaker.
 	ObserveLoopBreaker func(scope, limit string)
-	AssuranceLevel string
-	Logger         *slog.Logger
-	Clock          func() time.Time
+	AssuranceLevel     string
+	Logger             *slog.Logger
+	Clock              func() time.Time
 }
 
 // Service runs the pipeline. It is immutable after New and safe for
