@@ -40,8 +40,9 @@ func (s *Service) Authorize(ctx context.Context, env *action.Envelope, id action
 	if resp.Decision == policy.Allow {
 		resp.ExecutionMode = ModeForwarded
 	} else {
-		// Only allowed requests are completed by the transport.
-		s.observe(r.door, resp.Decision, resp.Reason, a.ActionType)
+		// The transport completes only what it carries out; a refusal
+		// is complete now, with its classification and retryability.
+		s.finish(ctx, r, resp)
 	}
 	return &Authorization{Response: resp, Obligations: r.d.Obligations, run: r}, nil
 }
