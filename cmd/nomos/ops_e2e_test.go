@@ -238,14 +238,14 @@ func TestRateLimitsEndToEnd(t *testing.T) {
 		got[k] = v - before[k]
 	}
 	wantMetrics(t, got, map[string]float64{
-		`nomos_decisions_total{action_type="orders.read",decision="ALLOW",front_door="http_api",reason="allow_by_rule"}`:       4,
-		`nomos_decisions_total{action_type="orders.read",decision="DENY",front_door="http_api",reason="RATE_LIMIT_EXCEEDED"}`:  1,
-		`nomos_decisions_total{action_type="mcp.call",decision="ALLOW",front_door="mcp_http",reason="allow_by_rule"}`:         2,
-		`nomos_decisions_total{action_type="mcp.call",decision="DENY",front_door="mcp_http",reason="RATE_LIMIT_EXCEEDED"}`:    1,
-		`nomos_rate_limit_total{result="allowed",rule_id="orders",scope="principal_action"}`:                                   4,
-		`nomos_rate_limit_total{result="exceeded",rule_id="orders",scope="principal_action"}`:                                  1,
-		`nomos_rate_limit_total{result="exceeded",rule_id="ops-update",scope="global_tool"}`:                                   1,
-		`nomos_mcp_upstream_requests_total{error_class="none",method="tools/call",outcome="success",upstream="ops"}`:           2,
+		`nomos_decisions_total{action_type="orders.read",decision="ALLOW",front_door="http_api",reason="allow_by_rule"}`:             4,
+		`nomos_decisions_total{action_type="orders.read",decision="DENY",front_door="http_api",reason="RATE_LIMIT_EXCEEDED"}`:        1,
+		`nomos_decisions_total{action_type="mcp.call",decision="ALLOW",front_door="mcp_http",reason="allow_by_rule"}`:                2,
+		`nomos_decisions_total{action_type="mcp.call",decision="DENY",front_door="mcp_http",reason="RATE_LIMIT_EXCEEDED"}`:           1,
+		`nomos_rate_limit_total{result="allowed",rule_id="orders",scope="principal_action"}`:                                         4,
+		`nomos_rate_limit_total{result="exceeded",rule_id="orders",scope="principal_action"}`:                                        1,
+		`nomos_rate_limit_total{result="exceeded",rule_id="ops-update",scope="global_tool"}`:                                         1,
+		`nomos_mcp_upstream_requests_total{error_class="none",method="tools/call",outcome="success",upstream="ops"}`:                 2,
 		`nomos_mcp_upstream_request_duration_seconds_count{error_class="none",method="tools/call",outcome="success",upstream="ops"}`: 2,
 	})
 	wantMetrics(t, after, map[string]float64{
@@ -302,7 +302,7 @@ func TestLoopBreakersEndToEnd(t *testing.T) {
 		}
 	}
 	wantMetrics(t, scrape(t, s.admin), map[string]float64{
-		`nomos_loop_breaker_trips_total{limit="identical_calls",scope="session"}`:                                             1,
+		`nomos_loop_breaker_trips_total{limit="identical_calls",scope="session"}`:                                           1,
 		`nomos_decisions_total{action_type="mcp.call",decision="DENY",front_door="mcp_http",reason="LOOP_BREAKER_TRIPPED"}`: 1,
 		`nomos_mcp_sessions`: 2,
 	})
