@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +25,9 @@ type Gateway struct {
 	log      *slog.Logger
 	now      func() time.Time
 	sessions sessionStore
+	// successor adopted this gateway's sessions in a reload; requests the
+	// old configuration still serves find them there.
+	successor atomic.Pointer[Gateway]
 }
 
 // NewGateway builds a gateway for route over started upstreams (keyed by
@@ -110,6 +114,7 @@ func (g *Gateway) AdoptSessions(old *Gateway) int {
 	if old == nil || old == g {
 		return 0
 	}
+	old.successor.Store(g)
 	n := 0
 	for _, s := range old.sessions.all() {
 		if !s.usesOnly(g.byName) {

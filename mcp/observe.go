@@ -61,3 +61,16 @@ func (g *Gateway) Sessions() int {
 	defer g.sessions.mu.Unlock()
 	return len(g.sessions.byID)
 }
+
+// adopted finds a session a newer gateway took over in a reload, for a
+// request that reached this gateway while the old configuration was still
+// serving: between the new config's provisioning (which moves the
+// sessions) and the switch to it, the session must not look unknown.
+func (g *Gateway) adopted(sid string) *session {
+	for next := g.successor.Load(); next != nil; next = next.successor.Load() {
+		if s := next.sessions.get(sid); s != nil {
+			return s
+		}
+	}
+	return nil
+}
