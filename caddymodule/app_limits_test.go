@@ -77,7 +77,7 @@ func TestLimitConfigErrors(t *testing.T) {
 			GlobalTool: []RateLimitRule{{ID: "g", ActionType: "*", Burst: 10, RefillPerMinute: 1}}}},
 		"principal_resource needs a resource glob": {RateLimits: &RateLimitsConfig{
 			PrincipalResource: []RateLimitRule{{ID: "r", Burst: 1, RefillPerMinute: 1}}}},
-		"loop_breakers: set at least one": {LoopBreakers: &LoopBreakersConfig{Session: &LoopLimits{}}},
+		"loop_breakers: set at least one":        {LoopBreakers: &LoopBreakersConfig{Session: &LoopLimits{}}},
 		"rate_limit_per_minute must be positive": {RateLimitPerMinute: -1},
 	}
 	for want, rt := range cases {
