@@ -90,6 +90,21 @@ func (l *Limiter) Check(a Action, now time.Time) Verdict {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.prune(now)
+	bs, v := l.inspect(a, matched, now)
+	if !v.Allowed {
+		v.Denied = firstDenied(v.Hits)
+		return v
+	}
+	for i := range bs {
+		bs[i].level -= micro
+		v.Hits[i].Remaining = bs[i].level / micro
+	}
+	return v
+}
+
+// inspect is the first pass: refill every matching bucket and find the
+// empty ones, taking nothing.
+func (l *Limiter) inspect(a Action, matched []*compiledRule, now time.Time) ([]*bucket, Verdict) {
 	bs := make([]*bucket, len(matched))
 	v := Verdict{Allowed: true, Hits: make([]Hit, len(matched))}
 	for i, r := range matched {
@@ -102,15 +117,7 @@ func (l *Limiter) Check(a Action, now time.Time) Verdict {
 			v.RetryAfter = max(v.RetryAfter, r.untilToken(bs[i], now))
 		}
 	}
-	if !v.Allowed {
-		v.Denied = firstDenied(v.Hits)
-		return v
-	}
-	for i := range bs {
-		bs[i].level -= micro
-		v.Hits[i].Remaining = bs[i].level / micro
-	}
-	return v
+	return bs, v
 }
 
 func (l *Limiter) matching(a Action) []*compiledRule {

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"sort"
 	"strings"
@@ -101,10 +102,8 @@ func (s *Service) loopTripped(r *run) bool {
 	msg := fmt.Sprintf("the %s reached its limit of %d %s per window; wait %s before calling again; remaining budget: %s",
 		v.Scope, v.Max, strings.ReplaceAll(v.Limit, "_", " "), seconds(v.RetryAfter), budgetText(v.Budget))
 	s.limitDeny(r, ReasonLoopBreakerTripped, msg, v.RetryAfter, &LimitInfo{Kind: "loop_breaker", RuleID: v.Limit, Scope: v.Scope, Budget: v.Budget})
-	r.meta = withMeta(r.meta, "loop_breaker_scope", v.Scope)
-	r.meta = withMeta(r.meta, "loop_breaker_limit", v.Limit)
-	r.meta = withMeta(r.meta, "loop_breaker_max", v.Max)
-	r.meta = withMeta(r.meta, "loop_breaker_budget", v.Budget)
+	r.meta = mergeMeta(r.meta, map[string]any{"loop_breaker_scope": v.Scope, "loop_breaker_limit": v.Limit,
+		"loop_breaker_max": v.Max, "loop_breaker_budget": v.Budget})
 	return true
 }
 
@@ -121,12 +120,10 @@ func (s *Service) rateLimited(r *run) bool {
 	msg := fmt.Sprintf("retry after %s; rule %s (%s) has %d tokens left", seconds(v.RetryAfter), h.RuleID, h.Scope, h.Remaining)
 	remaining := h.Remaining
 	s.limitDeny(r, ReasonRateLimitExceeded, msg, v.RetryAfter, &LimitInfo{Kind: "rate_limit", RuleID: h.RuleID, Scope: h.Scope, Remaining: &remaining})
-	for k, val := range map[string]any{
+	r.meta = mergeMeta(r.meta, map[string]any{
 		"rate_limit_rule_id": h.RuleID, "rate_limit_scope": h.Scope, "rate_limit_bucket_key": h.BucketKey,
 		"rate_limit_remaining_tokens": h.Remaining, "rate_limit_refill_per_minute": h.RefillPerMinute,
-	} {
-		r.meta = withMeta(r.meta, k, val)
-	}
+	})
 	return true
 }
 
@@ -152,6 +149,15 @@ func (s *Service) limitDeny(r *run, code, msg string, retry time.Duration, info 
 	r.retryAfter = retryAfterSeconds(retry)
 	r.limit = info
 	r.meta = withMeta(r.meta, "retry_after_seconds", r.retryAfter)
+}
+
+// mergeMeta returns a copy of m with add's entries; the transport's map is
+// never written to.
+func mergeMeta(m, add map[string]any) map[string]any {
+	out := make(map[string]any, len(m)+len(add))
+	maps.Copy(out, m)
+	maps.Copy(out, add)
+	return out
 }
 
 // retryAfterSeconds rounds up, so a caller that waits that long finds
