@@ -9,7 +9,7 @@ export NOMOS_API_KEY ?= dev-alice-key
 export NOMOS_REVIEWER_KEY ?= dev-reviewer-key
 export NOMOS_AGENT_SECRET ?= dev-agent-secret
 
-.PHONY: build run test test-unit bench fuzz lint tools clean
+.PHONY: build run test test-unit bench bench-e2e screenshots fuzz lint tools clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/nomos
@@ -26,9 +26,21 @@ test: build
 test-unit:
 	$(GO) test -short $(PKGS)
 
-## bench: benchmark tables (policy evaluation, redaction, MCP overhead).
+## bench: benchmark tables (policy evaluation, redaction, audit sealing, MCP overhead).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./policy/ ./internal/redact/ ./mcp/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./policy/ ./internal/redact/ ./audit/ ./mcp/...
+
+## bench-e2e: the end-to-end table in docs/benchmarks.md: a governed MCP
+## tools/call through the built binary at fixed rates and at saturation, every
+## configuration interleaved in one run (see cmd/nomos-bench); then the audit
+## durability test with 20 SIGKILL trials.
+bench-e2e: build
+	$(GO) run ./cmd/nomos-bench -nomos $(CURDIR)/$(BIN) -out docs/benchmarks.md
+	NOMOS_BIN=$(CURDIR)/$(BIN) NOMOS_DURABILITY_TRIALS=20 $(GO) test -count=1 -run TestAuditSurvivesSIGKILL -v ./cmd/nomos/ | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|trial'
+
+## screenshots: refresh the operator UI pictures in docs/img from the browser test.
+screenshots: build
+	NOMOS_BIN=$(CURDIR)/$(BIN) NOMOS_SCREENSHOT_DIR=$(CURDIR)/docs/img $(GO) test -count=1 -run TestOperatorUIApprovalFlow ./cmd/nomos/
 
 ## fuzz: every fuzz target for a short, fixed budget each.
 fuzz:

@@ -46,18 +46,20 @@ func openOutbox(path string) (*sql.DB, error) {
 
 // enqueue stores the event and the new head in one transaction, so the
 // head never names an event the outbox did not accept.
-func (w *WebhookSink) enqueue(ctx context.Context, e *Event, line []byte) error {
+func (w *WebhookSink) enqueue(ctx context.Context, batch []Sealed) error {
 	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (event_id, line) VALUES (?, ?)
-		ON CONFLICT(event_id) DO NOTHING`, e.EventID, string(line)); err != nil {
-		return err
+	for _, b := range batch {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (event_id, line) VALUES (?, ?)
+			ON CONFLICT(event_id) DO NOTHING`, b.Event.EventID, string(b.Line)); err != nil {
+			return err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO outbox_meta (key, value) VALUES ('last_event_hash', ?)
-		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, e.EventHash); err != nil {
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, batch[len(batch)-1].Event.EventHash); err != nil {
 		return err
 	}
 	return tx.Commit()

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -15,35 +14,84 @@ import (
 // ErrClosed is returned by Record after Close.
 var ErrClosed = errors.New("audit: recorder closed")
 
-// defaultWriteTimeout bounds one Record call, replays included.
+// defaultWriteTimeout bounds one commit, replays included.
 const defaultWriteTimeout = 10 * time.Second
 
+// maxBatch caps the events committed together: enough to amortize an fsync
+// under load, small enough that one slow commit delays few callers.
+const maxBatch = 256
+
 // Recorder seals events into one hash chain and writes each to every sink.
-// It is safe for concurrent use; Record calls are serialized because each
-// event links to the one before it.
+// It is safe for concurrent use. Events are encoded and redacted in their
+// callers' goroutines, linked in arrival order, and written by one commit
+// loop in batches (group commit): concurrent events share one transaction
+// and one fsync of each durable sink. Record still returns only once its
+// event is stored.
 type Recorder struct {
-	mu      sync.Mutex
 	sinks   []Sink
 	chain   []bool // chain[i]: sink i's copy of the chain must stay linear
 	order   []int  // sink indexes, durable ones first
 	redact  func([]byte) []byte
 	now     func() time.Time
 	timeout time.Duration
-	head    string
-	backlog []replay
+	batch   int // most events per commit
+
+	encoders sync.Pool
+	raws     rawCache
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	head    string // the hash the next event links to
+	stored  string // the hash of the last event a chain sink stored
+	pending []*pendingEvent
+	scratch []byte
 	closed  bool
-	// events and dropped feed Stats without taking mu, which a slow
-	// sink may hold for the write timeout.
-	events, dropped atomic.Uint64
+	exited  chan struct{}
+
+	// backlog is owned by the commit loop.
+	backlog []replay
+
+	events, dropped, batches atomic.Uint64
 }
 
-// replay is an event that advanced the head but that one sink failed to
-// write. It is written again before any later event, so that sink's copy
+// pendingEvent is one event between Record and its commit.
+type pendingEvent struct {
+	prep *prepared
+	// sealed carries the identity and chain fields sinks key on; line is
+	// the final JSON. Both change when the event is relinked.
+	sealed Event
+	line   []byte
+	err    error
+	done   chan struct{}
+}
+
+// replay is a batch that advanced the head but that one sink failed to
+// write. It is written again before any later batch, so that sink's copy
 // of the chain has no gap.
 type replay struct {
 	sink  int
-	event *Event
-	line  []byte
+	batch []Sealed
+}
+
+// Sealed is one event as the sinks receive it.
+type Sealed struct {
+	// Event holds the identity fields (schema_version, event_id,
+	// timestamp, event_type, trace_id, action_id) and both chain fields;
+	// every other field is only in Line.
+	Event *Event
+	// Line is the final JSON: redacted, chain fields set.
+	Line []byte
+}
+
+// RecorderStats are counters for metrics.
+type RecorderStats struct {
+	// Events is the number of events every sink stored.
+	Events uint64
+	// Dropped is the number of events Record returned an error for: some
+	// sink does not hold them. Anything but 0 needs attention.
+	Dropped uint64
+	// Batches is the number of group commits.
+	Batches uint64
 }
 
 // Option configures a Recorder.
@@ -52,7 +100,8 @@ type Option func(*Recorder)
 // WithRedactor sets the function applied to each event's JSON before it is
 // hashed and written, so no sink ever sees an unredacted event and the hash
 // covers exactly what was stored. It must return JSON and must leave
-// event_id, event_type and prev_event_hash unchanged.
+// event_id, event_type, trace_id, action_id and both chain fields
+// unchanged. It is called concurrently and must not keep its argument.
 func WithRedactor(redact func([]byte) []byte) Option {
 	return func(r *Recorder) { r.redact = redact }
 }
@@ -62,15 +111,16 @@ func WithClock(now func() time.Time) Option {
 	return func(r *Recorder) { r.now = now }
 }
 
-// WithWriteTimeout bounds one Record call, including the replay of earlier
+// WithWriteTimeout bounds one commit, including the replay of earlier
 // failed writes. Default: 10s.
 func WithWriteTimeout(d time.Duration) Option {
 	return func(r *Recorder) { r.timeout = d }
 }
 
-// NewRecorder returns a Recorder writing to sinks, in order. The chain
-// continues from the last event of the first sink that implements Head;
-// with no such sink every process starts a new chain.
+// NewRecorder returns a Recorder writing to sinks, in order, and starts its
+// commit loop; Close stops it. The chain continues from the last event of
+// the first sink that implements Head; with no such sink every process
+// starts a new chain.
 func NewRecorder(sinks []Sink, opts ...Option) (*Recorder, error) {
 	if len(sinks) == 0 {
 		return nil, errors.New("audit: new recorder: no sinks: events would be lost")
@@ -78,7 +128,7 @@ func NewRecorder(sinks []Sink, opts ...Option) (*Recorder, error) {
 	if slices.Contains(sinks, nil) {
 		return nil, errors.New("audit: new recorder: nil sink")
 	}
-	r := &Recorder{sinks: slices.Clone(sinks), now: time.Now, timeout: defaultWriteTimeout}
+	r := &Recorder{sinks: slices.Clone(sinks), now: time.Now, timeout: defaultWriteTimeout, batch: maxBatch}
 	for _, opt := range opts {
 		opt(r)
 	}
@@ -94,7 +144,11 @@ func NewRecorder(sinks []Sink, opts ...Option) (*Recorder, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.head = head
+	r.head, r.stored = head, head
+	r.cond = sync.NewCond(&r.mu)
+	r.encoders.New = func() any { return &encoder{rawCache: &r.raws} }
+	r.exited = make(chan struct{})
+	go r.run()
 	return r, nil
 }
 
@@ -139,7 +193,7 @@ func resumeHead(sinks []Sink, timeout time.Duration) (string, error) {
 		defer cancel()
 		head, err := h.LastEventHash(ctx)
 		if err != nil {
-			return "", fmt.Errorf("audit: new recorder: resume chain from %s: %w", s.Name(), err)
+			return "", fmt.Errorf("audit: resume chain from %s: %w", s.Name(), err)
 		}
 		return head, nil
 	}
@@ -155,65 +209,54 @@ func resumeHead(sinks []Sink, timeout time.Duration) (string, error) {
 // advances only when a durable sink stored the event; durable sinks that
 // missed it get it replayed before the next event. Cancelling ctx does not
 // abort the write (an executed action must still get its completion event);
-// the write timeout bounds it instead.
+// the write timeout bounds each commit instead.
 func (r *Recorder) Record(ctx context.Context, e *Event) error {
 	if e == nil {
 		return errors.New("audit: record: nil event")
 	}
+	p, err := r.enqueue(e)
+	if err != nil {
+		r.dropped.Add(1)
+		return err
+	}
+	<-p.done
+	e.PrevEventHash, e.EventHash = p.sealed.PrevEventHash, p.sealed.EventHash
+	if p.err != nil {
+		r.dropped.Add(1)
+		return p.err
+	}
+	r.events.Add(1)
+	return nil
+}
+
+// enqueue prepares e, links it to the head and hands it to the commit loop.
+func (r *Recorder) enqueue(e *Event) (*pendingEvent, error) {
+	if err := r.stamp(e); err != nil {
+		return nil, err
+	}
+	prep, err := r.prepare(e)
+	if err != nil {
+		return nil, err
+	}
+	p := &pendingEvent{prep: prep, done: make(chan struct{})}
+	p.sealed = Event{SchemaVersion: e.SchemaVersion, EventID: e.EventID, Timestamp: e.Timestamp,
+		EventType: e.EventType, TraceID: e.TraceID, ActionID: e.ActionID}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		r.dropped.Add(1)
-		return ErrClosed
+		return nil, ErrClosed
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
-	defer cancel()
-	err := r.record(ctx, e)
-	if err != nil {
-		r.dropped.Add(1)
-	} else {
-		r.events.Add(1)
+	if err := r.link(p, r.head); err != nil {
+		return nil, err
 	}
-	return err
-}
-
-func (r *Recorder) record(ctx context.Context, e *Event) error {
-	if err := r.replayBacklog(ctx); err != nil {
-		return err
-	}
-	for attempt := 0; ; attempt++ {
-		err := r.recordOnce(ctx, e)
-		if !errors.Is(err, ErrStaleHead) || attempt == maxRelinks {
-			return err
-		}
-		// Another process appended to a shared durable sink: link to
-		// its last event and try again, after a jittered pause so two
-		// busy writers do not keep colliding.
-		time.Sleep(time.Duration(rand.Int64N(int64(attempt+1) * int64(time.Millisecond))))
-		if r.head, err = resumeHead(r.sinks, r.timeout); err != nil {
-			return err
-		}
-	}
-}
-
-// maxRelinks bounds how often one event is relinked after losing a race
-// with another writer of the same durable sink.
-const maxRelinks = 32
-
-func (r *Recorder) recordOnce(ctx context.Context, e *Event) error {
-	if err := r.stamp(e); err != nil {
-		return err
-	}
-	sealed, line, err := r.seal(e)
-	if err != nil {
-		return err
-	}
-	e.EventHash = sealed.EventHash
-	return r.writeAll(ctx, sealed, line)
+	r.head = p.sealed.EventHash
+	r.pending = append(r.pending, p)
+	r.cond.Signal()
+	return p, nil
 }
 
 // stamp fills the fields the Recorder owns. The caller's prev/event hashes
-// are overwritten: only the Recorder knows the head.
+// are cleared: only the Recorder knows the head.
 func (r *Recorder) stamp(e *Event) error {
 	e.SchemaVersion = SchemaVersion
 	if e.EventID == "" {
@@ -227,63 +270,153 @@ func (r *Recorder) stamp(e *Event) error {
 		e.Timestamp = r.now()
 	}
 	e.Timestamp = e.Timestamp.UTC()
-	e.PrevEventHash = r.head
-	e.EventHash = ""
+	e.PrevEventHash, e.EventHash = "", ""
 	return nil
 }
 
-// seal redacts, hashes and re-decodes e, so sinks get the event exactly as
-// stored and never the unredacted original.
-func (r *Recorder) seal(e *Event) (*Event, []byte, error) {
-	raw, err := json.Marshal(e)
+// link seals p onto prev. The caller holds r.mu.
+func (r *Recorder) link(p *pendingEvent, prev string) error {
+	line, hash, err := link(p.prep, prev, &r.scratch)
 	if err != nil {
-		return nil, nil, fmt.Errorf("audit: record: encode event: %w", err)
+		return err
 	}
-	if r.redact != nil {
-		raw = r.redact(raw)
-	}
-	hash, err := Hash(raw)
-	if err != nil {
-		return nil, nil, fmt.Errorf("audit: record: redacted event: %w", err)
-	}
-	line, err := withEventHash(raw, hash)
-	if err != nil {
-		return nil, nil, fmt.Errorf("audit: record: %w", err)
-	}
-	var sealed Event
-	if err := json.Unmarshal(line, &sealed); err != nil {
-		return nil, nil, fmt.Errorf("audit: record: redacted event does not fit the schema: %w", err)
-	}
-	if err := checkIdentityKept(e, &sealed); err != nil {
-		return nil, nil, err
-	}
-	return &sealed, line, nil
-}
-
-// checkIdentityKept refuses an event whose redactor rewrote the fields the
-// chain and the sinks key on; a 64-hex hash can look like a secret to a
-// pattern-based redactor, and storing a mangled link would break the chain.
-func checkIdentityKept(before, after *Event) error {
-	if before.EventID != after.EventID || before.EventType != after.EventType ||
-		before.PrevEventHash != after.PrevEventHash || before.TraceID != after.TraceID ||
-		before.ActionID != after.ActionID {
-		return errors.New("audit: record: the redactor altered event_id, event_type, trace_id, action_id or prev_event_hash")
-	}
+	p.line, p.sealed.PrevEventHash, p.sealed.EventHash = line, prev, hash
 	return nil
 }
 
-// writeAll writes durable sinks first, so an event that lost the race for
-// a shared durable sink (ErrStaleHead) reaches no sink at all before it is
-// relinked.
-func (r *Recorder) writeAll(ctx context.Context, e *Event, line []byte) error {
+// relink re-seals events onto prev, in order, then every pending event
+// after them, and moves the head. Linking is one hash per event, so a
+// writer that lost a race with another process, or a batch no durable sink
+// stored, costs little to redo.
+func (r *Recorder) relink(prev string, batch []*pendingEvent) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, list := range [][]*pendingEvent{batch, r.pending} {
+		for _, p := range list {
+			if err := r.link(p, prev); err != nil {
+				return err
+			}
+			prev = p.sealed.EventHash
+		}
+	}
+	r.head = prev
+	return nil
+}
+
+// run is the commit loop: it takes every pending event (up to maxBatch)
+// and writes them as one batch.
+func (r *Recorder) run() {
+	defer close(r.exited)
+	for {
+		batch := r.take()
+		if batch == nil {
+			return
+		}
+		r.commitSafely(batch)
+	}
+}
+
+// take waits for pending events; nil means closed with nothing left.
+// Events queued while a commit runs form the next batch.
+func (r *Recorder) take() []*pendingEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(r.pending) == 0 && !r.closed {
+		r.cond.Wait()
+	}
+	n := min(len(r.pending), r.batch)
+	if n == 0 {
+		return nil
+	}
+	batch := slices.Clone(r.pending[:n])
+	r.pending = slices.Delete(r.pending, 0, n)
+	return batch
+}
+
+// commitSafely answers every caller of the batch even if a sink panics: a
+// caller left waiting would hold its request forever.
+func (r *Recorder) commitSafely(batch []*pendingEvent) {
+	var err error
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("audit: commit panicked: %v", p)
+			r.unstored()
+		}
+		for _, p := range batch {
+			p.err = err
+			close(p.done)
+		}
+	}()
+	err = r.commit(batch)
+}
+
+// commit writes one batch to every sink.
+func (r *Recorder) commit(batch []*pendingEvent) error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	defer cancel()
+	r.batches.Add(1)
+	if err := r.replayBacklog(ctx); err != nil {
+		r.unstored()
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		stored, err := r.writeAll(ctx, batch)
+		if stored {
+			r.mu.Lock()
+			r.stored = batch[len(batch)-1].sealed.EventHash
+			r.mu.Unlock()
+			return err
+		}
+		if !errors.Is(err, ErrStaleHead) || attempt == maxRelinks {
+			r.unstored()
+			return err
+		}
+		// Another process appended to a shared durable sink: link to its
+		// last event and try again, after a jittered pause so two busy
+		// writers do not keep colliding.
+		time.Sleep(time.Duration(rand.Int64N(int64(attempt+1) * int64(time.Millisecond))))
+		head, err := resumeHead(r.sinks, r.timeout)
+		if err != nil {
+			r.unstored()
+			return err
+		}
+		if err := r.relink(head, batch); err != nil {
+			r.unstored()
+			return err
+		}
+	}
+}
+
+// unstored relinks the events queued behind a batch that no durable sink
+// stored onto the last stored event, so the chain never links past a gap.
+func (r *Recorder) unstored() {
+	r.mu.Lock()
+	prev := r.stored
+	r.mu.Unlock()
+	_ = r.relink(prev, nil)
+}
+
+// maxRelinks bounds how often one batch is relinked after losing a race
+// with another writer of the same durable sink.
+const maxRelinks = 32
+
+// writeAll writes durable sinks first, so a batch that lost the race for a
+// shared durable sink (ErrStaleHead) reaches no sink at all before it is
+// relinked. stored reports whether a chain sink holds the batch.
+func (r *Recorder) writeAll(ctx context.Context, batch []*pendingEvent) (bool, error) {
+	sealed := make([]Sealed, len(batch))
+	for i, p := range batch {
+		ev := p.sealed
+		sealed[i] = Sealed{Event: &ev, Line: p.line}
+	}
 	var errs []error
 	var failed []int
 	stored := false
 	for _, i := range r.order {
 		s := r.sinks[i]
-		err := s.Write(ctx, e, line)
+		err := writeBatch(ctx, s, sealed)
 		if errors.Is(err, ErrStaleHead) && !stored {
-			return err
+			return false, err
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("audit: sink %s: %w", s.Name(), err))
@@ -292,49 +425,67 @@ func (r *Recorder) writeAll(ctx context.Context, e *Event, line []byte) error {
 		}
 		stored = stored || r.chain[i]
 	}
-	if !stored {
-		// No durable copy exists, so linking the next event to this one
-		// would put a gap in every durable sink. Non-durable sinks that did
-		// write it keep an orphan sharing its prev_event_hash with the next
-		// event.
-		return errors.Join(errs...)
+	if stored {
+		for _, i := range failed {
+			r.backlog = append(r.backlog, replay{sink: i, batch: sealed})
+		}
 	}
-	r.head = e.EventHash
-	for _, i := range failed {
-		r.backlog = append(r.backlog, replay{sink: i, event: e, line: line})
-	}
-	return errors.Join(errs...)
+	// Without a durable copy, non-durable sinks that did write the batch
+	// keep orphans sharing their prev_event_hash with the next event.
+	return stored, errors.Join(errs...)
 }
 
-// replayBacklog writes pending events to the sinks that missed them. While
-// any remains, no new event is recorded: the new event would link past a
-// row those sinks do not have.
+// writeBatch hands a batch to a sink in one call when it can take one.
+func writeBatch(ctx context.Context, s Sink, batch []Sealed) error {
+	if b, ok := s.(BatchSink); ok {
+		return b.WriteBatch(ctx, batch)
+	}
+	for _, e := range batch {
+		if err := s.Write(ctx, e.Event, e.Line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replayBacklog writes pending batches to the sinks that missed them.
+// While any remains, nothing new is committed: it would link past rows
+// those sinks do not have.
 func (r *Recorder) replayBacklog(ctx context.Context) error {
 	for len(r.backlog) > 0 {
 		p := r.backlog[0]
 		s := r.sinks[p.sink]
-		if err := s.Write(ctx, p.event, p.line); err != nil {
-			return fmt.Errorf("audit: sink %s: replay event %s: %w", s.Name(), p.event.EventID, err)
+		if err := writeBatch(ctx, s, p.batch); err != nil {
+			return fmt.Errorf("audit: sink %s: replay %d event(s) from %s: %w",
+				s.Name(), len(p.batch), p.batch[0].Event.EventID, err)
 		}
 		r.backlog = r.backlog[1:]
 	}
 	return nil
 }
 
-// Close replays what it can of the backlog and closes every sink. Record
-// fails with ErrClosed afterwards.
+// Stats returns the Recorder's counters.
+func (r *Recorder) Stats() RecorderStats {
+	return RecorderStats{Events: r.events.Load(), Dropped: r.dropped.Load(), Batches: r.batches.Load()}
+}
+
+// Close commits what is pending, replays what it can of the backlog and
+// closes every sink. Record fails with ErrClosed afterwards.
 func (r *Recorder) Close() error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return nil
 	}
 	r.closed = true
+	r.cond.Broadcast()
+	r.mu.Unlock()
+	<-r.exited
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
 	var errs []error
 	if err := r.replayBacklog(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("audit: close: %d write(s) never replayed: %w", len(r.backlog), err))
+		errs = append(errs, fmt.Errorf("audit: close: %d batch(es) never replayed: %w", len(r.backlog), err))
 	}
 	for _, s := range r.sinks {
 		if err := s.Close(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestRecordFillsIdentityAndChains(t *testing.T) {
@@ -110,14 +111,26 @@ func TestRedactorRunsBeforeHashingAndWriting(t *testing.T) {
 	}
 }
 
-func TestRedactorMustNotTouchChainFields(t *testing.T) {
+// The redactor sees the event before it is linked, so a pattern that takes
+// a 64-hex hash for a secret cannot mangle the chain; one that rewrites an
+// identity field is refused.
+func TestRedactorCannotBreakChainOrIdentity(t *testing.T) {
 	var out lineCollector
 	r := newTestRecorder(t, []Sink{NewFuncSink("stdout", out.write)})
-	recordN(t, r, 0, 1)
+	first := recordN(t, r, 0, 1)[0]
 	hexRun := regexp.MustCompile(`[0-9a-f]{64}`)
 	r.redact = func(b []byte) []byte { return hexRun.ReplaceAll(b, []byte("[REDACTED]")) }
-	if err := r.Record(context.Background(), testEvent(1)); err == nil {
-		t.Fatal("a redactor that rewrote prev_event_hash was accepted")
+	e := testEvent(1)
+	if err := r.Record(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	if e.PrevEventHash != first.EventHash {
+		t.Fatalf("prev_event_hash %q, want %q", e.PrevEventHash, first.EventHash)
+	}
+	assertLinear(t, out.lines)
+	r.redact = func(b []byte) []byte { return bytes.ReplaceAll(b, []byte(`"act-2"`), []byte(`"x"`)) }
+	if err := r.Record(context.Background(), testEvent(2)); err == nil {
+		t.Fatal("a redactor that rewrote action_id was accepted")
 	}
 }
 
@@ -156,7 +169,7 @@ type flakyDurable struct {
 	failing bool
 }
 
-func (f *flakyDurable) Write(ctx context.Context, e *Event, line []byte) error {
+func (f *flakyDurable) WriteBatch(ctx context.Context, batch []Sealed) error {
 	f.mu.Lock()
 	fail := f.failing
 	f.failing = false
@@ -164,7 +177,7 @@ func (f *flakyDurable) Write(ctx context.Context, e *Event, line []byte) error {
 	if fail {
 		return errors.New("disk full")
 	}
-	return f.SQLiteSink.Write(ctx, e, line)
+	return f.SQLiteSink.WriteBatch(ctx, batch)
 }
 
 func TestHeadDoesNotAdvancePastAnUnstoredRow(t *testing.T) {
@@ -271,5 +284,97 @@ func TestIsRetryable(t *testing.T) {
 		if IsRetryable(c) != want {
 			t.Errorf("IsRetryable(%s) = %v", c, !want)
 		}
+	}
+}
+
+// gateSink blocks its first batch until released, so events recorded
+// meanwhile queue up for the next commit.
+type gateSink struct {
+	*SQLiteSink
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	sizes   []int
+}
+
+func (g *gateSink) WriteBatch(ctx context.Context, batch []Sealed) error {
+	g.once.Do(func() {
+		close(g.entered)
+		<-g.release
+	})
+	g.mu.Lock()
+	g.sizes = append(g.sizes, len(batch))
+	g.mu.Unlock()
+	return g.SQLiteSink.WriteBatch(ctx, batch)
+}
+
+// TestGroupCommitSharesOneTransaction: events that arrive while a commit
+// is in flight are committed together, each Record returns only after its
+// own commit, and the chain stays linear.
+func TestGroupCommitSharesOneTransaction(t *testing.T) {
+	path, db := openTestSQLite(t)
+	g := &gateSink{SQLiteSink: db, entered: make(chan struct{}), release: make(chan struct{})}
+	r := newTestRecorder(t, []Sink{g})
+	first := make(chan error)
+	go func() { first <- r.Record(context.Background(), testEvent(0)) }()
+	<-g.entered
+	const waiting = 10
+	var wg sync.WaitGroup
+	returned := make(chan int, waiting)
+	for i := 1; i <= waiting; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.Record(context.Background(), testEvent(i)); err != nil {
+				t.Error(err)
+			}
+			returned <- i
+		}()
+	}
+	// Every waiting event is queued behind the held commit before it ends.
+	for {
+		r.mu.Lock()
+		n := len(r.pending)
+		r.mu.Unlock()
+		if n == waiting {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if len(returned) != 0 {
+		t.Fatal("a Record returned before its event was committed")
+	}
+	close(g.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	r.Close()
+	if got := g.sizes; len(got) != 2 || got[0] != 1 || got[1] != waiting {
+		t.Fatalf("batch sizes %v, want [1 %d]", got, waiting)
+	}
+	if st := r.Stats(); st.Events != waiting+1 || st.Dropped != 0 || st.Batches != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	if rep := mustVerify(t, path); !rep.OK || rep.Events != waiting+1 {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
+
+func TestStatsCountDroppedEvents(t *testing.T) {
+	var out lineCollector
+	r := newTestRecorder(t, []Sink{NewFuncSink("stdout", out.write)})
+	recordN(t, r, 0, 2)
+	out.setFail(true)
+	if err := r.Record(context.Background(), testEvent(2)); err == nil {
+		t.Fatal("Record succeeded although the only sink failed")
+	}
+	r.Close()
+	if err := r.Record(context.Background(), testEvent(3)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+	if st := r.Stats(); st.Events != 2 || st.Dropped != 2 {
+		t.Fatalf("stats %+v, want 2 events and 2 dropped", st)
 	}
 }

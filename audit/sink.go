@@ -1,22 +1,31 @@
 package audit
 
-import "errors"
-
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Sink stores or forwards sealed events.
 type Sink interface {
 	// Name identifies the sink in errors, e.g. "sqlite" or "webhook".
 	Name() string
 	// Write stores one event. line is the final JSON of the event:
-	// redacted, with both chain fields set; e is the same event decoded
-	// from line. Write must return only once the event is as durable as
+	// redacted, with both chain fields set; e carries the identity and
+	// chain fields of the same event (see Sealed). Write must return only once the event is as durable as
 	// the sink promises, and must accept the same event twice (same
 	// event_id) without storing it twice: the Recorder replays an event to
 	// a sink that failed it.
 	Write(ctx context.Context, e *Event, line []byte) error
 	// Close releases the sink. The Recorder calls it once.
 	Close() error
+}
+
+// BatchSink is implemented by sinks that store several events at once: the
+// Recorder's group commit hands them every event of a commit in one call,
+// in chain order. WriteBatch stores all of them or reports an error; it
+// has Write's idempotency rule.
+type BatchSink interface {
+	WriteBatch(ctx context.Context, batch []Sealed) error
 }
 
 // Head is implemented by durable sinks. It lets a new Recorder continue the

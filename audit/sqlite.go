@@ -11,14 +11,16 @@ import (
 )
 
 // SQLiteSink stores every event as one row of the audit_events table. A
-// row is committed before Write returns, so a decision recorded there
-// survives a crash of the process that acts on it.
+// batch of rows is committed before Write or WriteBatch returns, so a
+// decision recorded there survives a crash of the process that acts on it.
 type SQLiteSink struct {
-	db *sql.DB
+	db  *sql.DB
+	key *CheckpointKey
+	now func() time.Time
 }
 
-// auditSchema is append-only by convention. seq is AUTOINCREMENT so a
-// deleted last row leaves a trace in sqlite_sequence that VerifySQLite
+// auditSchema is append-only by convention. seq and id are AUTOINCREMENT so
+// deleted last rows leave a trace in sqlite_sequence that VerifySQLite
 // checks.
 func auditSchema() []string {
 	return []string{
@@ -35,12 +37,39 @@ func auditSchema() []string {
 	)`,
 		`CREATE INDEX IF NOT EXISTS audit_events_trace_id ON audit_events(trace_id)`,
 		`CREATE INDEX IF NOT EXISTS audit_events_action_id ON audit_events(action_id)`,
+		`CREATE TABLE IF NOT EXISTS audit_checkpoints (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		seq INTEGER NOT NULL,
+		event_hash TEXT NOT NULL,
+		signed_at TEXT NOT NULL,
+		algorithm TEXT NOT NULL,
+		key_id TEXT NOT NULL,
+		signature TEXT NOT NULL
+	)`,
 	}
 }
 
+// SQLiteOption configures OpenSQLite.
+type SQLiteOption func(*SQLiteSink)
+
+// WithCheckpointKey signs every commit: the commit's last row is covered by
+// a checkpoint row written in the same transaction. The key must be able
+// to sign.
+func WithCheckpointKey(k *CheckpointKey) SQLiteOption {
+	return func(s *SQLiteSink) { s.key = k }
+}
+
 // OpenSQLite opens or creates the audit database at path, creating its
-// directory.
-func OpenSQLite(path string) (*SQLiteSink, error) {
+// directory. A file that already holds checkpoints is refused without a
+// key: rows appended unsigned would make it fail verification.
+func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteSink, error) {
+	s := &SQLiteSink{now: time.Now}
+	for _, opt := range opts {
+		opt(s)
+	}
+	if s.key != nil && !s.key.CanSign() {
+		return nil, fmt.Errorf("audit: open sqlite %q: the checkpoint key cannot sign (a public key)", path)
+	}
 	db, err := openWritable(path)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open sqlite %q: %w", path, err)
@@ -48,45 +77,133 @@ func OpenSQLite(path string) (*SQLiteSink, error) {
 	// Bounded because each connection carries its own page cache, and the
 	// UI's queries must not pile up without limit behind a slow disk.
 	db.SetMaxOpenConns(maxSQLiteConns)
+	s.db = db
 	if err := execAll(db, auditSchema()...); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("audit: open sqlite %q: create schema: %w", path, err)
 	}
-	return &SQLiteSink{db: db}, nil
+	if err := s.checkKeyed(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("audit: open sqlite %q: %w", path, err)
+	}
+	return s, nil
+}
+
+// checkKeyed refuses to append unsigned rows to a signed file.
+func (s *SQLiteSink) checkKeyed() error {
+	if s.key != nil {
+		return nil
+	}
+	var n int
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM audit_checkpoints`).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return errors.New("the file holds signed checkpoints: configure its checkpoint key to append to it")
+	}
+	return nil
 }
 
 // Name implements Sink.
 func (s *SQLiteSink) Name() string { return "sqlite" }
 
-// Write implements Sink. Writing an event that is already stored is a
-// no-op; reusing its event_id for different content is an error, because
-// silently keeping the old row would hide the new one from the chain.
+// Write implements Sink.
 func (s *SQLiteSink) Write(ctx context.Context, e *Event, line []byte) error {
-	// The insert happens only if the event links to the file's current
-	// last row, checked in the same statement (SQLite holds the write lock
-	// for it), so two processes appending to one file cannot fork the
-	// chain: the one that lost the race gets ErrStaleHead and relinks.
-	res, err := s.db.ExecContext(ctx, `INSERT INTO audit_events
-		(event_id, event_type, trace_id, action_id, timestamp, json, prev_event_hash, event_hash)
-		SELECT ?, ?, ?, ?, ?, ?, ?, ?
-		WHERE COALESCE((SELECT event_hash FROM audit_events ORDER BY seq DESC LIMIT 1), '') = ?
-		ON CONFLICT(event_id) DO NOTHING`,
-		e.EventID, e.EventType, e.TraceID, e.ActionID, formatTimestamp(e.Timestamp),
-		string(line), e.PrevEventHash, e.EventHash, e.PrevEventHash)
-	if err != nil {
-		return fmt.Errorf("insert event: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return err
-	}
-	return s.checkSameEvent(ctx, e)
+	return s.WriteBatch(ctx, []Sealed{{Event: e, Line: line}})
 }
 
-// checkSameEvent explains an insert that did nothing: the event is already
-// stored (a replay, fine), or another writer appended first (stale head).
-func (s *SQLiteSink) checkSameEvent(ctx context.Context, e *Event) error {
+// WriteBatch implements BatchSink: one transaction, one fsync. Writing an
+// event that is already stored is a no-op; reusing its event_id for
+// different content is an error, because silently keeping the old row
+// would hide the new one from the chain.
+//
+// The transaction takes the write lock first (BEGIN IMMEDIATE), then reads
+// the file's last row: an event is inserted only if it links to it, so two
+// processes appending to one file cannot fork the chain. The one that lost
+// the race gets ErrStaleHead and relinks.
+func (s *SQLiteSink) WriteBatch(ctx context.Context, batch []Sealed) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	tail, lastSeq, err := lastRow(ctx, tx)
+	if err != nil {
+		return err
+	}
+	inserted := false
+	for _, b := range batch {
+		e := b.Event
+		if e.PrevEventHash != tail {
+			if err := checkSameEvent(ctx, tx, e); err != nil {
+				return err
+			}
+			continue
+		}
+		if lastSeq, err = insertEvent(ctx, tx, e, b.Line); err != nil {
+			return err
+		}
+		tail, inserted = e.EventHash, true
+	}
+	if inserted && s.key != nil {
+		if err := s.insertCheckpoint(ctx, tx, lastSeq, tail); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func lastRow(ctx context.Context, tx *sql.Tx) (string, int64, error) {
+	var h string
+	var seq int64
+	err := tx.QueryRowContext(ctx,
+		`SELECT event_hash, seq FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&h, &seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", 0, nil
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("read last row: %w", err)
+	}
+	return h, seq, nil
+}
+
+func insertEvent(ctx context.Context, tx *sql.Tx, e *Event, line []byte) (int64, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO audit_events
+		(event_id, event_type, trace_id, action_id, timestamp, json, prev_event_hash, event_hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.EventID, e.EventType, e.TraceID, e.ActionID, formatTimestamp(e.Timestamp),
+		string(line), e.PrevEventHash, e.EventHash)
+	if err != nil {
+		return 0, fmt.Errorf("insert event %s: %w", e.EventID, err)
+	}
+	return res.LastInsertId()
+}
+
+func (s *SQLiteSink) insertCheckpoint(ctx context.Context, tx *sql.Tx, seq int64, hash string) error {
+	c := &checkpoint{seq: seq, eventHash: hash, signedAt: formatTimestamp(s.now())}
+	s.key.sign(c)
+	_, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints
+		(seq, event_hash, signed_at, algorithm, key_id, signature) VALUES (?, ?, ?, ?, ?, ?)`,
+		c.seq, c.eventHash, c.signedAt, c.alg, c.keyID, c.signature)
+	if err != nil {
+		return fmt.Errorf("insert checkpoint: %w", err)
+	}
+	return nil
+}
+
+// checkSameEvent explains an event that does not link to the last row: it
+// is already stored (a replay, fine), or another writer appended first
+// (stale head).
+func checkSameEvent(ctx context.Context, tx *sql.Tx, e *Event) error {
 	var stored string
-	err := s.db.QueryRowContext(ctx,
+	err := tx.QueryRowContext(ctx,
 		`SELECT event_hash FROM audit_events WHERE event_id = ?`, e.EventID).Scan(&stored)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrStaleHead
@@ -187,6 +304,7 @@ func formatTimestamp(t time.Time) string {
 
 // Interface guards
 var (
-	_ Sink = (*SQLiteSink)(nil)
-	_ Head = (*SQLiteSink)(nil)
+	_ Sink      = (*SQLiteSink)(nil)
+	_ BatchSink = (*SQLiteSink)(nil)
+	_ Head      = (*SQLiteSink)(nil)
 )

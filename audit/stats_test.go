@@ -32,7 +32,7 @@ func TestRecorderStats(t *testing.T) {
 	}
 	_ = r.Close()
 	_ = r.Record(ctx, &Event{EventType: EventTraceStart, TraceID: "t"})
-	if got := r.Stats(); got != (RecorderStats{Events: 3, Dropped: 2}) {
+	if got := r.Stats(); got.Events != 3 || got.Dropped != 2 {
 		t.Fatalf("stats %+v, want 3 events and 2 dropped", got)
 	}
 }

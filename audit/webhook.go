@@ -146,10 +146,19 @@ func (w *WebhookSink) Name() string { return "webhook" }
 // delivered. It also records the event as the chain head, so a restart
 // continues the chain even when no other durable sink is configured.
 func (w *WebhookSink) Write(ctx context.Context, e *Event, line []byte) error {
-	if err := w.enqueue(ctx, e, line); err != nil {
+	return w.WriteBatch(ctx, []Sealed{{Event: e, Line: line}})
+}
+
+// WriteBatch implements BatchSink: a group commit is one outbox
+// transaction.
+func (w *WebhookSink) WriteBatch(ctx context.Context, batch []Sealed) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := w.enqueue(ctx, batch); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
-	if w.unsent.Add(1) >= int64(w.cfg.BatchSize) {
+	if w.unsent.Add(int64(len(batch))) >= int64(w.cfg.BatchSize) {
 		w.notify()
 	}
 	return nil
@@ -207,6 +216,7 @@ func (w *WebhookSink) Close() error {
 
 // Interface guards
 var (
-	_ Sink = (*WebhookSink)(nil)
-	_ Head = (*WebhookSink)(nil)
+	_ Sink      = (*WebhookSink)(nil)
+	_ BatchSink = (*WebhookSink)(nil)
+	_ Head      = (*WebhookSink)(nil)
 )

@@ -96,14 +96,17 @@ func (h *APIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 	return route.serve(h, w, r)
 }
 
-// guarded runs fn inside a concurrency slot with the body read and the
-// caller authenticated: the common front half of every POST endpoint.
+// guarded authenticates the caller's principal, reads the body, verifies
+// the agent and only then runs fn inside a concurrency slot: the common
+// front half of every POST endpoint.
 func (h *APIHandler) guarded(w http.ResponseWriter, r *http.Request, withAgent bool,
 	fn func(body []byte, id action.Identity) (any, error)) error {
-	if !h.app.acquire() {
-		return writeError(w, service.Errorf(http.StatusTooManyRequests, service.CodeRateLimited, "concurrency limit reached"))
+	// The principal's credentials are in the headers: a caller without
+	// valid ones is refused before its body is read, so unauthenticated
+	// clients cost neither a slot nor a body buffer.
+	if _, e := h.authenticate(h.app, r, nil, false); e != nil {
+		return writeError(w, e)
 	}
-	defer h.app.release()
 	body, e := readBody(r, maxBody)
 	if e != nil {
 		return writeError(w, e)
@@ -112,6 +115,13 @@ func (h *APIHandler) guarded(w http.ResponseWriter, r *http.Request, withAgent b
 	if e != nil {
 		return writeError(w, e)
 	}
+	// The slot is taken only now: a client that trickles its body or
+	// fails to authenticate never holds one (the server's read timeouts
+	// bound how long it can trickle).
+	if !h.app.acquire() {
+		return writeError(w, service.Errorf(http.StatusTooManyRequests, service.CodeRateLimited, "concurrency limit reached"))
+	}
+	defer h.app.release()
 	setPlaceholder(r, "principal", id.Principal)
 	if !h.app.allowRequest(id.Principal) {
 		return writeError(w, service.Errorf(http.StatusTooManyRequests, service.CodeRateLimited, "rate_limit_per_minute reached for this principal"))

@@ -3,19 +3,22 @@ package caddymodule
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-nomos/nomos/internal/identity"
 )
 
 const handlerBundle = `version: v1
@@ -89,13 +92,28 @@ func serve(t *testing.T, h *APIHandler, req *http.Request, vars map[string]any) 
 }
 
 func signed(body string) *http.Request {
-	req := httptest.NewRequest(http.MethodPost, "/action", strings.NewReader(body))
+	return signedFor(http.MethodPost, "/action", "/action", body)
+}
+
+// signedFor is a request for path, v2-signed by agent "bot" for principal
+// alice as if the client had sent target.
+func signedFor(method, path, target, body string) *http.Request {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer alice-key")
-	req.Header.Set("X-Nomos-Agent-Id", "bot")
-	m := hmac.New(sha256.New, []byte("agent-secret-value"))
-	m.Write([]byte(body))
-	req.Header.Set("X-Nomos-Agent-Signature", hex.EncodeToString(m.Sum(nil)))
+	signAs(req.Header, identity.SignedRequest{Method: method, Target: target, Principal: "alice", Agent: "bot", Body: []byte(body)})
 	return req
+}
+
+// signAs sets the v2 agent headers for r, with a fresh timestamp and nonce.
+func signAs(h http.Header, r identity.SignedRequest) {
+	nonce := make([]byte, 16)
+	_, _ = rand.Read(nonce)
+	r.Timestamp = strconv.FormatInt(time.Now().Unix(), 10)
+	r.Nonce = hex.EncodeToString(nonce)
+	h.Set(identity.HeaderAgentID, r.Agent)
+	h.Set(identity.HeaderTimestamp, r.Timestamp)
+	h.Set(identity.HeaderNonce, r.Nonce)
+	h.Set(identity.HeaderAgentSignature, identity.Sign("agent-secret-value", r))
 }
 
 func decode(t *testing.T, rec *httptest.ResponseRecorder) map[string]any {

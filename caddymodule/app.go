@@ -122,8 +122,11 @@ func (a *App) applyDefaults() {
 	if a.Runtime.ConcurrencyLimit <= 0 {
 		a.Runtime.ConcurrencyLimit = 32
 	}
-	if a.Audit == nil || len(a.Audit.Sinks) == 0 {
-		a.Audit = &AuditConfig{Sinks: []SinkConfig{{Type: "sqlite"}}}
+	if a.Audit == nil {
+		a.Audit = new(AuditConfig)
+	}
+	if len(a.Audit.Sinks) == 0 {
+		a.Audit.Sinks = []SinkConfig{{Type: "sqlite"}}
 		if a.Runtime.Stateless {
 			a.Audit.Sinks[0].Type = "stdout"
 		}

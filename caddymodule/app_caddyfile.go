@@ -25,8 +25,8 @@ func init() {
 //		}
 //		identity { ... }
 //		audit { sink stdout | sink sqlite [<path>] | sink webhook <url> { ... } }
-//		approvals { store sqlite|file [<path>]; ttl <dur>; approvers <p>...; single_use }
-//		executor { workspace_root <dir>; sandbox_profile none|local; ... }
+//		approvals { store sqlite|file [<path>]; ttl <dur>; approvers <p>...; single_use; allow_self_approval }
+//		executor { workspace_root <dir>; sandbox_profile none|local|landlock|container; ... }
 //		credential <id> <env_key> <value> [<ttl>]
 //		redact <regexp>
 //		runtime { stateless; deployment_mode <mode>; concurrency_limit <n>; ... }

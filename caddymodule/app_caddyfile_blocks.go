@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -13,8 +14,10 @@ import (
 //		api_key <key> <principal>
 //		api_keys_file <path>
 //		agent_secret <agent> <secret>
+//		legacy_body_signatures
 //		require_timestamp
 //		max_clock_skew <duration>
+//		replay_cache_size <n>
 //		jwt { issuer <iss>; audience <aud>...; principal_claim <claim>; key <pem>; jwks_url <url>; jwks_refresh <dur> }
 //		mtls { mode spiffe|subject; trust_domain <domain>; require; trust_caddy_verification }
 //		trusted_headers { principal <header>; agent <header> }
@@ -37,8 +40,12 @@ func unmarshalIdentity(d *caddyfile.Dispenser, c *IdentityConfig) error {
 				return d.Err("usage: agent_secret <agent> <secret>")
 			}
 			c.AgentSecrets = append(c.AgentSecrets, AgentSecretConfig{Agent: args[0], Secret: args[1]})
+		case "legacy_body_signatures":
+			err = setFlag(d, &c.LegacyBodySignatures)
 		case "require_timestamp":
 			err = setFlag(d, &c.RequireTimestamp)
+		case "replay_cache_size":
+			err = setInt(d, &c.ReplayCacheSize)
 		case "max_clock_skew":
 			err = setDuration(d, &c.MaxClockSkew)
 		case "jwt":
@@ -147,17 +154,55 @@ func unmarshalTrustedHeaders(d *caddyfile.Dispenser, c *TrustedHeadersConfig) er
 //		sink stdout
 //		sink sqlite [<path>]
 //		sink webhook <url> { outbox <path>; header <name> <value>; batch_size <n>; flush_interval <dur> }
+//		checkpoint hmac-sha256|ed25519 { key <value> | key_file <path> }
 //	}
 func unmarshalAudit(d *caddyfile.Dispenser, c *AuditConfig) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if d.Val() != "sink" {
+		switch d.Val() {
+		case "sink":
+			s, err := unmarshalSink(d)
+			if err != nil {
+				return err
+			}
+			c.Sinks = append(c.Sinks, s)
+		case "checkpoint":
+			if c.Checkpoint != nil {
+				return d.Err("checkpoint already configured")
+			}
+			c.Checkpoint = new(CheckpointConfig)
+			if err := unmarshalCheckpoint(d, c.Checkpoint); err != nil {
+				return err
+			}
+		default:
 			return d.Errf("unrecognized audit subdirective %q", d.Val())
 		}
-		s, err := unmarshalSink(d)
+	}
+	return nil
+}
+
+func unmarshalCheckpoint(d *caddyfile.Dispenser, c *CheckpointConfig) error {
+	if !d.Args(&c.Algorithm) {
+		return d.Err("usage: checkpoint hmac-sha256|ed25519 { key <value> | key_file <path> }")
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "key":
+			err = setOnce(d, &c.Key)
+		case "key_file":
+			err = setOnce(d, &c.KeyFile)
+		default:
+			err = d.Errf("unrecognized checkpoint subdirective %q", d.Val())
+		}
 		if err != nil {
 			return err
 		}
-		c.Sinks = append(c.Sinks, s)
+	}
+	if (c.Key == "") == (c.KeyFile == "") {
+		return d.Err("checkpoint needs exactly one of key and key_file")
 	}
 	return nil
 }
@@ -223,7 +268,7 @@ func unmarshalWebhook(d *caddyfile.Dispenser, s *SinkConfig) error {
 
 // unmarshalApprovals parses:
 //
-//	approvals { store sqlite|file [<path>]; ttl <dur>; approvers <principal>...; single_use }
+//	approvals { store sqlite|file [<path>]; ttl <dur>; approvers <principal>...; single_use; allow_self_approval }
 func unmarshalApprovals(d *caddyfile.Dispenser, c *ApprovalsConfig) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
@@ -246,6 +291,8 @@ func unmarshalApprovals(d *caddyfile.Dispenser, c *ApprovalsConfig) error {
 			err = appendArgs(d, &c.Approvers)
 		case "single_use":
 			err = setFlag(d, &c.SingleUse)
+		case "allow_self_approval":
+			err = setFlag(d, &c.AllowSelfApproval)
 		default:
 			return d.Errf("unrecognized approvals subdirective %q", d.Val())
 		}
@@ -265,9 +312,11 @@ func unmarshalExecutor(d *caddyfile.Dispenser, c *ExecutorConfig) error {
 			err = setOnce(d, &c.WorkspaceRoot)
 		case "sandbox_profile":
 			err = setOnce(d, &c.SandboxProfile)
-			if err == nil && c.SandboxProfile != "none" && c.SandboxProfile != "local" && c.SandboxProfile != "container" {
-				return d.Errf("sandbox_profile must be none, local or container, got %q", c.SandboxProfile)
+			if err == nil && !slices.Contains([]string{"none", "local", "landlock", "container"}, c.SandboxProfile) {
+				return d.Errf("sandbox_profile must be none, local, landlock or container, got %q", c.SandboxProfile)
 			}
+		case "sandbox_read_paths":
+			err = appendArgs(d, &c.SandboxReadPaths)
 		case "max_output_bytes":
 			err = setInt(d, &c.MaxOutputBytes)
 		case "max_output_lines":

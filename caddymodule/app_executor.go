@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/caddy-nomos/nomos/internal/credentials"
@@ -25,12 +26,38 @@ func (a *App) provisionRedaction() error {
 	if a.brokerValues, err = a.provisionBroker(); err != nil {
 		return err
 	}
-	if r, err = r.With(nil, a.brokerValues); err != nil {
+	if r, err = r.With(nil, append(slices.Clone(a.brokerValues), a.identitySecrets()...)); err != nil {
 		return fmt.Errorf("nomos: redaction: %w", err)
 	}
 	a.red = r
 	a.redactor = r
 	return nil
+}
+
+// identitySecrets are the configured API keys and agent secrets. An
+// agent that echoes one into params or output must not get it into the
+// audit log, an approval preview or the operator UI. A config whose
+// identity does not resolve is refused by provisionIdentity. Values too
+// short to mask without mangling ordinary text are skipped; nomos doctor
+// fails them as weak.
+func (a *App) identitySecrets() []string {
+	cfg, err := a.identityConfig()
+	if err != nil {
+		return nil
+	}
+	var all, out []string
+	for _, k := range cfg.APIKeys {
+		all = append(all, k.Key)
+	}
+	for _, s := range cfg.AgentSecrets {
+		all = append(all, s.Secret)
+	}
+	for _, v := range all {
+		if len(v) >= redact.MinExactSecretBytes {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // redactBytes is the audit redactor: every audit line passes through it.
@@ -72,12 +99,15 @@ func (a *App) provisionExecutor() error {
 	if err != nil {
 		return fmt.Errorf("nomos: executor: %w", err)
 	}
+	// The launcher is this very binary (whatever replaced the file on
+	// disk since), run as its sandbox-exec command.
+	launcher := []string{"/proc/self/exe", executor.LauncherCommand}
 	e, err := executor.New(executor.Config{
-		WorkspaceRoot: c.WorkspaceRoot, SandboxProfile: c.SandboxProfile,
+		WorkspaceRoot: c.WorkspaceRoot, SandboxProfile: c.SandboxProfile, SandboxReadPaths: c.SandboxReadPaths,
 		MaxOutputBytes: c.MaxOutputBytes, MaxOutputLines: c.MaxOutputLines,
 		ExecTimeout: time.Duration(c.ExecTimeout), HTTPTimeout: time.Duration(c.HTTPTimeout),
 		EnvAllowlist: c.EnvAllowlist, AllowedPrivateCIDRs: c.AllowPrivateCIDRs,
-		TLSClientConfig: tlsConfig,
+		TLSClientConfig: tlsConfig, Launcher: launcher, Logger: a.slog.With("component", "executor"),
 	}, a.broker, a.red)
 	if err != nil {
 		return fmt.Errorf("nomos: executor: %w", err)

@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,16 +120,54 @@ func (a *App) provisionAudit() error {
 		}
 		sinks[i] = s
 	}
-	key := configKey("audit", sinks)
+	ck, err := loadCheckpointKey(a.Audit.Checkpoint, sinks)
+	if err != nil {
+		return fmt.Errorf("nomos: audit: checkpoint: %w", err)
+	}
+	keyID := ""
+	if ck != nil {
+		keyID = ck.ID()
+	}
+	key := configKey("audit", sinks, keyID)
 	a.track(key)
 	rec, err := loadPooled(key, func() (*audit.Recorder, func() error, error) {
-		return openRecorder(sinks, a.redactBytes)
+		return openRecorder(sinks, ck, a.redactBytes)
 	})
 	if err != nil {
 		return fmt.Errorf("nomos: audit: %w", err)
 	}
 	a.recorder = rec
 	return nil
+}
+
+// loadCheckpointKey reads the signing key, if one is configured. It signs
+// sqlite sinks only, so a key without one is a mistake worth refusing.
+func loadCheckpointKey(c *CheckpointConfig, sinks []SinkConfig) (*audit.CheckpointKey, error) {
+	if c == nil {
+		return nil, nil
+	}
+	if !slices.ContainsFunc(sinks, func(s SinkConfig) bool { return s.Type == "sqlite" }) {
+		return nil, errors.New("no sqlite sink to sign")
+	}
+	var material []byte
+	switch {
+	case c.Key != "" && c.KeyFile != "":
+		return nil, errors.New("set key or key_file, not both")
+	case c.Key != "":
+		material = []byte(resolve(c.Key))
+		if len(material) == 0 {
+			return nil, fmt.Errorf("key %s is empty (an unset environment variable?)", c.Key)
+		}
+	case c.KeyFile != "":
+		b, err := os.ReadFile(resolve(c.KeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("read key_file: %w", err)
+		}
+		material = b
+	default:
+		return nil, errors.New("set key or key_file")
+	}
+	return audit.ParseCheckpointKey(c.Algorithm, material)
 }
 
 func normalizeSink(s SinkConfig) (SinkConfig, error) {
@@ -158,7 +198,7 @@ func normalizeSink(s SinkConfig) (SinkConfig, error) {
 
 // openRecorder opens every sink; on any failure the ones already open are
 // closed again.
-func openRecorder(cfgs []SinkConfig, redact func([]byte) []byte) (*audit.Recorder, func() error, error) {
+func openRecorder(cfgs []SinkConfig, ck *audit.CheckpointKey, redact func([]byte) []byte) (*audit.Recorder, func() error, error) {
 	var sinks []audit.Sink
 	closeAll := func() {
 		for _, s := range sinks {
@@ -166,7 +206,7 @@ func openRecorder(cfgs []SinkConfig, redact func([]byte) []byte) (*audit.Recorde
 		}
 	}
 	for _, c := range cfgs {
-		s, err := openSink(c)
+		s, err := openSink(c, ck)
 		if err != nil {
 			closeAll()
 			return nil, nil, err
@@ -181,13 +221,16 @@ func openRecorder(cfgs []SinkConfig, redact func([]byte) []byte) (*audit.Recorde
 	return rec, rec.Close, nil
 }
 
-func openSink(c SinkConfig) (audit.Sink, error) {
+func openSink(c SinkConfig, ck *audit.CheckpointKey) (audit.Sink, error) {
 	switch c.Type {
 	case "stdout":
 		return audit.NewFuncSink("stdout", zapAuditWrite), nil
 	case "sqlite":
 		if err := os.MkdirAll(filepath.Dir(c.Path), 0o700); err != nil {
 			return nil, err
+		}
+		if ck != nil {
+			return audit.OpenSQLite(c.Path, audit.WithCheckpointKey(ck))
 		}
 		return audit.OpenSQLite(c.Path)
 	}
@@ -265,6 +308,9 @@ func (a *App) provisionIdentity() error {
 	if err != nil {
 		return fmt.Errorf("nomos: identity: %w", err)
 	}
+	if cfg.ReplayStore, err = a.replayCache(cfg); err != nil {
+		return fmt.Errorf("nomos: identity: %w", err)
+	}
 	key := configKey("identity", cfg)
 	a.track(key)
 	auth, err := loadPooled(key, func() (*identity.Authenticator, func() error, error) {
@@ -283,12 +329,26 @@ func (a *App) provisionIdentity() error {
 	return nil
 }
 
+// replayCache is pooled apart from the authenticator, keyed only by its
+// own size and skew: a reload that changes keys or secrets rebuilds the
+// authenticator but keeps every used nonce, so a request captured before
+// the reload cannot be replayed after it.
+func (a *App) replayCache(cfg identity.Config) (*identity.ReplayCache, error) {
+	key := configKey("identity_replay", cfg.ReplayCacheSize, cfg.MaxClockSkew)
+	a.track(key)
+	return loadPooled(key, func() (*identity.ReplayCache, func() error, error) {
+		rc, err := identity.NewReplayCache(cfg.ReplayCacheSize, cfg.MaxClockSkew)
+		return rc, nil, err
+	})
+}
+
 func (a *App) identityConfig() (identity.Config, error) {
 	c := a.Identity
 	if c == nil {
 		c = new(IdentityConfig)
 	}
-	cfg := identity.Config{RequireTimestamp: c.RequireTimestamp, MaxClockSkew: time.Duration(c.MaxClockSkew)}
+	cfg := identity.Config{RequireTimestamp: c.RequireTimestamp, MaxClockSkew: time.Duration(c.MaxClockSkew),
+		LegacyBodySignatures: c.LegacyBodySignatures, ReplayCacheSize: c.ReplayCacheSize}
 	for _, k := range c.APIKeys {
 		cfg.APIKeys = append(cfg.APIKeys, identity.APIKey{Key: resolve(k.Key), Principal: k.Principal})
 	}
@@ -377,17 +437,23 @@ func jwtConfig(c *JWTConfig) (*identity.JWTConfig, error) {
 // provisionServices binds one pipeline per policy set.
 func (a *App) provisionServices() error {
 	a.assurance = assuranceLevel(a.Runtime, a.Audit, a.Identity, a.Executor)
+	authorized, err := a.provisionAuthorized()
+	if err != nil {
+		return err
+	}
 	a.services = map[string]*service.Service{}
 	for _, name := range a.policyNames() {
 		cfg := service.Config{
 			Environment: a.Environment, Policy: a.engines[name], Audit: a.metrics.auditObserver(a.recorder),
 			RateLimits: a.limiter, LoopGuard: a.loopGuard,
 			Executor: a.exec, Redactor: a.redactor, AssuranceLevel: a.assurance, Logger: a.slog,
+			Authorized: authorized,
 		}
 		a.metrics.hook(&cfg, a.policyActionTypes())
 		if a.approvals != nil {
 			cfg.Approvals, cfg.ApprovalTTL = a.approvals, time.Duration(a.Approvals.TTL)
 			cfg.Approvers, cfg.SingleUseApprovals = a.Approvals.Approvers, a.Approvals.SingleUse
+			cfg.AllowSelfApproval = a.Approvals.AllowSelfApproval
 		}
 		s, err := service.New(cfg)
 		if err != nil {
@@ -396,4 +462,20 @@ func (a *App) provisionServices() error {
 		a.services[name] = s
 	}
 	return nil
+}
+
+// provisionAuthorized shares one memory of authorized external actions
+// across policy sets and reloads, so an action authorized before a reload
+// can still be reported after it.
+func (a *App) provisionAuthorized() (*service.Authorized, error) {
+	key := configKey("authorized", a.Environment)
+	a.track(key)
+	m, err := loadPooled(key, func() (*service.Authorized, func() error, error) {
+		m, err := service.NewAuthorized(0, 0)
+		return m, func() error { return nil }, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nomos: reports: %w", err)
+	}
+	return m, nil
 }

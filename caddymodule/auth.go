@@ -42,8 +42,9 @@ func (ra *RouteAuth) authenticate(app *App, r *http.Request, body []byte, withAg
 		}
 		return action.Identity{Principal: ra.Anonymous, Agent: agent}, nil
 	}
+	method, target := clientRequestLine(r)
 	in := identity.Input{
-		Header: r.Header, Body: body, TLS: r.TLS,
+		Header: r.Header, Body: body, TLS: r.TLS, Method: method, Target: target,
 		UpstreamPrincipal: ra.upstreamPrincipal(r), FromTrustedProxy: fromTrustedProxy(r),
 	}
 	var res identity.Result
@@ -60,6 +61,21 @@ func (ra *RouteAuth) authenticate(app *App, r *http.Request, body []byte, withAg
 		return action.Identity{}, service.Errorf(http.StatusUnauthorized, service.CodeAuth, "agent authentication failed: signed agent required")
 	}
 	return action.Identity{Principal: res.Principal, Agent: res.Agent}, nil
+}
+
+// clientRequestLine returns the method and request target the client sent,
+// which an agent signature covers: Caddy keeps them in the original request
+// before handle_path, uri strip_prefix or rewrite change r.
+func clientRequestLine(r *http.Request) (method, target string) {
+	orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
+	if !ok {
+		orig = *r
+	}
+	target = orig.RequestURI
+	if target == "" && orig.URL != nil {
+		target = orig.URL.RequestURI()
+	}
+	return orig.Method, target
 }
 
 func authError(err error) *service.Error {

@@ -10,6 +10,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/caddy-nomos/nomos/internal/executor"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
@@ -26,6 +27,12 @@ func init() {
 		Usage:     "verify --db <path>",
 		Short:     "Verifies the hash chain of a Nomos sqlite audit log",
 		CobraFunc: auditCommands,
+	})
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:      executor.LauncherCommand,
+		Usage:     "<launch spec> | probe",
+		Short:     "Internal: confines itself with Landlock, then execs a process.exec command",
+		CobraFunc: sandboxExecCommand,
 	})
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:      "approvals",

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/user"
-	"time"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/spf13/cobra"
@@ -17,17 +18,23 @@ import (
 
 func auditCommands(cmd *cobra.Command) {
 	verify := &cobra.Command{
-		Use:   "verify [--db <path>]",
-		Short: "Checks every row of a sqlite audit log against its hash chain; exits 1 on any break",
+		Use:   "verify [--db <path>] [--key-file <path> | --key-env <name>]",
+		Short: "Checks every row of a sqlite audit log against its hash chain and signed checkpoints; exits 1 on any break",
 		RunE:  runCLI(runAuditVerify),
 	}
 	verify.Flags().String("db", dataPath("audit.db"), "sqlite audit database")
+	verify.Flags().String("key-file", "", "checkpoint key: the HMAC key, or an Ed25519 public (or private) key as PEM; signatures are checked and the log must be signed to its last row")
+	verify.Flags().String("key-env", "", "name of an environment variable holding the checkpoint key, instead of --key-file")
 	cmd.AddCommand(verify)
 }
 
 func runAuditVerify(cmd *cobra.Command, _ []string) error {
 	path, _ := cmd.Flags().GetString("db")
-	rep, err := audit.VerifySQLite(context.Background(), path)
+	opts, err := verifyKeyOption(cmd)
+	if err != nil {
+		return &cliError{"AUDIT_ERROR", err}
+	}
+	rep, err := audit.VerifySQLite(context.Background(), path, opts...)
 	if err != nil {
 		return &cliError{"AUDIT_ERROR", err}
 	}
@@ -38,6 +45,37 @@ func runAuditVerify(cmd *cobra.Command, _ []string) error {
 		return &cliError{"AUDIT_CHAIN_BROKEN", errors.New(rep.Problem)}
 	}
 	return nil
+}
+
+// verifyKeyOption reads the checkpoint key named by --key-file or
+// --key-env, if any.
+func verifyKeyOption(cmd *cobra.Command) ([]audit.VerifyOption, error) {
+	file, _ := cmd.Flags().GetString("key-file")
+	env, _ := cmd.Flags().GetString("key-env")
+	var material []byte
+	switch {
+	case file != "" && env != "":
+		return nil, errors.New("verify: set --key-file or --key-env, not both")
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("verify: read key: %w", err)
+		}
+		material = b
+	case env != "":
+		v, ok := os.LookupEnv(env)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("verify: environment variable %s is not set", env)
+		}
+		material = []byte(v)
+	default:
+		return nil, nil
+	}
+	k, err := audit.ParseVerifyKey(material)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	return []audit.VerifyOption{audit.VerifyWithKey(k)}, nil
 }
 
 func approvalCommands(cmd *cobra.Command) {
@@ -78,7 +116,10 @@ type approvalsCLI struct {
 	store    approvals.Store
 	recorder *audit.Recorder
 	env      string
-	close    func()
+	// allowSelf is the config's approvals allow_self_approval; without a
+	// config, separation of duties always holds.
+	allowSelf bool
+	close     func()
 }
 
 // openApprovalsCLI opens the server's store (and audit) from --config, or
@@ -105,7 +146,7 @@ func openApprovalsCLI(cmd *cobra.Command) (*approvalsCLI, error) {
 		return nil, &cliError{"APPROVAL_ERROR", errors.New("approvals are not enabled in " + config)}
 	}
 	return &approvalsCLI{store: app.approvals, recorder: app.recorder, env: app.Environment,
-		close: func() { _ = app.Cleanup(); cancel() }}, nil
+		allowSelf: app.Approvals.AllowSelfApproval, close: func() { _ = app.Cleanup(); cancel() }}, nil
 }
 
 func openApprovalsStore(cmd *cobra.Command) (approvals.Store, error) {
@@ -153,16 +194,14 @@ func decideCLI(status string) func(*cobra.Command, []string) error {
 		if approver == "" {
 			approver = "cli:" + osUser()
 		}
-		rec, err := c.store.Decide(context.Background(), args[0], status, approver, time.Now())
-		if err != nil {
-			return &cliError{"APPROVAL_ERROR", err}
-		}
+		d := service.Decider{Store: c.store, Environment: c.env, AllowSelfApproval: c.allowSelf}
 		if c.recorder != nil {
-			ev := service.DecidedEvent(rec, approver, c.env)
-			ev.ExecutorMetadata["decided_via"] = "cli"
-			if err := c.recorder.Record(context.Background(), ev); err != nil {
-				return &cliError{"AUDIT_ERROR", fmt.Errorf("the decision is stored but could not be audited: %w", err)}
-			}
+			d.Audit = c.recorder
+		}
+		rec, err := d.Decide(context.Background(), args[0], status, approver, map[string]any{"decided_via": "cli"})
+		if err != nil {
+			se := service.AsError(err)
+			return &cliError{strings.ToUpper(se.Code), errors.New(se.Msg)}
 		}
 		return printJSON(cmd.OutOrStdout(), rec, true)
 	}

@@ -31,13 +31,26 @@ type IdentityConfig struct {
 	APIKeys []APIKeyConfig `json:"api_keys,omitempty"`
 	// APIKeysFile holds one "<key> <principal>" pair per line. Default: none.
 	APIKeysFile string `json:"api_keys_file,omitempty"`
-	// AgentSecrets are the HMAC secrets of signing agents.
+	// AgentSecrets are the HMAC secrets of signing agents. Default: none.
 	AgentSecrets []AgentSecretConfig `json:"agent_secrets,omitempty"`
-	// RequireTimestamp makes X-Nomos-Timestamp mandatory on signed
-	// requests. Default: false.
+	// LegacyBodySignatures also accepts the legacy agent signature, an HMAC
+	// of the body alone (or of "<timestamp>.<body>"), which binds neither
+	// the method, the path nor the principal: a captured request can be
+	// replayed by another principal or on another endpoint. Only for
+	// clients that cannot yet sign v2. Default: false (v2 only).
+	LegacyBodySignatures bool `json:"legacy_body_signatures,omitempty"`
+	// RequireTimestamp makes X-Nomos-Timestamp mandatory on legacy body
+	// signatures; v2 signatures always carry one. Default: false.
 	RequireTimestamp bool `json:"require_timestamp,omitempty"`
-	// MaxClockSkew bounds the age of a signed timestamp. Default: 5m.
+	// MaxClockSkew bounds the distance between a signed timestamp and the
+	// server clock, either way. Default: 5m.
 	MaxClockSkew caddy.Duration `json:"max_clock_skew,omitempty"`
+	// ReplayCacheSize bounds the number of agent signature nonces
+	// remembered for replay protection. Size it above the peak rate of
+	// signed requests times twice max_clock_skew; when it is full, the
+	// oldest timestamps are refused rather than risk a replay.
+	// Default: 10000.
+	ReplayCacheSize int `json:"replay_cache_size,omitempty"`
 	// JWT accepts bearer JWTs (RS256, ES256, EdDSA). Default: off.
 	JWT *JWTConfig `json:"jwt,omitempty"`
 	// MTLS maps a verified client certificate to a principal. Default: off.
@@ -102,6 +115,26 @@ type AuditConfig struct {
 	// Sinks default to one sqlite sink under Caddy's data directory, or
 	// stdout in stateless mode.
 	Sinks []SinkConfig `json:"sinks,omitempty"`
+	// Checkpoint signs every commit to the sqlite sinks with a key, so
+	// that `nomos audit verify` with the key detects a log rewritten and
+	// rehashed, or cut back, by someone without it. Every process that
+	// appends to the file (the server, `nomos mcp stdio`, `nomos approvals
+	// --config`) needs the same key. Default: none (the chain is unkeyed).
+	Checkpoint *CheckpointConfig `json:"checkpoint,omitempty"`
+}
+
+// CheckpointConfig is the key that signs audit checkpoints. Exactly one of
+// Key and KeyFile is set.
+type CheckpointConfig struct {
+	// Algorithm is hmac-sha256 or ed25519.
+	Algorithm string `json:"algorithm"`
+	// Key is the key itself, usually a placeholder such as
+	// {env.NOMOS_AUDIT_KEY}, resolved at provision time: at least 32
+	// bytes for hmac-sha256, a PEM PKCS #8 private key for ed25519.
+	// Default: none.
+	Key string `json:"key,omitempty"`
+	// KeyFile is a file holding the key, in the same form. Default: none.
+	KeyFile string `json:"key_file,omitempty"`
 }
 
 // SinkConfig is one audit sink.
@@ -134,6 +167,12 @@ type ApprovalsConfig struct {
 	Approvers []string `json:"approvers,omitempty"`
 	// SingleUse consumes an approval on first use. Default: false.
 	SingleUse bool `json:"single_use,omitempty"`
+	// AllowSelfApproval lets a principal decide the approval of an action
+	// it requested itself. Off, separation of duties holds at every door
+	// (POST /approvals/decide and `nomos approvals --config`): such a
+	// decision is refused with 403 approval_forbidden and audited.
+	// Default: false.
+	AllowSelfApproval bool `json:"allow_self_approval,omitempty"`
 }
 
 // RuntimeConfig holds operational switches.
@@ -188,9 +227,17 @@ type EvidenceConfig struct {
 type ExecutorConfig struct {
 	// WorkspaceRoot confines every file and process action. Required.
 	WorkspaceRoot string `json:"workspace_root"`
-	// SandboxProfile is what this host really provides: none or local.
+	// SandboxProfile is what this host really provides: none, local,
+	// landlock or container (see docs/executors.md). landlock confines each
+	// process.exec child with Landlock and is refused where the kernel
+	// does not enforce it; container also needs container evidence.
 	// Default: none.
 	SandboxProfile string `json:"sandbox_profile,omitempty"`
+	// SandboxReadPaths are absolute paths a process.exec child confined by
+	// the landlock sandbox may also read and execute, beyond the workspace
+	// and the system paths (a toolchain under /opt, a read-only module
+	// cache). Default: none.
+	SandboxReadPaths []string `json:"sandbox_read_paths,omitempty"`
 	// MaxOutputBytes caps outputs and written content. Default: 65536.
 	MaxOutputBytes int64 `json:"max_output_bytes,omitempty"`
 	// MaxOutputLines caps output lines. Default: 200.

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -45,11 +46,17 @@ func loadPooled[T any](key string, build func() (T, func() error, error)) (T, er
 }
 
 // configKey hashes any JSON-encodable configuration (including resolved
-// secrets, which never leave the hash) into a pool key.
+// secrets, which never leave the hash) into a pool key. A part that does not
+// marshal gets a random key, so its state is rebuilt rather than shared with
+// an unrelated config (say, one with a revoked API key).
 func configKey(kind string, parts ...any) string {
 	h := sha256.New()
 	for _, p := range parts {
-		b, _ := json.Marshal(p)
+		b, err := json.Marshal(p)
+		if err != nil {
+			b = make([]byte, 32)
+			_, _ = rand.Read(b)
+		}
 		h.Write(b)
 		h.Write([]byte{0})
 	}

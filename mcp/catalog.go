@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/caddy-nomos/nomos/policy/action"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
@@ -159,7 +160,7 @@ func compileSchema(raw json.RawMessage) (*jsonschema.Schema, error) {
 	if len(raw) > maxSchemaBytes {
 		return nil, errors.New("inputSchema too large")
 	}
-	if err := checkStrictJSON(raw); err != nil {
+	if err := action.CheckStrictJSON(raw); err != nil {
 		return nil, fmt.Errorf("inputSchema: %w", err)
 	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-)
 
-// maxJSONDepth bounds the nesting of any JSON the gateway decodes.
-const maxJSONDepth = 64
+	"github.com/caddy-nomos/nomos/policy/action"
+)
 
 // message is one JSON-RPC 2.0 message in either direction. Params, Result
 // and IDs stay raw so the relay forwards them byte for byte.
@@ -39,15 +37,15 @@ func (m *message) isResponse() bool     { return m.Method == "" && len(m.ID) > 0
 var knownMessageKeys = []string{"jsonrpc", "id", "method", "params", "result", "error"}
 
 // decodeMessage strictly decodes one JSON-RPC message: no batches, no
-// duplicate or case-variant keys at any depth, bounded depth, a string or
+// duplicate or case-variant keys at any depth (action.CheckStrictJSON), bounded depth, a string or
 // number id, and exactly one of request, notification or response.
 func decodeMessage(body []byte) (*message, error) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		return nil, errors.New("json-rpc batches are not supported")
 	}
-	if err := checkStrictJSON(body); err != nil {
-		return nil, err
+	if err := action.CheckStrictJSON(body); err != nil {
+		return nil, fmt.Errorf("malformed json: %w", err)
 	}
 	var m message
 	if err := json.Unmarshal(body, &m); err != nil {
@@ -101,68 +99,6 @@ func checkTopLevelKeys(body []byte) error {
 		}
 	}
 	return nil
-}
-
-// checkStrictJSON walks the token stream once: one value, bounded depth,
-// and no object holding two keys equal under case folding.
-func checkStrictJSON(body []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := walkValue(dec, 0); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after json value")
-	}
-	return nil
-}
-
-func walkValue(dec *json.Decoder, depth int) error {
-	if depth > maxJSONDepth {
-		return errors.New("json nested too deeply")
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("malformed json: %w", err)
-	}
-	switch tok {
-	case json.Delim('{'):
-		return walkObject(dec, depth+1)
-	case json.Delim('['):
-		return walkArray(dec, depth+1)
-	}
-	return nil
-}
-
-func walkObject(dec *json.Decoder, depth int) error {
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("malformed json: %w", err)
-		}
-		key, _ := tok.(string)
-		folded := strings.ToLower(key)
-		if seen[folded] {
-			return fmt.Errorf("duplicate or case-variant key %q", key)
-		}
-		seen[folded] = true
-		if err := walkValue(dec, depth); err != nil {
-			return err
-		}
-	}
-	_, err := dec.Token()
-	return err
-}
-
-func walkArray(dec *json.Decoder, depth int) error {
-	for dec.More() {
-		if err := walkValue(dec, depth); err != nil {
-			return err
-		}
-	}
-	_, err := dec.Token()
-	return err
 }
 
 // encodeResult builds a response message.

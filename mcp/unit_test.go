@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 func TestDecodeMessage(t *testing.T) {
@@ -29,8 +31,10 @@ func TestDecodeMessage(t *testing.T) {
 		{"duplicate", `{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}`, false},
 		{"case variant", `{"jsonrpc":"2.0","id":1,"method":"ping","Params":{}}`, false},
 		{"deep duplicate", `{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":[{"b":1,"B":2}]}}`, false},
+		{"escaped case variant in arguments", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"refund","arguments":{"amount":50,"\u0041mount":5000}}}`, false},
+		{"kelvin sign in arguments", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"k","arguments":{"kind":1,"\u212aind":2}}}`, false},
 		{"trailing", `{"jsonrpc":"2.0","id":1,"method":"ping"} {}`, false},
-		{"too deep", `{"jsonrpc":"2.0","id":1,"method":"x","params":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}`, false},
+		{"too deep", `{"jsonrpc":"2.0","id":1,"method":"x","params":` + strings.Repeat("[", action.MaxJSONDepth+1) + strings.Repeat("]", action.MaxJSONDepth+1) + `}`, false},
 		{"not json", `hello`, false},
 	}
 	for _, tc := range cases {
@@ -55,7 +59,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		if m.JSONRPC != "2.0" || !(m.isRequest() || m.isNotification() || m.isResponse()) {
 			t.Fatalf("accepted an invalid message: %s", b)
 		}
-		if err := checkStrictJSON(b); err != nil {
+		if err := action.CheckStrictJSON(b); err != nil {
 			t.Fatalf("accepted non-strict json: %v", err)
 		}
 	})

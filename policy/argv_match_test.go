@@ -16,10 +16,13 @@ func TestMatchArgvAgreesWithEvaluator(t *testing.T) {
 	patterns := [][]string{
 		{"git", "status"}, {"git", "*"}, {"git", "**"}, {"**"}, {"*"}, {"go", "test", "**"},
 		{"**", "--force"}, {"a", "**", "b", "*"}, {"*", "**", "*"}, {"x", "**", "**", "y"},
+		{"git", "status", "-*"}, {"git", "-**"}, {"-**", "x", "**"}, {"x", "-**", "**", "y"}, {"-*", "**"},
 	}
 	argvs := [][]string{
 		{"git"}, {"git", "status"}, {"git", "status", "-s"}, {"go", "test", "./..."}, {"go", "test"},
 		{"git", "push", "--force"}, {"a", "b", "c"}, {"a", "q", "b", "z"}, {"x", "y"}, {"x", "1", "2", "y"}, {"ls"},
+		{"git", "status", "--short"}, {"git", "log", "--output=x"}, {"x", "-o", "x"}, {"x", "-", "y"}, {"x", "--", "q", "y"},
+		{"-", "a"}, {"git", "-c", "a=b", "status"},
 	}
 	for i, p := range patterns {
 		pj, _ := json.Marshal(p)

@@ -36,6 +36,7 @@ type compiledRule struct {
 	principals strSet
 	agents     strSet
 	envs       strSet
+	tools      strSet // tool_fingerprints; any when the rule lists none
 	risk       uint32
 	glob       resourceGlob
 	argv       []argvPattern // nil without exec_match
@@ -88,6 +89,7 @@ func compileRule(r *Rule) (compiledRule, error) {
 	c := compiledRule{
 		id: r.ID, rule: r, class: classOf(r.Decision),
 		principals: newStrSet(r.Principals), agents: newStrSet(r.Agents), envs: newStrSet(r.Environments),
+		tools: newStrSet(r.ToolFingerprints),
 	}
 	for _, f := range r.RiskFlags {
 		c.risk |= riskBit(f)
@@ -98,7 +100,7 @@ func compileRule(r *Rule) (compiledRule, error) {
 	}
 	if r.ExecMatch != nil {
 		for _, p := range r.ExecMatch.ArgvPatterns {
-			c.argv = append(c.argv, compileArgvPattern(p))
+			c.argv = append(c.argv, compileArgvPattern(p, c.class == classDeny))
 		}
 	}
 	if c.params, err = compileParams(r.ParamsMatch); err != nil {
@@ -131,6 +133,7 @@ func normalizeObligations(r *Rule) Obligations {
 	if r.Obligations != nil {
 		o = *r.Obligations
 		o.NetAllowlist = sortedUnique(o.NetAllowlist)
+		o.ExecWritePaths = sortedUnique(o.ExecWritePaths)
 		o.Redact = sortedUnique(o.Redact)
 		o.ExecAllowlist = sortedUniqueLists(cloneLists(o.ExecAllowlist))
 		o.HTTPRedirects = clonePtr(o.HTTPRedirects)

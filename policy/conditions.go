@@ -17,11 +17,12 @@ const (
 	condRiskFlags
 	condExecMatch
 	condParamsMatch
+	condToolFingerprint
 )
 
 // condNames are the JSON keys of matched_conditions, in bit order.
-func condNames() [8]string {
-	return [8]string{"action_type", "resource", "principal", "agent", "environment", "risk_flags", "exec_match", "params_match"}
+func condNames() [9]string {
+	return [9]string{"action_type", "resource", "principal", "agent", "environment", "risk_flags", "exec_match", "params_match", "tool_fingerprints"}
 }
 
 type ruleCheck struct {
@@ -103,6 +104,7 @@ func (c *compiledRule) declaredConditions() condMask {
 	set(condRiskFlags, c.risk != 0)
 	set(condExecMatch, c.argv != nil)
 	set(condParamsMatch, c.params != nil)
+	set(condToolFingerprint, !c.tools.any)
 	return m
 }
 
@@ -120,6 +122,7 @@ func (c *compiledRule) cheapFailures(st *evalState) condMask {
 	fail(condAgent, c.agents.has(a.Agent))
 	fail(condEnvironment, c.envs.has(a.Environment))
 	fail(condRiskFlags, c.risk&^st.risk == 0)
+	fail(condToolFingerprint, c.tools.has(a.ToolFingerprint))
 	return failed
 }
 
@@ -142,6 +145,8 @@ func (c *compiledRule) describeCondition(bit condMask, rc ruleCheck) string {
 		return "the action carried the risk flags [" + strings.Join(r.RiskFlags, ", ") + "]"
 	case condExecMatch:
 		return "argv matched one of its exec_match patterns"
+	case condToolFingerprint:
+		return "the tool's pinned definition were one of [" + strings.Join(c.tools.vals, ", ") + "]"
 	}
 	return "params_match " + quote(rc.failedParam) + " held"
 }

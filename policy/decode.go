@@ -77,6 +77,8 @@ func decodeRuleField(r *Rule, key string, v *value, p string) (err error) {
 		r.RiskFlags, err = asStrings(v, p)
 	case "exec_match":
 		r.ExecMatch, err = decodeExecMatch(v, p)
+	case "tool_fingerprints":
+		r.ToolFingerprints, err = asStrings(v, p)
 	case "params_match":
 		r.ParamsMatch, err = decodeParamsMatch(v, p)
 	case "obligations":
@@ -214,6 +216,8 @@ func decodeObligation(o *Obligations, key string, v *value, p string) (err error
 		o.NetAllowlist, err = asStrings(v, p)
 	case "exec_allowlist":
 		o.ExecAllowlist, err = asStringLists(v, p)
+	case "exec_write_paths":
+		o.ExecWritePaths, err = asStrings(v, p)
 	case "http_redirects":
 		o.HTTPRedirects, err = asBoolPtr(v, p)
 	case "http_redirect_hop_limit":

@@ -74,7 +74,8 @@ func (e *Engine) checkAll(st *evalState, list []int32) {
 // the index.
 func (c *compiledRule) matches(st *evalState) (bool, error) {
 	a := st.a
-	if c.risk&^st.risk != 0 || !c.principals.has(a.Principal) || !c.agents.has(a.Agent) || !c.envs.has(a.Environment) {
+	if c.risk&^st.risk != 0 || !c.principals.has(a.Principal) || !c.agents.has(a.Agent) || !c.envs.has(a.Environment) ||
+		!c.tools.has(a.ToolFingerprint) {
 		return false, nil
 	}
 	if !c.glob.match(a.Resource) {
@@ -102,7 +103,7 @@ func (c *compiledRule) matchArgv(st *evalState) (bool, error) {
 		return false, st.argvErr
 	}
 	for i := range c.argv {
-		if ok, err := c.argv[i].match(st.a.Params, argv); ok || err != nil {
+		if ok, err := c.argv[i].match(&argvSource{b: st.a.Params, spans: argv}, len(argv)); ok || err != nil {
 			return ok, err
 		}
 	}

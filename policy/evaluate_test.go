@@ -16,7 +16,7 @@ rules:
   - {id: approve-write, action_type: fs.write, resource: 'file://workspace/src/**', decision: REQUIRE_APPROVAL}
   - {id: allow-write-docs, action_type: fs.write, resource: 'file://workspace/docs/**', decision: ALLOW, agents: [coder], environments: [dev, local]}
   - {id: deny-writes-prod, action_type: '*', resource: '**', decision: DENY, environments: [prod], risk_flags: [risk.write]}
-  - {id: git-status, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, exec_match: {argv_patterns: [[git, status, '**']]}}
+  - {id: git-status, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, exec_match: {argv_patterns: [[git, status, '-**']]}}
   - {id: legacy-ls, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, obligations: {exec_allowlist: [[ls]]}}
   - {id: legacy-cat, action_type: process.exec, resource: 'file://workspace/tmp/**', decision: ALLOW, obligations: {exec_allowlist: [[cat]]}}
   - {id: refund-small, action_type: mcp.call, resource: 'mcp://retail/refund_order', decision: ALLOW, params_match: {tool_arguments.amount: {lte: 100}}}

@@ -13,6 +13,8 @@ const (
 	segOne                    // "*": any single segment
 	segAny                    // "**": zero or more segments
 	segPattern                // contains * or ?: matched with wildcardMatch
+	segArgOne                 // argv "*" of an allowing rule: one operand
+	segArgAny                 // argv "**" of an allowing rule: zero or more operands
 )
 
 type globSeg struct {

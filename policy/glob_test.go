@@ -149,19 +149,37 @@ func FuzzGlob(f *testing.F) {
 func TestArgvPatternMatch(t *testing.T) {
 	tests := []struct {
 		pattern []string
+		deny    bool
 		argv    string
 		want    bool
 	}{
-		{[]string{"git", "status"}, `["git","status"]`, true},
-		{[]string{"git", "status"}, `["git","status","-s"]`, false},
-		{[]string{"git", "status", "**"}, `["git","status","-s"]`, true},
-		{[]string{"git", "status", "**"}, `["git","status"]`, true},
-		{[]string{"git", "*"}, `["git","push"]`, true},
-		{[]string{"git", "*"}, `["git"]`, false},
-		{[]string{"**", "--force"}, `["git","push","--force"]`, true},
-		{[]string{"git", "**", "main"}, `["git","push","origin","main"]`, true},
-		{[]string{"echo", "a\"b"}, `["echo","a\"b"]`, true},
-		{[]string{"echo", "<x>"}, `["echo","\u003cx\u003e"]`, true},
+		{[]string{"git", "status"}, false, `["git","status"]`, true},
+		{[]string{"git", "status"}, false, `["git","status","-s"]`, false},
+		{[]string{"git", "status", "**"}, false, `["git","status","-s"]`, false},
+		{[]string{"git", "status", "**"}, false, `["git","status"]`, true},
+		{[]string{"git", "status", "**"}, false, `["git","status","src","docs"]`, true},
+		{[]string{"git", "status", "--short"}, false, `["git","status","--short"]`, true},
+		{[]string{"git", "status", "-*"}, false, `["git","status","-s"]`, true},
+		{[]string{"git", "status", "-**"}, false, `["git","status","-s","--","src"]`, true},
+		{[]string{"git", "*"}, false, `["git","push"]`, true},
+		{[]string{"git", "*"}, false, `["git","-C"]`, false},
+		{[]string{"git", "*"}, false, `["git"]`, false},
+		{[]string{"**", "--force"}, false, `["git","push","--force"]`, true},
+		{[]string{"git", "**", "main"}, false, `["git","push","origin","main"]`, true},
+		{[]string{"echo", "a\"b"}, false, `["echo","a\"b"]`, true},
+		{[]string{"echo", "<x>"}, false, `["echo","\u003cx\u003e"]`, true},
+		// Finding #1: options smuggled anywhere, spelled in any way.
+		{[]string{"git", "diff", "**"}, false, `["git","diff","--no-index",".env","/dev/null"]`, false},
+		{[]string{"git", "log", "**"}, false, `["git","log","-1","--output=/tmp/x"]`, false},
+		{[]string{"git", "log", "**"}, false, `["git","log","HEAD","--output=.git/config"]`, false},
+		{[]string{"git", "log", "**"}, false, `["git","log","\u002d-output=x"]`, false},
+		{[]string{"git", "log", "**"}, false, `["git","log","\u002d"]`, false},
+		{[]string{"git", "**"}, false, `["git","-c","core.pager=sh","log"]`, false},
+		{[]string{"-**", "x", "**"}, false, `["x","-o","x"]`, true},
+		{[]string{"**", "x", "-**"}, false, `["-o","x"]`, false},
+		// A deny pattern's wildcards take options too: deny is never narrowed.
+		{[]string{"git", "push", "**"}, true, `["git","push","--force","origin"]`, true},
+		{[]string{"git", "*", "main"}, true, `["git","--no-pager","main"]`, true},
 	}
 	for _, tt := range tests {
 		params := []byte(`{"argv":` + tt.argv + `}`)
@@ -170,9 +188,10 @@ func TestArgvPatternMatch(t *testing.T) {
 		if err != nil || !found {
 			t.Fatalf("%s: %v %v", tt.argv, found, err)
 		}
-		p := compileArgvPattern(tt.pattern)
-		if got, err := p.match(params, argv.items()); got != tt.want || err != nil {
-			t.Errorf("%v ~ %s = %v (%v), want %v", tt.pattern, tt.argv, got, err, tt.want)
+		p := compileArgvPattern(tt.pattern, tt.deny)
+		items := argv.items()
+		if got, err := p.match(&argvSource{b: params, spans: items}, len(items)); got != tt.want || err != nil {
+			t.Errorf("%v (deny %v) ~ %s = %v (%v), want %v", tt.pattern, tt.deny, tt.argv, got, err, tt.want)
 		}
 	}
 }

@@ -23,7 +23,9 @@ const (
 
 // Lint reports rules that cannot matter: rules that can never match, rules
 // shadowed by another rule of the same decision, and ALLOW or
-// REQUIRE_APPROVAL rules that a DENY covers entirely. It is conservative:
+// REQUIRE_APPROVAL rules that a DENY covers entirely. It also reports exec
+// patterns whose wildcards let an agent choose options, the subcommand or
+// code of a powerful program (risky_exec_wildcard). It is conservative:
 // when it cannot prove a claim it stays silent. Findings follow load order.
 func Lint(e *Engine) []Finding {
 	l := &linter{e: e}
@@ -34,11 +36,13 @@ func Lint(e *Engine) []Finding {
 	}
 	var out []Finding
 	for i, c := range l.order {
+		out = append(out, classScopeFinding(c)...)
 		if l.never[i] != "" {
 			out = append(out, warn(c.id, LintNeverMatches, fmt.Sprintf("rule %q can never match: %s", c.id, l.never[i])))
 			continue
 		}
 		out = append(out, l.overlapFindings(c, i)...)
+		out = append(out, lintExecPatterns(c)...)
 	}
 	return out
 }
@@ -232,12 +236,27 @@ func coversStep(a, b []globSeg, i, j int, memo []uint8) bool {
 	switch {
 	case i == len(a):
 		return j == len(b)
-	case a[i].kind == segAny:
-		return coversFrom(a, b, i+1, j, memo) || (j < len(b) && coversFrom(a, b, i, j+1, memo))
-	case j == len(b) || b[j].kind == segAny:
+	case isMulti(a[i].kind):
+		return coversFrom(a, b, i+1, j, memo) || (j < len(b) && absorbsSeg(&a[i], &b[j]) && coversFrom(a, b, i, j+1, memo))
+	case j == len(b) || isMulti(b[j].kind):
 		return false
 	}
 	return segCovers(&a[i], &b[j]) && coversFrom(a, b, i+1, j+1, memo)
+}
+
+// absorbsSeg reports whether multi-segment pattern a takes everything b
+// matches: "**" takes anything, an argv operand wildcard only operands.
+func absorbsSeg(a, b *globSeg) bool {
+	if a.kind == segAny {
+		return true
+	}
+	switch b.kind {
+	case segArgOne, segArgAny:
+		return true
+	case segLiteral:
+		return !IsOption(b.text)
+	}
+	return false
 }
 
 // segCovers compares two single-segment patterns.
@@ -245,6 +264,8 @@ func segCovers(a, b *globSeg) bool {
 	switch a.kind {
 	case segOne:
 		return true
+	case segArgOne:
+		return b.kind == segArgOne || (b.kind == segLiteral && !IsOption(b.text))
 	case segLiteral:
 		return b.kind == segLiteral && a.text == b.text
 	case segPattern:

@@ -53,7 +53,26 @@ func TestLint(t *testing.T) {
   - {id: any, action_type: mcp.call, resource: 'mcp://r/refund', decision: ALLOW, params_match: {amount: {lte: 100}, currency: USD}}`, "warning:shadowed_rule:any"},
 		{"exec patterns covered", "", `
   - {id: git, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, exec_match: {argv_patterns: [[git, '**']]}}
-  - {id: status, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, exec_match: {argv_patterns: [[git, status, '*']]}}`, "warning:shadowed_rule:status"},
+  - {id: status, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, exec_match: {argv_patterns: [[git, status, '*']]}}`, "warning:risky_exec_wildcard:git warning:shadowed_rule:status"},
+		{"operand wildcard does not cover an option", "", `
+  - {id: log, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, exec_match: {argv_patterns: [[git, log, '**']]}}
+  - {id: oneline, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, exec_match: {argv_patterns: [[git, log, --oneline]]}}`, ""},
+		{"option wildcard covers an option", "", `
+  - {id: ls, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, exec_match: {argv_patterns: [[ls, '-**']]}}
+  - {id: ls-l, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, exec_match: {argv_patterns: [[ls, -l, '*']]}}`, "warning:shadowed_rule:ls-l"},
+		{"deny wildcard covers options", "", `
+  - {id: push, action_type: process.exec, resource: '**', decision: DENY, exec_match: {argv_patterns: [[git, push, '**']]}}
+  - {id: force, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, exec_match: {argv_patterns: [[git, push, --force]]}}`, "warning:allow_covered_by_deny:force"},
+		{"risky exec wildcards", "", `
+  - {id: git-opts, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, exec_match: {argv_patterns: [[git, log, '-**']]}}
+  - {id: git-abs, action_type: process.exec, resource: 'file://workspace/a/**', decision: ALLOW, exec_match: {argv_patterns: [[/usr/bin/git, '*', x]]}}
+  - {id: py, action_type: process.exec, resource: 'file://workspace/b/**', decision: REQUIRE_APPROVAL, exec_match: {argv_patterns: [[python3, '*']]}}
+  - {id: any-program, action_type: process.exec, resource: 'file://workspace/c/**', decision: ALLOW, exec_match: {argv_patterns: [['*', '**']]}}
+  - {id: find-opts, action_type: process.exec, resource: 'file://workspace/d/**', decision: ALLOW, exec_match: {argv_patterns: [[find, ., '-*', '*']]}}`, "warning:risky_exec_wildcard:git-opts warning:risky_exec_wildcard:git-abs warning:risky_exec_wildcard:py warning:risky_exec_wildcard:any-program warning:risky_exec_wildcard:find-opts"},
+		{"safe exec wildcards", "", `
+  - {id: git-log, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, exec_match: {argv_patterns: [[git, log, '**'], [git, status, --short]]}}
+  - {id: ls, action_type: process.exec, resource: 'file://workspace/a/**', decision: ALLOW, exec_match: {argv_patterns: [[ls, '-**']]}}
+  - {id: no-shells, action_type: process.exec, resource: '**', decision: DENY, exec_match: {argv_patterns: [[sh, '-**'], [git, push, '**']]}}`, ""},
 		{"exec patterns not covered", "", `
   - {id: git, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, exec_match: {argv_patterns: [[git, status]]}}
   - {id: status, action_type: process.exec, resource: 'file://workspace/**', decision: ALLOW, exec_match: {argv_patterns: [[git, status, '*']]}}`, ""},

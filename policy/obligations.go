@@ -4,9 +4,10 @@ package policy
 // takes the most restrictive combination, so adding a rule can only tighten
 // what an allowed action may do:
 //
-//	sandbox_mode             strongest (none < local < container)
+//	sandbox_mode             strongest (none < local < landlock < container)
 //	net_allowlist            intersection of the lists that are set
 //	exec_allowlist           intersection of the argv-prefix languages that are set
+//	exec_write_paths         intersection of the lists that are set
 //	http_redirects           true only when every rule sets it true
 //	http_redirect_hop_limit  smallest
 //	output_max_bytes/lines   smallest
@@ -41,6 +42,7 @@ func (e *Engine) mergeInto(dst, src *Obligations) {
 	}
 	dst.NetAllowlist = intersectSorted(dst.NetAllowlist, src.NetAllowlist)
 	dst.ExecAllowlist = intersectPrefixes(dst.ExecAllowlist, src.ExecAllowlist)
+	dst.ExecWritePaths = intersectSorted(dst.ExecWritePaths, src.ExecWritePaths)
 	dst.HTTPRedirects = e.bothTrue(dst.HTTPRedirects, src.HTTPRedirects)
 	dst.HTTPRedirectHopLimit = minPtr(dst.HTTPRedirectHopLimit, src.HTTPRedirectHopLimit)
 	dst.OutputMaxBytes = minPtr(dst.OutputMaxBytes, src.OutputMaxBytes)

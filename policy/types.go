@@ -30,6 +30,11 @@ type Rule struct {
 	RiskFlags []string `json:"risk_flags,omitempty"`
 	// ExecMatch restricts process.exec argv.
 	ExecMatch *ExecMatch `json:"exec_match,omitempty"`
+	// ToolFingerprints restricts an mcp.call rule to the reviewed versions
+	// of the tool: the action matches only when the gateway's pinned
+	// fingerprint of the tool's definition ("sha256:<hex>") is listed. An
+	// action without a fingerprint (not from an MCP gateway) never matches.
+	ToolFingerprints []string `json:"tool_fingerprints,omitempty"`
 	// ParamsMatch maps dot paths into the canonical params to matchers.
 	ParamsMatch map[string]Matcher `json:"params_match,omitempty"`
 	// Obligations apply when the rule's decision class wins.
@@ -39,8 +44,11 @@ type Rule struct {
 	Source string `json:"-"`
 }
 
-// ExecMatch lists argv patterns; any one may match. In a pattern "*" is one
-// token, "**" any number of tokens, and every other token is literal.
+// ExecMatch lists argv patterns; any one may match. In an allowing rule "*"
+// is one operand (a token not beginning with "-"), "**" any number of
+// operands, "-*" one token of any kind and "-**" any number of tokens of any
+// kind; in a DENY rule every wildcard takes options too. Every other token
+// is literal. See argv.go.
 type ExecMatch struct {
 	ArgvPatterns [][]string `json:"argv_patterns"`
 }
@@ -62,15 +70,19 @@ type Matcher struct {
 // Obligations constrain how an allowed action may run. See
 // docs/policy-language.md for how the obligations of several rules merge.
 type Obligations struct {
-	SandboxMode          string     `json:"sandbox_mode,omitempty"`
-	NetAllowlist         []string   `json:"net_allowlist,omitempty"`
-	ExecAllowlist        [][]string `json:"exec_allowlist,omitempty"`
-	HTTPRedirects        *bool      `json:"http_redirects,omitempty"`
-	HTTPRedirectHopLimit *int       `json:"http_redirect_hop_limit,omitempty"`
-	OutputMaxBytes       *int64     `json:"output_max_bytes,omitempty"`
-	OutputMaxLines       *int64     `json:"output_max_lines,omitempty"`
-	ApprovalScopeClass   string     `json:"approval_scope_class,omitempty"`
-	Redact               []string   `json:"redact,omitempty"`
+	SandboxMode   string     `json:"sandbox_mode,omitempty"`
+	NetAllowlist  []string   `json:"net_allowlist,omitempty"`
+	ExecAllowlist [][]string `json:"exec_allowlist,omitempty"`
+	// ExecWritePaths are the workspace directories a process.exec child
+	// confined by the landlock sandbox may write to (never .git). Unset
+	// means none: the workspace is read-only to the child.
+	ExecWritePaths       []string `json:"exec_write_paths,omitempty"`
+	HTTPRedirects        *bool    `json:"http_redirects,omitempty"`
+	HTTPRedirectHopLimit *int     `json:"http_redirect_hop_limit,omitempty"`
+	OutputMaxBytes       *int64   `json:"output_max_bytes,omitempty"`
+	OutputMaxLines       *int64   `json:"output_max_lines,omitempty"`
+	ApprovalScopeClass   string   `json:"approval_scope_class,omitempty"`
+	Redact               []string `json:"redact,omitempty"`
 	// ExecConstraints is derived by the engine: the sorted union of the
 	// exec_match patterns of the winning rules. Bundles cannot set it.
 	ExecConstraints *ExecMatch `json:"exec_constraints,omitempty"`

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	pathpkg "path"
 	"sort"
 	"strings"
 
@@ -46,7 +47,7 @@ func checkUniqueIDs(b *Bundle) error {
 func validateRule(r *Rule, path string) error {
 	checks := []func(*Rule, string) error{
 		validateID, validateActionType, validateResource, validateDecision,
-		validateSubjects, validateRiskFlags, validateExecMatch, validateParamsMatch,
+		validateSubjects, validateRiskFlags, validateExecMatch, validateToolFingerprints, validateParamsMatch,
 	}
 	for _, check := range checks {
 		if err := check(r, path); err != nil {
@@ -215,7 +216,7 @@ func validateMatcher(m Matcher, path string) error {
 func validateObligations(r *Rule, path string) error {
 	o := r.Obligations
 	if sandboxRank(o.SandboxMode) < 0 {
-		return errAt(path+".sandbox_mode", "unknown sandbox mode %q (want none, local or container)", o.SandboxMode)
+		return errAt(path+".sandbox_mode", "unknown sandbox mode %q (want none, local, landlock or container)", o.SandboxMode)
 	}
 	if o.ApprovalScopeClass != "" && o.ApprovalScopeClass != "action_type_resource" {
 		return errAt(path+".approval_scope_class", "unknown scope class %q (want action_type_resource)", o.ApprovalScopeClass)
@@ -250,6 +251,11 @@ func validateObligationLists(o *Obligations, path string) error {
 			return err
 		}
 	}
+	for i, p := range o.ExecWritePaths {
+		if why := writePathProblem(p); why != "" {
+			return errAt(indexPath(path+".exec_write_paths", i), "%s, got %q", why, p)
+		}
+	}
 	for i, p := range o.Redact {
 		if p == "" {
 			return errAt(indexPath(path+".redact", i), "must not be empty")
@@ -267,8 +273,10 @@ func sandboxRank(mode string) int {
 		return 1
 	case "local":
 		return 2
-	case "container":
+	case "landlock":
 		return 3
+	case "container":
+		return 4
 	}
 	return -1
 }
@@ -310,4 +318,56 @@ func sortedKeys(m map[string]Matcher) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// validateToolFingerprints accepts only mcp.call rules and the exact form
+// the gateway computes, so a typo cannot silently match nothing.
+func validateToolFingerprints(r *Rule, path string) error {
+	if r.ToolFingerprints == nil {
+		return nil
+	}
+	path += ".tool_fingerprints"
+	if r.ActionType != action.TypeMCPCall {
+		return errAt(path, "tool_fingerprints requires action_type %s, not %q", action.TypeMCPCall, r.ActionType)
+	}
+	if len(r.ToolFingerprints) == 0 {
+		return errAt(path, "must list at least one fingerprint")
+	}
+	for i, fp := range r.ToolFingerprints {
+		if !isToolFingerprint(fp) {
+			return errAt(indexPath(path, i), "%q is not a tool fingerprint (sha256: and 64 lowercase hex digits)", fp)
+		}
+	}
+	return nil
+}
+
+func isToolFingerprint(s string) bool {
+	hexPart, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(hexPart) != 64 {
+		return false
+	}
+	for _, c := range hexPart {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// writePathProblem checks an exec_write_paths entry: a clean relative
+// workspace directory, never git metadata (.git, where a written config or
+// hook runs code), and not the root ("."), which holds .git.
+func writePathProblem(p string) string {
+	if p == "." {
+		return "the workspace root holds .git; name the directories below it"
+	}
+	if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || p != pathpkg.Clean(p) || p == ".." || strings.HasPrefix(p, "../") {
+		return "want a clean relative workspace directory"
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if strings.EqualFold(seg, ".git") {
+			return "must not name git metadata (.git)"
+		}
+	}
+	return ""
 }

@@ -30,6 +30,18 @@ import (
 // loopback server an SSRF must never reach.
 const bypassPolicy = `version: v1
 rules:
+  - id: deny-dotenv
+    action_type: "*"
+    resource: file://workspace/**/.env
+    decision: DENY
+  - id: deny-git
+    action_type: "*"
+    resource: file://workspace/.git/**
+    decision: DENY
+  - id: approve-ci
+    action_type: fs.write
+    resource: file://workspace/ci/**
+    decision: REQUIRE_APPROVAL
   - id: read-any
     action_type: fs.read
     resource: file://workspace/**
@@ -113,6 +125,9 @@ rules:
 
 // bypassCanary is the content of the file outside the workspace.
 const bypassCanary = "CANARY-OUTSIDE-WORKSPACE-5d1e9a"
+
+// bypassDotenv is the secret in the workspace's .env, which policy denies.
+const bypassDotenv = "DOTENV-SECRET-7c41e0"
 
 // bypassCase is one line of testdata/bypass/cases.jsonl.
 type bypassCase struct {
@@ -205,21 +220,32 @@ func bypassLayout(t *testing.T) (base, ws, outside string) {
 	t.Helper()
 	base = t.TempDir()
 	ws, outside = filepath.Join(base, "workspace"), filepath.Join(base, "outside")
-	writeFiles(t, ws, map[string]string{"src/main.go": "package main\n"})
+	writeFiles(t, ws, map[string]string{"src/main.go": "package main\n", ".env": bypassDotenv + "\n",
+		".git/config": "[core]\n", ".git/hooks/README": "hooks\n", "ci/deploy.yml": "deploy\n", "docs-in/a/b.txt": "inside\n"})
 	writeFiles(t, outside, map[string]string{"canary.txt": bypassCanary})
 	links := map[string]string{
-		"notes.txt":  filepath.Join(outside, "canary.txt"),
-		"rel-escape": "../outside/canary.txt",
-		"docs":       outside,
-		"out":        outside,
-		"chain-a":    "chain-b",
-		"chain-b":    filepath.Join(outside, "canary.txt"),
-		"dangling":   filepath.Join(outside, "missing.txt"),
+		// Links inside the workspace to paths policy denies (issue 8 #2).
+		"src/notes.txt": "../.env",
+		"src/gitlink":   "../.git",
+		"src/hooks":     "../.git/hooks",
+		"src/cilink":    "../ci",
+		"src/alink":     "../docs-in/a",
+		"notes.txt":     filepath.Join(outside, "canary.txt"),
+		"rel-escape":    "../outside/canary.txt",
+		"docs":          outside,
+		"out":           outside,
+		"chain-a":       "chain-b",
+		"chain-b":       filepath.Join(outside, "canary.txt"),
+		"dangling":      filepath.Join(outside, "missing.txt"),
 	}
 	for name, target := range links {
 		if err := os.Symlink(target, filepath.Join(ws, name)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A hard link cannot be told from the file by its path: reads refuse it.
+	if err := os.Link(filepath.Join(ws, ".env"), filepath.Join(ws, "src", "hard.txt")); err != nil {
+		t.Fatal(err)
 	}
 	return base, ws, outside
 }
@@ -253,7 +279,7 @@ func startBypass(t *testing.T) *bypassEnv {
 	})
 	base, ws, outside := bypassLayout(t)
 	vars := []string{"{REDIRECT_HOST}", redirector.host(), "{INTERNAL_PORT}", internalPort,
-		"{EVIL_HOST}", evil.host(), "{CANARY}", bypassCanary, "{SECRET}", e2eSecret, "{OUTSIDE}", outside}
+		"{EVIL_HOST}", evil.host(), "{CANARY}", bypassCanary, "{DOTENV}", bypassDotenv, "{SECRET}", e2eSecret, "{OUTSIDE}", outside}
 	policy := strings.NewReplacer(vars...).Replace(bypassPolicy)
 	// 127.0.0.2 is the only private address the executor may reach: the
 	// redirector. 127.0.0.1, where the internal and evil servers listen,
@@ -286,6 +312,7 @@ func TestBypassSuite(t *testing.T) {
 	}
 	for _, want := range []string{
 		"path traversal", "symlink escape on read", "write through a symlinked parent",
+		"symlink inside the workspace to a denied path",
 		"redirect to a disallowed host", "secret echoed by a command",
 		"sandbox requirement on a host without that profile",
 		"SSRF to 127.0.0.1 and 169.254.169.254 through a DNS name",
@@ -295,7 +322,7 @@ func TestBypassSuite(t *testing.T) {
 		}
 	}
 	// Whatever any case did, these never leave the executor.
-	wantNowhere(t, env.g, bypassCanary, e2eSecret, "EVIL-BODY-2b7c", "INTERNAL-ONLY-9c2b", "exfil-7f3a9")
+	wantNowhere(t, env.g, bypassCanary, bypassDotenv, e2eSecret, "EVIL-BODY-2b7c", "INTERNAL-ONLY-9c2b", "exfil-7f3a9")
 	if got, _ := os.ReadFile(filepath.Join(env.base, "outside", "canary.txt")); string(got) != bypassCanary {
 		t.Errorf("the file outside the workspace changed: %q", got)
 	}
@@ -481,7 +508,9 @@ func TestBypassParentSwapRace(t *testing.T) {
 		case decision == "ALLOW":
 			wantAudit(t, g, id, "ALLOW", "ALLOW", "allow_by_rule", "SUCCESS")
 		case decision == "DENY" && code == "sandbox_violation":
-			wantAudit(t, g, id, "ALLOW", "DENY", "sandbox_violation", "SANDBOX_VIOLATION")
+			// Refused when deciding (the link pointed outside) or when
+			// opening (it was swapped after the decision).
+			wantAuditEither(t, g, id, "sandbox_violation", "SANDBOX_VIOLATION")
 		default:
 			t.Errorf("%s: unexpected outcome %s %q", id, decision, reason)
 		}
@@ -503,4 +532,16 @@ func TestBypassParentSwapRace(t *testing.T) {
 	if n := counts["ALLOW allow_by_rule"]; len(inside) != n || slices.ContainsFunc(inside, func(e os.DirEntry) bool { return strings.HasPrefix(e.Name(), ".nomos-") }) {
 		t.Errorf("%d writes allowed, %d files inside (temporary files must be gone)", n, len(inside))
 	}
+}
+
+// wantAuditEither accepts a refusal recorded when deciding (action.decision
+// DENY) or when executing (action.decision ALLOW, action.completed DENY).
+func wantAuditEither(t *testing.T, g e2eAgent, actionID, reason, class string) {
+	t.Helper()
+	evs := auditEvents(t, g.s.auditDB(), actionID)
+	policy := "ALLOW"
+	if evs["action.decision"].Decision == "DENY" {
+		policy = "DENY"
+	}
+	wantAudit(t, g, actionID, policy, "DENY", reason, class)
 }

@@ -451,7 +451,7 @@ rules:
     decision: ALLOW
     exec_match:
       argv_patterns:
-        - [/bin/echo, status, "**"]
+        - [/bin/echo, status, "-**"]
         - [sh, -c, "exit 3"]
         - [sh, -c, "sleep 30 & echo $! > sleeper.pid; wait"]
   - id: deny-echo-push

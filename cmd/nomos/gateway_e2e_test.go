@@ -2,13 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,11 +178,18 @@ func TestGatewayExplainAndReport(t *testing.T) {
 	if after := countEvents(t, s.auditDB()); after != before {
 		t.Fatalf("explain wrote %d audit events", after-before)
 	}
-	code, rep := agent.post(t, "/actions/report", map[string]any{"action_id": "run-9", "trace_id": "trace-9", "outcome": "SUCCEEDED", "message": "refund issued"})
+	code, rep := agent.post(t, "/actions/report", map[string]any{"action_id": "run-9", "trace_id": "trace-run-9", "outcome": "SUCCEEDED", "message": "refund issued"})
+	if code != 404 {
+		t.Fatalf("report of an action never authorized: %d %v", code, rep)
+	}
+	if code, resp := agent.post(t, "/action", envelope("run-9", "orders.read", "shop://orders/1", nil)); code != 200 || resp["execution_mode"] != "external_authorized" {
+		t.Fatalf("authorize: %d %v", code, resp)
+	}
+	code, rep = agent.post(t, "/actions/report", map[string]any{"action_id": "run-9", "trace_id": "trace-run-9", "outcome": "SUCCEEDED", "message": "refund issued"})
 	if code != 200 || rep["recorded"] != true {
 		t.Fatalf("report: %d %v", code, rep)
 	}
-	code, rep = agent.post(t, "/actions/report", map[string]any{"action_id": "run-9", "trace_id": "trace-9", "outcome": "MAYBE"})
+	code, rep = agent.post(t, "/actions/report", map[string]any{"action_id": "run-9", "trace_id": "trace-run-9", "outcome": "MAYBE"})
 	if code != 400 {
 		t.Fatalf("bad outcome: %d %v", code, rep)
 	}
@@ -197,7 +206,7 @@ func TestGatewayAuthFailures(t *testing.T) {
 			r.Header.Del("X-Nomos-Agent-Signature")
 		},
 		"wrong api key": func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") },
-		"bad signature": func(r *http.Request) { r.Header.Set("X-Nomos-Agent-Signature", sign("wrong", body)) },
+		"bad signature": func(r *http.Request) { signV2(r, "alice", "shop-agent", "wrong", body) },
 		"unknown agent": func(r *http.Request) { r.Header.Set("X-Nomos-Agent-Id", "ghost") },
 		"missing agent": func(r *http.Request) { r.Header.Del("X-Nomos-Agent-Id"); r.Header.Del("X-Nomos-Agent-Signature") },
 		"tampered body": func(r *http.Request) {
@@ -215,9 +224,7 @@ func TestGatewayAuthFailures(t *testing.T) {
 		})
 	}
 	t.Run("replayed signature", func(t *testing.T) {
-		ts := agent
-		ts.timestamp = true
-		req := ts.request("/action", body)
+		req := agent.request("/action", body)
 		replay := req.Clone(req.Context())
 		replay.Body = io.NopCloser(bytes.NewReader(body))
 		if code, resp := do(t, req); code != 200 {
@@ -262,20 +269,13 @@ func TestGatewayTransportErrors(t *testing.T) {
 // must come back when the slow client leaves.
 func TestGatewayConcurrencyLimit(t *testing.T) {
 	s, agent, _ := startGateway(t, 1)
-	var held []net.Conn
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	// The slow client's request can be dispatched after the first probe
-	// already took the slot (it is then refused itself), so a new slow
-	// client is opened every half second until one holds the slot.
+	// A request that needs approval waits for the approval store, whose
+	// write lock the test holds: it keeps the one slot, having been read
+	// and authenticated, until the lock is released.
+	held := holdSlot(t, s, agent)
+	defer held.release()
 	deadline := time.Now().Add(15 * time.Second)
-	for i := 0; ; i++ {
-		if i%25 == 0 {
-			held = append(held, holdSlot(t, s, "/action"))
-		}
+	for {
 		code, resp := agent.post(t, "/action", envelope("busy-1", "orders.read", "shop://orders/1", nil))
 		if code == http.StatusTooManyRequests {
 			if !strings.HasPrefix(resp["reason"].(string), "rate_limited") || resp["decision"] != "DENY" {
@@ -288,29 +288,68 @@ func TestGatewayConcurrencyLimit(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	for _, c := range held {
-		c.Close()
-	}
+	held.release()
 	for time.Now().Before(deadline) {
 		if code, _ := agent.post(t, "/action", envelope("free-1", "orders.read", "shop://orders/1", nil)); code == 200 {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatal("slot was not released after the slow client left")
+	t.Fatal("slot was not released after the held request finished")
 }
 
-// holdSlot starts a POST to path whose body never finishes arriving, so it
-// keeps its concurrency slot until the connection closes.
-func holdSlot(t *testing.T, s *server, path string) net.Conn {
+// heldSlot is a concurrency slot taken by a real, authenticated request.
+type heldSlot struct {
+	conn *sql.Conn
+	db   *sql.DB
+	done chan struct{}
+	stop chan struct{}
+	once sync.Once
+}
+
+// holdSlot takes the write lock of the server's approval store, then sends
+// a request that needs approval: read, authenticated and inside its slot, it
+// waits for the store (up to its 10 s busy timeout) until release.
+func holdSlot(t *testing.T, s *server, agent client) *heldSlot {
 	t.Helper()
-	host := strings.TrimPrefix(s.base, "http://")
-	conn, err := net.Dial("tcp", host)
+	db := openDB(t, filepath.Join(s.dataDir, "caddy", "nomos", "approvals.db"))
+	conn, err := db.Conn(context.Background())
+	if err == nil {
+		_, err = conn.ExecContext(context.Background(), "BEGIN IMMEDIATE")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", path, host)
-	return conn
+	h := &heldSlot{conn: conn, db: db, done: make(chan struct{}), stop: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		// A request that arrived while a probe had the slot was refused at
+		// once: send another until release.
+		for i := 0; ; i++ {
+			select {
+			case <-h.stop:
+				return
+			default:
+			}
+			raw, _ := json.Marshal(envelope(fmt.Sprintf("held-%d", i), "payments.refund", "payments://shop/orders/1", map[string]any{"amount": 250}))
+			if resp, err := http.DefaultClient.Do(agent.request("/action", raw)); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+	}()
+	return h
+}
+
+// release lets the held request finish and waits for it.
+func (h *heldSlot) release() {
+	h.once.Do(func() {
+		close(h.stop)
+		_, _ = h.conn.ExecContext(context.Background(), "ROLLBACK")
+		h.conn.Close()
+		h.db.Close()
+		<-h.done
+	})
 }
 
 // TestAuditChainVerify checks the chain of a real run, then tampers with

@@ -3,8 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-nomos/nomos/internal/identity"
 )
 
 // nomosBin is the binary under test: $NOMOS_BIN (make test builds it), or
@@ -206,14 +207,36 @@ func (s *server) auditDB() string {
 // client signs requests as an agent and authenticates a principal.
 type client struct {
 	base, apiKey, agent, secret string
-	timestamp                   bool
+	// principal is the name apiKey authenticates, which the agent signature
+	// covers. Default: apiKey without its "-key" suffix ("alice-key" is
+	// alice), the harness's naming convention.
+	principal string
 }
 
-// sign returns the hex HMAC-SHA256 the agent puts in X-Nomos-Agent-Signature.
-func sign(secret string, msg []byte) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(msg)
-	return hex.EncodeToString(m.Sum(nil))
+func (c client) principalName() string {
+	if c.principal != "" {
+		return c.principal
+	}
+	return strings.TrimSuffix(c.apiKey, "-key")
+}
+
+// newNonce returns a fresh X-Nomos-Nonce value.
+func newNonce() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// signV2 sets the v2 agent signature headers on req for body, as the agent
+// of principal, with a fresh timestamp and nonce. It is the harness's one
+// signer; see docs/identity.md.
+func signV2(req *http.Request, principal, agent, secret string, body []byte) {
+	sr := identity.SignedRequest{Method: req.Method, Target: req.URL.RequestURI(), Principal: principal, Agent: agent,
+		Timestamp: fmt.Sprint(time.Now().Unix()), Nonce: newNonce(), Body: body}
+	req.Header.Set("X-Nomos-Agent-Id", agent)
+	req.Header.Set("X-Nomos-Timestamp", sr.Timestamp)
+	req.Header.Set("X-Nomos-Nonce", sr.Nonce)
+	req.Header.Set("X-Nomos-Agent-Signature", identity.Sign(secret, sr))
 }
 
 func (c client) request(path string, body []byte) *http.Request {
@@ -223,14 +246,7 @@ func (c client) request(path string, body []byte) *http.Request {
 		req.Header.Set("Authorization", "Bearer "+c.apiKey)
 	}
 	if c.agent != "" {
-		req.Header.Set("X-Nomos-Agent-Id", c.agent)
-		msg := body
-		if c.timestamp {
-			ts := fmt.Sprint(time.Now().Unix())
-			req.Header.Set("X-Nomos-Timestamp", ts)
-			msg = append([]byte(ts+"."), body...)
-		}
-		req.Header.Set("X-Nomos-Agent-Signature", sign(c.secret, msg))
+		signV2(req, c.principalName(), c.agent, c.secret, body)
 	}
 	return req
 }

@@ -215,6 +215,14 @@ func TestMCPStdioEndToEnd(t *testing.T) {
 		if !isErr || !strings.Contains(text, "Nomos decision: DENY (deny_by_rule)") || strings.Contains(text, "do-not-leak") {
 			t.Fatalf(".env: %q isError=%v", text, isErr)
 		}
+		// A symlink to .env is decided on where it leads (issue 8 #2).
+		if err := os.Symlink(".env", filepath.Join(r.dir, "ws", "notes.txt")); err != nil {
+			t.Fatal(err)
+		}
+		text, isErr, _ = r.call(t, "nomos_fs_read", map[string]any{"path": "notes.txt"})
+		if !isErr || !strings.Contains(text, "Nomos decision: DENY (deny_by_rule)") || strings.Contains(text, "do-not-leak") {
+			t.Fatalf("symlink to .env: %q isError=%v", text, isErr)
+		}
 	})
 
 	t.Run("exec", func(t *testing.T) {

@@ -614,12 +614,10 @@ func openAPIDecisions(run *openAPIRun, agent client) map[string]bool {
 		}
 		seen[strings.TrimSuffix(decision+"/"+mode, "/")] = true
 	}
-	stamped := agent
-	stamped.timestamp = true
-	replayed := stamped.request("/action", openAPIEnvelope("oa-dec-ts"))
-	run.call(openAPICall{name: "timestamped signature", path: "/action", as: stamped, want: 200, body: openAPIEnvelope("oa-dec-ts"),
+	replayed := agent.request("/action", openAPIEnvelope("oa-dec-ts"))
+	run.call(openAPICall{name: "signed once", path: "/action", as: agent, want: 200, body: openAPIEnvelope("oa-dec-ts"),
 		mutate: func(r *http.Request) { r.Header = replayed.Header.Clone() }})
-	run.call(openAPICall{name: "replayed signature", path: "/action", as: stamped, want: 401, body: openAPIEnvelope("oa-dec-ts"),
+	run.call(openAPICall{name: "replayed signature", path: "/action", as: agent, want: 401, body: openAPIEnvelope("oa-dec-ts"),
 		mutate: func(r *http.Request) { r.Header = replayed.Header.Clone() }})
 	other := envelope("oa-dec-ext", "orders.read", "shop://orders/3", nil)
 	other["context"] = map[string]any{"extensions": map[string]any{"transport": map[string]any{"kind": "http"}, "note": nil}}
@@ -697,6 +695,8 @@ func openAPIReport(run *openAPIRun, agent client) {
 		body: map[string]any{"action_id": "oa-dec-0", "trace_id": "trace-oa-dec-0", "outcome": "SUCCEEDED", "message": "done"}})
 	run.call(openAPICall{name: "report failure", path: "/actions/report", as: agent, want: 200,
 		body: map[string]any{"action_id": "oa-dec-0", "trace_id": "trace-oa-dec-0", "outcome": "FAILED"}})
+	run.call(openAPICall{name: "report of an action never authorized", path: "/actions/report", as: agent, want: 404,
+		body: map[string]any{"action_id": "oa-never", "trace_id": "trace-oa-never", "outcome": "SUCCEEDED"}})
 	run.call(openAPICall{name: "report bad outcome", path: "/actions/report", as: agent, want: 400, req: bodyInvalid,
 		body: map[string]any{"action_id": "oa-dec-0", "trace_id": "trace-oa-dec-0", "outcome": "MAYBE"}})
 	run.call(openAPICall{name: "report bad id", path: "/actions/report", as: agent, want: 400, req: bodyInvalid,
@@ -734,7 +734,7 @@ func openAPIErrors(run *openAPIRun, agent, reviewer client) {
 	}
 	for _, path := range []string{"/action", "/run", "/explain"} {
 		run.call(openAPICall{name: path + " bad signature", path: path, as: agent, body: valid, want: 401,
-			mutate: func(r *http.Request) { r.Header.Set("X-Nomos-Agent-Signature", strings.Repeat("0", 64)) }})
+			mutate: func(r *http.Request) { r.Header.Set("X-Nomos-Agent-Signature", "v2="+strings.Repeat("0", 64)) }})
 		run.call(openAPICall{name: path + " unknown field", path: path, as: agent, want: 400, req: bodyInvalid,
 			body: bad(func(e map[string]any) { e["principal"] = "root" })})
 		run.call(openAPICall{name: path + " bad action type", path: path, as: agent, want: 400, req: bodyInvalid,
@@ -759,25 +759,16 @@ func openAPIErrors(run *openAPIRun, agent, reviewer client) {
 	run.call(openAPICall{name: "trailing slash", path: "/action/", as: agent, body: valid, want: 404})
 }
 
-// openAPIRateLimit holds the only concurrency slot with a request whose
-// body never finishes, then expects 429 on every POST path and a 200 from
-// the probes, which take no slot.
+// openAPIRateLimit holds the only concurrency slot with an authenticated
+// request (see holdSlot), then expects 429 on every POST path and a 200
+// from the probes, which take no slot.
 func openAPIRateLimit(t *testing.T, run *openAPIRun, s *server, agent, reviewer client) {
-	var held []io.Closer
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
+	held := holdSlot(t, s, agent)
+	defer held.release()
 	probe := envelope("oa-busy-1", "orders.read", "shop://orders/1", nil)
 	probeRaw, _ := json.Marshal(probe)
 	deadline := time.Now().Add(15 * time.Second)
-	for i := 0; ; i++ {
-		// A fresh slow client every half second, as in TestGatewayConcurrencyLimit:
-		// a connection accepted right after start-up is sometimes not dispatched.
-		if i%25 == 0 {
-			held = append(held, holdSlot(t, s, "/explain"))
-		}
+	for {
 		status, _, _ := openAPIDo(t, agent.request("/action", probeRaw))
 		if status == http.StatusTooManyRequests {
 			break
@@ -797,10 +788,7 @@ func openAPIRateLimit(t *testing.T, run *openAPIRun, s *server, agent, reviewer 
 	run.call(openAPICall{name: "decide busy", path: "/approvals/decide", as: reviewer, want: 429,
 		body: map[string]any{"approval_id": "apr_000000000000000000000000", "decision": "DENY"}})
 	run.call(openAPICall{name: "healthz busy", method: http.MethodGet, path: "/healthz", want: 200})
-	for _, c := range held {
-		c.Close()
-	}
-	held = nil
+	held.release()
 	for {
 		if status, _, _ := openAPIDo(t, agent.request("/action", probeRaw)); status == http.StatusOK {
 			return

@@ -26,7 +26,7 @@ func TestGracefulShutdownFinishesInFlightActions(t *testing.T) {
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "POST /action HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", host, len(body))
-	for _, h := range []string{"Authorization", "X-Nomos-Agent-Id", "X-Nomos-Agent-Signature"} {
+	for _, h := range []string{"Authorization", "X-Nomos-Agent-Id", "X-Nomos-Agent-Signature", "X-Nomos-Timestamp", "X-Nomos-Nonce"} {
 		fmt.Fprintf(conn, "%s: %s\r\n", h, req.Header.Get(h))
 	}
 	fmt.Fprintf(conn, "\r\n%s", body[:10])

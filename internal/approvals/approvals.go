@@ -44,25 +44,29 @@ const (
 
 // Record is one approval.
 type Record struct {
-	ID          string    `json:"approval_id"`
-	Fingerprint string    `json:"fingerprint"`
-	ScopeType   string    `json:"scope_type"`
-	ScopeKey    string    `json:"scope_key"`
-	Status      string    `json:"status"`
-	TraceID     string    `json:"trace_id,omitempty"`
-	ActionID    string    `json:"action_id,omitempty"`
-	ActionType  string    `json:"action_type"`
-	Resource    string    `json:"resource"`
-	ParamsHash  string    `json:"params_hash,omitempty"`
-	Principal   string    `json:"principal"`
-	Agent       string    `json:"agent"`
-	Environment string    `json:"environment"`
-	DecidedBy   string    `json:"decided_by,omitempty"`
-	SingleUse   bool      `json:"single_use"`
-	Consumed    bool      `json:"consumed"`
-	CreatedAt   time.Time `json:"created_at"`
-	ExpiresAt   time.Time `json:"expires_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	ID          string `json:"approval_id"`
+	Fingerprint string `json:"fingerprint"`
+	ScopeType   string `json:"scope_type"`
+	ScopeKey    string `json:"scope_key"`
+	Status      string `json:"status"`
+	TraceID     string `json:"trace_id,omitempty"`
+	ActionID    string `json:"action_id,omitempty"`
+	ActionType  string `json:"action_type"`
+	Resource    string `json:"resource"`
+	ParamsHash  string `json:"params_hash,omitempty"`
+	// ParamsPreview is a redacted, capped rendering of the action's
+	// params (at most MaxPreviewBytes), so a reviewer sees what they
+	// approve. It is never used for matching; the scope key is.
+	ParamsPreview string    `json:"params_preview,omitempty"`
+	Principal     string    `json:"principal"`
+	Agent         string    `json:"agent"`
+	Environment   string    `json:"environment"`
+	DecidedBy     string    `json:"decided_by,omitempty"`
+	SingleUse     bool      `json:"single_use"`
+	Consumed      bool      `json:"consumed"`
+	CreatedAt     time.Time `json:"created_at"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
 }
 
 // Expired reports whether the record's TTL has run out at now.
@@ -78,11 +82,16 @@ type Request struct {
 	ActionType  string
 	Resource    string
 	ParamsHash  string
-	Principal   string
-	Agent       string
-	Environment string
-	SingleUse   bool
+	// ParamsPreview must already be redacted; the store only caps it.
+	ParamsPreview string
+	Principal     string
+	Agent         string
+	Environment   string
+	SingleUse     bool
 }
+
+// MaxPreviewBytes caps Record.ParamsPreview.
+const MaxPreviewBytes = 1024
 
 // Filter selects records for List.
 type Filter struct {

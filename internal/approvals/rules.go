@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // validateRequest refuses requests that could never be matched safely.
@@ -40,7 +41,7 @@ func newRecord(req Request, ttl time.Duration, now time.Time) Record {
 		ID: NewID(), Fingerprint: req.Fingerprint, ScopeType: req.ScopeType, ScopeKey: req.ScopeKey,
 		Status: Pending, TraceID: req.TraceID, ActionID: req.ActionID, ActionType: req.ActionType,
 		Resource: req.Resource, ParamsHash: req.ParamsHash, Principal: req.Principal, Agent: req.Agent,
-		Environment: req.Environment, SingleUse: req.SingleUse,
+		Environment: req.Environment, SingleUse: req.SingleUse, ParamsPreview: capPreview(req.ParamsPreview),
 		CreatedAt: now, ExpiresAt: now.Add(ttl), UpdatedAt: now,
 	}
 }
@@ -100,3 +101,17 @@ func validateFilter(f Filter) error {
 }
 
 func notFound(id string) error { return fmt.Errorf("%w: %s", ErrNotFound, id) }
+
+// capPreview cuts a preview to MaxPreviewBytes on a rune boundary, marking
+// the cut with an ellipsis.
+func capPreview(s string) string {
+	if len(s) <= MaxPreviewBytes {
+		return s
+	}
+	const mark = "…"
+	cut := MaxPreviewBytes - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}

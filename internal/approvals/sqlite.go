@@ -13,7 +13,9 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-const sqliteSchemaVersion = 1
+// sqliteSchemaVersion 2 added params_preview; migrations upgrades older
+// files in place.
+const sqliteSchemaVersion = 2
 
 const sqliteSchema = `
 CREATE TABLE IF NOT EXISTS approvals (
@@ -27,6 +29,7 @@ CREATE TABLE IF NOT EXISTS approvals (
 	action_type TEXT NOT NULL DEFAULT '',
 	resource    TEXT NOT NULL DEFAULT '',
 	params_hash TEXT NOT NULL DEFAULT '',
+	params_preview TEXT NOT NULL DEFAULT '',
 	principal   TEXT NOT NULL,
 	agent       TEXT NOT NULL DEFAULT '',
 	environment TEXT NOT NULL DEFAULT '',
@@ -43,7 +46,7 @@ CREATE INDEX IF NOT EXISTS approvals_created ON approvals (created_at);
 `
 
 const recordColumns = `approval_id, fingerprint, scope_type, scope_key, status, trace_id, action_id,
-	action_type, resource, params_hash, principal, agent, environment, decided_by, single_use, consumed,
+	action_type, resource, params_hash, params_preview, principal, agent, environment, decided_by, single_use, consumed,
 	created_at, expires_at, updated_at`
 
 // sqliteStore keeps approvals in a SQLite database in WAL mode. Every write
@@ -96,7 +99,14 @@ func openSQLiteDB(path string) (*sql.DB, error) {
 	return db, nil
 }
 
-// migrate creates the schema in one transaction (one commit, one fsync).
+// migrations upgrade a file from version i+1 to i+2 (version 0 is an
+// empty file, which gets the whole current schema at once).
+var migrations = []string{
+	1: `ALTER TABLE approvals ADD COLUMN params_preview TEXT NOT NULL DEFAULT ''`,
+}
+
+// migrate creates or upgrades the schema in one transaction (one commit,
+// one fsync).
 func migrate(db *sql.DB) error {
 	tx, err := db.Begin()
 	if err != nil {
@@ -113,13 +123,26 @@ func migrate(db *sql.DB) error {
 	if version == sqliteSchemaVersion {
 		return nil
 	}
-	if _, err := tx.Exec(sqliteSchema); err != nil {
+	if err := upgrade(tx, version); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", sqliteSchemaVersion)); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+func upgrade(tx *sql.Tx, version int) error {
+	if version == 0 {
+		_, err := tx.Exec(sqliteSchema)
+		return err
+	}
+	for v := version; v < sqliteSchemaVersion; v++ {
+		if _, err := tx.Exec(migrations[v]); err != nil {
+			return fmt.Errorf("upgrade to version %d: %w", v+1, err)
+		}
+	}
+	return nil
 }
 
 // inTx runs fn in an immediate transaction and commits if fn succeeds.
@@ -169,9 +192,9 @@ func findPending(ctx context.Context, tx *sql.Tx, req Request, now time.Time) (R
 
 func insertRecord(ctx context.Context, tx *sql.Tx, r Record) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO approvals (`+recordColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Fingerprint, r.ScopeType, r.ScopeKey, r.Status, r.TraceID, r.ActionID,
-		r.ActionType, r.Resource, r.ParamsHash, r.Principal, r.Agent, r.Environment, r.DecidedBy,
+		r.ActionType, r.Resource, r.ParamsHash, r.ParamsPreview, r.Principal, r.Agent, r.Environment, r.DecidedBy,
 		r.SingleUse, r.Consumed, r.CreatedAt.UnixNano(), r.ExpiresAt.UnixNano(), r.UpdatedAt.UnixNano())
 	if err != nil {
 		return fmt.Errorf("approvals: insert: %w", err)
@@ -271,7 +294,7 @@ func scanRecord(row scanner, id string) (Record, error) {
 	var r Record
 	var created, expires, updated int64
 	err := row.Scan(&r.ID, &r.Fingerprint, &r.ScopeType, &r.ScopeKey, &r.Status, &r.TraceID, &r.ActionID,
-		&r.ActionType, &r.Resource, &r.ParamsHash, &r.Principal, &r.Agent, &r.Environment, &r.DecidedBy,
+		&r.ActionType, &r.Resource, &r.ParamsHash, &r.ParamsPreview, &r.Principal, &r.Agent, &r.Environment, &r.DecidedBy,
 		&r.SingleUse, &r.Consumed, &created, &expires, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Record{}, notFound(id)

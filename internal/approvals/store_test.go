@@ -23,6 +23,7 @@ var stores = []struct {
 }{
 	{name: "sqlite", file: "approvals.db", open: OpenSQLite},
 	{name: "file", file: "approvals.json", open: OpenFile},
+	{name: "redis", file: "approvals", open: openRedisForTest},
 }
 
 // forEachStore runs fn against every store; open reopens the same path.

@@ -56,9 +56,21 @@ func (e *Executor) processExec(ctx context.Context, a *action.Action, d policy.D
 	if xerr != nil {
 		return nil, xerr
 	}
-	res, xerr := e.runCommand(ctx, p.argv, dir, env)
+	var box *confinement
+	if e.profile >= profileLandlock {
+		if box, xerr = e.landlockBox(p.argv, dir, env, d.Obligations); xerr != nil {
+			return nil, xerr
+		}
+		defer box.cleanup()
+	}
+	res, xerr := e.runCommand(ctx, p.argv, dir, env, box)
 	if xerr != nil {
 		return nil, xerr
+	}
+	if box != nil {
+		res.Metadata["landlock_abi"] = e.landlockABI
+		res.Metadata["landlock_write_paths"] = box.writeRel
+		res.Metadata["landlock_connect_tcp"] = box.spec.ConnectTCP
 	}
 	res.Metadata["exec_enforcement_mode"] = mode
 	res.Metadata["cwd"] = rel
@@ -94,7 +106,9 @@ func decodeExecParams(raw []byte) (execParams, *Error) {
 }
 
 // authorizeArgv re-checks argv against the decision at run time: the exec
-// constraints derived from exec_match, else the legacy exec allowlist.
+// constraints derived from exec_match (see policy.MatchArgv: wildcards admit
+// options only where the pattern says "-*" or "-**"), else the legacy exec
+// allowlist.
 func authorizeArgv(argv []string, ob policy.Obligations) (string, *Error) {
 	if ob.ExecConstraints != nil {
 		for _, pattern := range ob.ExecConstraints.ArgvPatterns {
@@ -106,13 +120,24 @@ func authorizeArgv(argv []string, ob policy.Obligations) (string, *Error) {
 	}
 	if len(ob.ExecAllowlist) > 0 {
 		for _, prefix := range ob.ExecAllowlist {
-			if len(prefix) > 0 && len(argv) >= len(prefix) && slices.Equal(argv[:len(prefix)], prefix) {
+			if legacyPrefixAdmits(prefix, argv) {
 				return execModeAllowlist, nil
 			}
 		}
-		return "", fail(CodeExecNotAllowlisted, "argv starts with no prefix of the exec allowlist")
+		return "", fail(CodeExecNotAllowlisted, "argv starts with no prefix of the exec allowlist, or passes an option after it")
 	}
 	return execModePolicyOnly, nil
+}
+
+// legacyPrefixAdmits: argv starts with the prefix, and what follows it is
+// operands only. Like a wildcard in exec_match, the open tail of a legacy
+// prefix never admits an option (--output=, -c, --exec); an option the
+// operator allows is written into the prefix.
+func legacyPrefixAdmits(prefix, argv []string) bool {
+	if len(prefix) == 0 || len(argv) < len(prefix) || !slices.Equal(argv[:len(prefix)], prefix) {
+		return false
+	}
+	return !slices.ContainsFunc(argv[len(prefix):], policy.IsOption)
 }
 
 // execDir is the confined working directory: the root, or a workspace
@@ -188,15 +213,20 @@ func binding(a *action.Action) credentials.Binding {
 
 // runCommand starts argv in its own process group and collects its output.
 // The group is killed on timeout and again when the command exits, so
-// nothing it started outlives it.
-func (e *Executor) runCommand(ctx context.Context, argv []string, dir string, env []string) (*Result, *Error) {
+// nothing it started outlives it. With a confinement, the launcher starts
+// first and execs argv once Landlock holds.
+func (e *Executor) runCommand(ctx context.Context, argv []string, dir string, env []string, box *confinement) (*Result, *Error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.ExecTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	name, args := argv[0], argv[1:]
+	if box != nil {
+		name, args, env = e.cfg.Launcher[0], append(slices.Clone(e.cfg.Launcher[1:]), box.specJSON), box.env
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir, cmd.Env = dir, env
 	setProcAttrs(cmd, e.profile >= profileLocal)
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
-	out, xerr := e.startCommand(cmd)
+	out, xerr := e.startCommand(cmd, box)
 	if xerr != nil {
 		return nil, xerr
 	}
@@ -208,16 +238,27 @@ func (e *Executor) runCommand(ctx context.Context, argv []string, dir string, en
 	return execResult(cmd, timedOut, waitErr, stdout, stderr, time.Since(start)), nil
 }
 
-// startCommand wires the output pipes, starts cmd and applies the local
-// profile's limits.
-func (e *Executor) startCommand(cmd *exec.Cmd) (*outputs, *Error) {
+// startCommand wires the output pipes, starts cmd, applies the local
+// profile's limits and, with a confinement, waits until the launcher has
+// exec'd the program under Landlock.
+func (e *Executor) startCommand(cmd *exec.Cmd, box *confinement) (*outputs, *Error) {
 	out, err := newOutputs(e.cfg.MaxOutputBytes + lookahead)
 	if err != nil {
 		return nil, fail(CodeExecutionError, "output pipes: %v", err)
 	}
 	cmd.Stdout, cmd.Stderr = out.stdout.w, out.stderr.w
+	var status *os.File
+	if box != nil {
+		if status, err = box.attachStatus(cmd); err != nil {
+			out.closeWriters()
+			out.collect()
+			return nil, fail(CodeExecutionError, "sandbox status pipe: %v", err)
+		}
+		defer status.Close()
+	}
 	err = cmd.Start()
 	out.closeWriters()
+	closeExtraFiles(cmd)
 	if err != nil {
 		out.collect()
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
@@ -226,18 +267,43 @@ func (e *Executor) startCommand(cmd *exec.Cmd) (*outputs, *Error) {
 		return nil, fail(CodeExecutionError, "start: %v", err)
 	}
 	out.drain()
-	if e.profile >= profileLocal {
-		if err := applyRlimits(cmd.Process.Pid, e.cfg.ExecTimeout); err != nil {
-			_ = killGroup(cmd.Process.Pid)
-			_ = cmd.Wait()
-			out.collect()
-			return nil, fail(CodeExecutionError, "local sandbox limits: %v", err)
+	if xerr := e.afterStart(cmd, out); xerr != nil {
+		return nil, xerr
+	}
+	if status != nil {
+		if xerr := awaitExec(cmd, out, status); xerr != nil {
+			return nil, xerr
 		}
 	}
 	if e.hooks.afterStart != nil {
 		e.hooks.afterStart(cmd.Process.Pid)
 	}
 	return out, nil
+}
+
+// afterStart applies the local profile's limits to a started child.
+func (e *Executor) afterStart(cmd *exec.Cmd, out *outputs) *Error {
+	if e.profile < profileLocal {
+		return nil
+	}
+	if err := applyRlimits(cmd.Process.Pid, e.cfg.ExecTimeout); err != nil {
+		abandon(cmd, out)
+		return fail(CodeExecutionError, "local sandbox limits: %v", err)
+	}
+	return nil
+}
+
+// abandon kills a child that must not run on and reaps it.
+func abandon(cmd *exec.Cmd, out *outputs) {
+	_ = killGroup(cmd.Process.Pid)
+	_ = cmd.Wait()
+	out.collect()
+}
+
+func closeExtraFiles(cmd *exec.Cmd) {
+	for _, f := range cmd.ExtraFiles {
+		_ = f.Close()
+	}
 }
 
 func execResult(cmd *exec.Cmd, timedOut bool, waitErr error, stdout, stderr *capturedOutput, took time.Duration) *Result {

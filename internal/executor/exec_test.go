@@ -143,6 +143,8 @@ func TestProcessExecAuthorization(t *testing.T) {
 	legacy := policy.Obligations{ExecAllowlist: [][]string{{"echo", "hi"}, {}}}
 	both := policy.Obligations{ExecConstraints: constraints.ExecConstraints, ExecAllowlist: [][]string{{"true"}}}
 	empty := policy.Obligations{ExecConstraints: &policy.ExecMatch{}}
+	options := policy.Obligations{ExecConstraints: &policy.ExecMatch{ArgvPatterns: [][]string{{"echo", "-**"}, {"printf", "-*", "*"}}}}
+	legacyOpt := policy.Obligations{ExecAllowlist: [][]string{{"echo", "-n"}}}
 	tests := []struct {
 		name string
 		ob   policy.Obligations
@@ -150,12 +152,18 @@ func TestProcessExecAuthorization(t *testing.T) {
 		code string
 	}{
 		{"pattern **, none", constraints, []string{"echo", "status"}, ""},
-		{"pattern **, some", constraints, []string{"echo", "status", "-s", "x"}, ""},
+		{"pattern **, some", constraints, []string{"echo", "status", "x", "y"}, ""},
+		{"pattern ** takes no option", constraints, []string{"echo", "status", "x", "-n"}, CodeExecConstraintViolation},
+		{"pattern -** takes options", options, []string{"echo", "-n", "x", "--", "y"}, ""},
+		{"pattern -* takes one option", options, []string{"printf", "--", "x"}, ""},
+		{"pattern * takes no option", constraints, []string{"printf", "-v"}, CodeExecConstraintViolation},
 		{"pattern *", constraints, []string{"printf", "x"}, ""},
 		{"pattern * needs one token", constraints, []string{"printf"}, CodeExecConstraintViolation},
 		{"pattern * is one token", constraints, []string{"printf", "x", "y"}, CodeExecConstraintViolation},
 		{"no pattern", constraints, []string{"true"}, CodeExecConstraintViolation},
 		{"legacy prefix", legacy, []string{"echo", "hi", "there"}, ""},
+		{"legacy prefix takes no option after it", legacy, []string{"echo", "hi", "-e", "x"}, CodeExecNotAllowlisted},
+		{"legacy prefix may name an option", legacyOpt, []string{"echo", "-n", "x"}, ""},
 		{"legacy other", legacy, []string{"echo", "bye"}, CodeExecNotAllowlisted},
 		{"constraints win over allowlist", both, []string{"true"}, CodeExecConstraintViolation},
 		{"empty constraints allow nothing", empty, []string{"true"}, CodeExecConstraintViolation},

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -62,10 +63,23 @@ type Config struct {
 	// copy into a child, when the action's env_allowlist_keys asks for them.
 	// Default: none.
 	EnvAllowlist []string
-	// SandboxProfile is what this host provides: "none", "local" or
-	// "container" (see docs/executors.md). "container" is refused unless the
-	// host shows the evidence. Default: "none".
+	// SandboxProfile is what this host provides: "none", "local",
+	// "landlock" or "container" (see docs/executors.md). "landlock" and
+	// "container" confine each process.exec child with Landlock and are
+	// refused unless the launcher proves at start-up that the kernel
+	// enforces it; "container" also needs the container evidence.
+	// Default: "none".
 	SandboxProfile string
+	// SandboxReadPaths are absolute paths a landlock-confined child may
+	// also read and execute, beyond the workspace and the system paths.
+	// Default: none.
+	SandboxReadPaths []string
+	// Launcher is the command that starts the landlock launcher, which
+	// confines itself and then execs the program; the executor appends its
+	// arguments. The nomos binary provides it as "/proc/self/exe
+	// sandbox-exec" (see LauncherCommand and RunLauncher). Default: none,
+	// and the landlock and container profiles are refused.
+	Launcher []string
 	// AllowedPrivateCIDRs lets net.http_request reach addresses in these
 	// prefixes although they are loopback, private, link-local or otherwise
 	// non-public. Default: none.
@@ -79,6 +93,10 @@ type Config struct {
 	// TLSClientConfig is the TLS client configuration for HTTPS, for
 	// example to trust a private CA. Default: the system roots.
 	TLSClientConfig *tls.Config
+	// Logger receives what clients are not told: the resolver, network,
+	// file system and sandbox details behind a failed action. Default:
+	// discard.
+	Logger *slog.Logger
 	// InsecureHTTP maps url:// to http:// instead of https://. It exists for
 	// loopback tests only and must never be set in production. Default: false.
 	InsecureHTTP bool
@@ -90,12 +108,15 @@ type Executor struct {
 	cfg     Config
 	root    string // absolute, symlinks resolved
 	profile sandboxProfile
-	broker  *credentials.Broker
-	red     *redact.Redactor
-	allowed []netip.Prefix
-	client  *http.Transport
-	runs    map[string]run
-	hooks   testHooks
+	// landlockABI is the Landlock rule set version the probe enforced.
+	landlockABI int
+	broker      *credentials.Broker
+	red         *redact.Redactor
+	allowed     []netip.Prefix
+	client      *http.Transport
+	runs        map[string]run
+	files       map[string]fileRun
+	hooks       testHooks
 }
 
 // testHooks let tests change the filesystem at the worst moment.
@@ -123,7 +144,7 @@ func newExecutor(cfg Config, broker *credentials.Broker, red *redact.Redactor, h
 		return nil, err
 	}
 	e := &Executor{cfg: cfg, broker: broker, hooks: hooks}
-	steps := []func() error{e.setRoot, e.setProfile, e.setAllowedNets, e.setEnvAllowlist, e.setRuns}
+	steps := []func() error{e.setRoot, e.setReadPaths, e.setProfile, e.setAllowedNets, e.setEnvAllowlist, e.setRuns}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return nil, err
@@ -148,6 +169,9 @@ func applyDefaults(cfg *Config) error {
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	return nil
 }
 
@@ -167,6 +191,17 @@ func (e *Executor) setRoot() error {
 		return fmt.Errorf("executor: workspace root %q is not a directory", abs)
 	}
 	e.root = abs
+	return nil
+}
+
+// setReadPaths refuses a sandbox read path that is relative, unclean or the
+// whole file system (which would undo the read confinement).
+func (e *Executor) setReadPaths() error {
+	for _, p := range e.cfg.SandboxReadPaths {
+		if !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/" {
+			return fmt.Errorf("executor: sandbox read path %q must be a clean absolute path other than /", p)
+		}
+	}
 	return nil
 }
 
@@ -213,24 +248,32 @@ func (e *Executor) setRedactor(red *redact.Redactor) error {
 // redacts and caps it.
 type run func(ctx context.Context, a *action.Action, d policy.Decision) (*Result, *Error)
 
-// Execute runs an action policy allowed. Every output in the Result, and the
+// fileRun is a run that opens workspace files: it opens the resolved paths
+// that were decided, and only those.
+type fileRun func(ctx context.Context, a *action.Action, ts []Target) (*Result, *Error)
+
+// Execute runs an action policy allowed. decided are the Targets policy
+// decided on; if the workspace resolves differently now, the action is
+// refused. Every output in the Result, and the
 // message of a returned *Error, is already redacted (built-in, operator and
 // per-rule patterns and brokered values) and capped (config caps, then
 // obligation caps). A refusal or failure is an *Error.
-func (e *Executor) Execute(ctx context.Context, a *action.Action, d policy.Decision) (*Result, error) {
+func (e *Executor) Execute(ctx context.Context, a *action.Action, d policy.Decision, decided []Target) (*Result, error) {
 	red, err := e.red.With(d.Obligations.Redact, nil)
 	if err != nil {
 		return nil, e.redactError(e.red, fail(CodeExecutionError, "redact obligation: %v", err))
 	}
-	res, xerr := e.dispatch(ctx, a, d)
+	res, xerr := e.dispatch(ctx, a, d, decided)
 	if xerr != nil {
-		return nil, e.redactError(red, xerr)
+		xerr = e.redactError(red, xerr)
+		e.logDetail(a, xerr)
+		return nil, xerr
 	}
 	return e.finish(res, red, d.Obligations), nil
 }
 
 // dispatch checks what holds for every action, then runs its executor.
-func (e *Executor) dispatch(ctx context.Context, a *action.Action, d policy.Decision) (*Result, *Error) {
+func (e *Executor) dispatch(ctx context.Context, a *action.Action, d policy.Decision, decided []Target) (*Result, *Error) {
 	if a == nil {
 		return nil, fail(CodeInvalidParams, "no action")
 	}
@@ -240,21 +283,31 @@ func (e *Executor) dispatch(ctx context.Context, a *action.Action, d policy.Deci
 	if err := e.checkSandbox(d.Obligations.SandboxMode); err != nil {
 		return nil, err
 	}
-	fn, ok := e.runs[a.ActionType]
-	if !ok {
+	fn, isRun := e.runs[a.ActionType]
+	ffn, isFile := e.files[a.ActionType]
+	if !isRun && !isFile {
 		return nil, fail(CodeUnsupportedAction, "no built-in executor for %q", a.ActionType)
 	}
 	if err := checkNormalized(a); err != nil {
 		return nil, err
 	}
+	ts, xerr := e.checkDecided(a, decided)
+	if xerr != nil {
+		return nil, xerr
+	}
+	if isFile {
+		return ffn(ctx, a, ts)
+	}
 	return fn(ctx, a, d)
 }
 
 func (e *Executor) setRuns() error {
+	e.files = map[string]fileRun{
+		action.TypeFSRead:         e.fsRead,
+		action.TypeFSWrite:        e.fsWrite,
+		action.TypeRepoApplyPatch: e.applyPatch,
+	}
 	e.runs = map[string]run{
-		action.TypeFSRead:          e.fsRead,
-		action.TypeFSWrite:         e.fsWrite,
-		action.TypeRepoApplyPatch:  e.applyPatch,
 		action.TypeProcessExec:     e.processExec,
 		action.TypeNetHTTPRequest:  e.httpRequest,
 		action.TypeSecretsCheckout: e.secretsCheckout,
@@ -275,17 +328,30 @@ func checkNormalized(a *action.Action) *Error {
 func (e *Executor) redactError(red *redact.Redactor, err *Error) *Error {
 	out := *err
 	out.Message = red.String(err.Message)
+	out.detail = red.String(err.detail)
 	return &out
+}
+
+// logDetail writes the host detail a client was not given to the server
+// log, with the ids that tie it to the audit events.
+func (e *Executor) logDetail(a *action.Action, xerr *Error) {
+	if xerr.detail == "" || a == nil {
+		return
+	}
+	e.cfg.Logger.Warn("executor: action failed", "trace_id", a.TraceID, "action_id", a.ActionID,
+		"action_type", a.ActionType, "code", xerr.Code, "detail", xerr.detail)
 }
 
 // Capabilities describes this executor for nomos_capabilities and doctor.
 func (e *Executor) Capabilities() map[string]any {
 	return map[string]any{
-		"action_types":          slices.Sorted(maps.Keys(e.runs)),
+		"action_types":          e.actionTypes(),
 		"workspace_root":        e.root,
 		"sandbox_profile":       e.profile.String(),
 		"sandbox_profiles":      e.profile.available(),
 		"sandbox_guarantees":    e.profile.guarantees(),
+		"landlock_abi":          e.landlockABI,
+		"sandbox_read_paths":    slices.Clone(e.cfg.SandboxReadPaths),
 		"max_output_bytes":      e.cfg.MaxOutputBytes,
 		"max_output_lines":      e.cfg.MaxOutputLines,
 		"exec_timeout_ms":       e.cfg.ExecTimeout.Milliseconds(),
@@ -295,6 +361,13 @@ func (e *Executor) Capabilities() map[string]any {
 		"credentials_enabled":   e.broker != nil,
 		"http_scheme":           e.httpScheme(),
 	}
+}
+
+func (e *Executor) actionTypes() []string {
+	types := slices.Collect(maps.Keys(e.runs))
+	types = append(types, slices.Collect(maps.Keys(e.files))...)
+	slices.Sort(types)
+	return types
 }
 
 func prefixStrings(ps []netip.Prefix) []string {

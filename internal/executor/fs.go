@@ -5,17 +5,17 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 // fsRead reads a workspace file, bounded: it reads a little past the output
-// cap so a secret at the cut is still whole when redaction runs.
-func (e *Executor) fsRead(_ context.Context, a *action.Action, _ policy.Decision) (*Result, *Error) {
+// cap so a secret at the cut is still whole when redaction runs. It opens
+// the resolved path that was decided.
+func (e *Executor) fsRead(_ context.Context, a *action.Action, ts []Target) (*Result, *Error) {
 	if xerr := decodeParams(a.Params); xerr != nil {
 		return nil, xerr
 	}
-	rel, xerr := e.checkedFilePath(a.Resource)
+	named, rel, xerr := e.decidedFilePath(a.Resource, ts)
 	if xerr != nil {
 		return nil, xerr
 	}
@@ -32,25 +32,31 @@ func (e *Executor) fsRead(_ context.Context, a *action.Action, _ policy.Decision
 		Output:    string(data),
 		Truncated: more,
 		Metadata: map[string]any{
-			"path":       rel,
-			"bytes_read": len(data),
-			"lines_read": bytes.Count(data, []byte("\n")),
+			"path":          named,
+			"resolved_path": rel,
+			"bytes_read":    len(data),
+			"lines_read":    bytes.Count(data, []byte("\n")),
 		},
 	}, nil
 }
 
-// checkedFilePath is the confined workspace path of a file resource.
-func (e *Executor) checkedFilePath(resource string) (string, *Error) {
-	rel, xerr := filePath(resource)
+// decidedFilePath is the workspace path a file resource names and the
+// confined, resolved path that was decided for it.
+func (e *Executor) decidedFilePath(resource string, ts []Target) (string, string, *Error) {
+	named, xerr := filePath(resource)
 	if xerr != nil {
-		return "", xerr
+		return "", "", xerr
 	}
-	return rel, e.confine(rel)
+	rel, xerr := resolvedOf(ts, named)
+	if xerr != nil {
+		return "", "", xerr
+	}
+	return named, rel, e.confine(rel)
 }
 
 // fsWrite replaces a workspace file atomically: the content goes to a
 // temporary file in the same directory, which is then renamed over it.
-func (e *Executor) fsWrite(_ context.Context, a *action.Action, _ policy.Decision) (*Result, *Error) {
+func (e *Executor) fsWrite(_ context.Context, a *action.Action, ts []Target) (*Result, *Error) {
 	var content string
 	if xerr := decodeParams(a.Params, field{name: "content", dst: &content, required: true}); xerr != nil {
 		return nil, xerr
@@ -58,7 +64,7 @@ func (e *Executor) fsWrite(_ context.Context, a *action.Action, _ policy.Decisio
 	if xerr := e.checkContent(content); xerr != nil {
 		return nil, xerr
 	}
-	rel, xerr := e.checkedFilePath(a.Resource)
+	_, rel, xerr := e.decidedFilePath(a.Resource, ts)
 	if xerr != nil {
 		return nil, xerr
 	}

@@ -29,6 +29,9 @@ func newTestExecutorWith(t *testing.T, cfg Config, broker *credentials.Broker, h
 	if cfg.WorkspaceRoot == "" {
 		cfg.WorkspaceRoot = t.TempDir()
 	}
+	if cfg.Launcher == nil {
+		cfg.Launcher = testLauncher
+	}
 	red, err := redact.New(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -65,9 +68,13 @@ func execute(t *testing.T, e *Executor, a *action.Action, ob policy.Obligations)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, err := e.Execute(ctx, a, allow(ob))
+	// Decide on the resolved paths as the service does, then execute.
+	ts, err := e.Targets(a)
 	if err == nil {
-		return res, nil
+		var res *Result
+		if res, err = e.Execute(ctx, a, allow(ob), ts); err == nil {
+			return res, nil
+		}
 	}
 	var xerr *Error
 	if !errors.As(err, &xerr) {

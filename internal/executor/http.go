@@ -138,7 +138,7 @@ func newHTTPRequest(ctx context.Context, p httpParams, target *url.URL) (*http.R
 	}
 	req, err := http.NewRequestWithContext(ctx, p.method, target.String(), body)
 	if err != nil {
-		return nil, fail(CodeInvalidParams, "request: %v", err)
+		return nil, fail(CodeInvalidParams, "request: %v", &hostError{reason: "invalid request", err: err})
 	}
 	for _, name := range slices.Sorted(maps.Keys(p.headers)) {
 		req.Header.Set(name, p.headers[name])
@@ -232,7 +232,10 @@ func isTimeout(err error) bool {
 }
 
 // httpError maps a failed request to an executor error without echoing the
-// URL, which after a refused redirect names a host policy never allowed.
+// URL, which after a refused redirect names a host policy never allowed, and
+// without what the resolver, network or TLS stack said (resolver and
+// internal addresses, certificate names): the client gets a stable reason,
+// the server log the detail.
 func httpError(ctx context.Context, err error) *Error {
 	var re *redirectError
 	switch {
@@ -247,5 +250,5 @@ func httpError(ctx context.Context, err error) *Error {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return fail(CodeExecutionError, "http request failed: %v", err)
+	return fail(CodeExecutionError, "http request failed: %v", &hostError{err: err})
 }

@@ -110,7 +110,7 @@ func (e *Executor) dialGuarded(ctx context.Context, network, address string) (ne
 		}
 		lastErr = err
 	}
-	return nil, lastErr
+	return nil, &hostError{err: lastErr}
 }
 
 func (e *Executor) lookup(ctx context.Context, host string) ([]netip.Addr, error) {
@@ -119,7 +119,7 @@ func (e *Executor) lookup(ctx context.Context, host string) ([]netip.Addr, error
 	}
 	addrs, err := e.cfg.Resolver.LookupIPAddr(ctx, host)
 	if err != nil {
-		return nil, fmt.Errorf("resolve host: %w", err)
+		return nil, &hostError{reason: "host lookup failed", err: fmt.Errorf("resolve host: %w", err)}
 	}
 	ips := make([]netip.Addr, 0, len(addrs))
 	for _, a := range addrs {
@@ -128,7 +128,7 @@ func (e *Executor) lookup(ctx context.Context, host string) ([]netip.Addr, error
 		}
 	}
 	if len(ips) == 0 {
-		return nil, errors.New("resolve host: no addresses")
+		return nil, &hostError{reason: "host lookup failed", err: errors.New("resolve host: no addresses")}
 	}
 	return ips, nil
 }

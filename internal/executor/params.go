@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
+
 	"maps"
 	"slices"
+
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 // field is one accepted params key and where its value goes.
@@ -63,37 +65,19 @@ func decodeField(values map[string]json.RawMessage, f field) *Error {
 	return nil
 }
 
-// objectMembers splits a JSON object into its members, refusing repeats.
-// Empty params count as an empty object.
+// objectMembers splits a JSON object into its members, refusing repeated
+// and case-variant keys at any depth (action.CheckStrictJSON). Empty params
+// count as an empty object.
 func objectMembers(raw json.RawMessage) (map[string]json.RawMessage, error) {
 	out := map[string]json.RawMessage{}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return out, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, fmt.Errorf("must be a json object")
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, _ := tok.(string)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		if _, dup := out[key]; dup {
-			return nil, fmt.Errorf("repeated key %q", key)
-		}
-		out[key] = v
-	}
-	if _, err := dec.Token(); err != nil {
+	if err := action.CheckStrictJSON(raw); err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("trailing data after the object")
+	if err := json.Unmarshal(raw, &out); err != nil || out == nil {
+		return nil, fmt.Errorf("must be a json object")
 	}
 	return out, nil
 }

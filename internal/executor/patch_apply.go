@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
@@ -16,7 +15,8 @@ const WorkspaceRepo = "repo://local/workspace"
 
 // applyPatch applies a unified diff, or replaces one whole file, atomically
 // across every file it touches.
-func (e *Executor) applyPatch(_ context.Context, a *action.Action, _ policy.Decision) (*Result, *Error) {
+// Every file is written at the resolved path that was decided for it.
+func (e *Executor) applyPatch(_ context.Context, a *action.Action, ts []Target) (*Result, *Error) {
 	var patch, path, content *string
 	xerr := decodeParams(a.Params,
 		field{name: "patch", dst: &patch}, field{name: "path", dst: &path}, field{name: "content", dst: &content})
@@ -29,6 +29,11 @@ func (e *Executor) applyPatch(_ context.Context, a *action.Action, _ policy.Deci
 	fcs, xerr := e.patchChanges(patch, path, content)
 	if xerr != nil {
 		return nil, xerr
+	}
+	for i := range fcs {
+		if fcs[i].rel, xerr = resolvedOf(ts, fcs[i].rel); xerr != nil {
+			return nil, xerr
+		}
 	}
 	changes, xerr := e.applyChanges(fcs)
 	if xerr != nil {

@@ -16,7 +16,7 @@ import (
 // effect, whatever the action.
 func TestSandboxRequiredBeforeSideEffects(t *testing.T) {
 	e := newTestExecutor(t, Config{})
-	for _, mode := range []string{"local", "container", "vm"} {
+	for _, mode := range []string{"local", "landlock", "container", "vm"} {
 		ob := policy.Obligations{SandboxMode: mode}
 		_, xerr := execute(t, e, newAction(t, "fs.write", "file://workspace/w.txt", map[string]any{"content": "x"}), ob)
 		wantError(t, xerr, CodeSandboxRequired)
@@ -82,12 +82,12 @@ func TestDispatchRefusals(t *testing.T) {
 	e := newTestExecutor(t, Config{})
 	a := newAction(t, "fs.read", "file://workspace/x", map[string]any{})
 	for _, d := range []string{policy.Deny, policy.RequireApproval, ""} {
-		_, err := e.Execute(context.Background(), a, policy.Decision{Decision: d})
+		_, err := e.Execute(context.Background(), a, policy.Decision{Decision: d}, nil)
 		var xerr *Error
 		errors.As(err, &xerr)
 		wantError(t, xerr, CodeNotAllowed)
 	}
-	_, err := e.Execute(context.Background(), nil, allow(noObligations))
+	_, err := e.Execute(context.Background(), nil, allow(noObligations), nil)
 	if err == nil {
 		t.Error("nil action accepted")
 	}
@@ -133,6 +133,38 @@ func TestNewValidatesConfig(t *testing.T) {
 		writeFile(t, root, "f", "")
 		if _, err := New(cfg, nil, nil); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// The landlock profile is granted only when the launcher proves that the
+// kernel enforces Landlock; otherwise the config is refused, never served
+// with a weaker profile. The container profile includes it.
+func TestLandlockProfileRefusedWhereUnavailable(t *testing.T) {
+	for _, launcher := range [][]string{{}, {"false"}, {"/nonexistent/nomos", LauncherCommand}, {"echo", "9"}} {
+		for _, profile := range []string{"landlock", "container"} {
+			_, err := newExecutor(Config{WorkspaceRoot: t.TempDir(), SandboxProfile: profile, Launcher: launcher}, nil, nil,
+				testHooks{probeContainer: func() error { return nil }})
+			if err == nil || !strings.Contains(err.Error(), "landlock") {
+				t.Errorf("%s with launcher %q: err = %v", profile, launcher, err)
+			}
+		}
+	}
+}
+
+func TestLandlockCapabilities(t *testing.T) {
+	e := landlockExecutor(t)
+	c := e.Capabilities()
+	if c["sandbox_profile"] != "landlock" || c["landlock_abi"] != e.landlockABI {
+		t.Errorf("capabilities %v", c)
+	}
+	if got := strings.Join(c["sandbox_profiles"].([]string), ","); got != "none,local,landlock" {
+		t.Errorf("profiles %s", got)
+	}
+	g := strings.Join(c["sandbox_guarantees"].([]string), ",")
+	for _, want := range []string{"exec_landlock_fs", "exec_landlock_tcp", "exec_git_hardening", "exec_rlimits"} {
+		if !strings.Contains(g, want) {
+			t.Errorf("guarantees %s lack %s", g, want)
 		}
 	}
 }

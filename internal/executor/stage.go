@@ -44,7 +44,7 @@ func (e *Executor) prepare(root *os.Root, rel string, remove bool) (*change, *Er
 	if xerr := e.confine(rel); xerr != nil {
 		return nil, xerr
 	}
-	if xerr := c.openDir(root); xerr != nil {
+	if xerr := c.openDir(e, root); xerr != nil {
 		return nil, xerr
 	}
 	if xerr := e.loadOriginal(root, c); xerr != nil {
@@ -69,7 +69,7 @@ func (c *change) dirRel() string { return path.Dir(c.rel) }
 func (c *change) base() string   { return path.Base(c.rel) }
 
 // openDir opens (creating if needed) the parent directory through root.
-func (c *change) openDir(root *os.Root) *Error {
+func (c *change) openDir(e *Executor, root *os.Root) *Error {
 	if !c.remove {
 		created, xerr := mkdirs(root, c.dirRel())
 		c.createdDirs = created
@@ -88,7 +88,25 @@ func (c *change) openDir(root *os.Root) *Error {
 		c.abort(root)
 		return fsError("stat directory", c.dirRel(), err)
 	}
+	if xerr := c.checkDir(e); xerr != nil {
+		c.abort(root)
+		return xerr
+	}
 	return nil
+}
+
+// checkDir proves the directory handle is the one at the decided path,
+// which has no symlinks: a parent swapped after the decision fails closed.
+func (c *change) checkDir(e *Executor) *Error {
+	if c.dirRel() == "." {
+		return nil
+	}
+	f, err := c.dir.Open(".")
+	if err != nil {
+		return fsError("open directory", c.dirRel(), err)
+	}
+	defer f.Close()
+	return e.checkOpenedAt(f, c.dirRel())
 }
 
 // mkdirs creates the missing directories of dir, one at a time through

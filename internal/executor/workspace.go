@@ -138,8 +138,44 @@ func (e *Executor) checkOpened(f *os.File, rel string) *Error {
 	if !fi.Mode().IsRegular() {
 		return fail(CodeInvalidResource, "%s is not a regular file", rel)
 	}
-	if p, ok := openedPath(f); ok && !within(e.root, p) {
-		return fail(CodeSandboxViolation, "%s: opened file is outside the workspace", rel)
+	if xerr := e.checkOpenedAt(f, rel); xerr != nil {
+		return xerr
+	}
+	if n := linkCount(fi); n > 1 {
+		return fail(CodeSandboxViolation, "%s has %d hard links; policy cannot tell which name it was decided under", rel, n)
+	}
+	return nil
+}
+
+// checkOpenedAt proves that f is what sits at rel, a path whose symlinks
+// were resolved when policy decided: the kernel's name for the open file
+// must be exactly that path. A symlink or directory swapped in after the
+// decision makes the names differ, and the action fails closed.
+func (e *Executor) checkOpenedAt(f *os.File, rel string) *Error {
+	want := filepath.Join(e.root, filepath.FromSlash(rel))
+	p, ok := openedPath(f)
+	if !ok {
+		return sameFileAt(f, want, rel)
+	}
+	if p != want {
+		if !within(e.root, p) {
+			return fail(CodeSandboxViolation, "%s: opened file is outside the workspace", rel)
+		}
+		return fail(CodeSandboxViolation, "%s: opened file is not the path policy decided on", rel)
+	}
+	return nil
+}
+
+// sameFileAt is the check without the kernel's name of the file: what is
+// at path now, its last component not followed, must be the open file.
+func sameFileAt(f *os.File, path, rel string) *Error {
+	got, err := f.Stat()
+	if err != nil {
+		return fsError("stat", rel, err)
+	}
+	now, err := os.Lstat(path)
+	if err != nil || !os.SameFile(got, now) {
+		return fail(CodeSandboxViolation, "%s: opened file is not the path policy decided on", rel)
 	}
 	return nil
 }

@@ -13,10 +13,17 @@ import (
 
 const body = `{"action_type":"fs.read","resource":"file://workspace/README.md"}`
 
+// legacyConfig accepts legacy body signatures, which the tests below cover.
+func legacyConfig() Config {
+	cfg := baseConfig()
+	cfg.LegacyBodySignatures = true
+	return cfg
+}
+
 func signedHeader(secret, ts string, b []byte) http.Header {
 	h := bearer("key-alice-0123456789")
 	h.Set(HeaderAgentID, "agent-1")
-	h.Set(HeaderAgentSignature, Sign(secret, ts, b))
+	h.Set(HeaderAgentSignature, SignLegacyBody(secret, ts, b))
 	if ts != "" {
 		h.Set(HeaderTimestamp, ts)
 	}
@@ -25,18 +32,18 @@ func signedHeader(secret, ts string, b []byte) http.Header {
 
 func unix(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
 
-func TestSignKnownVector(t *testing.T) {
+func TestSignLegacyKnownVector(t *testing.T) {
 	// printf '%s' 'hello' | openssl dgst -sha256 -hmac 'key'
-	if got := Sign("key", "", []byte("hello")); got != "9307b3b915efb5171ff14d8cb55fbcc798c6c0ef1456d66ded1a6aa723a58b7b" {
+	if got := SignLegacyBody("key", "", []byte("hello")); got != "9307b3b915efb5171ff14d8cb55fbcc798c6c0ef1456d66ded1a6aa723a58b7b" {
 		t.Fatalf("Sign = %s", got)
 	}
 	// printf '%s.%s' 1700000000 'hello' | openssl dgst -sha256 -hmac 'key'
-	if got := Sign("key", "1700000000", []byte("hello")); got != "4d583a269f4f276a3fa80ff31b5a01879a848096983222a17893d198418939aa" {
+	if got := SignLegacyBody("key", "1700000000", []byte("hello")); got != "4d583a269f4f276a3fa80ff31b5a01879a848096983222a17893d198418939aa" {
 		t.Fatalf("timestamped Sign = %s", got)
 	}
 }
 
-func TestAgent(t *testing.T) {
+func TestAgentLegacy(t *testing.T) {
 	b := []byte(body)
 	now := unix(t0)
 	tests := []struct {
@@ -87,7 +94,7 @@ func TestAgent(t *testing.T) {
 			return hdr("Authorization", "Bearer key-alice-0123456789", HeaderAgentID, "agent-1")
 		}, wantErr: "missing agent signature"},
 		{name: "signature without id", header: func() http.Header {
-			return hdr("Authorization", "Bearer key-alice-0123456789", HeaderAgentSignature, Sign("s3cret", "", b))
+			return hdr("Authorization", "Bearer key-alice-0123456789", HeaderAgentSignature, SignLegacyBody("s3cret", "", b))
 		}, wantErr: "missing agent id"},
 		{name: "duplicate agent id", header: func() http.Header {
 			h := signedHeader("s3cret", "", b)
@@ -125,7 +132,7 @@ func TestAgent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := baseConfig()
+			cfg := legacyConfig()
 			cfg.RequireAgent = tt.requireAg
 			cfg.RequireTimestamp = tt.requireTS
 			a := mustNew(t, cfg)
@@ -140,7 +147,7 @@ func TestAgent(t *testing.T) {
 }
 
 func TestAuthenticatePrincipalIgnoresAgent(t *testing.T) {
-	cfg := baseConfig()
+	cfg := legacyConfig()
 	cfg.RequireAgent = true
 	a := mustNew(t, cfg)
 	h := signedHeader("wrong", "", []byte(body))
@@ -149,7 +156,7 @@ func TestAuthenticatePrincipalIgnoresAgent(t *testing.T) {
 }
 
 func TestPrincipalFailureComesFirst(t *testing.T) {
-	a := mustNew(t, baseConfig())
+	a := mustNew(t, legacyConfig())
 	h := signedHeader("s3cret", unix(t0), []byte(body))
 	h.Set("Authorization", "Bearer nope")
 	_, err := a.Authenticate(context.Background(), Input{Header: h, Body: []byte(body)})
@@ -162,7 +169,7 @@ func TestPrincipalFailureComesFirst(t *testing.T) {
 
 func TestReplay(t *testing.T) {
 	clock := newTestClock()
-	cfg := baseConfig()
+	cfg := legacyConfig()
 	cfg.Clock = clock.Now
 	cfg.MaxClockSkew = time.Minute
 	a := mustNew(t, cfg)
@@ -195,7 +202,7 @@ func TestReplay(t *testing.T) {
 }
 
 func TestUntimestampedSignaturesAreNotCached(t *testing.T) {
-	a := mustNew(t, baseConfig())
+	a := mustNew(t, legacyConfig())
 	b := []byte(body)
 	for range 2 {
 		if _, err := a.Authenticate(context.Background(), Input{Header: signedHeader("s3cret", "", b), Body: b}); err != nil {
@@ -205,7 +212,7 @@ func TestUntimestampedSignaturesAreNotCached(t *testing.T) {
 }
 
 func TestReplayUnderConcurrency(t *testing.T) {
-	a := mustNew(t, baseConfig())
+	a := mustNew(t, legacyConfig())
 	b := []byte(body)
 	h := signedHeader("s3cret", unix(t0), b)
 	var ok atomic.Int32
@@ -224,22 +231,58 @@ func TestReplayUnderConcurrency(t *testing.T) {
 }
 
 func TestReplayCacheExpiry(t *testing.T) {
-	r, err := newReplayCache(2, time.Minute)
+	r, err := newReplayCache(2, 60)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.seen("a", t0) {
-		t.Fatal("fresh key seen")
+	now := t0.Unix()
+	if err := r.admit("a", now, now); err != nil {
+		t.Fatalf("fresh key: %v", err)
 	}
-	if !r.seen("a", t0.Add(59*time.Second)) {
-		t.Fatal("key not remembered within ttl")
+	if err := r.admit("a", now, now+60); err == nil || !strings.Contains(err.Error(), "replayed") {
+		t.Fatalf("key not remembered within the window: %v", err)
 	}
-	if r.seen("a", t0.Add(time.Minute)) {
-		t.Fatal("expired key still remembered")
+	if err := r.admit("a", now+61, now+61); err != nil {
+		t.Fatalf("expired key still remembered: %v", err)
 	}
-	r.seen("b", t0)
-	r.seen("c", t0)
+	if r.cache.Len() != 1 {
+		t.Fatalf("cache holds %d entries", r.cache.Len())
+	}
+}
+
+// TestReplayCacheFullFailsClosed: when the bound forces out an entry that
+// could still be replayed, signatures as old as it are refused instead of
+// being accepted a second time.
+func TestReplayCacheFullFailsClosed(t *testing.T) {
+	r, err := newReplayCache(2, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Unix()
+	for _, k := range []string{"a", "b", "c"} { // "a" is evicted, unexpired
+		if err := r.admit(k, now, now); err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+	}
 	if r.cache.Len() != 2 {
 		t.Fatalf("cache holds %d entries, bound is 2", r.cache.Len())
+	}
+	if err := r.admit("a", now, now+1); err == nil || !strings.Contains(err.Error(), "replay cache full") {
+		t.Fatalf("evicted key replayed: %v", err)
+	}
+	if err := r.admit("d", now+1, now+1); err != nil {
+		t.Fatalf("a newer timestamp must pass: %v", err)
+	}
+	// Evicting expired entries does not raise the floor.
+	r2, _ := newReplayCache(1, 60)
+	_ = r2.admit("old", now-100, now-100)
+	if err := r2.admit("new", now-50, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.admit("newer", now-40, now); err != nil { // evicts "new", unexpired
+		t.Fatal(err)
+	}
+	if err := r2.admit("other", now-50, now); err == nil {
+		t.Fatal("floor not raised by an unexpired eviction")
 	}
 }

@@ -31,15 +31,24 @@ type Config struct {
 	AgentSecrets []AgentSecret
 	// RequireAgent makes Authenticate fail without an authenticated agent.
 	RequireAgent bool
-	// RequireTimestamp makes X-Nomos-Timestamp mandatory on signed agent
-	// requests, which turns replay protection on for every agent.
+	// LegacyBodySignatures accepts the legacy agent signature over the body
+	// alone (or "<timestamp>.<body>"), which binds neither method, path nor
+	// principal. Off: only v2 signatures are accepted.
+	LegacyBodySignatures bool
+	// RequireTimestamp makes X-Nomos-Timestamp mandatory on legacy body
+	// signatures (v2 signatures always carry one).
 	RequireTimestamp bool
 	// MaxClockSkew bounds the distance between X-Nomos-Timestamp and the
 	// server clock. Default: 5m.
 	MaxClockSkew time.Duration
-	// ReplayCacheSize bounds the number of remembered agent signatures.
-	// Default: 10000.
+	// ReplayCacheSize bounds the number of remembered agent signatures
+	// (nonces). Default: 10000.
 	ReplayCacheSize int
+	// ReplayStore, when set, is used instead of a new ReplayCache built
+	// from ReplayCacheSize and MaxClockSkew: the caller shares one across
+	// Authenticators so that rebuilding one forgets no nonce, or across
+	// replicas. Not part of the JSON form, which keys the reload pool.
+	ReplayStore ReplayStore `json:"-"`
 	// JWT enables JWT bearer tokens when non-nil.
 	JWT *JWTConfig
 	// MTLS enables principals from verified client certificates when non-nil.
@@ -53,8 +62,9 @@ type Config struct {
 	// AnonymousAgent is the agent given to an anonymous request that
 	// presents no agent credential. Off when empty.
 	AnonymousAgent string
-	// Clock returns the current time. Default: time.Now.
-	Clock func() time.Time
+	// Clock returns the current time. Default: time.Now. Not part of the
+	// JSON form, which keys the reload pool.
+	Clock func() time.Time `json:"-"`
 }
 
 // APIKey maps one bearer API key to a principal.
@@ -83,6 +93,7 @@ func New(cfg Config) (*Authenticator, error) {
 	a := &Authenticator{
 		requireAgent: cfg.RequireAgent,
 		requireTS:    cfg.RequireTimestamp,
+		legacy:       cfg.LegacyBodySignatures,
 		clock:        cfg.Clock,
 	}
 	if a.clock == nil {
@@ -145,12 +156,12 @@ func (a *Authenticator) setReplay(cfg Config) error {
 	if a.skew == 0 {
 		a.skew = DefaultMaxClockSkew
 	}
-	size := cfg.ReplayCacheSize
-	if size == 0 {
-		size = DefaultReplayCacheSize
+	if cfg.ReplayStore != nil {
+		a.replay = cfg.ReplayStore
+		return nil
 	}
-	var err error
-	a.replay, err = newReplayCache(size, 2*a.skew)
+	rc, err := NewReplayCache(cfg.ReplayCacheSize, a.skew)
+	a.replay = rc
 	return err
 }
 
@@ -189,7 +200,7 @@ func (a *Authenticator) setTrustedHeaders(cfg Config) error {
 
 func reservedHeader(h string) bool {
 	switch h {
-	case "Authorization", HeaderAgentID, HeaderAgentSignature, HeaderTimestamp:
+	case "Authorization", HeaderAgentID, HeaderAgentSignature, HeaderTimestamp, HeaderNonce:
 		return true
 	}
 	return false

@@ -3,6 +3,7 @@ package identity
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNewRejectsBadConfig(t *testing.T) {
@@ -70,8 +71,8 @@ func TestNewErrorsNeverEchoSecrets(t *testing.T) {
 
 func TestNewDefaults(t *testing.T) {
 	a := mustNew(t, Config{JWT: &JWTConfig{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "https://idp.example/jwks"}})
-	if a.skew != DefaultMaxClockSkew || a.replay.ttl != 2*DefaultMaxClockSkew {
-		t.Fatalf("skew %v ttl %v", a.skew, a.replay.ttl)
+	if a.skew != DefaultMaxClockSkew || a.replay.(*ReplayCache).skew != int64(DefaultMaxClockSkew/time.Second) {
+		t.Fatalf("skew %v replay %+v", a.skew, a.replay)
 	}
 	if a.jwt.claim != "sub" || a.jwt.jwks.refresh != DefaultJWKSRefresh || a.jwt.jwks.client == nil {
 		t.Fatalf("jwt defaults not applied: %+v", a.jwt)

@@ -28,6 +28,7 @@ const (
 	HeaderAgentID        = "X-Nomos-Agent-Id"
 	HeaderAgentSignature = "X-Nomos-Agent-Signature"
 	HeaderTimestamp      = "X-Nomos-Timestamp"
+	HeaderNonce          = "X-Nomos-Nonce"
 )
 
 // Input is what the authenticator sees of one request.
@@ -36,6 +37,11 @@ type Input struct {
 	Header http.Header
 	// Body is the exact raw request body the agent signature covers.
 	Body []byte
+	// Method is the HTTP method the client sent; a v2 signature covers it.
+	Method string
+	// Target is the request target exactly as the client sent it (path and
+	// query), before any rewrite; a v2 signature covers it.
+	Target string
 	// TLS is the connection state, nil for plain HTTP.
 	TLS *tls.ConnectionState
 	// UpstreamPrincipal is the user id an earlier Caddy authentication
@@ -63,8 +69,9 @@ type Authenticator struct {
 	agents         map[string][]byte
 	requireAgent   bool
 	requireTS      bool
+	legacy         bool
 	skew           time.Duration
-	replay         *replayCache
+	replay         ReplayStore
 	jwt            *jwtVerifier
 	mtls           *MTLSConfig
 	trustedHeaders *TrustedHeaderConfig
@@ -82,7 +89,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, in Input) (Result, err
 	if err != nil {
 		return Result{}, err
 	}
-	agent, err := a.agent(in, res.Method == MethodAnonymous)
+	agent, err := a.agent(ctx, in, res.Principal, res.Method == MethodAnonymous)
 	if err != nil {
 		return Result{}, err
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 const (
@@ -118,6 +120,9 @@ func (c *jwksCache) fetch(ctx context.Context) ([]verifyKey, error) {
 func parseJWKS(body []byte) ([]verifyKey, error) {
 	var doc struct {
 		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := action.CheckStrictJSON(body); err != nil {
+		return nil, fmt.Errorf("jwks: decode: %w", err)
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, fmt.Errorf("jwks: decode: %w", err)

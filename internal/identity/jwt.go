@@ -15,6 +15,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 // jwtLeeway tolerates small clock differences on exp, nbf and iat.
@@ -38,7 +40,7 @@ type JWTConfig struct {
 	// JWKSRefresh is the period of the background refresh. Default: 15m.
 	JWKSRefresh time.Duration
 	// HTTPClient fetches the JWKS. Default: a client with a 10s timeout.
-	HTTPClient *http.Client
+	HTTPClient *http.Client `json:"-"`
 }
 
 // jwtVerifier checks JWT bearer tokens.
@@ -135,11 +137,17 @@ func peekHeader(token string) (alg, kid string, err error) {
 		return "", "", principalError("invalid bearer token")
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(head)
+	if err != nil {
+		return "", "", principalError("invalid bearer token")
+	}
+	if err := action.CheckStrictJSON(raw); err != nil {
+		return "", "", strictJWTError(err)
+	}
 	var h struct {
 		Alg string `json:"alg"`
 		Kid string `json:"kid"`
 	}
-	if err != nil || json.Unmarshal(raw, &h) != nil {
+	if json.Unmarshal(raw, &h) != nil {
 		return "", "", principalError("invalid bearer token")
 	}
 	if !slices.Contains(allowedAlgs(), jose.SignatureAlgorithm(h.Alg)) {
@@ -196,8 +204,23 @@ func (v *jwtVerifier) candidates(alg, kid string) []verifyKey {
 	return out
 }
 
+// strictJWTError explains a header or payload that fails
+// action.CheckStrictJSON. Duplicate keys get their own reason: with two
+// "sub" claims, one reader takes the first and another the last.
+func strictJWTError(err error) error {
+	if errors.Is(err, action.ErrDuplicateKey) {
+		return principalError("jwt has duplicate keys")
+	}
+	return principalError("invalid bearer token")
+}
+
 // principalFrom validates the registered claims and reads the principal.
+// The payload is checked strictly first: the claims struct matches keys
+// case-insensitively while the principal claim is read exactly.
 func (v *jwtVerifier) principalFrom(payload []byte) (string, error) {
+	if err := action.CheckStrictJSON(payload); err != nil {
+		return "", strictJWTError(err)
+	}
 	var claims jwt.Claims
 	var all map[string]any
 	if json.Unmarshal(payload, &claims) != nil || json.Unmarshal(payload, &all) != nil {

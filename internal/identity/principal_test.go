@@ -172,12 +172,12 @@ func TestAnonymousAgent(t *testing.T) {
 	}{
 		{name: "no credentials at all", header: http.Header{}, want: Result{Principal: "anon", Agent: "anon-agent", Method: MethodAnonymous}},
 		{name: "anonymous principal with signed agent", header: func() http.Header {
-			h := signedHeader("s3cret", "", b)
+			h := v2Header("s3cret", v2Req("anon", "n-anon-0123456789"))
 			h.Del("Authorization")
 			return h
 		}(), want: Result{Principal: "anon", Agent: "agent-1", Method: MethodAnonymous}},
 		{name: "anonymous principal with bad agent signature", header: func() http.Header {
-			h := signedHeader("wrong", "", b)
+			h := v2Header("wrong", v2Req("anon", "n-anon-0123456789"))
 			h.Del("Authorization")
 			return h
 		}(), wantErr: "invalid agent signature"},
@@ -189,7 +189,7 @@ func TestAnonymousAgent(t *testing.T) {
 			cfg.RequireAgent = true
 			cfg.Anonymous, cfg.AnonymousAgent = "anon", "anon-agent"
 			a := mustNew(t, cfg)
-			got, err := a.Authenticate(context.Background(), Input{Header: tt.header, Body: b})
+			got, err := a.Authenticate(context.Background(), Input{Header: tt.header, Body: b, Method: "POST", Target: "/action"})
 			checkResult(t, got, err, tt.want, tt.wantErr)
 		})
 	}

@@ -1,39 +1,114 @@
 package identity
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
-// replayCache remembers authentic agent signatures until they expire. It is
-// a plain LRU with expiry checked on read (no janitor goroutine), bounded so
-// a flood cannot exhaust memory; when full it forgets the least recently
-// seen signature first.
-type replayCache struct {
-	mu    sync.Mutex // makes check-and-add atomic
-	cache *lru.Cache[string, time.Time]
-	ttl   time.Duration
+// ReplayStore records the signatures an Authenticator accepted, so that
+// none is accepted twice. *ReplayCache is the in-process store; a store
+// shared by replicas (Redis) implements the same interface.
+type ReplayStore interface {
+	// Admit records key for a signature timestamped ts, which the caller
+	// has checked to lie within the clock skew of now. It returns an error
+	// wrapping ErrReplayed when key is recorded and still replayable,
+	// ErrReplayWindow when the store can no longer tell (see ReplayCache),
+	// and any other error when it cannot answer; every error refuses the
+	// request.
+	Admit(ctx context.Context, key string, ts time.Time, now time.Time) error
 }
 
-func newReplayCache(size int, ttl time.Duration) (*replayCache, error) {
-	c, err := lru.New[string, time.Time](size)
+// Replay outcomes of ReplayStore.Admit.
+var (
+	ErrReplayed     = errors.New("replayed signature")
+	ErrReplayWindow = errors.New("replay cache full: retry with a fresh timestamp")
+)
+
+// replayError turns a ReplayStore refusal into the agent failure a client
+// sees. A store that cannot answer fails closed with a generic reason.
+func replayError(err error) error {
+	switch {
+	case errors.Is(err, ErrReplayed):
+		return agentError(ErrReplayed.Error())
+	case errors.Is(err, ErrReplayWindow):
+		return agentError(ErrReplayWindow.Error())
+	}
+	return agentError("replay check unavailable")
+}
+
+// ReplayCache remembers authentic agent signatures (v2: agent and nonce;
+// legacy: the MAC) for as long as their timestamp is inside the clock skew
+// window. It is bounded: when full it forgets the least recently seen entry,
+// and if that entry could still be replayed it raises a floor, so every
+// signature timestamped at or before the forgotten one is refused from then
+// on. Eviction therefore shrinks the accepted window instead of opening a
+// replay hole. Expiry is checked on read; there is no janitor goroutine.
+type ReplayCache struct {
+	mu    sync.Mutex // makes check-and-add atomic; guards the fields below
+	cache *simplelru.LRU[string, int64]
+	skew  int64 // seconds
+	floor int64 // signatures timestamped at or before it are refused
+	now   int64 // the time of the admit in progress, for onEvict
+}
+
+// NewReplayCache returns an empty cache for size nonces (0 means
+// DefaultReplayCacheSize) whose entries last as long as a timestamp stays
+// within skew (0 means DefaultMaxClockSkew). Config.ReplayCache shares one
+// across Authenticators, so a config reload does not forget used nonces.
+func NewReplayCache(size int, skew time.Duration) (*ReplayCache, error) {
+	switch {
+	case size < 0:
+		return nil, errors.New("replay cache size must not be negative")
+	case skew < 0:
+		return nil, errors.New("max clock skew must not be negative")
+	case size == 0:
+		size = DefaultReplayCacheSize
+	}
+	if skew == 0 {
+		skew = DefaultMaxClockSkew
+	}
+	return newReplayCache(size, int64((skew+time.Second-1)/time.Second))
+}
+
+func newReplayCache(size int, skewSeconds int64) (*ReplayCache, error) {
+	r := &ReplayCache{skew: skewSeconds, floor: -1 << 62}
+	c, err := simplelru.NewLRU[string, int64](size, r.onEvict)
 	if err != nil {
 		return nil, fmt.Errorf("replay cache: %w", err)
 	}
-	return &replayCache{cache: c, ttl: ttl}, nil
+	r.cache = c
+	return r, nil
 }
 
-// seen reports whether key was recorded and is unexpired at now; otherwise
-// it records key until now+ttl.
-func (r *replayCache) seen(key string, now time.Time) bool {
+// Admit implements ReplayStore. An entry lasts while its timestamp is
+// within the skew; a key seen again after that is recorded anew.
+func (r *ReplayCache) Admit(_ context.Context, key string, ts, now time.Time) error {
+	return r.admit(key, ts.Unix(), now.Unix())
+}
+
+func (r *ReplayCache) admit(key string, ts, now int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if expires, ok := r.cache.Peek(key); ok && now.Before(expires) {
-		return true
+	if ts <= r.floor {
+		return ErrReplayWindow
 	}
-	r.cache.Add(key, now.Add(r.ttl))
-	return false
+	if prev, ok := r.cache.Peek(key); ok && now <= prev+r.skew {
+		return ErrReplayed
+	}
+	r.now = now
+	r.cache.Add(key, ts)
+	return nil
+}
+
+// onEvict runs inside Add, under r.mu. An evicted entry that could still
+// be accepted raises the floor to its timestamp.
+func (r *ReplayCache) onEvict(_ string, ts int64) {
+	if r.now <= ts+r.skew && ts > r.floor {
+		r.floor = ts
+	}
 }

@@ -123,12 +123,13 @@ func (s *Server) toolDefs() []mcpgo.Tool {
 }
 
 // decodeArgs strictly decodes tool arguments: an object without duplicate
-// keys, only the allowed keys, and approval_id split off.
+// or case-variant keys (action.CheckStrictJSON), only the allowed keys, and
+// approval_id split off.
 func decodeArgs(raw json.RawMessage, allowed ...string) (map[string]json.RawMessage, string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		raw = json.RawMessage("{}")
 	}
-	if _, err := action.Canonicalize(raw); err != nil {
+	if err := action.CheckStrictJSON(raw); err != nil {
 		return nil, "", fmt.Errorf("arguments: %w", err)
 	}
 	var args map[string]json.RawMessage

@@ -180,6 +180,12 @@ func (s *Server) handleLine(ctx context.Context, line []byte, wg *sync.WaitGroup
 		s.out.write(errorMessage(nil, codeParseError, "invalid JSON-RPC message"))
 		return
 	}
+	// A message with duplicate or case-variant keys could read differently
+	// here and in the gateway or upstream it is forwarded to, as in nomos_mcp.
+	if err := action.CheckStrictJSON(line); err != nil {
+		s.out.write(errorMessage(m.ID, codeInvalidRequest, "invalid JSON-RPC message: "+err.Error()))
+		return
+	}
 	switch {
 	case m.isRequest() && m.Method == "initialize":
 		s.initialize(ctx, &m, line)

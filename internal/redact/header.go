@@ -1,8 +1,10 @@
 package redact
 
 import (
+	"bytes"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 )
 
 // credentialNames are normalized names (lowercase, without "-" and "_") of
@@ -22,16 +24,40 @@ var credentialSuffixes = []string{"token", "apikey", "secret", "password", "auth
 // IsCredentialName reports whether a header name or JSON key names a
 // credential, so that its whole value must be masked.
 func IsCredentialName(name string) bool {
-	n := strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(name))
-	if credentialNames[n] {
+	// Normalized into a stack buffer: this runs for every key of every
+	// audit event, so it must not allocate.
+	var stack [64]byte
+	n := normalizeName(stack[:0], name)
+	if credentialNames[string(n)] {
 		return true
 	}
 	for _, suffix := range credentialSuffixes {
-		if strings.HasSuffix(n, suffix) {
+		if bytes.HasSuffix(n, []byte(suffix)) {
 			return true
 		}
 	}
 	return false
+}
+
+// normalizeName appends name lowercased, without "-" and "_".
+func normalizeName(dst []byte, name string) []byte {
+	for i := 0; i < len(name); i++ {
+		if name[i] >= utf8.RuneSelf {
+			name = strings.ToLower(name)
+			break
+		}
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '-' || c == '_':
+		case 'A' <= c && c <= 'Z':
+			dst = append(dst, c+'a'-'A')
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
 }
 
 // Header returns a redacted copy of h: every value of a credential header is

@@ -18,7 +18,14 @@ var errJSONDepth = errors.New("redact: json nested too deeply")
 // Mask; null and boolean values are kept. Key order is preserved and the
 // result is compact, valid JSON. Input that is not a single JSON value is
 // redacted as plain text instead, so it is never returned unredacted.
+//
+// A compact document with nothing to redact is returned as it is (b
+// itself), after one allocation-free pass; only then may an escape differ
+// from what the rewriter would write (\u003c stays \u003c).
 func (r *Redactor) JSON(b []byte) []byte {
+	if r.cleanJSON(b) {
+		return b
+	}
 	out, err := r.rewriteJSON(b)
 	if err != nil {
 		return r.Bytes(b)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Mask replaces every redacted value.
@@ -50,6 +51,16 @@ type Redactor struct {
 	exact    []string
 	replacer *strings.Replacer
 	cache    *patternCache
+	// scanners are reused by JSON's single-pass check; hints is built on
+	// first use.
+	scanners  sync.Pool
+	hintsOnce sync.Once
+	hints     *hintIndex
+}
+
+func (r *Redactor) hintIndex() *hintIndex {
+	r.hintsOnce.Do(func() { r.hints = buildHintIndex(r.rules) })
+	return r.hints
 }
 
 // New compiles the built-in rules followed by the operator's extra patterns
@@ -88,20 +99,26 @@ func (r *Redactor) With(patterns []string, exactSecrets []string) (*Redactor, er
 
 // String returns s with every secret masked.
 func (r *Redactor) String(s string) string {
+	return applyRules(s, r.rules, r.replacer)
+}
+
+// applyRules masks s with the given rules, in order, after the exact
+// secrets of replacer (if any).
+func applyRules(s string, rules []rule, replacer *strings.Replacer) string {
 	if s == "" {
 		return s
 	}
-	if r.replacer != nil {
-		s = r.replacer.Replace(s)
+	if replacer != nil {
+		s = replacer.Replace(s)
 	}
-	for i := 0; i < len(r.rules); {
-		n := lineLocalRun(r.rules[i:])
+	for i := 0; i < len(rules); {
+		n := lineLocalRun(rules[i:])
 		if n == 0 {
-			s = r.rules[i].applyIfHinted(s)
+			s = rules[i].applyIfHinted(s)
 			i++
 			continue
 		}
-		s = applyByLine(s, r.rules[i:i+n])
+		s = applyByLine(s, rules[i:i+n])
 		i += n
 	}
 	return s

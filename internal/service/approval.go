@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/approvals"
+	"github.com/caddy-nomos/nomos/internal/redact"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
@@ -26,14 +27,26 @@ type approvalInfo struct {
 	created bool
 }
 
-// scope returns the scope type and key an approval for a binds to. A patch
-// is always bound to its exact content: its resource names the whole
-// workspace, so a class scope would let one approval cover any patch.
-func scope(a *action.Action, d policy.Decision) (string, string) {
+// scope returns the scope type and key an approval for the run binds to. A
+// patch is always bound to its exact content: its resource names the whole
+// workspace, so a class scope would let one approval cover any patch. An
+// action whose paths resolve elsewhere is also bound to where they lead.
+func scope(r *run) (string, string) {
+	a, d := r.a, r.d
 	if d.Obligations.ApprovalScopeClass == scopeClassActionResource && a.ActionType != action.TypeRepoApplyPatch {
-		return approvals.ScopeClass, a.ActionType + "|" + a.Resource
+		key := a.ActionType + "|" + a.Resource
+		if len(r.resolved) > 0 {
+			key += "|" + boundFingerprint("", r.resolved)
+		}
+		return approvals.ScopeClass, key
 	}
-	return approvals.ScopeFingerprint, a.Fingerprint
+	return approvals.ScopeFingerprint, approvalFingerprint(r)
+}
+
+// approvalFingerprint is the fingerprint an approval for the run records:
+// the action's, bound to its resolved paths when they differ.
+func approvalFingerprint(r *run) string {
+	return boundFingerprint(r.a.Fingerprint, r.resolved)
 }
 
 // resolveApproval applies a presented approval or creates (or reuses) a
@@ -61,7 +74,7 @@ func (s *Service) resolveApproval(ctx context.Context, r *run) error {
 // decision is final (allowed, or denied by the reviewer).
 func (s *Service) useApproval(ctx context.Context, r *run, id string) (bool, error) {
 	st := s.cfg.Approvals
-	scopeType, key := scope(r.a, r.d)
+	scopeType, key := scope(r)
 	rec, err := st.Use(ctx, id, key, r.a.Principal, r.a.Agent, r.a.Environment, s.cfg.Clock())
 	if err == nil {
 		r.d.Decision, r.d.ReasonCode = policy.Allow, ReasonAllowByApproval
@@ -89,11 +102,11 @@ func sameIdentity(rec approvals.Record, a *action.Action) bool {
 
 // pendingApproval creates or reuses the pending approval for this action.
 func (s *Service) pendingApproval(ctx context.Context, r *run) error {
-	scopeType, key := scope(r.a, r.d)
+	scopeType, key := scope(r)
 	req := approvals.Request{
-		Fingerprint: r.a.Fingerprint, ScopeType: scopeType, ScopeKey: key,
+		Fingerprint: approvalFingerprint(r), ScopeType: scopeType, ScopeKey: key,
 		TraceID: r.a.TraceID, ActionID: r.a.ActionID, ActionType: r.a.ActionType,
-		Resource: r.a.Resource, ParamsHash: r.a.ParamsHash,
+		Resource: r.a.Resource, ParamsHash: r.a.ParamsHash, ParamsPreview: s.paramsPreview(r.a),
 		Principal: r.a.Principal, Agent: r.a.Agent, Environment: r.a.Environment,
 		SingleUse: s.cfg.SingleUseApprovals,
 	}
@@ -104,6 +117,13 @@ func (s *Service) pendingApproval(ctx context.Context, r *run) error {
 	}
 	r.approval = &approvalInfo{id: rec.ID, fingerprint: rec.Fingerprint, expiresAt: rec.ExpiresAt, created: created}
 	return nil
+}
+
+// paramsPreview is what a reviewer sees of the params: redacted like the
+// audit summaries, capped at the store's limit.
+func (s *Service) paramsPreview(a *action.Action) string {
+	out, _ := redact.Cap(s.cfg.Redactor.String(string(a.Params)), approvals.MaxPreviewBytes, 0)
+	return out
 }
 
 // recordApprovalEvent writes approval.requested or approval.applied after
@@ -138,7 +158,9 @@ type DecideResponse struct {
 }
 
 // Decide records a reviewer's decision. The reviewer must be a listed
-// approver; an empty list authorizes nobody.
+// approver (an empty list authorizes nobody) and, unless self-approval is
+// allowed, not the principal that requested the action; both refusals are
+// audited. The decision is audited before it takes effect.
 func (s *Service) Decide(ctx context.Context, body []byte, principal string) (*DecideResponse, error) {
 	if s.cfg.Approvals == nil {
 		return nil, Errorf(http.StatusNotFound, CodeNotEnabled, "approvals are not enabled")
@@ -155,19 +177,26 @@ func (s *Service) Decide(ctx context.Context, body []byte, principal string) (*D
 		return nil, Errorf(http.StatusBadRequest, CodeValidation, "decision must be APPROVE or DENY")
 	}
 	if !s.approvers[principal] {
-		return nil, Errorf(http.StatusForbidden, CodeApprovalForbidden, "principal is not an approver")
+		return nil, s.notApprover(ctx, req.ApprovalID, principal)
 	}
-	rec, err := s.cfg.Approvals.Decide(ctx, req.ApprovalID, status, principal, s.cfg.Clock())
+	rec, err := s.decider.Decide(ctx, req.ApprovalID, status, principal, nil)
 	if err != nil {
-		return nil, decideError(err)
-	}
-	if err := s.record(ctx, DecidedEvent(rec, principal, s.cfg.Environment)); err != nil {
 		return nil, err
 	}
 	return &DecideResponse{
 		ApprovalID: rec.ID, Status: rec.Status, Reason: "approval_recorded", DecidedBy: rec.DecidedBy,
 		ApprovalFingerprint: rec.Fingerprint, ApprovalExpiresAt: rec.ExpiresAt.UTC().Format(time.RFC3339Nano),
 	}, nil
+}
+
+// notApprover audits and refuses a decision by a principal that is not an
+// approver. The approval is named only when it exists.
+func (s *Service) notApprover(ctx context.Context, id, principal string) error {
+	rec, err := s.cfg.Approvals.Get(ctx, id)
+	if err != nil {
+		rec = approvals.Record{}
+	}
+	return s.decider.refuse(ctx, rec, principal, nil, "not_an_approver", "principal is not an approver")
 }
 
 func decideError(err error) error {

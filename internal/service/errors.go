@@ -11,6 +11,7 @@ const (
 	CodeValidation        = "validation_error"
 	CodeAuth              = "auth_error"
 	CodeNotEnabled        = "not_enabled"
+	CodeNotFound          = "not_found"
 	CodeRateLimited       = "rate_limited"
 	CodeApproval          = "approval_error"
 	CodeApprovalForbidden = "approval_forbidden"

@@ -23,8 +23,12 @@ func (s *Service) Explain(ctx context.Context, body []byte, id action.Identity) 
 		return nil, err
 	}
 	ex := s.cfg.Policy.Explain(a)
-	if d, _ := s.evaluate(a); rank(d.Decision) > rank(ex.Decision) {
+	d, class := s.evaluate(a)
+	if rank(d.Decision) > rank(ex.Decision) {
 		explainPatchPaths(ex, d)
+	}
+	if res := s.evaluateTargets(a, d, class); rank(res.d.Decision) > rank(d.Decision) {
+		explainResolved(ex, res)
 	}
 	return &ExplainResponse{Explanation: ex, EngineVersion: EngineVersion, AssuranceLevel: s.cfg.AssuranceLevel}, nil
 }
@@ -44,6 +48,18 @@ func explainPatchPaths(ex *policy.Explanation, d policy.Decision) {
 		RemediationHint:   "A file this patch touches is decided as its own fs.write, and that decision is stricter than the patch rule.",
 	}
 	ex.MinimalAllowingChange = "Limit the patch to paths the policy allows writing, or request approval."
+}
+
+// explainResolved reports the outcome /action would give an action whose
+// paths resolve, through symlinks, to paths policy treats more strictly.
+func explainResolved(ex *policy.Explanation, res resolution) {
+	explainPatchPaths(ex, res.d)
+	ex.WhyDenied.MatchedConditions = map[string]bool{"resolved_path_rule_match": len(res.d.MatchedRuleIDs) > 0}
+	ex.WhyDenied.RemediationHint = "A path this action opens resolves, through a symlink, to a path that is decided more strictly."
+	if len(res.resolved) == 0 {
+		ex.WhyDenied.RemediationHint = "A path this action opens cannot be resolved safely inside the workspace."
+	}
+	ex.MinimalAllowingChange = "Name the path the action really opens, and make sure policy allows it."
 }
 
 // prepareQuiet is prepare without audit, for side-effect-free endpoints.

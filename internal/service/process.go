@@ -25,6 +25,10 @@ type run struct {
 	a        *action.Action
 	d        policy.Decision
 	approval *approvalInfo
+	// targets are the workspace paths policy decided on; resolved are the
+	// resolved resources among them that differ from the named ones.
+	targets  []executor.Target
+	resolved []string
 	start    time.Time
 	// class and meta describe the outcome for action.completed.
 	class string
@@ -85,7 +89,12 @@ func classOf(err error) string {
 // audit before anything runs. A decision that cannot be recorded denies.
 func (s *Service) decide(ctx context.Context, r *run) error {
 	if !s.limited(r) {
-		r.d, r.class = s.evaluate(r.a)
+		d, class := s.evaluate(r.a)
+		res := s.evaluateTargets(r.a, d, class)
+		r.d, r.class, r.targets, r.resolved = res.d, res.class, res.targets, res.resolved
+		if len(r.resolved) > 0 {
+			r.meta = withMeta(r.meta, "resolved_resources", r.resolved)
+		}
 	}
 	if r.d.Decision == policy.RequireApproval {
 		if err := s.resolveApproval(ctx, r); err != nil {
@@ -120,6 +129,7 @@ func (s *Service) respond(ctx context.Context, r *run) *Response {
 	if !action.IsBuiltin(r.a.ActionType) {
 		resp.ExecutionMode = ModeExternalAuthorized
 		resp.ReportPath = ReportPath
+		s.cfg.Authorized.add(r.a.Principal, r.a.TraceID, r.a.ActionID, s.cfg.Clock())
 		return resp
 	}
 	if s.cfg.Executor == nil {
@@ -160,7 +170,7 @@ func (s *Service) deny(resp *Response, code, msg string) *Response {
 // execute runs the executor and maps its result; executor refusals are
 // DENY outcomes, not transport errors.
 func (s *Service) execute(ctx context.Context, r *run, resp *Response) *Response {
-	res, err := s.cfg.Executor.Execute(ctx, r.a, r.d)
+	res, err := s.cfg.Executor.Execute(ctx, r.a, r.d, r.targets)
 	if err != nil {
 		var ee *executor.Error
 		if errors.As(err, &ee) {
@@ -170,7 +180,10 @@ func (s *Service) execute(ctx context.Context, r *run, resp *Response) *Response
 		r.class = audit.ResultExecutionError
 		return s.deny(resp, "execution_error", err.Error())
 	}
-	r.class, r.meta = res.Classification, res.Metadata
+	r.class = res.Classification
+	for k, v := range res.Metadata {
+		r.meta = withMeta(r.meta, k, v)
+	}
 	resp.ExecutionMode = ModeExecuted
 	resp.Output, resp.Truncated, resp.BytesWritten = res.Output, res.Truncated, res.BytesWritten
 	resp.Stdout, resp.Stderr, resp.ExitCode = res.Stdout, res.Stderr, res.ExitCode

@@ -32,6 +32,9 @@ type ReportResponse struct {
 
 // Report records the caller's claim about an action Nomos authorized but
 // did not execute. It is evidence of the claim, not proof of the outcome.
+// Only the principal the action was authorized for may report it, within
+// the report window; any other report is a 404, as if the action did not
+// exist.
 func (s *Service) Report(ctx context.Context, body []byte, id action.Identity) (*ReportResponse, error) {
 	var req ReportRequest
 	if err := decodeStrict(body, &req, "action_id", "trace_id", "outcome", "message"); err != nil {
@@ -39,6 +42,9 @@ func (s *Service) Report(ctx context.Context, body []byte, id action.Identity) (
 	}
 	if err := validateReport(req); err != nil {
 		return nil, err
+	}
+	if !s.cfg.Authorized.reportable(id.Principal, req.TraceID, req.ActionID, s.cfg.Clock()) {
+		return nil, Errorf(http.StatusNotFound, CodeNotFound, "no action with this trace_id and action_id was authorized for this principal, or its report window has passed")
 	}
 	class := audit.ResultSuccess
 	if req.Outcome == OutcomeFailed {

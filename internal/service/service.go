@@ -26,9 +26,12 @@ type Recorder interface {
 	Record(ctx context.Context, e *audit.Event) error
 }
 
-// Executor runs a built-in action that policy allowed.
+// Executor runs a built-in action that policy allowed. Targets names the
+// workspace paths an action would open, resolved; policy decides on them as
+// well as on the named paths, and Execute opens only what was decided.
 type Executor interface {
-	Execute(ctx context.Context, a *action.Action, d policy.Decision) (*executor.Result, error)
+	Targets(a *action.Action) ([]executor.Target, error)
+	Execute(ctx context.Context, a *action.Action, d policy.Decision, decided []executor.Target) (*executor.Result, error)
 }
 
 // Redactor removes secrets from text leaving the process.
@@ -47,6 +50,9 @@ type Config struct {
 	ApprovalTTL time.Duration
 	// Approvers may decide approvals; empty authorizes nobody.
 	Approvers []string
+	// AllowSelfApproval lets a principal decide the approval of its own
+	// request; by default it is refused (separation of duties).
+	AllowSelfApproval bool
 	// SingleUseApprovals consumes an approval on its first use.
 	SingleUseApprovals bool
 	// RateLimits, when set, are the rate_limits token buckets checked
@@ -56,6 +62,10 @@ type Config struct {
 	// LoopGuard, when set, caps what each MCP session and agent may do
 	// per window; a tripped cap denies as LOOP_BREAKER_TRIPPED.
 	LoopGuard *loopguard.Guard
+	// Authorized remembers the external actions authorized, for
+	// /actions/report. Default: a new one with the default capacity and
+	// window (a caller that wants it to survive reloads passes its own).
+	Authorized *Authorized
 	// Executor is nil when built-in actions are not executed.
 	Executor Executor
 	Redactor Redactor
@@ -78,6 +88,7 @@ type Config struct {
 type Service struct {
 	cfg       Config
 	approvers map[string]bool
+	decider   *Decider
 }
 
 // New validates cfg and fills defaults.
@@ -97,7 +108,16 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Redactor == nil {
 		cfg.Redactor = nopRedactor{}
 	}
-	s := &Service{cfg: cfg, approvers: map[string]bool{}}
+	if cfg.Authorized == nil {
+		var err error
+		if cfg.Authorized, err = NewAuthorized(0, 0); err != nil {
+			return nil, Errorf(500, CodeInternal, "service: %v", err)
+		}
+	}
+	s := &Service{cfg: cfg, approvers: map[string]bool{}, decider: &Decider{
+		Store: cfg.Approvals, Audit: cfg.Audit, Environment: cfg.Environment,
+		AllowSelfApproval: cfg.AllowSelfApproval, Clock: cfg.Clock, Logger: cfg.Logger,
+	}}
 	for _, p := range cfg.Approvers {
 		s.approvers[p] = true
 	}

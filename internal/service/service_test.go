@@ -104,7 +104,9 @@ type fakeExec struct {
 	err   error
 }
 
-func (f *fakeExec) Execute(_ context.Context, a *action.Action, _ policy.Decision) (*executor.Result, error) {
+func (f *fakeExec) Targets(*action.Action) ([]executor.Target, error) { return nil, nil }
+
+func (f *fakeExec) Execute(_ context.Context, a *action.Action, _ policy.Decision, _ []executor.Target) (*executor.Result, error) {
 	f.calls = append(f.calls, a.ActionType+" "+a.Resource)
 	if f.err != nil {
 		return nil, f.err
@@ -122,6 +124,12 @@ type fixture struct {
 
 func newFixture(t *testing.T, withApprovals bool) *fixture {
 	t.Helper()
+	return newFixtureWith(t, withApprovals, nil)
+}
+
+// newFixtureWith is newFixture with the config changed by mod before New.
+func newFixtureWith(t *testing.T, withApprovals bool, mod func(*Config)) *fixture {
+	t.Helper()
 	eng, err := policy.Load([]policy.BundleSource{{Path: "test.yaml", Data: []byte(testBundle)}}, policy.LoadOptions{Environment: "dev"})
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +144,9 @@ func newFixture(t *testing.T, withApprovals bool) *fixture {
 		}
 		t.Cleanup(func() { st.Close() })
 		cfg.Approvals, f.store = st, st
+	}
+	if mod != nil {
+		mod(&cfg)
 	}
 	if f.svc, err = New(cfg); err != nil {
 		t.Fatal(err)
@@ -392,7 +403,10 @@ func TestExplainHasNoSideEffects(t *testing.T) {
 
 func TestReport(t *testing.T) {
 	f := newFixture(t, false)
-	resp, err := f.svc.Report(context.Background(), []byte(`{"action_id":"a1","trace_id":"t1","outcome":"FAILED","message":"upstream 503"}`), alice)
+	if d, err := f.svc.Process(context.Background(), body("a1", "orders.read", "shop://orders/1", nil, ""), alice); err != nil || d.ExecutionMode != ModeExternalAuthorized {
+		t.Fatalf("authorize: %+v %v", d, err)
+	}
+	resp, err := f.svc.Report(context.Background(), []byte(`{"action_id":"a1","trace_id":"t-a1","outcome":"FAILED","message":"upstream 503"}`), alice)
 	if err != nil || !resp.Recorded {
 		t.Fatalf("got %+v %v", resp, err)
 	}
@@ -401,7 +415,7 @@ func TestReport(t *testing.T) {
 		t.Fatalf("event %+v", ev)
 	}
 	f.rec.failOn = audit.EventExternalReported
-	if _, err := f.svc.Report(context.Background(), []byte(`{"action_id":"a1","trace_id":"t1","outcome":"SUCCEEDED"}`), alice); !isCode(err, CodeAudit) {
+	if _, err := f.svc.Report(context.Background(), []byte(`{"action_id":"a1","trace_id":"t-a1","outcome":"SUCCEEDED"}`), alice); !isCode(err, CodeAudit) {
 		t.Fatalf("report with audit down must not say recorded: %v", err)
 	}
 	for _, bad := range []string{`{"action_id":"a1","trace_id":"t1","outcome":"DONE"}`, `{"action_id":"../x","trace_id":"t1","outcome":"FAILED"}`, `{"action_id":"a1"}`} {

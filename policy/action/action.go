@@ -38,6 +38,11 @@ type Action struct {
 	Extensions map[string]json.RawMessage
 	// RiskFlags are computed from the action, sorted.
 	RiskFlags []string
+	// ToolFingerprint is the pinned fingerprint of the MCP tool definition
+	// an mcp.call targets, set by the gateway (never from an envelope);
+	// empty elsewhere. Rules may require it (tool_fingerprints) and
+	// approvals bind to it.
+	ToolFingerprint string
 	// Fingerprint is the sha256 hex of the canonical normalized action and
 	// identity; approvals bind to it.
 	Fingerprint string

@@ -144,7 +144,7 @@ func TestApprovalID(t *testing.T) {
 		{"null id", `{"approval_id":null}`, "", "approval_id must be a string"},
 		{"empty id", `{"approval_id":""}`, "", "approval_id must match " + idPattern},
 		{"bad id", `{"approval_id":"apr 1"}`, "", "approval_id must match " + idPattern},
-		{"duplicate key", `{"approval_id":"a","approval_id":"b"}`, "", "duplicate object key"},
+		{"duplicate key", `{"approval_id":"a","approval_id":"b"}`, "", `duplicate object key "approval_id"`},
 		{"trailing data", `{"approval_id":"a"}{}`, "", "trailing data after the json value"},
 	}
 	for _, tc := range cases {

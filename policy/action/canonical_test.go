@@ -72,7 +72,7 @@ func TestCanonicalizeMatchesMarshal(t *testing.T) {
 }
 
 func TestCanonicalizeErrors(t *testing.T) {
-	deep := strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1)
+	deep := strings.Repeat("[", MaxJSONDepth+1) + strings.Repeat("]", MaxJSONDepth+1)
 	cases := []struct{ name, in, want string }{
 		{"empty", ``, "empty json"},
 		{"only white space", " \n", "empty json"},
@@ -113,9 +113,9 @@ func TestCanonicalizeErrors(t *testing.T) {
 }
 
 func TestCanonicalizeMaxDepthAccepted(t *testing.T) {
-	doc := strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth)
+	doc := strings.Repeat("[", MaxJSONDepth) + strings.Repeat("]", MaxJSONDepth)
 	if _, err := Canonicalize([]byte(doc)); err != nil {
-		t.Errorf("nesting of exactly %d levels refused: %v", maxDepth, err)
+		t.Errorf("nesting of exactly %d levels refused: %v", MaxJSONDepth, err)
 	}
 }
 

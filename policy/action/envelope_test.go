@@ -102,7 +102,7 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 		{"duplicate approval id", envelopeBody(map[string]string{"context": `{"extensions":{"approval":{"approval_id":"a","approval_id":"b"}}}`}), []string{"body: duplicate object key"}},
 		{"unknown field", envelopeBody(nil, `"principal":"root"`), []string{`unknown field "principal"`}},
 		{"case-variant key", envelopeBody(map[string]string{"action_id": "-"}, `"Action_ID":"a"`), []string{`field "Action_ID" must be spelled "action_id"`, `missing field "action_id"`}},
-		{"case-variant duplicate", envelopeBody(nil, `"PARAMS":{}`), []string{`field "PARAMS" must be spelled "params"`}},
+		{"case-variant duplicate", envelopeBody(nil, `"PARAMS":{}`), []string{`body: duplicate object key: "PARAMS" and "params" differ only in case`}},
 		{"missing schema_version", envelopeBody(map[string]string{"schema_version": "-"}), []string{`missing field "schema_version"`}},
 		{"missing action_id", envelopeBody(map[string]string{"action_id": "-"}), []string{`missing field "action_id"`}},
 		{"missing action_type", envelopeBody(map[string]string{"action_type": "-"}), []string{`missing field "action_type"`}},
@@ -131,8 +131,8 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 		{"approval not an object", envelopeBody(map[string]string{"context": `{"extensions":{"approval":"apr_1"}}`}), []string{"context.extensions.approval: approval must be a JSON object"}},
 		{"approval with extra key", envelopeBody(map[string]string{"context": `{"extensions":{"approval":{"approval_id":"apr_1","scope":"all"}}}`}), []string{`context.extensions.approval: unknown field "scope"`}},
 		{"approval key misspelled", envelopeBody(map[string]string{"context": `{"extensions":{"Approval":{"approval_id":"apr_1"}}}`}), []string{`context.extensions: key "Approval" must be spelled "approval"`}},
-		{"extension keys differ in case", envelopeBody(map[string]string{"context": `{"extensions":{"trace":{},"Trace":{}}}`}), []string{`context.extensions: keys "Trace" and "trace" differ only in case`}},
-		{"extension case variants apart", envelopeBody(map[string]string{"context": `{"extensions":{"trace":{},"a":{},"TRACE":{}}}`}), []string{`context.extensions: keys "TRACE" and "trace" differ only in case`}},
+		{"extension keys differ in case", envelopeBody(map[string]string{"context": `{"extensions":{"trace":{},"Trace":{}}}`}), []string{`body: duplicate object key: "Trace" and "trace" differ only in case`}},
+		{"extension case variants apart", envelopeBody(map[string]string{"context": `{"extensions":{"trace":{},"a":{},"TRACE":{}}}`}), []string{`body: duplicate object key: "TRACE" and "trace" differ only in case`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,7 +235,7 @@ func TestDecodeActionFile(t *testing.T) {
 		{"empty principal and environment", envelopeBody(nil, `"principal":""`, ident[1], `"environment":""`), []string{"principal is required; environment is required"}},
 		{"non-string agent", envelopeBody(nil, ident[0], `"agent":["coder"]`, ident[2]), []string{"agent must be a string"}},
 		{"duplicate principal", envelopeBody(nil, append(ident, `"principal":"root"`)...), []string{"body: duplicate object key"}},
-		{"case-variant principal", envelopeBody(nil, append(ident, `"Principal":"root"`)...), []string{`field "Principal" must be spelled "principal"`}},
+		{"case-variant principal", envelopeBody(nil, append(ident, `"Principal":"root"`)...), []string{`body: duplicate object key: "Principal" and "principal" differ only in case`}},
 		{"unknown field", envelopeBody(nil, append(ident, `"tenant":"x"`)...), []string{`unknown field "tenant"`}},
 		{"envelope rules apply", envelopeBody(map[string]string{"params": `[]`}, ident...), []string{"params must be a JSON object"}},
 	}

@@ -40,8 +40,21 @@ func fingerprint(a *Action, params []byte) string {
 	b.Write(marshalString(a.Resource))
 	b.WriteString(`,"schema_version":`)
 	b.Write(marshalString(a.SchemaVersion))
+	if a.ToolFingerprint != "" {
+		b.WriteString(`,"tool_fingerprint":`)
+		b.Write(marshalString(a.ToolFingerprint))
+	}
 	b.WriteString(`},"principal":`)
 	b.Write(marshalString(a.Principal))
 	b.WriteString(`}`)
 	return SHA256Hex(b.Bytes())
+}
+
+// BindToolDefinition records the pinned fingerprint of the MCP tool an
+// mcp.call targets and recomputes the action's fingerprint, so policy can
+// require a reviewed definition and an approval covers only the definition
+// it was granted for.
+func (a *Action) BindToolDefinition(toolFingerprint string) {
+	a.ToolFingerprint = toolFingerprint
+	a.Fingerprint = Fingerprint(a)
 }

@@ -4,25 +4,82 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
-// maxDepth bounds JSON nesting. json.Decoder.Token has no limit of its own,
-// and real tool arguments never nest this deep.
-const maxDepth = 256
+// MaxJSONDepth bounds JSON nesting. json.Decoder.Token has no limit of its
+// own, and real tool arguments never nest this deep.
+const MaxJSONDepth = 256
 
 var (
 	errEmptyJSON     = errors.New("empty json")
 	errInvalidUTF8   = errors.New("json is not valid utf-8")
 	errLoneSurrogate = errors.New("json has an invalid unicode escape (lone surrogate)")
-	errDuplicateKey  = errors.New("duplicate object key")
 	errTrailingData  = errors.New("trailing data after the json value")
 	errTooDeep       = errors.New("json nesting exceeds 256 levels")
 	errNotObject     = errors.New("not a json object")
 )
+
+// ErrDuplicateKey is wrapped by the error for an object that holds one key
+// twice. Under CheckStrictJSON, keys that are equal under Unicode case
+// folding count as the same key.
+var ErrDuplicateKey = errors.New("duplicate object key")
+
+// CheckStrictJSON checks that raw is one strict JSON value, the form every
+// JSON document Nomos accepts from a client must take: valid UTF-8 without
+// lone surrogate escapes, nesting within MaxJSONDepth, no trailing data, and
+// no object, at any depth, holding two keys that are equal under Unicode
+// simple case folding once escapes are decoded: "amount", "Amount",
+// "AMOUNT" and "\u0041mount" are one key. Go's encoding/json matches struct
+// fields that way and keeps the last duplicate, other decoders keep the
+// first, so such a document could mean one thing to the policy and another
+// to the service behind Nomos. This is the one implementation of that check;
+// every front door and parser calls it. Errors wrap ErrValidation.
+func CheckStrictJSON(raw []byte) error {
+	if _, err := parseStrict(raw); err != nil {
+		return &strictError{err: err}
+	}
+	return nil
+}
+
+// DecodeStrictObject checks raw with CheckStrictJSON, requires a JSON object
+// whose keys are all among allowed (matched exactly: a case variant is an
+// unknown key), then decodes it into v with encoding/json. Errors wrap
+// ErrValidation.
+func DecodeStrictObject(raw []byte, v any, allowed ...string) error {
+	root, err := parseStrict(raw)
+	if err != nil {
+		return &strictError{err: err}
+	}
+	if root.kind != '{' {
+		return &strictError{err: errors.New("body must be a JSON object")}
+	}
+	for _, e := range root.entries {
+		if !slices.Contains(allowed, e.key) {
+			return &strictError{err: errors.New("unknown field " + quoteKey(e.key))}
+		}
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return &strictError{err: errors.New("field " + quoteKey(te.Field) + " has the wrong type")}
+		}
+		return &strictError{err: errors.New("body does not decode")}
+	}
+	return nil
+}
+
+// strictError is a CheckStrictJSON failure: its text is the reason alone,
+// and it wraps both the reason and ErrValidation.
+type strictError struct{ err error }
+
+func (e *strictError) Error() string   { return e.err.Error() }
+func (e *strictError) Unwrap() []error { return []error{e.err, ErrValidation} }
 
 // node is one parsed JSON value. Scalars are kept already in canonical text so
 // writing a canonical document is a single pass; raw keeps the value's bytes
@@ -39,6 +96,7 @@ type node struct {
 type parser struct {
 	dec   *json.Decoder
 	input []byte
+	fold  bool // keys equal under case folding are duplicates
 }
 
 // entry is one member of an object; entries are kept sorted by key.
@@ -47,18 +105,30 @@ type entry struct {
 	val *node
 }
 
+// parseStrict parses raw as parseJSON does and also refuses keys that are
+// equal under case folding: the rule for every document a client sends.
+func parseStrict(raw []byte) (*node, error) {
+	return parse(raw, true)
+}
+
 // parseJSON parses raw as exactly one JSON value. Unlike encoding/json it
 // refuses duplicate keys (which would otherwise keep the last value and let
 // two different documents hash alike), invalid UTF-8 and lone surrogates
-// (which encoding/json silently turns into U+FFFD), and trailing data.
+// (which encoding/json silently turns into U+FFFD), and trailing data. It
+// compares keys exactly: it is the parser of the hash format, which must
+// accept whatever Nomos itself wrote.
 func parseJSON(raw []byte) (*node, error) {
+	return parse(raw, false)
+}
+
+func parse(raw []byte, fold bool) (*node, error) {
 	if !utf8.Valid(raw) {
 		return nil, errInvalidUTF8
 	}
 	if err := checkSurrogates(raw); err != nil {
 		return nil, err
 	}
-	p := parser{dec: json.NewDecoder(bytes.NewReader(raw)), input: raw}
+	p := parser{dec: json.NewDecoder(bytes.NewReader(raw)), input: raw, fold: fold}
 	p.dec.UseNumber()
 	n, err := p.spanValue(0)
 	if err == io.EOF {
@@ -106,7 +176,7 @@ func (p *parser) value(tok json.Token, depth int) (*node, error) {
 	if !ok {
 		return scalarNode(tok)
 	}
-	if depth >= maxDepth {
+	if depth >= MaxJSONDepth {
 		return nil, errTooDeep
 	}
 	if d == '{' {
@@ -130,7 +200,11 @@ func (p *parser) object(depth int) (*node, error) {
 		}
 		n.entries = append(n.entries, entry{key: key, val: val})
 	}
-	return n, p.closing(sortEntries(n.entries))
+	err := sortEntries(n.entries)
+	if err == nil && p.fold {
+		err = foldedDuplicate(n.entries)
+	}
+	return n, p.closing(err)
 }
 
 func (p *parser) array(depth int) (*node, error) {
@@ -163,10 +237,61 @@ func sortEntries(es []entry) error {
 	slices.SortStableFunc(es, func(a, b entry) int { return strings.Compare(a.key, b.key) })
 	for i := 1; i < len(es); i++ {
 		if es[i].key == es[i-1].key {
-			return errDuplicateKey
+			return duplicateKey(es[i].key)
 		}
 	}
 	return nil
+}
+
+// foldedDuplicate finds two keys equal under Unicode simple case folding
+// (exact duplicates are already refused), sorting folded keys so a large
+// object costs n log n, not n squared.
+func foldedDuplicate(es []entry) error {
+	if len(es) < 2 {
+		return nil
+	}
+	folded := make([]string, len(es))
+	for i, e := range es {
+		folded[i] = FoldKey(e.key)
+	}
+	order := make([]int, len(es))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(folded[a], folded[b]) })
+	for i := 1; i < len(order); i++ {
+		if a, b := order[i-1], order[i]; folded[a] == folded[b] {
+			return fmt.Errorf("%w: %s and %s differ only in case", ErrDuplicateKey, quoteKey(es[min(a, b)].key), quoteKey(es[max(a, b)].key))
+		}
+	}
+	return nil
+}
+
+func duplicateKey(key string) error {
+	return fmt.Errorf("%w %s", ErrDuplicateKey, quoteKey(key))
+}
+
+// FoldKey maps key to one representative of its Unicode simple case
+// folding class, rune by rune: FoldKey(a) == FoldKey(b) exactly when
+// strings.EqualFold(a, b). That is the widest matching any common decoder
+// applies to object keys (encoding/json's is the same relation), so it
+// catches "K" (U+212A KELVIN SIGN) against "k" and "ſ" (U+017F) against "s".
+func FoldKey(key string) string {
+	var b strings.Builder
+	b.Grow(len(key))
+	for _, r := range key {
+		b.WriteRune(foldRune(r))
+	}
+	return b.String()
+}
+
+// foldRune returns the smallest rune of r's case folding orbit.
+func foldRune(r rune) rune {
+	least := r
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		least = min(least, f)
+	}
+	return least
 }
 
 // scalarNode renders a scalar canonically: numbers with a fraction or an
@@ -195,8 +320,7 @@ func scalarNode(tok json.Token) (*node, error) {
 // marshalString escapes exactly as json.Marshal does (HTML-safe), which the
 // hash format is defined by.
 func marshalString(s string) []byte {
-	b, _ := json.Marshal(s) // a string always marshals
-	return b
+	return AppendString(nil, s)
 }
 
 // checkSurrogates refuses \uD800-\uDFFF escapes that are not a proper pair.
@@ -262,11 +386,11 @@ type field struct {
 	val *node
 }
 
-// readFields strictly checks raw (see parseJSON) and returns the members of
+// readFields strictly checks raw (see CheckStrictJSON) and returns the members of
 // the top-level object, sorted by key, raw values as sent. Callers match keys
 // exactly, so case variants are unknown fields, never aliases.
 func readFields(raw []byte) ([]field, error) {
-	root, err := parseJSON(raw)
+	root, err := parseStrict(raw)
 	if err != nil {
 		return nil, err
 	}

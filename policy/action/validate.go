@@ -52,7 +52,7 @@ func parseParams(params []byte, root *node) (*node, string) {
 	}
 	if root == nil {
 		var err error
-		if root, err = parseJSON(params); err != nil {
+		if root, err = parseStrict(params); err != nil {
 			return nil, "params: " + err.Error()
 		}
 	}
@@ -104,7 +104,7 @@ func extensionProblem(key string, raw []byte) string {
 	if strings.EqualFold(key, approvalExtension) {
 		return "context.extensions: key " + quoteKey(key) + ` must be spelled "approval"`
 	}
-	if _, err := parseJSON(raw); err != nil {
+	if _, err := parseStrict(raw); err != nil {
 		return "context.extensions[" + quoteKey(key) + "]: " + err.Error()
 	}
 	return ""

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// sample is one configuration's measurements in one round: a point per
+// fixed rate, then the saturation point.
+type sample struct {
+	rates []point
+	sat   point
+}
+
+func run(ctx context.Context, o options) error {
+	dir, err := os.MkdirTemp("", "nomos-bench-")
+	if err != nil {
+		return err
+	}
+	e := &bench{o: o, dir: dir}
+	defer func() {
+		e.stopAll()
+		if o.keep {
+			fmt.Fprintln(os.Stderr, "kept", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+	}()
+	eps, err := e.setUp(ctx)
+	if err != nil {
+		return err
+	}
+	results := map[string][]sample{}
+	for round := 1; round <= o.rounds; round++ {
+		for _, name := range o.configs {
+			if eps[name] == nil || ctx.Err() != nil {
+				continue
+			}
+			s := measure(eps[name], o)
+			fmt.Fprintf(os.Stderr, "round %d %s: %s\n", round, name, s)
+			results[name] = append(results[name], s)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return writeReport(o, describe(o, eps), results)
+}
+
+// setUp starts the upstream and every configuration, and opens the
+// sessions each will be measured on. A configuration whose module the
+// binary lacks is reported as not measured.
+func (e *bench) setUp(ctx context.Context) (map[string]*endpoint, error) {
+	if err := e.buildEverything(); err != nil {
+		return nil, err
+	}
+	if err := e.writePolicies(e.o.rules); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	e.upstreamAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	if err := e.start(ctx, "everything.log", e.upstreamAddr, e.dir, nil, e.everything, "-http", e.upstreamAddr); err != nil {
+		return nil, err
+	}
+	eps := map[string]*endpoint{}
+	for _, name := range e.o.configs {
+		ep, err := e.setUpOne(ctx, configByName[name])
+		if err != nil {
+			return nil, fmt.Errorf("configuration %s: %w", name, err)
+		}
+		eps[name] = ep
+	}
+	return eps, nil
+}
+
+func (e *bench) setUpOne(ctx context.Context, c config) (*endpoint, error) {
+	if c.caddyfile == nil {
+		return openSessions("http://"+e.upstreamAddr+"/mcp", false, e.o.sessions)
+	}
+	if c.module != "" && !e.hasModule(c.module) {
+		fmt.Fprintf(os.Stderr, "configuration %s skipped: the binary has no %s\n", c.name, c.module)
+		return nil, nil
+	}
+	url, err := e.startNomos(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return openSessions(url, c.auth, e.o.sessions)
+}
+
+func measure(ep *endpoint, o options) sample {
+	var s sample
+	for _, r := range o.rates {
+		s.rates = append(s.rates, attack(ep, r, 0, o.duration))
+	}
+	s.sat = attack(ep, 0, o.satWorkers, o.satLength)
+	return s
+}
+
+func (s sample) String() string {
+	var b strings.Builder
+	for _, p := range s.rates {
+		fmt.Fprintf(&b, "[%d/%d ok p50=%v p99=%v] ", p.ok, p.sent, p.p50, p.p99)
+	}
+	fmt.Fprintf(&b, "sat=%.0f ok/s", s.sat.okPerSecond)
+	if e := firstError(s); e != "" {
+		fmt.Fprintf(&b, " first error: %s", e)
+	}
+	return b.String()
+}
+
+func firstError(s sample) string {
+	for _, p := range append(s.rates, s.sat) {
+		if p.firstError != "" {
+			return p.firstError
+		}
+	}
+	return ""
+}
+
+func splitLines(s string) []string {
+	return strings.Split(strings.TrimSpace(s), "\n")
+}

@@ -1,0 +1,39 @@
+package service
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/caddy-nomos/nomos/internal/approvals"
+	"github.com/caddy-nomos/nomos/policy"
+)
+
+// upperRedactor stands in for the operator's redactor: it hides "hunter2".
+type upperRedactor struct{}
+
+func (upperRedactor) String(s string) string { return strings.ReplaceAll(s, "hunter2", "[REDACTED]") }
+
+// TestApprovalKeepsRedactedPreview: the pending approval carries the
+// params as the redactor leaves them, so a reviewer sees what they
+// approve and never the secret.
+func TestApprovalKeepsRedactedPreview(t *testing.T) {
+	f := newFixture(t, true)
+	f.svc.cfg.Redactor = upperRedactor{}
+	params := map[string]any{"amount": 500, "note": "password hunter2"}
+	resp, err := f.svc.Process(context.Background(), body("p1", "payments.refund", "payments://shop/9", params, ""), alice)
+	if err != nil || resp.Decision != policy.RequireApproval {
+		t.Fatalf("%+v %v", resp, err)
+	}
+	rec, err := f.store.Get(context.Background(), resp.ApprovalID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rec.ParamsPreview, `"amount":500`) || !strings.Contains(rec.ParamsPreview, "[REDACTED]") ||
+		strings.Contains(rec.ParamsPreview, "hunter2") {
+		t.Fatalf("preview %q", rec.ParamsPreview)
+	}
+	if len(rec.ParamsPreview) > approvals.MaxPreviewBytes {
+		t.Fatalf("preview longer than the cap")
+	}
+}

@@ -1,0 +1,188 @@
+package action
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// TestCheckStrictJSONCaseVariants: keys any decoder downstream would fold
+// together are refused at every depth, however they are spelled or escaped.
+func TestCheckStrictJSONCaseVariants(t *testing.T) {
+	refused := map[string]string{
+		"top level":             `{"amount":50,"Amount":5000}`,
+		"upper case":            `{"amount":50,"AMOUNT":5000}`,
+		"escaped capital":       `{"amount":50,"\u0041mount":5000}`,
+		"escaped lower":         `{"Amount":50,"\u0061mount":5000}`,
+		"nested object":         `{"refund":{"amount":50,"Amount":5000}}`,
+		"inside array":          `{"items":[{"x":1},{"amount":50,"aMoUnT":5000}]}`,
+		"deep":                  `{"a":{"b":[[{"c":{"amount":1,"AMOUNT":2}}]]}}`,
+		"kelvin sign":           `{"kind":1,"\u212aind":2}`,
+		"long s":                `{"status":"ok","\u017ftatus":"refunded"}`,
+		"kelvin raw utf8":       "{\"kind\":1,\"\u212aind\":2}",
+		"greek sigma forms":     `{"σ":1,"ς":2}`,
+		"exact duplicate":       `{"amount":50,"amount":5000}`,
+		"exact by escape":       `{"a":1,"\u0061":2}`,
+		"apart in a big object": `{"amount":1,"b":2,"c":3,"d":4,"e":5,"AMOUNT":6}`,
+	}
+	for name, doc := range refused {
+		t.Run(name, func(t *testing.T) {
+			err := CheckStrictJSON([]byte(doc))
+			if !errors.Is(err, ErrDuplicateKey) || !errors.Is(err, ErrValidation) {
+				t.Fatalf("CheckStrictJSON(%s) = %v, want a duplicate key error", doc, err)
+			}
+		})
+	}
+	accepted := []string{
+		`{"amount":50,"amounts":[1]}`,
+		`{"a":{"amount":1},"b":{"Amount":2}}`, // different objects
+		`[{"amount":1},{"Amount":2}]`,
+		`{"ß":1,"ss":2}`, // not simple case variants of each other
+		`{}`, `[]`, `"x"`, `1`,
+	}
+	for _, doc := range accepted {
+		if err := CheckStrictJSON([]byte(doc)); err != nil {
+			t.Errorf("CheckStrictJSON(%s) = %v, want nil", doc, err)
+		}
+	}
+}
+
+func TestCheckStrictJSONMessage(t *testing.T) {
+	err := CheckStrictJSON([]byte(`{"x":{"amount":50,"Amount":5000}}`))
+	if err == nil || err.Error() != `duplicate object key: "Amount" and "amount" differ only in case` {
+		t.Fatalf("got %v", err)
+	}
+	for doc, want := range map[string]string{
+		`{"a":1} x`: "trailing data after the json value",
+		"\"\xff\"":  "json is not valid utf-8",
+		`"\ud800"`:  "lone surrogate",
+		``:          "empty json",
+		`{"a":}`:    "invalid json",
+		strings.Repeat("[", MaxJSONDepth+1) + strings.Repeat("]", MaxJSONDepth+1): "nesting exceeds",
+	} {
+		if err := CheckStrictJSON([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, ErrValidation) {
+			t.Errorf("CheckStrictJSON(%.20q) = %v, want %q", doc, err, want)
+		}
+	}
+}
+
+// TestParamsCaseVariantsEveryActionType: issue 8 #3. params with case-variant
+// keys are refused at every level, for built-in and custom action types
+// alike, whether decoded from a request or built in code.
+func TestParamsCaseVariantsEveryActionType(t *testing.T) {
+	params := []string{
+		`{"amount":50,"Amount":5000}`,
+		`{"order":{"amount":50,"Amount":5000}}`,
+		`{"lines":[{"amount":50,"\u0041mount":5000}]}`,
+	}
+	types := map[string]string{
+		"payments.refund": "payments://shop/orders/1", "fs.read": "file://workspace/README.md",
+		"http.request": "url://example.com/", "mcp.call": "mcp://retail/refund_order",
+	}
+	for typ, res := range types {
+		for _, p := range params {
+			body := envelopeBody(map[string]string{"action_type": `"` + typ + `"`, "resource": `"` + res + `"`, "params": p})
+			if _, err := DecodeEnvelope([]byte(body)); !errors.Is(err, ErrValidation) || !strings.Contains(err.Error(), "differ only in case") {
+				t.Errorf("%s %s: DecodeEnvelope = %v", typ, p, err)
+			}
+			env := &Envelope{SchemaVersion: "v1", ActionID: "a-1", TraceID: "t-1", ActionType: typ, Resource: res, Params: json.RawMessage(p)}
+			if _, err := New(env, Identity{Principal: "p", Environment: "dev"}); !errors.Is(err, ErrValidation) || !strings.Contains(err.Error(), "differ only in case") {
+				t.Errorf("%s %s: New = %v", typ, p, err)
+			}
+		}
+	}
+}
+
+func TestDecodeStrictObject(t *testing.T) {
+	var v struct {
+		Decision string `json:"decision"`
+		N        int    `json:"n"`
+	}
+	if err := DecodeStrictObject([]byte(`{"decision":"APPROVE","n":1}`), &v, "decision", "n"); err != nil || v.Decision != "APPROVE" || v.N != 1 {
+		t.Fatalf("valid: %v %+v", err, v)
+	}
+	for doc, want := range map[string]string{
+		`{"decision":"x","Decision":"y"}`: "differ only in case",
+		`{"Decision":"x"}`:                `unknown field "Decision"`,
+		`{"n":"1"}`:                       `field "n" has the wrong type`,
+		`[]`:                              "body must be a JSON object",
+		`{"n":1}{}`:                       "trailing data",
+	} {
+		if err := DecodeStrictObject([]byte(doc), &v, "decision", "n"); err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, ErrValidation) {
+			t.Errorf("%s: %v, want %q", doc, err, want)
+		}
+	}
+}
+
+// FuzzFoldKey checks that FoldKey is exactly strings.EqualFold, which is
+// what makes CheckStrictJSON catch every pair encoding/json would confuse.
+func FuzzFoldKey(f *testing.F) {
+	for _, p := range [][2]string{{"amount", "Amount"}, {"kind", "\u212aind"}, {"s", "\u017f"}, {"ß", "ss"}, {"σ", "ς"}, {"a", "b"}} {
+		f.Add(p[0], p[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if !utf8Valid(a) || !utf8Valid(b) {
+			return
+		}
+		if (FoldKey(a) == FoldKey(b)) != strings.EqualFold(a, b) {
+			t.Fatalf("FoldKey(%q)=%q, FoldKey(%q)=%q, EqualFold=%v", a, FoldKey(a), b, FoldKey(b), strings.EqualFold(a, b))
+		}
+		doc, _ := json.Marshal(map[string]int{a: 1})
+		doc2 := append(doc[:len(doc)-1:len(doc)-1], []byte(`,`+string(mustMarshal(b))+`:2}`)...)
+		err := CheckStrictJSON(doc2)
+		if strings.EqualFold(a, b) != errors.Is(err, ErrDuplicateKey) {
+			t.Fatalf("CheckStrictJSON(%s) = %v, EqualFold=%v", doc2, err, strings.EqualFold(a, b))
+		}
+	})
+}
+
+func mustMarshal(s string) []byte {
+	b, _ := json.Marshal(s)
+	return b
+}
+
+func utf8Valid(s string) bool { return utf8.ValidString(s) }
+
+// FuzzCheckStrictJSON checks what every caller relies on: a document
+// CheckStrictJSON accepts decodes with encoding/json to objects that keep
+// every key (no two keys collapse into one), and none of them are equal
+// under case folding.
+func FuzzCheckStrictJSON(f *testing.F) {
+	for _, s := range []string{`{"amount":50,"Amount":5000}`, `{"a":{"b":[{"c":1,"C":2}]}}`, `{"k":1,"\u212a":2}`,
+		`{"a":1}`, `[{"x":1},{"X":2}]`, `{"a":"\ud800"}`, `{} x`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if CheckStrictJSON(raw) != nil {
+			return
+		}
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber() // 1e400 is valid JSON but no float64
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("accepted %q, which encoding/json refuses: %v", raw, err)
+		}
+		root, err := parseJSON(raw)
+		if err != nil {
+			t.Fatalf("accepted %q, which the canonical parser refuses: %v", raw, err)
+		}
+		checkNoFoldedKeys(t, root)
+	})
+}
+
+func checkNoFoldedKeys(t *testing.T, n *node) {
+	seen := map[string]bool{}
+	for _, e := range n.entries {
+		if seen[FoldKey(e.key)] {
+			t.Fatalf("keys equal under case folding accepted: %q", e.key)
+		}
+		seen[FoldKey(e.key)] = true
+		checkNoFoldedKeys(t, e.val)
+	}
+	for _, el := range n.elems {
+		checkNoFoldedKeys(t, el)
+	}
+}

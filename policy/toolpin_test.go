@@ -1,0 +1,72 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/caddy-nomos/nomos/policy/action"
+)
+
+const (
+	reviewedRefund = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	changedRefund  = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+)
+
+const pinnedBundle = `version: v1
+rules:
+  - id: refund-reviewed
+    action_type: mcp.call
+    resource: mcp://retail/refund_order
+    decision: ALLOW
+    tool_fingerprints: [` + reviewedRefund + `]
+`
+
+func mcpCall(t *testing.T, toolFingerprint string) *action.Action {
+	a := act(t, action.TypeMCPCall, "mcp://retail/refund_order", `{"order_id":"1001"}`)
+	if toolFingerprint != "" {
+		a.BindToolDefinition(toolFingerprint)
+	}
+	return a
+}
+
+func TestToolFingerprintsAllowOnlyTheReviewedDefinition(t *testing.T) {
+	e := mustLoad(t, "pinned.yaml", pinnedBundle)
+	checkDecision(t, e.Evaluate(mcpCall(t, reviewedRefund)), Allow, ReasonAllowByRule, "refund-reviewed")
+	checkDecision(t, e.Evaluate(mcpCall(t, changedRefund)), Deny, ReasonDenyByDefault)
+	// An action no gateway bound to a definition (the HTTP API) never matches.
+	checkDecision(t, e.Evaluate(mcpCall(t, "")), Deny, ReasonDenyByDefault)
+	if !e.Reachable(mcpCall(t, reviewedRefund)) || e.Reachable(mcpCall(t, changedRefund)) {
+		t.Error("Reachable disagrees with Evaluate on tool_fingerprints")
+	}
+	x := e.Explain(mcpCall(t, changedRefund))
+	if !strings.Contains(x.MinimalAllowingChange, reviewedRefund) {
+		t.Errorf("explain does not name the reviewed definition: %+v", x.MinimalAllowingChange)
+	}
+}
+
+func TestToolFingerprintChangesTheActionFingerprint(t *testing.T) {
+	plain, v1, v2 := mcpCall(t, ""), mcpCall(t, reviewedRefund), mcpCall(t, changedRefund)
+	if plain.Fingerprint == v1.Fingerprint || v1.Fingerprint == v2.Fingerprint {
+		t.Fatal("an approval for one tool definition would cover another")
+	}
+	if got := action.Fingerprint(v1); got != v1.Fingerprint {
+		t.Fatalf("BindToolDefinition left a stale fingerprint: %s vs %s", v1.Fingerprint, got)
+	}
+}
+
+func TestToolFingerprintsAreValidated(t *testing.T) {
+	cases := map[string]string{
+		"wrong type": "action_type: fs.read\n    resource: file://workspace/**\n    tool_fingerprints: [" + reviewedRefund + "]",
+		"empty list": "action_type: mcp.call\n    resource: mcp://retail/**\n    tool_fingerprints: []",
+		"bad digest": "action_type: mcp.call\n    resource: mcp://retail/**\n    tool_fingerprints: [sha256:ABC]",
+		"no prefix":  "action_type: mcp.call\n    resource: mcp://retail/**\n    tool_fingerprints: [" + strings.Repeat("a", 64) + "]",
+		"wildcard":   "action_type: \"*\"\n    resource: \"**\"\n    tool_fingerprints: [" + reviewedRefund + "]",
+	}
+	for name, body := range cases {
+		bundle := "version: v1\nrules:\n  - id: r\n    decision: ALLOW\n    " + body + "\n"
+		if _, err := Load([]BundleSource{{Path: "b.yaml", Data: []byte(bundle)}}, LoadOptions{}); err == nil ||
+			!strings.Contains(err.Error(), "tool_fingerprints") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
