@@ -9,7 +9,7 @@ export NOMOS_API_KEY ?= dev-alice-key
 export NOMOS_REVIEWER_KEY ?= dev-reviewer-key
 export NOMOS_AGENT_SECRET ?= dev-agent-secret
 
-.PHONY: build run test test-unit bench bench-e2e screenshots fuzz lint tools clean
+.PHONY: build run test test-unit bench bench-e2e screenshots fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/nomos

@@ -19,6 +19,9 @@ const (
 	EventActionCompleted   = "action.completed"
 	EventExternalReported  = "action.external_reported"
 	EventTraceEnd          = "trace.end"
+	// EventMCPToolsList records what a tools/list showed and what policy
+	// hid from the caller.
+	EventMCPToolsList = "mcp.tools_list"
 )
 
 // Event is one audit record. Empty fields are omitted from its JSON, except
@@ -83,6 +86,7 @@ const (
 	ResultOutputLimit         = "OUTPUT_LIMIT"
 	ResultRateLimitExceeded   = "RATE_LIMIT_EXCEEDED"
 	ResultLoopBreakerTripped  = "LOOP_BREAKER_TRIPPED"
+	ResultToolError           = "TOOL_ERROR"
 	ResultUpstreamError       = "UPSTREAM_ERROR"
 	ResultUpstreamUnavailable = "UPSTREAM_UNAVAILABLE"
 	ResultUpstreamTimeout     = "UPSTREAM_TIMEOUT"

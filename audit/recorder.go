@@ -111,12 +111,6 @@ func WithClock(now func() time.Time) Option {
 	return func(r *Recorder) { r.now = now }
 }
 
-// WithWriteTimeout bounds one commit, including the replay of earlier
-// failed writes. Default: 10s.
-func WithWriteTimeout(d time.Duration) Option {
-	return func(r *Recorder) { r.timeout = d }
-}
-
 // NewRecorder returns a Recorder writing to sinks, in order, and starts its
 // commit loop; Close stops it. The chain continues from the last event of
 // the first sink that implements Head; with no such sink every process

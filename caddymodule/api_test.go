@@ -245,6 +245,14 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 		"stateless sqlite":      {func(a *App) { a.Runtime = &RuntimeConfig{Stateless: true}; a.Approvals = nil }, "sqlite audit sink is not allowed"},
 		"bad deployment mode":   {func(a *App) { a.Runtime = &RuntimeConfig{DeploymentMode: "cloud"} }, "deployment_mode"},
 		"executor without root": {func(a *App) { a.Executor = &ExecutorConfig{} }, "workspace_root is required"},
+		"upstream transport": {func(a *App) { a.Upstreams = map[string]*UpstreamConfig{"x": {Command: "./a", Transport: "websocket"}} },
+			`unknown transport "websocket"`},
+		"upstream command and url": {func(a *App) {
+			a.Upstreams = map[string]*UpstreamConfig{"x": {Command: "./a", URL: "https://x.example/mcp"}}
+		}, "needs command and no url"},
+		"upstream without either": {func(a *App) { a.Upstreams = map[string]*UpstreamConfig{"x": {}} }, "needs url and no command"},
+		"unknown sandbox profile": {func(a *App) { a.Executor = &ExecutorConfig{WorkspaceRoot: os.TempDir(), SandboxProfile: "vm"} },
+			"unknown sandbox profile"},
 		"bad approvals store":   {func(a *App) { a.Approvals.Store = "redis" }, "unknown store"},
 		"bad redaction pattern": {func(a *App) { a.Redaction = &RedactionConfig{Patterns: []string{"("}} }, "redaction"},
 	}

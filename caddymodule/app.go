@@ -48,7 +48,8 @@ type App struct {
 	Credentials []SecretConfig `json:"credentials,omitempty"`
 	// Redaction adds operator patterns. Default: built-ins only.
 	Redaction *RedactionConfig `json:"redaction,omitempty"`
-	// Runtime holds operational switches.
+	// Runtime holds operational switches. Default: the defaults of
+	// RuntimeConfig.
 	Runtime *RuntimeConfig `json:"runtime,omitempty"`
 	// Upstreams are the upstream MCP servers nomos_mcp routes expose, by
 	// name. Default: none.
@@ -70,7 +71,7 @@ type App struct {
 	brokerValues []string
 	services     map[string]*service.Service
 	upstreams    map[string]*mcp.Upstream
-	limiter      *ratelimit.Limiter
+	limiter      *ratelimit.Rules
 	loopGuard    *loopguard.Guard
 	window       *ratelimit.Window
 	metrics      *metrics

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"slices"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -311,10 +310,7 @@ func unmarshalExecutor(d *caddyfile.Dispenser, c *ExecutorConfig) error {
 		case "workspace_root":
 			err = setOnce(d, &c.WorkspaceRoot)
 		case "sandbox_profile":
-			err = setOnce(d, &c.SandboxProfile)
-			if err == nil && !slices.Contains([]string{"none", "local", "landlock", "container"}, c.SandboxProfile) {
-				return d.Errf("sandbox_profile must be none, local, landlock or container, got %q", c.SandboxProfile)
-			}
+			err = setOnce(d, &c.SandboxProfile) // the executor validates it
 		case "sandbox_read_paths":
 			err = appendArgs(d, &c.SandboxReadPaths)
 		case "max_output_bytes":

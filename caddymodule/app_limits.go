@@ -31,8 +31,8 @@ func (a *App) provisionRateLimits() error {
 	}
 	key := configKey("rate_limits", cfg)
 	a.track(key)
-	l, err := loadPooled(key, func() (*ratelimit.Limiter, func() error, error) {
-		l, err := ratelimit.New(cfg)
+	l, err := loadPooled(key, func() (*ratelimit.Rules, func() error, error) {
+		l, err := ratelimit.NewRules(cfg)
 		return l, nil, err
 	})
 	if err != nil {
@@ -44,8 +44,8 @@ func (a *App) provisionRateLimits() error {
 
 // rateLimiterConfig merges the rate_limits rules and the rate_limit
 // shorthand; ok is false when neither is set.
-func rateLimiterConfig(rt *RuntimeConfig) (ratelimit.Config, bool) {
-	var cfg ratelimit.Config
+func rateLimiterConfig(rt *RuntimeConfig) (ratelimit.RulesConfig, bool) {
+	var cfg ratelimit.RulesConfig
 	if rl := rt.RateLimits; rl != nil {
 		cfg.EvictAfter = time.Duration(rl.EvictAfterSeconds) * time.Second
 		cfg.MaxBuckets = rl.MaxBuckets

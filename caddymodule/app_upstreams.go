@@ -50,3 +50,13 @@ func (a *App) loadUpstream(name string, c *UpstreamConfig) (*mcp.Upstream, error
 		return candidate, candidate.Close, nil
 	})
 }
+
+// UpstreamBreakerStates reports the circuit breaker state of every upstream
+// (disabled, closed, half-open or open), by name, for metrics and the UI.
+func (a *App) UpstreamBreakerStates() map[string]string {
+	out := make(map[string]string, len(a.upstreams))
+	for name, u := range a.upstreams {
+		out[name] = u.BreakerState()
+	}
+	return out
+}

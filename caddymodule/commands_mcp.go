@@ -237,9 +237,8 @@ func (a *App) stdioGateway(svc *service.Service, id action.Identity, names []str
 	}
 	who := mcp.Identity{Principal: id.Principal, Agent: id.Agent}
 	auth := func(*http.Request, []byte) (mcp.Identity, error) { return who, nil }
-	gov := stdioGovernor{&governor{svc: svc, red: a.red}}
-	route := mcp.RouteConfig{Upstreams: names, SessionTTL: stdioSessionTTL}
-	return mcp.NewGateway(route, ups, gov, auth, stdioSlog())
+	route := mcp.RouteConfig{Upstreams: names, SessionTTL: stdioSessionTTL, Transport: mcp.DownstreamStdio}
+	return mcp.NewGateway(route, ups, &governor{svc: svc, red: a.red}, auth, stdioSlog())
 }
 
 // stdioLog is Caddy's default logger, which writes to stderr: without a
@@ -248,20 +247,6 @@ func stdioLog() *zap.Logger { return caddy.Log().Named("nomos.mcp_stdio") }
 
 func stdioSlog() *slog.Logger {
 	return slog.New(zapslog.NewHandler(stdioLog().Core(), zapslog.WithName("nomos.mcp_stdio")))
-}
-
-// stdioGovernor records the downstream transport as stdio in audit.
-type stdioGovernor struct{ *governor }
-
-// Authorize implements mcp.Governor.
-func (g stdioGovernor) Authorize(ctx context.Context, req mcp.AuthzRequest) (mcp.AuthzResult, error) {
-	meta := make(map[string]string, len(req.Metadata)+1)
-	for k, v := range req.Metadata {
-		meta[k] = v
-	}
-	meta["downstream_transport"] = "stdio"
-	req.Metadata = meta
-	return g.governor.Authorize(ctx, req)
 }
 
 // stdioCapabilities is what nomos_capabilities reports: configuration and
@@ -282,6 +267,3 @@ func (a *App) stdioCapabilities(svc *service.Service, policyName string, exe *ex
 	}
 	return caps
 }
-
-// Interface guards
-var _ mcp.Governor = stdioGovernor{}

@@ -7,6 +7,7 @@ import (
 // PolicySet is a named, ordered list of bundles compiled into one engine.
 type PolicySet struct {
 	// Bundles load in order; rule ids must be unique across them.
+	// Default: none (a policy set needs at least one bundle).
 	Bundles []BundleConfig `json:"bundles,omitempty"`
 	// VerifyKeys are PEM public keys (RSA or Ed25519). When set, every
 	// bundle must carry a signature that one of them verifies. Default: none.
@@ -16,6 +17,7 @@ type PolicySet struct {
 // BundleConfig is one policy bundle file.
 type BundleConfig struct {
 	// Path of the YAML or JSON bundle, relative to the working directory.
+	// Default: none (required).
 	Path string `json:"path"`
 	// Role is baseline, org, repo, env or local_override. Default: none.
 	Role string `json:"role,omitempty"`
@@ -27,7 +29,7 @@ type BundleConfig struct {
 // placeholders such as {env.NOMOS_API_KEY}; they are resolved at provision
 // time and never written to logs.
 type IdentityConfig struct {
-	// APIKeys map bearer keys to principals.
+	// APIKeys map bearer keys to principals. Default: none.
 	APIKeys []APIKeyConfig `json:"api_keys,omitempty"`
 	// APIKeysFile holds one "<key> <principal>" pair per line. Default: none.
 	APIKeysFile string `json:"api_keys_file,omitempty"`
@@ -62,25 +64,34 @@ type IdentityConfig struct {
 
 // APIKeyConfig maps one bearer key to a principal.
 type APIKeyConfig struct {
-	Key       string `json:"key"`
+	// Key is the bearer key (a placeholder such as {env.KEY} keeps it out
+	// of the config). Default: none (required).
+	Key string `json:"key"`
+	// Principal is who presents Key. Default: none (required).
 	Principal string `json:"principal"`
 }
 
 // AgentSecretConfig is one agent's HMAC secret.
 type AgentSecretConfig struct {
-	Agent  string `json:"agent"`
+	// Agent is the X-Nomos-Agent-Id the secret verifies. Default: none
+	// (required).
+	Agent string `json:"agent"`
+	// Secret is the HMAC key (a placeholder keeps it out of the config).
+	// Default: none (required).
 	Secret string `json:"secret"`
 }
 
 // JWTConfig verifies bearer JWTs.
 type JWTConfig struct {
-	// Issuer must equal the iss claim.
+	// Issuer must equal the iss claim. Default: none (required).
 	Issuer string `json:"issuer"`
-	// Audiences: the aud claim must contain one of them.
+	// Audiences: the aud claim must contain one of them. Default: none
+	// (required).
 	Audiences []string `json:"audiences"`
 	// PrincipalClaim names the claim that becomes the principal. Default: sub.
 	PrincipalClaim string `json:"principal_claim,omitempty"`
-	// Keys are PEM files of static public keys or certificates.
+	// Keys are PEM files of static public keys or certificates. Default:
+	// none (then JWKSURL is required).
 	Keys []string `json:"keys,omitempty"`
 	// JWKSURL is fetched, cached and refreshed. Default: none.
 	JWKSURL string `json:"jwks_url,omitempty"`
@@ -94,7 +105,8 @@ type MTLSConfig struct {
 	// Mode is spiffe (URI SAN in TrustDomain) or subject (common name).
 	// Default: spiffe.
 	Mode string `json:"mode,omitempty"`
-	// TrustDomain is required in spiffe mode.
+	// TrustDomain is the SPIFFE trust domain. Default: none (required in
+	// spiffe mode).
 	TrustDomain string `json:"trust_domain,omitempty"`
 	// Require refuses requests without a verified certificate. Default: false.
 	Require bool `json:"require,omitempty"`
@@ -106,14 +118,16 @@ type MTLSConfig struct {
 
 // TrustedHeadersConfig names the identity headers a trusted proxy sets.
 type TrustedHeadersConfig struct {
+	// Principal names the header carrying the principal. Default: none.
 	Principal string `json:"principal,omitempty"`
-	Agent     string `json:"agent,omitempty"`
+	// Agent names the header carrying the agent. Default: none.
+	Agent string `json:"agent,omitempty"`
 }
 
 // AuditConfig lists the audit sinks; every event goes to all of them.
 type AuditConfig struct {
-	// Sinks default to one sqlite sink under Caddy's data directory, or
-	// stdout in stateless mode.
+	// Sinks receive every event. Default: one sqlite sink under Caddy's
+	// data directory, or stdout in stateless mode.
 	Sinks []SinkConfig `json:"sinks,omitempty"`
 	// Checkpoint signs every commit to the sqlite sinks with a key, so
 	// that `nomos audit verify` with the key detects a log rewritten and
@@ -126,7 +140,7 @@ type AuditConfig struct {
 // CheckpointConfig is the key that signs audit checkpoints. Exactly one of
 // Key and KeyFile is set.
 type CheckpointConfig struct {
-	// Algorithm is hmac-sha256 or ed25519.
+	// Algorithm is hmac-sha256 or ed25519. Default: none (required).
 	Algorithm string `json:"algorithm"`
 	// Key is the key itself, usually a placeholder such as
 	// {env.NOMOS_AUDIT_KEY}, resolved at provision time: at least 32
@@ -139,15 +153,16 @@ type CheckpointConfig struct {
 
 // SinkConfig is one audit sink.
 type SinkConfig struct {
-	// Type is stdout, sqlite or webhook.
+	// Type is stdout, sqlite or webhook. Default: none (required).
 	Type string `json:"type"`
 	// Path of the sqlite file. Default: <data dir>/nomos/audit.db.
 	Path string `json:"path,omitempty"`
-	// URL of the webhook collector.
+	// URL of the webhook collector. Default: none (required for webhook).
 	URL string `json:"url,omitempty"`
 	// Outbox is the webhook's durable queue. Default: <data dir>/nomos/outbox-<hash>.db.
 	Outbox string `json:"outbox,omitempty"`
 	// Headers are added to webhook requests (placeholders allowed).
+	// Default: none.
 	Headers map[string]string `json:"headers,omitempty"`
 	// BatchSize caps events per webhook request. Default: 50.
 	BatchSize int `json:"batch_size,omitempty"`
@@ -163,7 +178,8 @@ type ApprovalsConfig struct {
 	Path string `json:"path,omitempty"`
 	// TTL of a pending or approved approval. Default: 15m.
 	TTL caddy.Duration `json:"ttl,omitempty"`
-	// Approvers are the principals who may decide. Empty authorizes nobody.
+	// Approvers are the principals who may decide. Default: none (nobody
+	// may decide).
 	Approvers []string `json:"approvers,omitempty"`
 	// SingleUse consumes an approval on first use. Default: false.
 	SingleUse bool `json:"single_use,omitempty"`
@@ -178,6 +194,7 @@ type ApprovalsConfig struct {
 // RuntimeConfig holds operational switches.
 type RuntimeConfig struct {
 	// Stateless forbids local state: no sqlite sink, no approvals.
+	// Default: false.
 	Stateless bool `json:"stateless,omitempty"`
 	// DeploymentMode is ci, k8s, remote_dev or unmanaged. Default: unmanaged.
 	DeploymentMode string `json:"deployment_mode,omitempty"`
@@ -187,6 +204,7 @@ type RuntimeConfig struct {
 	// still depends on Evidence. Default: false.
 	StrongGuarantee bool `json:"strong_guarantee,omitempty"`
 	// Evidence is what the operator has verified about the deployment.
+	// Default: nothing verified.
 	Evidence *EvidenceConfig `json:"evidence,omitempty"`
 	// RateLimit is shorthand for one rate_limits rule: a principal_action
 	// bucket on every action type (id runtime.rate_limit) refilling Events
@@ -207,9 +225,9 @@ type RuntimeConfig struct {
 // RateLimitConfig is the runtime rate_limit shorthand: Events per
 // Interval, up to Burst at once.
 type RateLimitConfig struct {
-	// Events refill per Interval. Required.
+	// Events per Interval refill the bucket. Default: none (required).
 	Events int `json:"events"`
-	// Interval of the refill. Required.
+	// Interval over which Events refill. Default: none (required).
 	Interval caddy.Duration `json:"interval"`
 	// Burst is the bucket size. Default: Events.
 	Burst int `json:"burst,omitempty"`
@@ -217,21 +235,28 @@ type RateLimitConfig struct {
 
 // EvidenceConfig records verified facts behind the assurance level.
 type EvidenceConfig struct {
+	// RuntimeIsolationVerified: the executor runs isolated as its sandbox
+	// profile claims. Default: false.
 	RuntimeIsolationVerified bool `json:"runtime_isolation_verified,omitempty"`
+	// WorkloadIdentityVerified: agents prove identity with workload
+	// credentials. Default: false.
 	WorkloadIdentityVerified bool `json:"workload_identity_verified,omitempty"`
-	DurableAuditVerified     bool `json:"durable_audit_verified,omitempty"`
+	// DurableAuditVerified: audit lands in durable storage off the host.
+	// Default: false.
+	DurableAuditVerified bool `json:"durable_audit_verified,omitempty"`
 }
 
 // ExecutorConfig enables Nomos' own executors for built-in action types.
 // Without it, built-in actions are denied as unsupported_action.
 type ExecutorConfig struct {
-	// WorkspaceRoot confines every file and process action. Required.
+	// WorkspaceRoot confines every file and process action. Default: none
+	// (required).
 	WorkspaceRoot string `json:"workspace_root"`
-	// SandboxProfile is what this host really provides: none, local,
-	// landlock or container (see docs/executors.md). landlock confines each
-	// process.exec child with Landlock and is refused where the kernel
-	// does not enforce it; container also needs container evidence.
-	// Default: none.
+	// SandboxProfile is the isolation this host really provides, one of
+	// the executor's profiles ordered by strength (none, local, landlock,
+	// container; see docs/executors.md). landlock confines each
+	// process.exec child with Landlock; an unknown profile, or one the host
+	// cannot enforce, refuses the config. Default: none.
 	SandboxProfile string `json:"sandbox_profile,omitempty"`
 	// SandboxReadPaths are absolute paths a process.exec child confined by
 	// the landlock sandbox may also read and execute, beyond the workspace
@@ -247,6 +272,7 @@ type ExecutorConfig struct {
 	// HTTPTimeout bounds net.http_request. Default: 5s.
 	HTTPTimeout caddy.Duration `json:"http_timeout,omitempty"`
 	// EnvAllowlist names parent variables process.exec may pass on.
+	// Default: none.
 	EnvAllowlist []string `json:"env_allowlist,omitempty"`
 	// AllowPrivateCIDRs opens private or loopback ranges to
 	// net.http_request. Default: none.
@@ -258,9 +284,13 @@ type ExecutorConfig struct {
 
 // SecretConfig is one brokered secret. Agents only ever see lease ids.
 type SecretConfig struct {
-	ID     string `json:"id"`
+	// ID names the secret in secrets.checkout. Default: none (required).
+	ID string `json:"id"`
+	// EnvKey is the variable a lease sets for process.exec. Default: none
+	// (required).
 	EnvKey string `json:"env_key"`
-	// Value may be a placeholder such as {env.DB_PASSWORD}.
+	// Value may be a placeholder such as {env.DB_PASSWORD}. Default: none
+	// (required).
 	Value string `json:"value"`
 	// TTL of a lease. Default: 5m.
 	TTL caddy.Duration `json:"ttl,omitempty"`
@@ -268,6 +298,6 @@ type SecretConfig struct {
 
 // RedactionConfig adds operator patterns to the built-in ones.
 type RedactionConfig struct {
-	// Patterns are RE2 regular expressions.
+	// Patterns are RE2 regular expressions. Default: none.
 	Patterns []string `json:"patterns,omitempty"`
 }

@@ -26,7 +26,8 @@ type RateLimitsConfig struct {
 
 // RateLimitRule is one token bucket rule.
 type RateLimitRule struct {
-	// ID names the rule in denials, audit and metrics; unique. Required.
+	// ID names the rule in denials, audit and metrics; unique.
+	// Default: none (required).
 	ID string `json:"id"`
 	// Principal limits the rule to one principal ("*" is any).
 	// Default: any.
@@ -37,9 +38,11 @@ type RateLimitRule struct {
 	// Resource is a glob over the normalized resource, as in policy rules;
 	// required for principal_resource. Default: any.
 	Resource string `json:"resource,omitempty"`
-	// Burst is the bucket capacity; a new bucket starts full. Required.
+	// Burst is the bucket capacity; a new bucket starts full.
+	// Default: none (required).
 	Burst int `json:"burst"`
-	// RefillPerMinute is the continuous refill rate. Required.
+	// RefillPerMinute is the continuous refill rate (fractions allowed).
+	// Default: none (required).
 	RefillPerMinute float64 `json:"refill_per_minute"`
 }
 

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -27,14 +28,16 @@ type MCPHandler struct {
 	// Policy names the policy set. Default: default.
 	Policy string `json:"policy,omitempty"`
 	// Upstreams are the names of the nomos app's upstreams this route
-	// exposes. Required.
+	// exposes, in priority order. Default: none (required).
 	Upstreams []string `json:"upstreams"`
 	// Prefixes maps an upstream to the prefix of its tool and prompt names.
 	// Default: none with one upstream, "<name>_" with several.
 	Prefixes map[string]string `json:"prefixes,omitempty"`
-	// Include and Exclude are globs over the exposed tool names. Default:
-	// every tool.
+	// Include are globs (path.Match) over the exposed tool names; a tool
+	// is shown when it matches one. Default: every tool.
 	Include []string `json:"include,omitempty"`
+	// Exclude are globs over the exposed tool names that are never shown.
+	// Default: none.
 	Exclude []string `json:"exclude,omitempty"`
 	// MaxBodyBytes caps a request body. Default: 1 MiB.
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
@@ -44,8 +47,15 @@ type MCPHandler struct {
 	// AllowedHosts lists globs of accepted Host headers. Default: loopback
 	// names on a loopback listener, any otherwise.
 	AllowedHosts []string `json:"allowed_hosts,omitempty"`
-	// SessionTTL expires idle client sessions. Default: 30m.
+	// SessionTTL expires client sessions idle for longer. Default: 30m.
 	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
+	// MaxSessionsPerPrincipal bounds the live client sessions of one
+	// principal; initialize beyond it is refused with 429 session_limit.
+	// Default: 256.
+	MaxSessionsPerPrincipal int `json:"max_sessions_per_principal,omitempty"`
+	// InitializePerMinute paces initialize per principal; beyond it
+	// initialize is refused with 429 rate_limited. Default: 600.
+	InitializePerMinute int `json:"initialize_per_minute,omitempty"`
 	RouteAuth
 
 	gw      *mcp.Gateway
@@ -116,8 +126,8 @@ func (h *MCPHandler) newGateway(app *App) (*mcp.Gateway, error) {
 	gov := &governor{svc: svc, red: app.red}
 	auth := func(r *http.Request, body []byte) (mcp.Identity, error) {
 		id, e := h.authenticate(app, r, body, true)
-		if e != nil {
-			return mcp.Identity{}, e
+		if e != nil { // the gateway adds the code, as the HTTP API does
+			return mcp.Identity{}, errors.New(e.Msg)
 		}
 		return mcp.Identity{Principal: id.Principal, Agent: id.Agent}, nil
 	}
@@ -128,7 +138,8 @@ func (h *MCPHandler) routeConfig() mcp.RouteConfig {
 	return mcp.RouteConfig{
 		Upstreams: h.Upstreams, Prefixes: h.Prefixes, Include: h.Include, Exclude: h.Exclude,
 		MaxBodyBytes: h.MaxBodyBytes, AllowedOrigins: h.AllowedOrigins, AllowedHosts: h.AllowedHosts,
-		SessionTTL: time.Duration(h.SessionTTL),
+		SessionTTL: time.Duration(h.SessionTTL), MaxSessionsPerPrincipal: h.MaxSessionsPerPrincipal,
+		InitializePerMinute: h.InitializePerMinute,
 	}
 }
 
@@ -147,6 +158,18 @@ func (h *MCPHandler) adopt(gw *mcp.Gateway) {
 		}
 	}
 	h.slot.current, h.gw = gw, gw
+}
+
+// Validate checks the route with the engine's own validation.
+func (h *MCPHandler) Validate() error {
+	err := h.RouteAuth.validate()
+	if err == nil {
+		err = h.routeConfig().Validate()
+	}
+	if err != nil {
+		return fmt.Errorf("nomos_mcp: %w", err)
+	}
+	return nil
 }
 
 // ServeHTTP serves the MCP endpoint. It never calls next.
@@ -178,6 +201,7 @@ func (h *MCPHandler) Cleanup() error {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*MCPHandler)(nil)
+	_ caddy.Validator             = (*MCPHandler)(nil)
 	_ caddy.CleanerUpper          = (*MCPHandler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*MCPHandler)(nil)
 )

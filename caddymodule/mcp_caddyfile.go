@@ -29,6 +29,8 @@ func parseMCPHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error
 //		allowed_origins <origin>...
 //		allowed_hosts <glob>...
 //		session_ttl <duration>
+//		max_sessions_per_principal <n>
+//		initialize_per_minute <n>
 //		anonymous <principal> [<agent>]
 //		principal_from <placeholder>
 //		require_agent true|false
@@ -78,6 +80,10 @@ func (h *MCPHandler) unmarshalOption(d *caddyfile.Dispenser) error {
 		return appendArgs(d, &h.AllowedHosts)
 	case "session_ttl":
 		return setDuration(d, &h.SessionTTL)
+	case "max_sessions_per_principal":
+		return setInt(d, &h.MaxSessionsPerPrincipal)
+	case "initialize_per_minute":
+		return setInt(d, &h.InitializePerMinute)
 	default:
 		return h.RouteAuth.unmarshalOption(d)
 	}
@@ -94,10 +100,10 @@ func (h *MCPHandler) unmarshalOption(d *caddyfile.Dispenser) error {
 //		transport stdio|streamable_http|sse
 //		allowed_hosts <host>...
 //		header <name> <value>
-//		ca_file <pem>
+//		trusted_ca <pem>
 //		client_cert <pem> <key>
 //		allow_missing_tool_schemas
-//		breaker off | breaker { failure_threshold <n>; failure_window <dur>; open_timeout <dur> }
+//		breaker disabled | breaker { failure_threshold <n>; failure_window <dur>; open_timeout <dur> }
 //		timeouts { initialize <dur>; list <dur>; call <dur> }
 //	}
 func (a *App) unmarshalUpstream(d *caddyfile.Dispenser) error {
@@ -116,9 +122,6 @@ func (a *App) unmarshalUpstream(d *caddyfile.Dispenser) error {
 		if err := unmarshalUpstreamOption(d, c); err != nil {
 			return err
 		}
-	}
-	if (c.Command == "") == (c.URL == "") {
-		return d.Errf("upstream %q needs exactly one of command or url", name)
 	}
 	if a.Upstreams == nil {
 		a.Upstreams = map[string]*UpstreamConfig{}
@@ -148,19 +151,13 @@ func unmarshalUpstreamOption(d *caddyfile.Dispenser, c *UpstreamConfig) error {
 	case "url":
 		return setOnce(d, &c.URL)
 	case "transport":
-		if err := setOnce(d, &c.Transport); err != nil {
-			return err
-		}
-		if c.Transport != "stdio" && c.Transport != "streamable_http" && c.Transport != "sse" {
-			return d.Errf("transport must be stdio, streamable_http or sse, got %q", c.Transport)
-		}
-		return nil
+		return setOnce(d, &c.Transport) // validated with the upstream
 	case "allowed_hosts":
 		return appendArgs(d, &c.AllowedHosts)
 	case "header":
 		return setPair(d, &c.Headers)
-	case "ca_file":
-		return setOnce(d, &c.CAFile)
+	case "trusted_ca":
+		return setOnce(d, &c.TrustedCA)
 	case "client_cert":
 		args := d.RemainingArgs()
 		if len(args) != 2 || c.ClientCert != "" {
@@ -201,8 +198,8 @@ func unmarshalBreaker(d *caddyfile.Dispenser, c *UpstreamConfig) error {
 	}
 	c.Breaker = new(BreakerConfig)
 	if d.NextArg() {
-		if d.Val() != "off" || d.NextArg() {
-			return d.Err("usage: breaker off, or a breaker { } block")
+		if d.Val() != "disabled" || d.NextArg() {
+			return d.Err("usage: breaker disabled, or a breaker { } block")
 		}
 		c.Breaker.Disabled = true
 		return nil

@@ -12,15 +12,19 @@ import (
 
 // UpstreamConfig declares one upstream MCP server of the nomos app. A
 // route's nomos_mcp handler exposes it by name. Values may be placeholders
-// such as {env.TOKEN}, resolved when the config loads.
+// such as {env.TOKEN}, resolved when the config loads. This struct is the
+// JSON schema and the reference; mcp.UpstreamConfig is the engine's plain
+// copy of it.
 type UpstreamConfig struct {
 	// Transport is stdio, streamable_http or sse. Default: stdio with a
 	// command, streamable_http with a url.
 	Transport string `json:"transport,omitempty"`
-	// Command starts a stdio upstream; Args follow it. A command that is a
-	// single placeholder is split on spaces after it is resolved.
-	Command string   `json:"command,omitempty"`
-	Args    []string `json:"args,omitempty"`
+	// Command starts a stdio upstream. A command that is a single
+	// placeholder is split on spaces after it is resolved. Default: none
+	// (exactly one of command or url is required).
+	Command string `json:"command,omitempty"`
+	// Args follow Command. Default: none.
+	Args []string `json:"args,omitempty"`
 	// Env sets fixed variables of the child. Default: none.
 	Env map[string]string `json:"env,omitempty"`
 	// EnvAllowlist names variables copied from Nomos' environment; the
@@ -28,7 +32,8 @@ type UpstreamConfig struct {
 	EnvAllowlist []string `json:"env_allowlist,omitempty"`
 	// Workdir is the child's working directory. Default: Nomos'.
 	Workdir string `json:"workdir,omitempty"`
-	// URL is the endpoint of a remote upstream.
+	// URL is the endpoint of a remote upstream. Default: none (exactly
+	// one of command or url is required).
 	URL string `json:"url,omitempty"`
 	// AllowedHosts limits the hosts a remote upstream may be reached at.
 	// Default: the host of URL.
@@ -36,23 +41,31 @@ type UpstreamConfig struct {
 	// Headers are sent to a remote upstream; the client's own credentials
 	// never are. Default: none.
 	Headers map[string]string `json:"headers,omitempty"`
-	// CAFile, ClientCert and ClientKey configure TLS to a remote upstream.
-	CAFile     string `json:"ca_file,omitempty"`
+	// TrustedCA is a PEM file of CA certificates trusted, besides the
+	// system's, for a remote upstream (the same option as the executor's).
+	// Default: the system trust store only.
+	TrustedCA string `json:"trusted_ca,omitempty"`
+	// ClientCert is the PEM certificate of mTLS to a remote upstream;
+	// ClientKey goes with it. Default: none.
 	ClientCert string `json:"client_cert,omitempty"`
-	ClientKey  string `json:"client_key,omitempty"`
+	// ClientKey is the PEM key of ClientCert. Default: none.
+	ClientKey string `json:"client_key,omitempty"`
 	// AllowMissingToolSchemas lets tools without an inputSchema be called.
 	// Default: false.
 	AllowMissingToolSchemas bool `json:"allow_missing_tool_schemas,omitempty"`
-	// Breaker is this upstream's circuit breaker.
+	// Breaker is this upstream's circuit breaker. Default: on, with the
+	// defaults of BreakerConfig.
 	Breaker *BreakerConfig `json:"breaker,omitempty"`
-	// Timeouts bound each stage of an exchange.
+	// Timeouts bound each stage of an exchange. Default: the defaults of
+	// TimeoutsConfig.
 	Timeouts *TimeoutsConfig `json:"timeouts,omitempty"`
 }
 
 // BreakerConfig is an upstream circuit breaker. Only transport, protocol
 // and timeout failures count; tool errors and cancellations do not.
 type BreakerConfig struct {
-	// Disabled turns the breaker off. Default: false (on).
+	// Disabled turns the breaker off (Caddyfile: breaker disabled).
+	// Default: false (on).
 	Disabled bool `json:"disabled,omitempty"`
 	// FailureThreshold failures within FailureWindow open it. Default: 5.
 	FailureThreshold int `json:"failure_threshold,omitempty"`
@@ -72,12 +85,12 @@ type TimeoutsConfig struct {
 	Call caddy.Duration `json:"call,omitempty"`
 }
 
-// toMCP resolves placeholders and converts to the engine's config.
+// toMCP resolves placeholders and converts to the engine's options.
 func (c *UpstreamConfig) toMCP(name string) (mcp.UpstreamConfig, error) {
 	out := mcp.UpstreamConfig{
 		Name: name, Transport: c.Transport, Command: resolve(c.Command), Args: resolveAll(c.Args),
 		EnvAllowlist: c.EnvAllowlist, Workdir: c.Workdir, URL: resolve(c.URL), AllowedHosts: c.AllowedHosts,
-		CAFile: c.CAFile, ClientCertFile: c.ClientCert, ClientKeyFile: c.ClientKey,
+		TrustedCA: c.TrustedCA, ClientCert: c.ClientCert, ClientKey: c.ClientKey,
 		AllowMissingToolSchemas: c.AllowMissingToolSchemas,
 		Env:                     resolveMap(c.Env), Headers: resolveMap(c.Headers),
 	}
@@ -89,8 +102,7 @@ func (c *UpstreamConfig) toMCP(name string) (mcp.UpstreamConfig, error) {
 		return out, fmt.Errorf("upstream %q: command or url resolved to nothing (unset environment variable?)", name)
 	}
 	if b := c.Breaker; b != nil {
-		enabled := !b.Disabled
-		out.Breaker = mcp.BreakerConfig{Enabled: &enabled, FailureThreshold: b.FailureThreshold,
+		out.Breaker = mcp.BreakerConfig{Disabled: b.Disabled, FailureThreshold: b.FailureThreshold,
 			FailureWindow: time.Duration(b.FailureWindow), OpenTimeout: time.Duration(b.OpenTimeout)}
 	}
 	if t := c.Timeouts; t != nil {

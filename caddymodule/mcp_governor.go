@@ -2,9 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -15,27 +12,28 @@ import (
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
-// governor connects the MCP gateway to the Nomos pipeline: every governed
-// MCP request becomes an action that is decided, recorded and, once the
-// upstream answered, completed in audit.
+// governor connects every MCP front door (through mcp.Path) to the Nomos
+// pipeline: each governed MCP request becomes an action that is decided,
+// recorded and, once carried out or refused, completed in audit.
 type governor struct {
 	svc *service.Service
 	red *redact.Redactor
 }
 
+// envelope is the action of a governed MCP request.
+func envelope(req mcp.AuthzRequest) *action.Envelope {
+	return action.NewEnvelope(req.ActionType, req.Resource, req.Params, req.TraceID).WithApproval(req.ApprovalID)
+}
+
+func identityOf(id mcp.Identity) action.Identity {
+	return action.Identity{Principal: id.Principal, Agent: id.Agent}
+}
+
 // Authorize decides one governed request. A request Nomos cannot interpret
 // is a DENY the client can read; an internal failure is an error, and the
-// gateway fails closed.
+// door fails closed.
 func (g *governor) Authorize(ctx context.Context, req mcp.AuthzRequest) (mcp.AuthzResult, error) {
-	env := &action.Envelope{
-		SchemaVersion: action.SchemaVersion, ActionID: newActionID(), TraceID: traceID(req.Metadata),
-		ActionType: req.ActionType, Resource: req.Resource, Params: req.Params,
-	}
-	if req.ApprovalID != "" {
-		ext, _ := json.Marshal(map[string]string{"approval_id": req.ApprovalID})
-		env.Context.Extensions = map[string]json.RawMessage{"approval": ext}
-	}
-	auth, err := g.svc.Authorize(ctx, env, action.Identity{Principal: req.Identity.Principal, Agent: req.Identity.Agent}, metadata(req.Metadata))
+	auth, err := g.svc.Authorize(ctx, envelope(req), identityOf(req.Identity), metadata(req.Metadata))
 	if err != nil {
 		return refusal(err)
 	}
@@ -75,46 +73,41 @@ func (g *governor) result(auth *service.Authorization) (mcp.AuthzResult, error) 
 	return res, nil
 }
 
-// Rejected records a call the gateway refused before policy.
-func (g *governor) Rejected(ctx context.Context, req mcp.AuthzRequest, _, reason string) {
-	env := &action.Envelope{
-		SchemaVersion: action.SchemaVersion, ActionID: newActionID(), TraceID: traceID(req.Metadata),
-		ActionType: req.ActionType, Resource: req.Resource, Params: req.Params,
-	}
-	g.svc.Reject(ctx, env, action.Identity{Principal: req.Identity.Principal, Agent: req.Identity.Agent}, metadata(req.Metadata), reason)
+// Rejected records a request a door refused before policy.
+func (g *governor) Rejected(ctx context.Context, req mcp.AuthzRequest, class, reason string) {
+	g.svc.Reject(ctx, envelope(req), identityOf(req.Identity), metadata(req.Metadata), class, reason)
 }
 
-// Completed records action.completed for an allowed request.
+// Completed records action.completed and trace.end for an authorized
+// request, forwarded or not.
 func (g *governor) Completed(ctx context.Context, _ mcp.AuthzRequest, res mcp.AuthzResult, out mcp.Outcome) {
 	auth, ok := res.Handle.(*service.Authorization)
 	if !ok {
 		return
 	}
-	meta := map[string]any{"upstream_duration_ms": out.Duration.Milliseconds()}
-	if out.ErrorClass != "" {
-		meta["error_class"] = out.ErrorClass
+	var meta map[string]any
+	if out.Classification != "" { // forwarded: how the upstream answered
+		meta = map[string]any{"upstream_duration_ms": out.Duration.Milliseconds()}
+		if out.ErrorClass != "" {
+			meta["error_class"] = out.ErrorClass
+		}
 	}
 	g.svc.Complete(ctx, auth, out.Classification, meta)
 }
 
-// Visible lists a tool only when some rule could allow the principal to
-// call it.
-func (g *governor) Visible(_ context.Context, id mcp.Identity, server, tool string) bool {
-	return g.svc.Reachable(action.Identity{Principal: id.Principal, Agent: id.Agent}, action.TypeMCPCall, "mcp://"+server+"/"+tool)
+// Visible shows a name only when some rule could allow the principal to
+// use it.
+func (g *governor) Visible(_ context.Context, id mcp.Identity, actionType, resource string) bool {
+	return g.svc.Reachable(identityOf(id), actionType, resource)
 }
 
-// traceID groups the actions of one downstream MCP session.
-func traceID(meta map[string]string) string {
-	if s := meta["downstream_session_id"]; s != "" && len(s) <= 120 {
-		return "mcp-" + s
+// ToolsListed records mcp.tools_list.
+func (g *governor) ToolsListed(ctx context.Context, id mcp.Identity, meta map[string]string, shown, hidden []string) {
+	trace := ""
+	if sid := meta["downstream_session_id"]; sid != "" {
+		trace = "mcp-" + sid
 	}
-	return newActionID()
-}
-
-func newActionID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return "act-" + hex.EncodeToString(b[:])
+	g.svc.Discovered(ctx, identityOf(id), trace, metadata(meta), shown, hidden)
 }
 
 func metadata(m map[string]string) map[string]any {
@@ -127,6 +120,6 @@ func metadata(m map[string]string) map[string]any {
 
 // Interface guards
 var (
-	_ mcp.Governor          = (*governor)(nil)
-	_ mcp.RejectionRecorder = (*governor)(nil)
+	_ mcp.Governor     = (*governor)(nil)
+	_ mcp.ListObserver = (*governor)(nil)
 )

@@ -13,36 +13,38 @@ type Identity struct {
 	Agent     string
 }
 
-// Action types of governed MCP requests.
+// Downstream transports: how a client reached a front door. The label is
+// recorded as downstream_transport in every audit event of the request.
 const (
-	ActionCall           = "mcp.call"
-	ActionResourceRead   = "mcp.resource_read"
-	ActionPromptGet      = "mcp.prompt_get"
-	ActionCompletion     = "mcp.completion"
-	ActionSample         = "mcp.sample"
-	ActionElicit         = "mcp.elicit"
-	DecisionAllow        = "ALLOW"
-	DecisionDeny         = "DENY"
-	DecisionRequireAppr  = "REQUIRE_APPROVAL"
-	DownstreamTransport  = "streamable_http"
-	approvalArgumentName = "approval_id"
+	DownstreamStreamableHTTP = TransportStreamableHTTP
+	DownstreamStdio          = TransportStdio
 )
 
-// Governor runs the Nomos pipeline for governed MCP requests.
+// approvalArgumentName is the tools/call argument that carries the id of
+// a granted approval on a retry; it is never forwarded.
+const approvalArgumentName = "approval_id"
+
+// Governor runs the Nomos pipeline for governed MCP requests. Every front
+// door reaches it through a Path, never directly.
 type Governor interface {
 	// Authorize runs the Nomos pipeline (rate limits, policy, approvals,
 	// decision audit) for one governed MCP request. An error is an internal
-	// failure: the gateway fails closed.
+	// failure: the door fails closed.
 	Authorize(ctx context.Context, req AuthzRequest) (AuthzResult, error)
-	// Completed records the outcome (audit action.completed). It runs once
-	// the upstream has answered, before the answer is sent on, so it must
-	// not block for long.
+	// Completed records the outcome (audit action.completed and trace.end)
+	// of an authorized request, denied ones included (then out is empty).
+	// It runs before the answer is sent on, so it must not block for long.
 	Completed(ctx context.Context, req AuthzRequest, res AuthzResult, out Outcome)
-	// Visible reports whether tools/list may show tool of upstream server to
-	// id: true when some rule could ALLOW or REQUIRE_APPROVAL an mcp.call on
-	// mcp://<server>/<tool>. It must not audit a decision and must not
-	// over-report: when unsure, answer false.
-	Visible(ctx context.Context, id Identity, server, tool string) bool
+	// Rejected records a request the door refused before asking for a
+	// decision: an unknown or hidden name, arguments that fail the tool's
+	// schema, an upstream that is unavailable. class is an audit result
+	// classification, reason what the client was told.
+	Rejected(ctx context.Context, req AuthzRequest, class, reason string)
+	// Visible reports whether some rule could ALLOW or REQUIRE_APPROVAL an
+	// actionType request on resource for id. It decides what lists show
+	// and whether a name exists at all for the caller. It must not audit
+	// a decision and must not over-report: when unsure, answer false.
+	Visible(ctx context.Context, id Identity, actionType, resource string) bool
 }
 
 // ListObserver may be implemented by a Governor to audit discovery (the
@@ -52,37 +54,32 @@ type ListObserver interface {
 	ToolsListed(ctx context.Context, id Identity, metadata map[string]string, shown, hidden []string)
 }
 
-// RejectionRecorder may be implemented by a Governor to audit a tools/call
-// the gateway refused before asking for a decision: arguments that fail the
-// tool's inputSchema, or a tool without a schema. class is the result
-// class (ARGUMENT_VALIDATION_ERROR) and reason what the client was told.
-type RejectionRecorder interface {
-	Rejected(ctx context.Context, req AuthzRequest, class, reason string)
-}
-
 // AuthzRequest is one governed MCP request, ready to become a Nomos action.
 type AuthzRequest struct {
 	Identity Identity
-	// ActionType is one of mcp.call, mcp.resource_read, mcp.prompt_get,
-	// mcp.completion, mcp.sample or mcp.elicit.
+	// ActionType is one of the action.TypeMCP* types.
 	ActionType string
 	// Resource is mcp://<server>/<tool>, mcp://<server>/resource/<uri>,
 	// mcp://<server>/prompt/<name>, mcp://<server>/completion/<ref>,
-	// mcp://<server>/sample or mcp://<server>/elicit.
+	// mcp://<server>/sample or mcp://<server>/elicit (see MCPResource).
 	Resource string
 	// Params is canonical JSON. For mcp.call: {upstream_server,
 	// upstream_tool, tool_arguments, tool_arguments_hash}.
 	Params json.RawMessage
 	// ApprovalID is the approval_id argument of a retried tools/call.
 	ApprovalID string
-	// Metadata carries downstream_transport, downstream_session_id,
-	// upstream_server and upstream_tool (or upstream_method).
+	// TraceID groups the actions of one downstream session. Default: a
+	// fresh id per action.
+	TraceID string
+	// Metadata carries downstream_transport (set by the Path),
+	// downstream_session_id, upstream_server and upstream_tool (or
+	// upstream_method).
 	Metadata map[string]string
 }
 
 // AuthzResult is the Governor's decision and its output obligations.
 type AuthzResult struct {
-	// Decision is ALLOW, DENY or REQUIRE_APPROVAL.
+	// Decision is ALLOW, DENY or REQUIRE_APPROVAL (policy.Allow, ...).
 	Decision            string
 	Reason              string
 	ApprovalID          string
@@ -93,23 +90,24 @@ type AuthzResult struct {
 	// OutputMaxBytes and OutputMaxLines cap the text returned; 0 = no cap.
 	OutputMaxBytes int64
 	OutputMaxLines int64
-	// Handle is the Governor's own state for this request; the gateway
-	// hands it back unchanged to Completed.
+	// Handle is the Governor's own state for this request; the door hands
+	// it back unchanged to Completed.
 	Handle any
 }
 
 // Outcome is what happened to an allowed request.
 type Outcome struct {
-	// Classification is SUCCESS, TOOL_ERROR, UPSTREAM_ERROR or one of the
-	// error classes below.
+	// Classification is an audit result classification (audit.Result*);
+	// empty for a request that was not forwarded.
 	Classification string
 	Duration       time.Duration
 	// ErrorClass is transport, protocol, timeout, canceled, breaker_open,
-	// validation or empty.
+	// rpc or empty.
 	ErrorClass string
 }
 
 // Authenticator identifies the caller of a downstream HTTP request. body is
 // the already read (capped) request body, empty for GET and DELETE. An error
-// is answered with HTTP 401 {"decision":"DENY","reason":"auth_error: ..."}.
+// is answered with HTTP 401 {"decision":"DENY","reason":"auth_error: <its
+// message>"}, so its message must not carry the code itself.
 type Authenticator func(r *http.Request, body []byte) (Identity, error)

@@ -18,7 +18,7 @@ type breaker struct {
 }
 
 func newBreaker(name string, cfg BreakerConfig, log *slog.Logger) *breaker {
-	if cfg.Enabled != nil && !*cfg.Enabled {
+	if cfg.Disabled {
 		return &breaker{}
 	}
 	threshold := uint32(cfg.FailureThreshold)

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-nomos/nomos/audit"
 )
 
 func breakerUpstream(t *testing.T, hooks *hangHooks, threshold int, open time.Duration) *Upstream {
@@ -38,7 +40,7 @@ func TestBreakerSequence(t *testing.T) {
 
 	for i := range 2 {
 		text, isErr := c.callTool("hang", `{}`)
-		wantClass(t, text, isErr, ClassUpstreamTimeout)
+		wantClass(t, text, isErr, audit.ResultUpstreamTimeout)
 		if i == 0 && u.BreakerState() != "closed" {
 			t.Fatalf("state after one failure = %s", u.BreakerState())
 		}
@@ -49,7 +51,7 @@ func TestBreakerSequence(t *testing.T) {
 	before := gov.requestCount()
 	start := time.Now()
 	text, isErr := c.callTool("echo", `{"text":"x"}`)
-	wantClass(t, text, isErr, ClassUpstreamUnavail)
+	wantClass(t, text, isErr, audit.ResultUpstreamUnavailable)
 	if gov.requestCount() != before+1 || time.Since(start) > 100*time.Millisecond {
 		t.Fatal("an open breaker must fail fast after policy allowed the call")
 	}
@@ -73,8 +75,8 @@ func TestBreakerSequence(t *testing.T) {
 	}()
 	<-hooks.started
 	text, isErr = c.callTool("echo", `{"text":"x"}`)
-	wantClass(t, text, isErr, ClassUpstreamUnavail) // one probe at a time
-	if got := <-probeDone; !strings.HasPrefix(got, ClassUpstreamTimeout) {
+	wantClass(t, text, isErr, audit.ResultUpstreamUnavailable) // one probe at a time
+	if got := <-probeDone; !strings.HasPrefix(got, audit.ResultUpstreamTimeout) {
 		t.Fatalf("probe = %q", got)
 	}
 	if u.BreakerState() != "open" {
@@ -128,7 +130,7 @@ func TestBreakerIgnoresToolErrorsAndCancellations(t *testing.T) {
 		t.Fatal("the cancellation never reached the upstream")
 	}
 	wg.Wait()
-	wantClass(t, text, isErr, ClassUpstreamCanceled)
+	wantClass(t, text, isErr, audit.ResultUpstreamCanceled)
 	if u.BreakerState() != "closed" {
 		t.Fatal("a cancellation opened the breaker")
 	}
@@ -143,11 +145,11 @@ func TestRemoteUpstreamHangTimesOut(t *testing.T) {
 	c.initialize()
 	start := time.Now()
 	text, isErr := c.callTool("hang", `{}`)
-	wantClass(t, text, isErr, ClassUpstreamTimeout)
+	wantClass(t, text, isErr, audit.ResultUpstreamTimeout)
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("took %v", d)
 	}
-	if out := gov.lastOutcome(); out.Classification != ClassUpstreamTimeout || out.ErrorClass != "timeout" {
+	if out := gov.lastOutcome(); out.Classification != audit.ResultUpstreamTimeout || out.ErrorClass != "timeout" {
 		t.Fatalf("outcome = %+v", out)
 	}
 	_ = fmt.Sprint

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
+	"path"
 	"strings"
 	"time"
 )
@@ -30,72 +30,75 @@ const (
 	DefaultCallTimeout       = 60 * time.Second
 )
 
-// UpstreamConfig declares one upstream MCP server.
+// UpstreamConfig declares one upstream MCP server. It is the engine's
+// plain options struct: the JSON schema and its docs are the nomos app's
+// (caddymodule.UpstreamConfig).
 type UpstreamConfig struct {
 	// Name identifies the upstream in routes, resources (mcp://<name>/...)
 	// and audit. Required; letters, digits, '-', '_' and '.'.
-	Name string `json:"name"`
+	Name string
 	// Transport is stdio, streamable_http or sse. Default: stdio when
 	// Command is set, streamable_http when URL is set.
-	Transport string `json:"transport,omitempty"`
+	Transport string
 	// Command and Args start a stdio upstream.
-	Command string   `json:"command,omitempty"`
-	Args    []string `json:"args,omitempty"`
+	Command string
+	Args    []string
 	// Env holds fixed environment values of the child; they win over
 	// EnvAllowlist. Default: none.
-	Env map[string]string `json:"env,omitempty"`
+	Env map[string]string
 	// EnvAllowlist names parent environment variables copied into the
 	// child's otherwise empty environment. Default: none.
-	EnvAllowlist []string `json:"env_allowlist,omitempty"`
+	EnvAllowlist []string
 	// Workdir is the child's working directory; it must exist. Default:
 	// the gateway's.
-	Workdir string `json:"workdir,omitempty"`
+	Workdir string
 	// URL is the endpoint of a remote upstream.
-	URL string `json:"url,omitempty"`
+	URL string
 	// AllowedHosts limits the hosts a remote upstream may be reached at,
 	// including the endpoint a legacy SSE server advertises. Default: the
 	// host of URL only.
-	AllowedHosts []string `json:"allowed_hosts,omitempty"`
+	AllowedHosts []string
 	// Headers are static headers sent to a remote upstream (e.g.
 	// Authorization). The downstream client's own credentials are never
 	// forwarded. Default: none.
-	Headers map[string]string `json:"headers,omitempty"`
-	// CAFile adds a PEM CA bundle to the system trust store.
-	CAFile string `json:"ca_file,omitempty"`
-	// ClientCertFile and ClientKeyFile enable mTLS; both or neither.
-	ClientCertFile string `json:"client_cert_file,omitempty"`
-	ClientKeyFile  string `json:"client_key_file,omitempty"`
+	Headers map[string]string
+	// TrustedCA adds a PEM CA bundle to the system trust store.
+	TrustedCA string
+	// ClientCert and ClientKey are PEM files that enable mTLS; both or
+	// neither.
+	ClientCert string
+	ClientKey  string
 	// AllowMissingToolSchemas lets tools without an inputSchema be called.
 	// Default: false (such tools are refused).
-	AllowMissingToolSchemas bool `json:"allow_missing_tool_schemas,omitempty"`
+	AllowMissingToolSchemas bool
 	// Breaker configures this upstream's circuit breaker.
-	Breaker BreakerConfig `json:"breaker,omitempty"`
+	Breaker BreakerConfig
 	// Timeouts bound each stage of an upstream exchange.
-	Timeouts Timeouts `json:"timeouts,omitempty"`
+	Timeouts Timeouts
 }
 
 // BreakerConfig configures an upstream circuit breaker.
 type BreakerConfig struct {
-	// Enabled turns the breaker on or off. Default: true.
-	Enabled *bool `json:"enabled,omitempty"`
+	// Disabled turns the breaker off. Default: false (on).
+	Disabled bool
 	// FailureThreshold failures within FailureWindow open it. Default: 5.
-	FailureThreshold int `json:"failure_threshold,omitempty"`
+	FailureThreshold int
 	// FailureWindow is the sliding window of counted failures. Default: 60s.
-	FailureWindow time.Duration `json:"failure_window,omitempty"`
+	FailureWindow time.Duration
 	// OpenTimeout is how long it stays open before one probe. Default: 30s.
-	OpenTimeout time.Duration `json:"open_timeout,omitempty"`
+	OpenTimeout time.Duration
 }
 
 // Timeouts bound the stages of an upstream exchange.
 type Timeouts struct {
 	// Initialize bounds starting a session (spawn or connect, initialize,
 	// first tools/list). Default: 10s.
-	Initialize time.Duration `json:"initialize,omitempty"`
+	Initialize time.Duration
 	// List bounds tools/list, resources/list and the other list calls.
 	// Default: 10s.
-	List time.Duration `json:"list,omitempty"`
+	List time.Duration
 	// Call bounds tools/call and every other request. Default: 60s.
-	Call time.Duration `json:"call,omitempty"`
+	Call time.Duration
 }
 
 func (c UpstreamConfig) withDefaults() UpstreamConfig {
@@ -110,10 +113,6 @@ func (c UpstreamConfig) withDefaults() UpstreamConfig {
 }
 
 func (b BreakerConfig) withDefaults() BreakerConfig {
-	if b.Enabled == nil {
-		on := true
-		b.Enabled = &on
-	}
 	b.FailureThreshold = orDefault(b.FailureThreshold, DefaultFailureThreshold)
 	b.FailureWindow = orDefault(b.FailureWindow, DefaultFailureWindow)
 	b.OpenTimeout = orDefault(b.OpenTimeout, DefaultOpenTimeout)
@@ -132,6 +131,11 @@ func orDefault[T int | time.Duration](v, def T) T {
 		return def
 	}
 	return v
+}
+
+// Validate checks the config with its defaults applied.
+func (c UpstreamConfig) Validate() error {
+	return c.withDefaults().validate()
 }
 
 // validate checks a defaulted config.
@@ -180,11 +184,11 @@ func (c UpstreamConfig) validateRemote() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("url %q must be an absolute http(s) URL", c.URL)
 	}
-	if !hostAllowed(u.Hostname(), c.allowedHosts()) {
+	if !hostMatches(u.Hostname(), c.allowedHosts()) {
 		return fmt.Errorf("url host %q is not in allowed_hosts", u.Hostname())
 	}
-	if (c.ClientCertFile == "") != (c.ClientKeyFile == "") {
-		return errors.New("client_cert_file and client_key_file go together")
+	if (c.ClientCert == "") != (c.ClientKey == "") {
+		return errors.New("client_cert and client_key go together")
 	}
 	return nil
 }
@@ -197,15 +201,6 @@ func (c UpstreamConfig) allowedHosts() []string {
 		return []string{u.Hostname()}
 	}
 	return nil
-}
-
-func hostAllowed(host string, allowed []string) bool {
-	for _, pattern := range allowed {
-		if ok, _ := filepath.Match(strings.ToLower(pattern), strings.ToLower(host)); ok {
-			return true
-		}
-	}
-	return false
 }
 
 func validName(s string) bool {
@@ -227,37 +222,53 @@ func (c UpstreamConfig) key() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// RouteConfig configures one nomos_mcp endpoint.
+// RouteConfig configures one governed MCP endpoint: the engine's plain
+// options struct; the JSON schema and its docs are the nomos_mcp
+// handler's (caddymodule.MCPHandler).
 type RouteConfig struct {
 	// Upstreams are the names of the upstreams this route exposes, in
 	// priority order. Required.
-	Upstreams []string `json:"upstreams"`
+	Upstreams []string
 	// Prefixes maps an upstream name to the prefix of its tool and prompt
 	// names. Default: none with one upstream, "<name>_" with several.
-	Prefixes map[string]string `json:"prefixes,omitempty"`
+	Prefixes map[string]string
 	// Include and Exclude are globs over the exposed tool names (after
 	// prefixing). A tool is shown when it matches some Include (or Include
 	// is empty) and no Exclude. Default: all tools.
-	Include []string `json:"include,omitempty"`
-	Exclude []string `json:"exclude,omitempty"`
+	Include []string
+	Exclude []string
 	// MaxBodyBytes caps a request body. Default: 1 MiB.
-	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+	MaxBodyBytes int64
 	// AllowedOrigins lists the exact Origin values browsers may send
 	// (scheme://host[:port]); "*" allows any. Requests without Origin are
 	// not browsers and pass. Default: loopback origins only.
-	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+	AllowedOrigins []string
 	// AllowedHosts lists globs of the Host header (without port) accepted.
 	// Default: any Host; set it when the endpoint is reachable beyond
 	// loopback, so DNS rebinding cannot reach it under a foreign name.
-	AllowedHosts []string `json:"allowed_hosts,omitempty"`
+	AllowedHosts []string
 	// SessionTTL expires idle downstream sessions. Default: 30m.
-	SessionTTL time.Duration `json:"session_ttl,omitempty"`
+	SessionTTL time.Duration
+	// MaxSessionsPerPrincipal bounds the live sessions one principal may
+	// hold on the route; initialize beyond it is refused with 429
+	// session_limit. Default: 256.
+	MaxSessionsPerPrincipal int
+	// InitializePerMinute paces initialize per principal (a token bucket
+	// of that size, refilled over a minute); beyond it initialize is
+	// refused with 429 rate_limited. Default: 600.
+	InitializePerMinute int
+	// Transport is the downstream transport recorded in audit:
+	// streamable_http, or stdio when nomos mcp stdio bridges to the
+	// gateway in process. Default: streamable_http.
+	Transport string
 }
 
 // Route defaults.
 const (
-	DefaultMaxBodyBytes = 1 << 20
-	DefaultSessionTTL   = 30 * time.Minute
+	DefaultMaxBodyBytes            = 1 << 20
+	DefaultSessionTTL              = 30 * time.Minute
+	DefaultMaxSessionsPerPrincipal = 256
+	DefaultInitializePerMinute     = 600
 )
 
 func (r RouteConfig) withDefaults() RouteConfig {
@@ -265,7 +276,30 @@ func (r RouteConfig) withDefaults() RouteConfig {
 		r.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	r.SessionTTL = orDefault(r.SessionTTL, DefaultSessionTTL)
+	r.MaxSessionsPerPrincipal = orDefault(r.MaxSessionsPerPrincipal, DefaultMaxSessionsPerPrincipal)
+	r.InitializePerMinute = orDefault(r.InitializePerMinute, DefaultInitializePerMinute)
+	if r.Transport == "" {
+		r.Transport = DownstreamStreamableHTTP
+	}
 	return r
+}
+
+// Validate checks the route's own settings with defaults applied;
+// upstream names are checked when a gateway binds them.
+func (r RouteConfig) Validate() error {
+	return r.withDefaults().validate()
+}
+
+func (r RouteConfig) validate() error {
+	if r.Transport != DownstreamStreamableHTTP && r.Transport != DownstreamStdio {
+		return fmt.Errorf("unknown downstream transport %q", r.Transport)
+	}
+	for _, glob := range append(append([]string{}, r.Include...), r.Exclude...) {
+		if _, err := path.Match(glob, ""); err != nil {
+			return fmt.Errorf("bad tool glob %q: %w", glob, err)
+		}
+	}
+	return nil
 }
 
 // prefixFor is the name prefix of upstream name on this route.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/caddy-nomos/nomos/policy"
 )
 
 // allowAll is the governor of the conformance harness: every request is
@@ -15,10 +17,11 @@ import (
 type allowAll struct{}
 
 func (allowAll) Authorize(context.Context, AuthzRequest) (AuthzResult, error) {
-	return AuthzResult{Decision: DecisionAllow, Reason: "conformance"}, nil
+	return AuthzResult{Decision: policy.Allow, Reason: "conformance"}, nil
 }
 func (allowAll) Completed(context.Context, AuthzRequest, AuthzResult, Outcome) {}
 func (allowAll) Visible(context.Context, Identity, string, string) bool        { return true }
+func (allowAll) Rejected(context.Context, AuthzRequest, string, string)        {}
 
 // TestServeForConformance serves the gateway in front of the Go SDK
 // everything-server so the official conformance suite can drive it:

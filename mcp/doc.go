@@ -9,7 +9,8 @@
 // validation against each tool's inputSchema, per-upstream circuit breakers
 // and timeouts, and the mapping of MCP requests to Nomos actions. Policy,
 // approvals, rate limits and audit are not decided here: every governed
-// request goes through a Governor supplied by the caller.
+// request goes through Path, the one governed-call path of every MCP front
+// door, which asks a Governor supplied by the caller.
 //
 // The package never imports Caddy or zap; it logs with log/slog. The Caddy
 // handler nomos_mcp wraps Gateway, and the nomos app pools Upstream values by

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/policy"
+	"github.com/caddy-nomos/nomos/policy/action"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -193,7 +196,7 @@ func runRelaySuite(t *testing.T, transport, version string) {
 	u := upstreamFor(t, transport, nil)
 	gov := newTestGovernor()
 	gov.hidden["test_audio_content"] = true
-	gov.set("test_error_handling", AuthzResult{Decision: DecisionDeny, Reason: "deny_by_rule"})
+	gov.set("test_error_handling", AuthzResult{Decision: policy.Deny, Reason: "deny_by_rule"})
 	g, err := NewGateway(RouteConfig{Upstreams: []string{"everything"}}, map[string]*Upstream{"everything": u}, gov, headerAuth, quietLog())
 	if err != nil {
 		t.Fatal(err)
@@ -242,13 +245,13 @@ func runRelaySuite(t *testing.T, transport, version string) {
 			t.Fatalf("text = %q", got)
 		}
 		req := gov.lastRequest()
-		if req.ActionType != ActionCall || req.Resource != "mcp://everything/test_simple_text" {
+		if req.ActionType != action.TypeMCPCall || req.Resource != "mcp://everything/test_simple_text" {
 			t.Fatalf("action = %s %s", req.ActionType, req.Resource)
 		}
 		if req.Metadata["downstream_session_id"] == "" || req.Metadata["downstream_transport"] != "streamable_http" {
 			t.Fatalf("metadata = %v", req.Metadata)
 		}
-		if gov.lastOutcome().Classification != ClassSuccess {
+		if gov.lastOutcome().Classification != audit.ResultSuccess {
 			t.Fatalf("outcome = %+v", gov.lastOutcome())
 		}
 	})
@@ -262,7 +265,7 @@ func runRelaySuite(t *testing.T, transport, version string) {
 		}
 	})
 	t.Run("approval round trip strips approval_id", func(t *testing.T) {
-		gov.set("json_schema_2020_12_tool", AuthzResult{Decision: DecisionRequireAppr, Reason: "needs_human", ApprovalID: "apr_123"})
+		gov.set("json_schema_2020_12_tool", AuthzResult{Decision: policy.RequireApproval, Reason: "needs_human", ApprovalID: "apr_123"})
 		args := map[string]any{"name": "n", "email": "a@b.c", "contactMethod": "email"}
 		res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "json_schema_2020_12_tool", Arguments: args})
 		if err != nil || !res.IsError || !strings.Contains(toolText(t, res), "apr_123") {
@@ -281,7 +284,7 @@ func runRelaySuite(t *testing.T, transport, version string) {
 	t.Run("arguments validated before policy", func(t *testing.T) {
 		before := gov.requestCount()
 		res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "json_schema_2020_12_tool", Arguments: map[string]any{"name": 5}})
-		if err != nil || !res.IsError || !strings.Contains(toolText(t, res), ClassArgumentValidation) {
+		if err != nil || !res.IsError || !strings.Contains(toolText(t, res), audit.ResultValidationError) {
 			t.Fatalf("call: %v %+v", err, res)
 		}
 		if gov.requestCount() != before {
@@ -325,8 +328,8 @@ func runRelaySuite(t *testing.T, transport, version string) {
 		}
 	})
 	t.Run("sampling denied", func(t *testing.T) {
-		gov.set(ActionSample, AuthzResult{Decision: DecisionDeny, Reason: "deny_sampling"})
-		defer gov.set(ActionSample, AuthzResult{Decision: DecisionAllow})
+		gov.set(action.TypeMCPSample, AuthzResult{Decision: policy.Deny, Reason: "deny_sampling"})
+		defer gov.set(action.TypeMCPSample, AuthzResult{Decision: policy.Allow})
 		ev.mu.Lock()
 		before := ev.samples
 		ev.mu.Unlock()
@@ -359,7 +362,7 @@ func runRelaySuite(t *testing.T, transport, version string) {
 		if err != nil || len(res.Contents) != 1 {
 			t.Fatalf("read: %v %+v", err, res)
 		}
-		if req := gov.lastRequest(); req.ActionType != ActionResourceRead || req.Resource != "mcp://everything/resource/test://static-text" {
+		if req := gov.lastRequest(); req.ActionType != action.TypeMCPResourceRead || req.Resource != "mcp://everything/resource/test://static-text" {
 			t.Fatalf("governed as %s %s", req.ActionType, req.Resource)
 		}
 		if _, err := cs.ListResourceTemplates(ctx, nil); err != nil {
@@ -388,12 +391,12 @@ func runRelaySuite(t *testing.T, transport, version string) {
 		if err != nil || len(res.Messages) == 0 {
 			t.Fatalf("get: %v", err)
 		}
-		if req := gov.lastRequest(); req.ActionType != ActionPromptGet {
+		if req := gov.lastRequest(); req.ActionType != action.TypeMCPPromptGet {
 			t.Fatalf("governed as %s", req.ActionType)
 		}
 	})
 	t.Run("prompt denied is a JSON-RPC error", func(t *testing.T) {
-		gov.set(ActionPromptGet, AuthzResult{Decision: DecisionDeny, Reason: "deny_prompts"})
+		gov.set(action.TypeMCPPromptGet, AuthzResult{Decision: policy.Deny, Reason: "deny_prompts"})
 		_, err := cs.GetPrompt(ctx, &sdk.GetPromptParams{Name: "test_simple_prompt"})
 		if err == nil || !strings.Contains(err.Error(), "deny_prompts") {
 			t.Fatalf("err = %v", err)
@@ -405,7 +408,7 @@ func runRelaySuite(t *testing.T, transport, version string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if req := gov.lastRequest(); req.ActionType != ActionCompletion {
+		if req := gov.lastRequest(); req.ActionType != action.TypeMCPCompletion {
 			t.Fatalf("governed as %s", req.ActionType)
 		}
 	})

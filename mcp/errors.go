@@ -2,29 +2,17 @@ package mcp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
+	redactpkg "github.com/caddy-nomos/nomos/internal/redact"
 )
 
-// Error classes and result classifications reported to clients and audit.
+// Nomos JSON-RPC error codes (the standard ones are in internal/jsonrpc).
 const (
-	ClassSuccess            = "SUCCESS"
-	ClassToolError          = "TOOL_ERROR"
-	ClassUpstreamError      = "UPSTREAM_ERROR"
-	ClassUpstreamUnavail    = "UPSTREAM_UNAVAILABLE"
-	ClassUpstreamTimeout    = "UPSTREAM_TIMEOUT"
-	ClassUpstreamCanceled   = "UPSTREAM_CANCELED"
-	ClassArgumentValidation = "ARGUMENT_VALIDATION_ERROR"
-	ClassDenied             = "DENIED"
-)
-
-// JSON-RPC error codes the gateway answers with.
-const (
-	codeParseError       = -32700
-	codeInvalidRequest   = -32600
-	codeMethodNotFound   = -32601
-	codeInvalidParams    = -32602
-	codeInternalError    = -32603
 	CodePolicyDenied     = -32001
 	CodeUpstreamUnavail  = -32010
 	CodeUpstreamTimeout  = -32011
@@ -69,28 +57,47 @@ func newUpstreamError(kind error, err error, format string, a ...any) error {
 func classify(err error) (class, errClass string) {
 	switch {
 	case err == nil:
-		return ClassSuccess, ""
+		return audit.ResultSuccess, ""
 	case errors.Is(err, ErrBreakerOpen):
-		return ClassUpstreamUnavail, "breaker_open"
+		return audit.ResultUpstreamUnavailable, "breaker_open"
 	case errors.Is(err, context.Canceled):
-		return ClassUpstreamCanceled, "canceled"
+		return audit.ResultUpstreamCanceled, "canceled"
 	case errors.Is(err, ErrUpstreamTimeout), errors.Is(err, context.DeadlineExceeded):
-		return ClassUpstreamTimeout, "timeout"
+		return audit.ResultUpstreamTimeout, "timeout"
 	case errors.Is(err, ErrUpstreamProtocol):
-		return ClassUpstreamUnavail, "protocol"
+		return audit.ResultUpstreamUnavailable, "protocol"
 	default:
-		return ClassUpstreamUnavail, "transport"
+		return audit.ResultUpstreamUnavailable, "transport"
 	}
 }
 
 // rpcCodeFor is the JSON-RPC error code of a class.
 func rpcCodeFor(class string) int {
 	switch class {
-	case ClassUpstreamTimeout:
+	case audit.ResultUpstreamTimeout:
 		return CodeUpstreamTimeout
-	case ClassUpstreamCanceled:
+	case audit.ResultUpstreamCanceled:
 		return CodeUpstreamCanceled
 	default:
 		return CodeUpstreamUnavail
 	}
+}
+
+// maxUpstreamErrorMessage bounds the upstream error text a client sees.
+const maxUpstreamErrorMessage = 512
+
+// upstreamRPCErrorFor is the JSON-RPC error an upstream answered, as a
+// client may see it: the upstream's code and its message, redacted and
+// capped; the data member (stack traces, internal addresses) goes to the
+// log only.
+func (g *Gateway) upstreamRPCErrorFor(id json.RawMessage, server string, rerr *rpcError, redact func(string) string) []byte {
+	if len(rerr.Data) > 0 {
+		g.log.Info("mcp upstream error data withheld from the client", "upstream_server", server, "code", rerr.Code, "data", string(rerr.Data))
+	}
+	msg := rerr.Message
+	if redact != nil {
+		msg = redact(msg)
+	}
+	msg, _ = redactpkg.Cap(msg, maxUpstreamErrorMessage, 0)
+	return jsonrpc.RawError(id, &rpcError{Code: rerr.Code, Message: msg})
 }

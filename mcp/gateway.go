@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddy-nomos/nomos/internal/ratelimit"
 )
 
 // Gateway is one governed MCP endpoint (a nomos_mcp route) in front of one
@@ -20,11 +22,13 @@ type Gateway struct {
 	route    RouteConfig
 	ups      []*Upstream // in route order
 	byName   map[string]*Upstream
-	gov      Governor
+	path     *Path
 	auth     Authenticator
 	log      *slog.Logger
 	now      func() time.Time
 	sessions sessionStore
+	// initLimit paces initialize per principal.
+	initLimit *ratelimit.Limiter
 	// successor adopted this gateway's sessions in a reload; requests the
 	// old configuration still serves find them there.
 	successor atomic.Pointer[Gateway]
@@ -39,8 +43,17 @@ func NewGateway(route RouteConfig, ups map[string]*Upstream, gov Governor, auth 
 	if log == nil {
 		log = slog.Default()
 	}
-	g := &Gateway{route: route.withDefaults(), byName: map[string]*Upstream{}, gov: gov, auth: auth,
-		log: log, now: time.Now, sessions: sessionStore{byID: map[string]*session{}}}
+	g := &Gateway{route: route.withDefaults(), byName: map[string]*Upstream{}, auth: auth,
+		log: log, now: time.Now, sessions: newSessionStore()}
+	g.path = NewPath(gov, g.route.Transport, log)
+	if err := g.route.validate(); err != nil {
+		return nil, fmt.Errorf("mcp gateway: %w", err)
+	}
+	limit, err := ratelimit.New(ratelimit.Config{Events: g.route.InitializePerMinute, Interval: time.Minute})
+	if err != nil {
+		return nil, fmt.Errorf("mcp gateway: %w", err)
+	}
+	g.initLimit = limit
 	if err := g.bindUpstreams(ups); err != nil {
 		return nil, fmt.Errorf("mcp gateway: %w", err)
 	}
@@ -68,11 +81,6 @@ func (g *Gateway) bindUpstreams(ups map[string]*Upstream) error {
 	for name := range g.route.Prefixes {
 		if g.byName[name] == nil {
 			return fmt.Errorf("prefix for unknown upstream %q", name)
-		}
-	}
-	for _, glob := range append(append([]string{}, g.route.Include...), g.route.Exclude...) {
-		if _, err := path.Match(glob, ""); err != nil {
-			return fmt.Errorf("bad tool glob %q: %w", glob, err)
 		}
 	}
 	return nil
@@ -122,7 +130,7 @@ func (g *Gateway) AdoptSessions(old *Gateway) int {
 		}
 		old.sessions.remove(s.id)
 		s.gw.Store(g)
-		g.sessions.add(s)
+		g.sessions.add(s, 0) // a session already admitted stays
 		n++
 	}
 	return n

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -91,7 +93,7 @@ func TestToolListChangedRefreshes(t *testing.T) {
 func TestOutputRedactedAndCapped(t *testing.T) {
 	u := inprocUpstream(t, "a", newTestServer("a", nil), nil)
 	gov := newTestGovernor()
-	gov.set("secret", AuthzResult{Decision: DecisionAllow, OutputMaxLines: 2,
+	gov.set("secret", AuthzResult{Decision: policy.Allow, OutputMaxLines: 2,
 		Redact: func(s string) string { return strings.ReplaceAll(s, "SECRET123", "[REDACTED]") }})
 	_, c := newGateway(t, RouteConfig{}, gov, u)
 	c.initialize()
@@ -188,7 +190,7 @@ func TestOneUpstreamDownDoesNotTakeTheRouteDown(t *testing.T) {
 	if got := strings.Join(toolNames(t, c), ","); got != "a_echo" {
 		t.Fatalf("tools with b down = %s", got)
 	}
-	if text, isErr := c.callTool("b_echo", `{"text":"x"}`); !isErr || !strings.HasPrefix(text, ClassUpstreamUnavail) {
+	if text, isErr := c.callTool("b_echo", `{"text":"x"}`); !isErr || !strings.HasPrefix(text, audit.ResultUpstreamUnavailable) {
 		t.Fatalf("b_echo while down = %q", text)
 	}
 	flaky.down.Store(false)

@@ -7,9 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-nomos/nomos/policy"
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 // testGovernor decides by upstream tool name and records every call.
@@ -21,6 +25,7 @@ type testGovernor struct {
 	completed []Outcome
 	failWith  error
 	listed    [][2][]string // shown, hidden per tools/list
+	rejected  []rejection
 }
 
 func (g *testGovernor) ToolsListed(_ context.Context, _ Identity, _ map[string]string, shown, hidden []string) {
@@ -46,10 +51,10 @@ func (g *testGovernor) Authorize(_ context.Context, req AuthzRequest) (AuthzResu
 	}
 	res, ok := g.decisions[key]
 	if !ok {
-		return AuthzResult{Decision: DecisionAllow, Reason: "allow_by_test"}, nil
+		return AuthzResult{Decision: policy.Allow, Reason: "allow_by_test"}, nil
 	}
-	if res.Decision == DecisionRequireAppr && req.ApprovalID == res.ApprovalID {
-		return AuthzResult{Decision: DecisionAllow, Reason: "approved"}, nil
+	if res.Decision == policy.RequireApproval && req.ApprovalID == res.ApprovalID {
+		return AuthzResult{Decision: policy.Allow, Reason: "approved"}, nil
 	}
 	return res, nil
 }
@@ -60,10 +65,28 @@ func (g *testGovernor) Completed(_ context.Context, _ AuthzRequest, _ AuthzResul
 	g.completed = append(g.completed, out)
 }
 
-func (g *testGovernor) Visible(_ context.Context, _ Identity, _, tool string) bool {
+// Visible hides a name listed in hidden: a tool by its upstream name,
+// other surfaces by their resource.
+func (g *testGovernor) Visible(_ context.Context, _ Identity, actionType, resource string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return !g.hidden[tool]
+	name := resource
+	if actionType == action.TypeMCPCall {
+		name = resource[strings.LastIndex(resource, "/")+1:]
+	}
+	return !g.hidden[name]
+}
+
+// Rejected records a refusal before policy.
+func (g *testGovernor) Rejected(_ context.Context, req AuthzRequest, class, reason string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.rejected = append(g.rejected, rejection{req, class, reason})
+}
+
+type rejection struct {
+	req           AuthzRequest
+	class, reason string
 }
 
 func (g *testGovernor) set(key string, res AuthzResult) {

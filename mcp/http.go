@@ -13,18 +13,22 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/caddy-nomos/nomos/internal/errcode"
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
+	"github.com/caddy-nomos/nomos/policy"
 )
 
 // Header names of the Streamable HTTP transport.
 const (
-	headerSessionID       = "Mcp-Session-Id"
-	headerProtocolVersion = "Mcp-Protocol-Version"
+	HeaderSessionID       = "Mcp-Session-Id"
+	HeaderProtocolVersion = "Mcp-Protocol-Version"
 	headerMethod          = "Mcp-Method"
 	headerName            = "Mcp-Name"
 )
 
-// supportedVersions are the downstream protocol versions, newest first.
-var supportedVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26"}
+// SupportedVersions are the downstream protocol versions, newest first.
+var SupportedVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26"}
 
 // keepAliveEvery is the SSE comment cadence that keeps idle streams open.
 const keepAliveEvery = 25 * time.Second
@@ -33,11 +37,11 @@ const keepAliveEvery = 25 * time.Second
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost && r.Method != http.MethodGet && r.Method != http.MethodDelete {
 		w.Header().Set("Allow", "GET, POST, DELETE")
-		httpDeny(w, http.StatusMethodNotAllowed, "method_not_allowed: use POST, GET or DELETE")
+		httpDeny(w, http.StatusMethodNotAllowed, errcode.Method, "use POST, GET or DELETE")
 		return
 	}
 	if reason := g.checkOriginHost(r); reason != "" {
-		httpDeny(w, http.StatusForbidden, "forbidden: "+reason)
+		httpDeny(w, http.StatusForbidden, errcode.Forbidden, reason)
 		return
 	}
 	body, ok := g.readBody(w, r)
@@ -46,7 +50,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := g.auth(r, body)
 	if err != nil {
-		httpDeny(w, http.StatusUnauthorized, "auth_error: "+err.Error())
+		httpDeny(w, http.StatusUnauthorized, errcode.Auth, err.Error())
 		return
 	}
 	switch r.Method {
@@ -59,11 +63,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// httpDeny writes the stable Nomos HTTP error shape.
-func httpDeny(w http.ResponseWriter, status int, reason string) {
+// httpDeny writes the stable Nomos HTTP error shape, the same as the HTTP
+// API's: one code from errcode, then the message.
+func httpDeny(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"decision": DecisionDeny, "reason": reason})
+	_ = json.NewEncoder(w).Encode(map[string]string{"decision": policy.Deny, "reason": errcode.Reason(code, msg)})
 }
 
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
@@ -73,11 +79,11 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.route.MaxBodyBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		httpDeny(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body_too_large: the limit is %d bytes", g.route.MaxBodyBytes))
+		httpDeny(w, http.StatusRequestEntityTooLarge, errcode.TooLarge, fmt.Sprintf("body exceeds %d bytes", g.route.MaxBodyBytes))
 		return nil, false
 	}
 	if err != nil {
-		httpDeny(w, http.StatusBadRequest, "bad_request: unreadable body")
+		httpDeny(w, http.StatusBadRequest, errcode.Validation, "could not read body")
 		return nil, false
 	}
 	return body, true
@@ -112,6 +118,9 @@ func hostOnly(hostport string) string {
 	return hostport
 }
 
+// hostMatches reports whether host matches one of globs, case-folded,
+// with path.Match (the same on every OS). It is the one Host glob of the
+// package: the Host header, upstream URLs and their redirects.
 func hostMatches(host string, globs []string) bool {
 	for _, glob := range globs {
 		if ok, _ := path.Match(strings.ToLower(glob), strings.ToLower(host)); ok {
@@ -150,20 +159,20 @@ func servedOnLoopback(r *http.Request) bool {
 func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request, id Identity, body []byte) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
-			httpDeny(w, http.StatusUnsupportedMediaType, "bad_request: Content-Type must be application/json")
+			httpDeny(w, http.StatusUnsupportedMediaType, errcode.Validation, "Content-Type must be application/json")
 			return
 		}
 	}
 	m, err := decodeMessage(body)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, encodeError(nil, codeInvalidRequest, "invalid json-rpc message: "+err.Error(), nil))
+		writeJSON(w, http.StatusBadRequest, jsonrpc.ErrorResponse(nil, jsonrpc.CodeInvalidRequest, "invalid json-rpc message: "+err.Error(), nil))
 		return
 	}
 	if reason := checkRoutingHeaders(r, m); reason != "" {
-		writeJSON(w, http.StatusBadRequest, encodeError(m.ID, codeInvalidRequest, reason, nil))
+		writeJSON(w, http.StatusBadRequest, jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidRequest, reason, nil))
 		return
 	}
-	if m.isRequest() && m.Method == "initialize" {
+	if m.IsRequest() && m.Method == "initialize" {
 		g.serveInitialize(w, r, id, m)
 		return
 	}
@@ -202,13 +211,13 @@ func messageName(m *message) string {
 // sessionFor finds the session of a request: missing 400, unknown or
 // terminated 404, another identity 403.
 func (g *Gateway) sessionFor(w http.ResponseWriter, r *http.Request, id Identity, m *message) (*session, bool) {
-	sid := r.Header.Get(headerSessionID)
+	sid := r.Header.Get(HeaderSessionID)
 	if sid == "" {
-		if m != nil && m.isRequest() && m.Method == "server/discover" {
-			writeJSON(w, http.StatusOK, encodeError(m.ID, codeMethodNotFound, "server/discover is not supported; use initialize", nil))
+		if m != nil && m.IsRequest() && m.Method == "server/discover" {
+			writeJSON(w, http.StatusOK, jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeMethodNotFound, "server/discover is not supported; use initialize", nil))
 			return nil, false
 		}
-		httpDeny(w, http.StatusBadRequest, "invalid_session: missing Mcp-Session-Id")
+		httpDeny(w, http.StatusBadRequest, errcode.InvalidSession, "missing Mcp-Session-Id")
 		return nil, false
 	}
 	s := g.sessions.get(sid)
@@ -221,18 +230,18 @@ func (g *Gateway) sessionFor(w http.ResponseWriter, r *http.Request, id Identity
 		s = nil
 	}
 	if s == nil {
-		httpDeny(w, http.StatusNotFound, "invalid_session: unknown or terminated session")
+		httpDeny(w, http.StatusNotFound, errcode.InvalidSession, "unknown or terminated session")
 		return nil, false
 	}
 	if s.identity != id {
-		httpDeny(w, http.StatusForbidden, "session_identity_mismatch: the session belongs to another identity")
+		httpDeny(w, http.StatusForbidden, errcode.SessionIdentity, "the session belongs to another identity")
 		return nil, false
 	}
-	if v := r.Header.Get(headerProtocolVersion); v != "" && !slices.Contains(supportedVersions, v) {
-		httpDeny(w, http.StatusBadRequest, "bad_request: unsupported Mcp-Protocol-Version")
+	if v := r.Header.Get(HeaderProtocolVersion); v != "" && !slices.Contains(SupportedVersions, v) {
+		httpDeny(w, http.StatusBadRequest, errcode.Validation, "unsupported Mcp-Protocol-Version")
 		return nil, false
 	}
-	s.touch(now)
+	g.sessions.touch(s, now)
 	return s, true
 }
 
@@ -251,10 +260,10 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 // JSON or an SSE stream.
 func (g *Gateway) dispatch(w http.ResponseWriter, r *http.Request, s *session, m *message) {
 	switch {
-	case m.isResponse():
+	case m.IsResponse():
 		s.answer(m)
 		w.WriteHeader(http.StatusAccepted)
-	case m.isNotification():
+	case m.IsNotification():
 		g.handleNotification(r.Context(), s, m)
 		w.WriteHeader(http.StatusAccepted)
 	case acceptsSSE(r):
@@ -282,7 +291,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, s *session, m
 		defer func() {
 			if p := recover(); p != nil {
 				g.log.Error("mcp gateway panicked", "where", "request", "panic", fmt.Sprint(p))
-				final <- encodeError(m.ID, codeInternalError, "internal error", nil)
+				final <- jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInternalError, "internal error", nil)
 			}
 		}()
 		final <- g.handleRequest(r.Context(), s, m, resp)
@@ -359,7 +368,7 @@ func writeEvent(w http.ResponseWriter, f http.Flusher, msg []byte) {
 // serveGet streams server-initiated messages of a session.
 func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request, id Identity) {
 	if !acceptsSSE(r) {
-		httpDeny(w, http.StatusNotAcceptable, "bad_request: GET needs Accept: text/event-stream")
+		httpDeny(w, http.StatusNotAcceptable, errcode.Validation, "GET needs Accept: text/event-stream")
 		return
 	}
 	s, ok := g.sessionFor(w, r, id, nil)
@@ -368,11 +377,11 @@ func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request, id Identity) 
 	}
 	flusher, ok := flusherOf(w)
 	if !ok {
-		httpDeny(w, http.StatusNotAcceptable, "bad_request: this server cannot stream responses")
+		httpDeny(w, http.StatusNotAcceptable, errcode.Validation, "this server cannot stream responses")
 		return
 	}
 	if !s.claimStream() {
-		httpDeny(w, http.StatusConflict, "conflict: the session already has a GET stream")
+		httpDeny(w, http.StatusConflict, errcode.Conflict, "the session already has a GET stream")
 		return
 	}
 	defer s.releaseStream()

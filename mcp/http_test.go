@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/caddy-nomos/nomos/policy"
 )
 
 func denyReason(t *testing.T, resp *http.Response) string {
@@ -14,7 +16,7 @@ func denyReason(t *testing.T, resp *http.Response) string {
 		Decision string `json:"decision"`
 		Reason   string `json:"reason"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Decision != DecisionDeny {
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Decision != policy.Deny {
 		t.Fatalf("status %d: not the stable deny shape: %v %+v", resp.StatusCode, err, body)
 	}
 	return body.Reason

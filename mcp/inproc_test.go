@@ -114,7 +114,7 @@ func (c *rawClient) do(method string, body string, hdr map[string]string) *http.
 		req.Header.Set("X-Test-Principal", c.principal)
 	}
 	if c.session != "" {
-		req.Header.Set(headerSessionID, c.session)
+		req.Header.Set(HeaderSessionID, c.session)
 	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
@@ -141,7 +141,7 @@ func (c *rawClient) initialize() {
 	if resp.StatusCode != http.StatusOK {
 		c.t.Fatalf("initialize: %d", resp.StatusCode)
 	}
-	c.session = resp.Header.Get(headerSessionID)
+	c.session = resp.Header.Get(HeaderSessionID)
 	if c.session == "" {
 		c.t.Fatal("no session id")
 	}

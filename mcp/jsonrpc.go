@@ -7,32 +7,15 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
-// message is one JSON-RPC 2.0 message in either direction. Params, Result
-// and IDs stay raw so the relay forwards them byte for byte.
-type message struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id,omitempty"`
-	Method  string          `json:"method,omitempty"`
-	Params  json.RawMessage `json:"params,omitempty"`
-	Result  json.RawMessage `json:"result,omitempty"`
-	Error   *rpcError       `json:"error,omitempty"`
-}
-
-// rpcError is a JSON-RPC error object.
-type rpcError struct {
-	Code    int             `json:"code"`
-	Message string          `json:"message"`
-	Data    json.RawMessage `json:"data,omitempty"`
-}
-
-func (e *rpcError) Error() string { return fmt.Sprintf("json-rpc error %d: %s", e.Code, e.Message) }
-
-func (m *message) isRequest() bool      { return m.Method != "" && len(m.ID) > 0 }
-func (m *message) isNotification() bool { return m.Method != "" && len(m.ID) == 0 }
-func (m *message) isResponse() bool     { return m.Method == "" && len(m.ID) > 0 }
+// message and rpcError are the shared JSON-RPC types.
+type (
+	message  = jsonrpc.Message
+	rpcError = jsonrpc.Error
+)
 
 var knownMessageKeys = []string{"jsonrpc", "id", "method", "params", "result", "error"}
 
@@ -61,15 +44,15 @@ func validateMessage(m *message, body []byte) error {
 	if m.JSONRPC != "2.0" {
 		return errors.New(`jsonrpc must be "2.0"`)
 	}
-	if len(m.ID) > 0 && !validID(m.ID) {
+	if len(m.ID) > 0 && !jsonrpc.ValidID(m.ID) {
 		return errors.New("id must be a string or a number")
 	}
 	switch {
-	case m.isRequest(), m.isNotification():
+	case m.IsRequest(), m.IsNotification():
 		if m.Result != nil || m.Error != nil {
 			return errors.New("a request carries no result or error")
 		}
-	case m.isResponse():
+	case m.IsResponse():
 		if (m.Result == nil) == (m.Error == nil) {
 			return errors.New("a response carries exactly one of result or error")
 		}
@@ -77,11 +60,6 @@ func validateMessage(m *message, body []byte) error {
 		return errors.New("not a json-rpc request, notification or response")
 	}
 	return nil
-}
-
-func validID(id json.RawMessage) bool {
-	c := id[0]
-	return c == '"' || c == '-' || (c >= '0' && c <= '9')
 }
 
 // checkTopLevelKeys refuses keys that only differ in case from a JSON-RPC
@@ -99,40 +77,4 @@ func checkTopLevelKeys(body []byte) error {
 		}
 	}
 	return nil
-}
-
-// encodeResult builds a response message.
-func encodeResult(id json.RawMessage, result any) []byte {
-	raw, err := json.Marshal(result)
-	if err != nil {
-		return encodeError(id, codeInternalError, "encode result", nil)
-	}
-	b, _ := json.Marshal(message{JSONRPC: "2.0", ID: id, Result: raw})
-	return b
-}
-
-// encodeError builds an error response message.
-func encodeError(id json.RawMessage, code int, msg string, data any) []byte {
-	e := &rpcError{Code: code, Message: msg}
-	if data != nil {
-		e.Data, _ = json.Marshal(data)
-	}
-	if len(id) == 0 {
-		id = json.RawMessage("null")
-	}
-	b, _ := json.Marshal(message{JSONRPC: "2.0", ID: id, Error: e})
-	return b
-}
-
-// encodeNotification builds a notification message.
-func encodeNotification(method string, params any) []byte {
-	raw, _ := json.Marshal(params)
-	b, _ := json.Marshal(message{JSONRPC: "2.0", Method: method, Params: raw})
-	return b
-}
-
-// encodeRequest builds a request message.
-func encodeRequest(id json.RawMessage, method string, params json.RawMessage) []byte {
-	b, _ := json.Marshal(message{JSONRPC: "2.0", ID: id, Method: method, Params: params})
-	return b
 }

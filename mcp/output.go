@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+
+	"github.com/caddy-nomos/nomos/internal/redact"
 )
 
 // truncationNote ends text cut by an output cap.
@@ -110,16 +112,14 @@ func (b *budget) take(blk any) (bool, bool) {
 	return true, trimmed
 }
 
+// cutText spends the budget on text with the one UTF-8-safe cap,
+// redact.Cap; a spent budget (0) keeps nothing.
 func (b *budget) cutText(text string) (string, bool) {
 	orig := text
-	if b.lines >= 0 {
-		lines := strings.SplitAfter(text, "\n")
-		if int64(len(lines)) > b.lines {
-			text = strings.Join(lines[:b.lines], "")
-		}
-	}
-	if b.bytes >= 0 && int64(len(text)) > b.bytes {
-		text = validUTF8Prefix(text, int(b.bytes))
+	if b.bytes == 0 || b.lines == 0 {
+		text = ""
+	} else {
+		text, _ = redact.Cap(text, b.bytes, b.lines)
 	}
 	b.charge(int64(len(text)), int64(strings.Count(text, "\n")+1))
 	if text != orig {
@@ -136,18 +136,6 @@ func (b *budget) charge(n, lines int64) {
 		b.lines = max(b.lines-lines, 0)
 	}
 }
-
-func validUTF8Prefix(s string, n int) string {
-	if n >= len(s) {
-		return s
-	}
-	for n > 0 && !utf8RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 func markTruncated(v map[string]any) {
 	meta, _ := v["_meta"].(map[string]any)

@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/caddy-nomos/nomos/internal/errcode"
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 )
 
 // serveInitialize opens a downstream session: one upstream session per
@@ -16,9 +20,12 @@ func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, id Ide
 	for _, old := range g.sessions.sweep(g.now(), g.route.SessionTTL) {
 		old.close()
 	}
+	if !g.admit(w, id, m) {
+		return
+	}
 	s, err := newSession(g, id)
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, encodeError(m.ID, codeInternalError, "session id", nil))
+		writeJSON(w, http.StatusInternalServerError, jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInternalError, "session id", nil))
 		return
 	}
 	params, version := downstreamInitParams(m.Params)
@@ -29,9 +36,43 @@ func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, id Ide
 		writeJSON(w, http.StatusOK, resp)
 		return
 	}
-	g.sessions.add(s)
-	w.Header().Set(headerSessionID, s.id)
-	writeJSON(w, http.StatusOK, encodeResult(m.ID, g.mergeInit(results, version)))
+	if !g.sessions.add(s, g.route.MaxSessionsPerPrincipal) { // lost a race for the last slot
+		s.close()
+		g.denySessionLimit(w, id)
+		return
+	}
+	w.Header().Set(HeaderSessionID, s.id)
+	writeJSON(w, http.StatusOK, jsonrpc.Result(m.ID, g.mergeInit(results, version)))
+}
+
+// maxInitParamsBytes bounds the client's initialize params, which a
+// session keeps for as long as it lives (to initialize upstreams again).
+const maxInitParamsBytes = 64 << 10
+
+// admit decides whether id may open one more session: initialize is paced
+// per principal, its params are bounded, and a principal holds at most
+// MaxSessionsPerPrincipal live sessions. A refusal has been answered.
+func (g *Gateway) admit(w http.ResponseWriter, id Identity, m *message) bool {
+	if !g.initLimit.Allow(id.Principal, g.now()) {
+		g.log.Warn("mcp initialize rate limited", "principal", id.Principal)
+		httpDeny(w, http.StatusTooManyRequests, errcode.RateLimited, "too many initialize requests; retry later")
+		return false
+	}
+	if len(m.Params) > maxInitParamsBytes {
+		writeJSON(w, http.StatusOK, jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, fmt.Sprintf("initialize params exceed %d bytes", maxInitParamsBytes), nil))
+		return false
+	}
+	if g.sessions.count(id.Principal) >= g.route.MaxSessionsPerPrincipal {
+		g.denySessionLimit(w, id)
+		return false
+	}
+	return true
+}
+
+func (g *Gateway) denySessionLimit(w http.ResponseWriter, id Identity) {
+	g.log.Warn("mcp session limit reached", "principal", id.Principal, "limit", g.route.MaxSessionsPerPrincipal)
+	httpDeny(w, http.StatusTooManyRequests, errcode.SessionLimit,
+		fmt.Sprintf("the principal holds %d live sessions; end one with DELETE or let one expire", g.route.MaxSessionsPerPrincipal))
 }
 
 // downstreamInitParams pins the requested protocol version to one the
@@ -43,8 +84,8 @@ func downstreamInitParams(raw json.RawMessage) (json.RawMessage, string) {
 	}
 	var asked string
 	_ = json.Unmarshal(p["protocolVersion"], &asked)
-	version := supportedVersions[0]
-	if slices.Contains(supportedVersions, asked) {
+	version := SupportedVersions[0]
+	if slices.Contains(SupportedVersions, asked) {
 		version = asked
 	}
 	p["protocolVersion"], _ = json.Marshal(version)
@@ -88,15 +129,10 @@ func (g *Gateway) initUpstream(ctx context.Context, s *session, u *Upstream, m *
 		return nil, g.upstreamRPCError(m.ID, u, err)
 	}
 	if rerr != nil {
-		return nil, encodeRawError(m.ID, rerr)
+		return nil, g.upstreamRPCErrorFor(m.ID, u.cfg.Name, rerr, nil)
 	}
 	s.setLink(u.cfg.Name, c)
 	return c.init, nil
-}
-
-func encodeRawError(id json.RawMessage, e *rpcError) []byte {
-	b, _ := json.Marshal(message{JSONRPC: "2.0", ID: id, Error: e})
-	return b
 }
 
 // upstreamRPCError answers a failed upstream exchange with a JSON-RPC error
@@ -104,7 +140,7 @@ func encodeRawError(id json.RawMessage, e *rpcError) []byte {
 func (g *Gateway) upstreamRPCError(id json.RawMessage, u *Upstream, err error) []byte {
 	class, errClass := classify(err)
 	g.log.Warn("mcp upstream request failed", "upstream_server", u.cfg.Name, "error_class", errClass, "error", err)
-	return encodeError(id, rpcCodeFor(class), class+": upstream "+u.cfg.Name+" did not answer", map[string]string{"error_class": class})
+	return jsonrpc.ErrorResponse(id, rpcCodeFor(class), class+": upstream "+u.cfg.Name+" did not answer", map[string]string{"error_class": class})
 }
 
 // mergeInit builds the downstream initialize result: the upstream's own
@@ -145,7 +181,7 @@ func (g *Gateway) mergeInit(results []json.RawMessage, version string) any {
 // shared stdio child is adapted to the version the client asked for.
 func (g *Gateway) answeredVersion(upstream json.RawMessage, asked string) string {
 	var v string
-	if g.ups[0].cfg.Transport != TransportStdio && json.Unmarshal(upstream, &v) == nil && slices.Contains(supportedVersions, v) {
+	if g.ups[0].cfg.Transport != TransportStdio && json.Unmarshal(upstream, &v) == nil && slices.Contains(SupportedVersions, v) {
 		return v
 	}
 	return asked
@@ -177,7 +213,7 @@ func (g *Gateway) broadcastDedicated(ctx context.Context, s *session, m *message
 func (g *Gateway) handleRequest(ctx context.Context, s *session, m *message, related *responder) []byte {
 	switch m.Method {
 	case "ping":
-		return encodeResult(m.ID, struct{}{})
+		return jsonrpc.Result(m.ID, struct{}{})
 	case "tools/list":
 		return g.listTools(ctx, s, m)
 	case "tools/call":
@@ -199,7 +235,7 @@ func (g *Gateway) handleRequest(ctx context.Context, s *session, m *message, rel
 	case "logging/setLevel":
 		return g.setLevel(ctx, s, m)
 	}
-	return encodeError(m.ID, codeMethodNotFound, "method not found: "+m.Method, nil)
+	return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeMethodNotFound, "method not found: "+m.Method, nil)
 }
 
 // forward sends one request to u on the session's conn, tracking it so

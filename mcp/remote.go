@@ -33,12 +33,12 @@ func newRemoteClient(cfg UpstreamConfig) (*remoteClient, error) {
 
 func upstreamTLS(cfg UpstreamConfig) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.CAFile != "" {
+	if cfg.TrustedCA != "" {
 		pool, err := x509.SystemCertPool()
 		if err != nil {
 			pool = x509.NewCertPool()
 		}
-		pem, err := os.ReadFile(cfg.CAFile)
+		pem, err := os.ReadFile(cfg.TrustedCA)
 		if err != nil {
 			return nil, fmt.Errorf("ca_file: %w", err)
 		}
@@ -47,8 +47,8 @@ func upstreamTLS(cfg UpstreamConfig) (*tls.Config, error) {
 		}
 		tc.RootCAs = pool
 	}
-	if cfg.ClientCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.ClientCertFile, cfg.ClientKeyFile)
+	if cfg.ClientCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.ClientCert, cfg.ClientKey)
 		if err != nil {
 			return nil, fmt.Errorf("client certificate: %w", err)
 		}
@@ -65,7 +65,7 @@ type hostGuard struct {
 }
 
 func (g *hostGuard) RoundTrip(r *http.Request) (*http.Response, error) {
-	if !hostAllowed(r.URL.Hostname(), g.allowed) {
+	if !hostMatches(r.URL.Hostname(), g.allowed) {
 		return nil, fmt.Errorf("upstream host %q is not in allowed_hosts", r.URL.Hostname())
 	}
 	return g.next.RoundTrip(r)

@@ -86,7 +86,7 @@ func TestUpstreamCAFile(t *testing.T) {
 	if err := start(UpstreamConfig{Name: "a", URL: srv.URL}); err == nil {
 		t.Fatal("an unknown CA was trusted")
 	}
-	if err := start(UpstreamConfig{Name: "a", URL: srv.URL, CAFile: ca}); err != nil {
+	if err := start(UpstreamConfig{Name: "a", URL: srv.URL, TrustedCA: ca}); err != nil {
 		t.Fatalf("with ca_file: %v", err)
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"time"
 
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 )
 
 var logLevels = []string{"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"}
@@ -63,7 +65,7 @@ func (c *conn) routeProgress(m *message) {
 	}
 	p["progressToken"] = f.downToken
 	params, _ := json.Marshal(p)
-	f.sess.deliver(f.related, encodeNotification(m.Method, json.RawMessage(params)))
+	f.sess.deliver(f.related, jsonrpc.Notification(m.Method, json.RawMessage(params)))
 }
 
 // routeCancelled forwards the upstream's cancellation of one of its own
@@ -84,7 +86,7 @@ func (c *conn) routeCancelled(m *message) {
 	}
 	p["requestId"] = json.RawMessage(r.downID)
 	params, _ := json.Marshal(p)
-	r.sess.push(encodeNotification(m.Method, json.RawMessage(params)))
+	r.sess.push(jsonrpc.Notification(m.Method, json.RawMessage(params)))
 }
 
 // routeLog delivers a log message to the one session with requests in
@@ -153,27 +155,28 @@ func (c *conn) onRequest(ctx context.Context, req transport.JSONRPCRequest) (*tr
 	}
 	s, related := c.targetOf()
 	if s == nil {
-		return rpcErrorResponse(req.ID, codeInternalError, "no single downstream session to relay "+req.Method+" to"), nil
+		return rpcErrorResponse(req.ID, jsonrpc.CodeInternalError, "no single downstream session to relay "+req.Method+" to"), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.up.cfg.Timeouts.Call)
 	defer cancel()
 	g := s.gw.Load()
-	done, e := g.governServerRequest(ctx, s, c.up.cfg.Name, req.Method, params)
+	var resp *transport.JSONRPCResponse
+	e := g.governServerRequest(ctx, s, c.up.cfg.Name, req.Method, params, func() Outcome {
+		resp = c.relayServerRequest(ctx, s, related, req, params)
+		return serverRequestOutcome(resp)
+	})
 	if e != nil {
-		return rpcErrorResponse(req.ID, e.Code, e.Message), nil
+		return &transport.JSONRPCResponse{JSONRPC: "2.0", ID: req.ID, Error: &mcpgo.JSONRPCErrorDetails{Code: e.Code, Message: e.Message, Data: e.Data}}, nil
 	}
-	start := g.now()
-	resp := c.relayServerRequest(ctx, s, related, req, params)
-	done(serverRequestOutcome(resp, g.now().Sub(start)))
 	return resp, nil
 }
 
 // serverRequestOutcome classifies the client's answer to a relayed request.
-func serverRequestOutcome(resp *transport.JSONRPCResponse, d time.Duration) Outcome {
+func serverRequestOutcome(resp *transport.JSONRPCResponse) Outcome {
 	if resp.Error != nil {
-		return Outcome{Classification: ClassUpstreamError, ErrorClass: "rpc", Duration: d}
+		return Outcome{Classification: audit.ResultUpstreamError, ErrorClass: "rpc"}
 	}
-	return Outcome{Classification: ClassSuccess, Duration: d}
+	return Outcome{Classification: audit.ResultSuccess}
 }
 
 // targetOf picks the downstream session of an upstream→client request. A
@@ -211,7 +214,7 @@ func (c *conn) relayServerRequest(ctx context.Context, s *session, related *resp
 		c.mu.Unlock()
 	})
 	if err != nil {
-		return rpcErrorResponse(req.ID, codeInternalError, "relay "+req.Method+": "+err.Error())
+		return rpcErrorResponse(req.ID, jsonrpc.CodeInternalError, "relay "+req.Method+": "+err.Error())
 	}
 	if m.Error != nil {
 		return &transport.JSONRPCResponse{JSONRPC: "2.0", ID: req.ID, Error: &mcpgo.JSONRPCErrorDetails{Code: m.Error.Code, Message: m.Error.Message, Data: m.Error.Data}}

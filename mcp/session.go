@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 )
 
 // streamQueue bounds the messages waiting for a session's GET stream.
@@ -22,6 +25,7 @@ type session struct {
 	identity Identity
 	gw       atomic.Pointer[Gateway] // swapped when a reload adopts the session
 	lastSeen atomic.Int64            // unix nanoseconds
+	idle     *list.Element           // in sessionStore.idle, guarded by the store's lock
 	nextID   atomic.Int64
 	done     chan struct{}
 
@@ -59,11 +63,9 @@ func newSession(gw *Gateway, id Identity) (*session, error) {
 		stream: make(chan []byte, streamQueue), logLevel: -1,
 	}
 	s.gw.Store(gw)
-	s.touch(gw.now())
+	s.lastSeen.Store(gw.now().UnixNano())
 	return s, nil
 }
-
-func (s *session) touch(now time.Time) { s.lastSeen.Store(now.UnixNano()) }
 
 func (s *session) expired(now time.Time, ttl time.Duration) bool {
 	return now.Sub(time.Unix(0, s.lastSeen.Load())) > ttl
@@ -155,14 +157,14 @@ func (s *session) requestTracked(ctx context.Context, related *responder, method
 	s.pending[id] = ch
 	s.mu.Unlock()
 	defer s.forget(id)
-	s.deliver(related, encodeRequest(json.RawMessage(id), method, params))
+	s.deliver(related, jsonrpc.Request(json.RawMessage(id), method, params))
 	select {
 	case m := <-ch:
 		return m, nil
 	case <-s.done:
 		return nil, errors.New("downstream session closed")
 	case <-ctx.Done():
-		s.deliver(related, encodeNotification("notifications/cancelled", map[string]any{"requestId": json.RawMessage(id), "reason": "upstream canceled"}))
+		s.deliver(related, jsonrpc.Notification("notifications/cancelled", map[string]any{"requestId": json.RawMessage(id), "reason": "upstream canceled"}))
 		return nil, ctx.Err()
 	}
 }
@@ -236,56 +238,6 @@ func (r *responder) finish() {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
-}
-
-// sessionStore holds the live sessions of a gateway.
-type sessionStore struct {
-	mu   sync.Mutex
-	byID map[string]*session
-}
-
-func (st *sessionStore) add(s *session) {
-	st.mu.Lock()
-	st.byID[s.id] = s
-	st.mu.Unlock()
-}
-
-func (st *sessionStore) get(id string) *session {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.byID[id]
-}
-
-func (st *sessionStore) remove(id string) *session {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	s := st.byID[id]
-	delete(st.byID, id)
-	return s
-}
-
-// sweep removes and returns expired sessions.
-func (st *sessionStore) sweep(now time.Time, ttl time.Duration) []*session {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	var out []*session
-	for id, s := range st.byID {
-		if s.expired(now, ttl) {
-			delete(st.byID, id)
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func (st *sessionStore) all() []*session {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	out := make([]*session, 0, len(st.byID))
-	for _, s := range st.byID {
-		out = append(out, s)
-	}
-	return out
 }
 
 // deadLink reports whether one of the session's own upstream sessions has

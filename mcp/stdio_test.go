@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-nomos/nomos/audit"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -127,7 +128,7 @@ func TestStdioCrashMidCall(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the call did not end after the child died")
 	}
-	wantClass(t, res[0].(string), res[1].(bool), ClassUpstreamUnavail)
+	wantClass(t, res[0].(string), res[1].(bool), audit.ResultUpstreamUnavailable)
 	if got := u.breaker.cb.Counts().TotalFailures; got != 1 {
 		t.Fatalf("breaker failures = %d, want 1", got)
 	}

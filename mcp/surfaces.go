@@ -3,9 +3,10 @@ package mcp
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"strings"
 
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
+	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
@@ -20,9 +21,30 @@ func (g *Gateway) listNamed(ctx context.Context, s *session, m *message, key str
 		if err != nil {
 			return g.listError(m, err)
 		}
+		items = g.visibleItems(ctx, s, u, items, "name", func(name string) AuthzRequest {
+			return g.promptRequest(s, u, name, nil)
+		})
 		all = append(all, renameItems(items, g.route.prefixFor(u.cfg.Name))...)
 	}
-	return encodeResult(m.ID, map[string]any{key: nonNil(all)})
+	return jsonrpc.Result(m.ID, map[string]any{key: nonNil(all)})
+}
+
+// visibleItems keeps the listed items whose request (built from the
+// item's member field) is visible to the caller: a list never shows what
+// the caller could not use.
+func (g *Gateway) visibleItems(ctx context.Context, s *session, u *Upstream, items []json.RawMessage, field string, request func(string) AuthzRequest) []json.RawMessage {
+	out := items[:0:0]
+	for _, it := range items {
+		var obj map[string]json.RawMessage
+		var name string
+		if json.Unmarshal(it, &obj) != nil || json.Unmarshal(obj[field], &name) != nil {
+			continue
+		}
+		if g.path.Visible(ctx, request(name)) {
+			out = append(out, it)
+		}
+	}
+	return out
 }
 
 // listResources aggregates resources/list or resources/templates/list and
@@ -37,10 +59,15 @@ func (g *Gateway) listResources(ctx context.Context, s *session, m *message, key
 		if err != nil {
 			return g.listError(m, err)
 		}
+		if key == "resources" {
+			items = g.visibleItems(ctx, s, u, items, "uri", func(uri string) AuthzRequest {
+				return g.resourceRequest(s, u, uri)
+			})
+		}
 		s.recordOwners(items, u.cfg.Name)
 		all = append(all, items...)
 	}
-	return encodeResult(m.ID, map[string]any{key: nonNil(all)})
+	return jsonrpc.Result(m.ID, map[string]any{key: nonNil(all)})
 }
 
 func nonNil(items []json.RawMessage) []json.RawMessage {
@@ -125,38 +152,53 @@ func (g *Gateway) resourceOwner(s *session, uri string) *Upstream {
 	return only
 }
 
-// getPrompt governs prompts/get as mcp.prompt_get.
+// getPrompt governs prompts/get as mcp.prompt_get. A prompt hidden by
+// policy answers exactly as an unknown one.
 func (g *Gateway) getPrompt(ctx context.Context, s *session, m *message, related *responder) []byte {
 	var p struct {
 		Name      string          `json:"name"`
 		Arguments json.RawMessage `json:"arguments"`
 	}
-	if json.Unmarshal(m.Params, &p) != nil || p.Name == "" {
-		return encodeError(m.ID, codeInvalidParams, "prompts/get needs a name", nil)
-	}
+	_ = json.Unmarshal(m.Params, &p)
 	u, name, ok := g.resolveNamed(p.Name)
-	if !ok {
-		return encodeError(m.ID, codeInvalidParams, "unknown prompt: "+p.Name, nil)
+	req := g.promptRequest(s, u, name, p.Arguments)
+	if p.Name == "" || !ok || !g.path.Visible(ctx, req) {
+		return g.refuseUnknown(ctx, m, req, "unknown prompt: "+p.Name)
 	}
 	params, _ := setMember(m.Params, "name", name)
-	req := g.surfaceRequest(s, u, ActionPromptGet, "prompt/"+name, "prompt", name,
-		map[string]any{"prompt": name, "prompt_arguments": p.Arguments})
 	return g.governedForward(ctx, s, m, related, u, req, params, "messages")
+}
+
+func (g *Gateway) promptRequest(s *session, u *Upstream, name string, args json.RawMessage) AuthzRequest {
+	return g.request(s, u, action.TypeMCPPromptGet, []string{"prompt", name},
+		map[string]any{"prompt": name, "prompt_arguments": args}, "prompt", name)
+}
+
+func (g *Gateway) resourceRequest(s *session, u *Upstream, uri string) AuthzRequest {
+	return g.request(s, u, action.TypeMCPResourceRead, []string{"resource", uri},
+		map[string]any{"uri": uri}, "upstream_uri", uri)
+}
+
+// refuseUnknown records and answers a name that does not exist for the
+// caller, whether it is missing upstream or hidden by policy.
+func (g *Gateway) refuseUnknown(ctx context.Context, m *message, req AuthzRequest, reason string) []byte {
+	g.path.Refuse(ctx, req, audit.ResultValidationError, reason)
+	return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, reason, nil)
 }
 
 // readResource governs resources/read as mcp.resource_read.
 func (g *Gateway) readResource(ctx context.Context, s *session, m *message, related *responder) []byte {
 	uri := messageName(m)
 	u := g.resourceOwner(s, uri)
-	if uri == "" || u == nil {
-		return encodeError(m.ID, codeInvalidParams, "unknown resource: "+uri, nil)
+	req := g.resourceRequest(s, u, uri)
+	if uri == "" || u == nil || !g.path.Visible(ctx, req) {
+		return g.refuseUnknown(ctx, m, req, "unknown resource: "+uri)
 	}
-	req := g.surfaceRequest(s, u, ActionResourceRead, "resource/"+uri, "upstream_uri", uri,
-		map[string]any{"uri": uri})
 	return g.governedForward(ctx, s, m, related, u, req, m.Params, "contents")
 }
 
-// complete governs completion/complete as mcp.completion.
+// complete governs completion/complete as mcp.completion. The ref must be
+// visible both as a completion and as the prompt or resource it names.
 func (g *Gateway) complete(ctx context.Context, s *session, m *message, related *responder) []byte {
 	var p struct {
 		Ref struct {
@@ -165,15 +207,17 @@ func (g *Gateway) complete(ctx context.Context, s *session, m *message, related 
 			URI  string `json:"uri"`
 		} `json:"ref"`
 	}
-	if json.Unmarshal(m.Params, &p) != nil {
-		return encodeError(m.ID, codeInvalidParams, "completion/complete needs a ref", nil)
-	}
+	_ = json.Unmarshal(m.Params, &p)
 	u, target, params := g.completionTarget(s, m, p.Ref.Type, p.Ref.Name, p.Ref.URI)
-	if u == nil {
-		return encodeError(m.ID, codeInvalidParams, "unknown completion ref", nil)
+	req := g.request(s, u, action.TypeMCPCompletion, []string{"completion", target},
+		map[string]any{"ref": target}, "completion_ref", target)
+	named := g.resourceRequest(s, u, target)
+	if p.Ref.Type == "ref/prompt" {
+		named = g.promptRequest(s, u, target, nil)
 	}
-	req := g.surfaceRequest(s, u, ActionCompletion, "completion/"+target, "completion_ref", target,
-		map[string]any{"ref": target})
+	if u == nil || !g.path.Visible(ctx, req) || !g.path.Visible(ctx, named) {
+		return g.refuseUnknown(ctx, m, req, "unknown completion ref")
+	}
 	return g.governedForward(ctx, s, m, related, u, req, params, "")
 }
 
@@ -199,8 +243,8 @@ func (g *Gateway) completionTarget(s *session, m *message, typ, name, uri string
 func (g *Gateway) subscribe(ctx context.Context, s *session, m *message) []byte {
 	uri := messageName(m)
 	u := g.resourceOwner(s, uri)
-	if u == nil {
-		return encodeError(m.ID, codeInvalidParams, "unknown resource: "+uri, nil)
+	if u == nil || !g.path.Visible(ctx, g.resourceRequest(s, u, uri)) { // hidden = unknown
+		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, "unknown resource: "+uri, nil)
 	}
 	on := m.Method == "resources/subscribe"
 	if c := s.link(u.cfg.Name); c == nil || c.dedicated != nil || !c.subscribedElsewhere(s, uri, u.cfg.Name) {
@@ -209,13 +253,13 @@ func (g *Gateway) subscribe(ctx context.Context, s *session, m *message) []byte 
 			return g.upstreamRPCError(m.ID, u, err)
 		}
 		if rerr != nil {
-			return encodeRawError(m.ID, rerr)
+			return g.upstreamRPCErrorFor(m.ID, u.cfg.Name, rerr, nil)
 		}
 		s.recordSubscription(uri, u.cfg.Name, on)
-		return encodeResult(m.ID, res)
+		return jsonrpc.Result(m.ID, res)
 	}
 	s.recordSubscription(uri, u.cfg.Name, on)
-	return encodeResult(m.ID, struct{}{})
+	return jsonrpc.Result(m.ID, struct{}{})
 }
 
 func (s *session) recordSubscription(uri, upstream string, on bool) {
@@ -235,7 +279,7 @@ func (g *Gateway) setLevel(ctx context.Context, s *session, m *message) []byte {
 		Level string `json:"level"`
 	}
 	if json.Unmarshal(m.Params, &p) != nil || logLevelIndex(p.Level) < 0 {
-		return encodeError(m.ID, codeInvalidParams, "unknown log level", nil)
+		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, "unknown log level", nil)
 	}
 	s.mu.Lock()
 	s.logLevel = logLevelIndex(p.Level)
@@ -247,7 +291,7 @@ func (g *Gateway) setLevel(ctx context.Context, s *session, m *message) []byte {
 			}
 		}
 	}
-	return encodeResult(m.ID, struct{}{})
+	return jsonrpc.Result(m.ID, struct{}{})
 }
 
 func setMember(raw json.RawMessage, key string, value any) (json.RawMessage, error) {
@@ -259,37 +303,19 @@ func setMember(raw json.RawMessage, key string, value any) (json.RawMessage, err
 	return json.Marshal(p)
 }
 
-// surfaceRequest builds the action of a governed non-tool request.
-func (g *Gateway) surfaceRequest(s *session, u *Upstream, actionType, suffix, metaKey, metaValue string, extra map[string]any) AuthzRequest {
-	extra["upstream_server"] = u.cfg.Name
-	canon, err := action.CanonicalMarshal(extra)
-	if err != nil { // unreachable for the maps built here; fail visibly
-		canon = json.RawMessage(`{"error":"params not canonicalizable"}`)
-	}
-	return AuthzRequest{
-		Identity: s.identity, ActionType: actionType,
-		Resource: "mcp://" + strings.ToLower(u.cfg.Name) + "/" + suffix,
-		Params:   canon,
-		Metadata: g.metadata(s, u.cfg.Name, metaKey, metaValue),
-	}
-}
-
-// governedForward asks the governor and forwards an allowed non-tool
-// request; a denial is a JSON-RPC error.
+// governedForward runs the governed-call path for a non-tool request; a
+// refusal is a JSON-RPC error carrying the same text a tool refusal does.
 func (g *Gateway) governedForward(ctx context.Context, s *session, m *message, related *responder, u *Upstream, req AuthzRequest, params json.RawMessage, capKey string) []byte {
-	res, err := g.gov.Authorize(ctx, req)
-	if err != nil {
-		g.log.Error("mcp governor failed; denying", "error", err)
-		res = AuthzResult{Decision: DecisionDeny, Reason: "internal_error"}
+	var out []byte
+	res, ok := g.path.Run(ctx, req, func(res AuthzResult) Outcome {
+		result, rerr, err := g.forward(ctx, s, u, m, params, related)
+		var outcome Outcome
+		out, outcome = g.surfaceOutcome(m.ID, u, result, rerr, err, res, capKey)
+		return outcome
+	})
+	if !ok {
+		return jsonrpc.RawError(m.ID, denialError(res))
 	}
-	if res.Decision != DecisionAllow {
-		return denialError(m.ID, res)
-	}
-	start := g.now()
-	result, rerr, err := g.forward(ctx, s, u, m, params, related)
-	out, outcome := g.surfaceOutcome(m.ID, u, result, rerr, err, res, capKey)
-	outcome.Duration = g.now().Sub(start)
-	g.gov.Completed(context.WithoutCancel(ctx), req, res, outcome)
 	return out
 }
 
@@ -299,47 +325,47 @@ func (g *Gateway) surfaceOutcome(id json.RawMessage, u *Upstream, result json.Ra
 		class, errClass := classify(err)
 		return g.upstreamRPCError(id, u, err), Outcome{Classification: class, ErrorClass: errClass}
 	case rerr != nil:
-		return encodeRawError(id, rerr), Outcome{Classification: ClassUpstreamError, ErrorClass: "rpc"}
+		return g.upstreamRPCErrorFor(id, u.cfg.Name, rerr, res.Redact), Outcome{Classification: audit.ResultUpstreamError, ErrorClass: "rpc"}
 	}
 	shaped, _ := shapeOutput(result, res, capKey)
-	return encodeResult(id, shaped), Outcome{Classification: ClassSuccess}
+	return jsonrpc.Result(id, shaped), Outcome{Classification: audit.ResultSuccess}
 }
 
-// denialError is the JSON-RPC error of a denied non-tool request.
-func denialError(id json.RawMessage, res AuthzResult) []byte {
+// denialError is the JSON-RPC error of a refused non-tool request.
+func denialError(res AuthzResult) *rpcError {
 	data := map[string]string{"decision": res.Decision, "reason": res.Reason}
 	if res.ApprovalID != "" {
 		data["approval_id"] = res.ApprovalID
 	}
-	return encodeError(id, CodePolicyDenied, fmt.Sprintf("%s: %s", res.Decision, res.Reason), data)
+	raw, _ := json.Marshal(data)
+	return &rpcError{Code: CodePolicyDenied, Message: DenialText(res), Data: raw}
 }
 
-// governServerRequest governs upstream→client sampling and elicitation.
-// Other server requests (roots/list) are relayed ungoverned. On success it
-// returns the function that records the outcome once the client answered.
-func (g *Gateway) governServerRequest(ctx context.Context, s *session, server, method string, params json.RawMessage) (func(Outcome), *rpcError) {
-	actionType, suffix := "", ""
-	switch method {
-	case "sampling/createMessage":
-		actionType, suffix = ActionSample, "sample"
-	case "elicitation/create":
-		actionType, suffix = ActionElicit, "elicit"
-	default:
-		return func(Outcome) {}, nil
+// serverRequestTypes are the upstream→client requests Nomos governs;
+// others (roots/list) are relayed ungoverned.
+var serverRequestTypes = map[string][2]string{
+	"sampling/createMessage": {action.TypeMCPSample, "sample"},
+	"elicitation/create":     {action.TypeMCPElicit, "elicit"},
+}
+
+// governServerRequest runs the governed-call path for an upstream→client
+// request; relay carries it to the client and classifies the answer.
+func (g *Gateway) governServerRequest(ctx context.Context, s *session, server, method string, params json.RawMessage, relay func() Outcome) *rpcError {
+	kind, governed := serverRequestTypes[method]
+	if !governed {
+		relay()
+		return nil
 	}
 	u := g.byName[server]
+	req := g.request(s, u, kind[0], []string{kind[1]},
+		map[string]any{"method": method, "request_hash": action.SHA256Hex(params)}, "upstream_method", method)
 	if u == nil {
-		return nil, &rpcError{Code: CodePolicyDenied, Message: "DENY: upstream not on this route"}
+		const reason = "upstream not on this route"
+		g.path.Refuse(ctx, req, audit.ResultValidationError, reason)
+		return denialError(AuthzResult{Decision: policy.Deny, Reason: reason})
 	}
-	req := g.surfaceRequest(s, u, actionType, suffix, "upstream_method", method,
-		map[string]any{"method": method, "request_hash": action.SHA256Hex(params)})
-	res, err := g.gov.Authorize(ctx, req)
-	if err != nil {
-		g.log.Error("mcp governor failed; denying", "error", err)
-		res = AuthzResult{Decision: DecisionDeny, Reason: "internal_error"}
+	if res, ok := g.path.Run(ctx, req, func(AuthzResult) Outcome { return relay() }); !ok {
+		return denialError(res)
 	}
-	if res.Decision != DecisionAllow {
-		return nil, &rpcError{Code: CodePolicyDenied, Message: fmt.Sprintf("%s: %s", res.Decision, res.Reason)}
-	}
-	return func(out Outcome) { g.gov.Completed(context.WithoutCancel(ctx), req, res, out) }, nil
+	return nil
 }

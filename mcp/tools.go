@@ -4,9 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
-	"time"
 
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
+	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
@@ -23,26 +24,27 @@ func (g *Gateway) listTools(ctx context.Context, s *session, m *message) []byte 
 	var shown, hidden []string
 	for _, r := range refs {
 		qualified := r.up.cfg.Name + "/" + r.def.name
-		if !g.gov.Visible(ctx, s.identity, r.up.cfg.Name, r.def.name) {
+		if !g.path.Visible(ctx, g.toolRequest(s, r, nil, "")) {
 			hidden = append(hidden, qualified)
 			continue
 		}
 		shown = append(shown, qualified)
 		tools = append(tools, exposedTool(r))
 	}
-	if obs, ok := g.gov.(ListObserver); ok {
-		obs.ToolsListed(ctx, s.identity, g.metadata(s, "", "", ""), shown, hidden)
+	if obs, ok := g.path.Governor.(ListObserver); ok {
+		req := g.path.label(AuthzRequest{Metadata: g.metadata(s, "", "", "")})
+		obs.ToolsListed(context.WithoutCancel(ctx), s.identity, req.Metadata, shown, hidden)
 	}
-	return encodeResult(m.ID, map[string]any{"tools": tools})
+	return jsonrpc.Result(m.ID, map[string]any{"tools": tools})
 }
 
 func (g *Gateway) listError(m *message, err error) []byte {
 	if rerr, ok := err.(*rpcError); ok {
-		return encodeRawError(m.ID, rerr)
+		return g.upstreamRPCErrorFor(m.ID, "", rerr, nil)
 	}
 	class, errClass := classify(err)
 	g.log.Warn("mcp list failed", "error_class", errClass, "error", err)
-	return encodeError(m.ID, rpcCodeFor(class), class+": an upstream did not answer", nil)
+	return jsonrpc.ErrorResponse(m.ID, rpcCodeFor(class), class+": an upstream did not answer", nil)
 }
 
 // exposedTool is the upstream tool object under its exposed name.
@@ -67,48 +69,57 @@ type callParams struct {
 	Arguments json.RawMessage `json:"arguments"`
 }
 
-// callTool governs and forwards tools/call.
+// callTool governs and forwards tools/call. Whether the tool exists for
+// the caller is decided first: a tool hidden by policy answers exactly as
+// an unknown one, before its schema or arguments are looked at.
 func (g *Gateway) callTool(ctx context.Context, s *session, m *message, related *responder) []byte {
 	var p callParams
 	if json.Unmarshal(m.Params, &p) != nil || p.Name == "" {
-		return encodeError(m.ID, codeInvalidParams, "tools/call needs a tool name", nil)
+		const reason = "tools/call needs a tool name"
+		g.path.Refuse(ctx, g.request(s, nil, action.TypeMCPCall, []string{p.Name}, nil, "upstream_tool", p.Name), audit.ResultValidationError, reason)
+		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, reason, nil)
 	}
 	ref, ok, err := g.resolveTool(ctx, s, p.Name)
 	if err != nil {
 		u, _, _ := g.resolveNamed(p.Name)
-		return toolErrorResult(m.ID, classOf(err), g.upstreamFailureText(u, err))
+		class, text := classOf(err), g.upstreamFailureText(u, err)
+		g.path.Refuse(ctx, g.unknownTool(s, p.Name), class, text)
+		return toolErrorResult(m.ID, class, text)
 	}
-	if !ok {
-		return encodeError(m.ID, codeInvalidParams, "unknown tool: "+p.Name, nil)
+	if !ok || !g.path.Visible(ctx, g.toolRequest(s, ref, nil, "")) {
+		reason := "unknown tool: " + p.Name
+		g.path.Refuse(ctx, g.unknownTool(s, p.Name), audit.ResultValidationError, reason)
+		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, reason, nil)
 	}
 	args, approvalID, err := splitApproval(p.Arguments)
-	if err != nil {
-		return toolErrorResult(m.ID, ClassArgumentValidation, ClassArgumentValidation+": "+err.Error())
+	if err == nil {
+		err = validateArguments(ref.def, args, ref.up.cfg.AllowMissingToolSchemas)
 	}
-	if err := validateArguments(ref.def, args, ref.up.cfg.AllowMissingToolSchemas); err != nil {
-		reason := ClassArgumentValidation + ": " + err.Error()
-		g.recordRejection(ctx, s, ref, args, approvalID, reason)
-		return toolErrorResult(m.ID, ClassArgumentValidation, reason)
+	var req AuthzRequest
+	if err == nil {
+		req, err = g.callRequest(s, ref, args, approvalID)
 	}
-	req, err := g.callRequest(s, ref, args, approvalID)
 	if err != nil {
-		return toolErrorResult(m.ID, ClassArgumentValidation, ClassArgumentValidation+": "+err.Error())
+		reason := audit.ResultValidationError + ": " + err.Error()
+		g.path.Refuse(ctx, g.toolRequest(s, ref, nil, approvalID), audit.ResultValidationError, reason)
+		return toolErrorResult(m.ID, audit.ResultValidationError, reason)
 	}
 	return g.governedCall(ctx, s, m, related, ref, req, args)
 }
 
-// recordRejection lets a governor that audits rejections record a call
-// refused before policy, so no refusal goes unrecorded.
-func (g *Gateway) recordRejection(ctx context.Context, s *session, ref toolRef, args json.RawMessage, approvalID, reason string) {
-	rr, ok := g.gov.(RejectionRecorder)
-	if !ok {
-		return
-	}
-	req, err := g.callRequest(s, ref, args, approvalID)
-	if err != nil {
-		return
-	}
-	rr.Rejected(context.WithoutCancel(ctx), req, ClassArgumentValidation, reason)
+// unknownTool is the request recorded for a tool name that does not
+// exist for the caller, on the upstream its prefix points to.
+func (g *Gateway) unknownTool(s *session, name string) AuthzRequest {
+	u, upName, _ := g.resolveNamed(name)
+	return g.request(s, u, action.TypeMCPCall, []string{upName}, nil, "upstream_tool", upName)
+}
+
+// toolRequest is the mcp.call of ref without its arguments: what
+// visibility and pre-policy refusals are decided and recorded on.
+func (g *Gateway) toolRequest(s *session, ref toolRef, params map[string]any, approvalID string) AuthzRequest {
+	req := g.request(s, ref.up, action.TypeMCPCall, []string{ref.def.name}, params, "upstream_tool", ref.def.name)
+	req.ApprovalID = approvalID
+	return req
 }
 
 func classOf(err error) string {
@@ -116,6 +127,8 @@ func classOf(err error) string {
 	return class
 }
 
+// upstreamFailureText names the class and the upstream only: addresses
+// and upstream internals go to the log, never to the client.
 func (g *Gateway) upstreamFailureText(u *Upstream, err error) string {
 	class, errClass := classify(err)
 	name := "?"
@@ -124,9 +137,9 @@ func (g *Gateway) upstreamFailureText(u *Upstream, err error) string {
 	}
 	g.log.Warn("mcp upstream request failed", "upstream_server", name, "error_class", errClass, "error", err)
 	switch class {
-	case ClassUpstreamTimeout:
+	case audit.ResultUpstreamTimeout:
 		return fmt.Sprintf("%s: upstream %q did not answer in time.", class, name)
-	case ClassUpstreamCanceled:
+	case audit.ResultUpstreamCanceled:
 		return fmt.Sprintf("%s: the request was canceled.", class)
 	}
 	return fmt.Sprintf("%s: upstream %q is unavailable; retry later.", class, name)
@@ -159,29 +172,33 @@ func splitApproval(raw json.RawMessage) (json.RawMessage, string, error) {
 
 // callRequest builds the mcp.call action of a tool call.
 func (g *Gateway) callRequest(s *session, ref toolRef, args json.RawMessage, approvalID string) (AuthzRequest, error) {
-	canon, err := action.Canonicalize(args)
+	req, err := NewCallRequest(s.identity, ref.up.cfg.Name, ref.def.name, args)
 	if err != nil {
-		return AuthzRequest{}, fmt.Errorf("arguments: %w", err)
+		return AuthzRequest{}, err
 	}
-	server := ref.up.cfg.Name
-	params, err := action.CanonicalMarshal(map[string]any{
-		"upstream_server": server, "upstream_tool": ref.def.name,
-		"tool_arguments": json.RawMessage(canon), "tool_arguments_hash": action.SHA256Hex(canon),
-	})
-	if err != nil {
-		return AuthzRequest{}, fmt.Errorf("action params: %w", err)
+	return g.inSession(s, req, ref.up.cfg.Name, "upstream_tool", ref.def.name, approvalID), nil
+}
+
+// request builds the governed request of session s on upstream u (nil
+// when no upstream owns the name).
+func (g *Gateway) request(s *session, u *Upstream, actionType string, path []string, params map[string]any, metaKey, metaValue string) AuthzRequest {
+	server := ""
+	if u != nil {
+		server = u.cfg.Name
 	}
-	return AuthzRequest{
-		Identity: s.identity, ActionType: ActionCall,
-		Resource:   "mcp://" + strings.ToLower(server) + "/" + ref.def.name,
-		Params:     json.RawMessage(params),
-		ApprovalID: approvalID,
-		Metadata:   g.metadata(s, server, "upstream_tool", ref.def.name),
-	}, nil
+	return g.inSession(s, NewRequest(s.identity, actionType, server, path, params), server, metaKey, metaValue, "")
+}
+
+// inSession adds the session's trace and evidence to req.
+func (g *Gateway) inSession(s *session, req AuthzRequest, server, metaKey, metaValue, approvalID string) AuthzRequest {
+	req.TraceID = "mcp-" + s.id
+	req.ApprovalID = approvalID
+	req.Metadata = g.metadata(s, server, metaKey, metaValue)
+	return req
 }
 
 func (g *Gateway) metadata(s *session, server, key, value string) map[string]string {
-	m := map[string]string{"downstream_transport": DownstreamTransport, "downstream_session_id": s.id}
+	m := map[string]string{"downstream_session_id": s.id}
 	if server != "" {
 		m["upstream_server"] = server
 		if h := g.byName[server].envShapeHash(); h != "" {
@@ -194,27 +211,33 @@ func (g *Gateway) metadata(s *session, server, key, value string) map[string]str
 	return m
 }
 
-// governedCall asks the governor, forwards an allowed call and shapes the
-// result.
+// governedCall runs the governed-call path for a tool call and shapes the
+// result: a refusal is a tool error the model can read.
 func (g *Gateway) governedCall(ctx context.Context, s *session, m *message, related *responder, ref toolRef, req AuthzRequest, args json.RawMessage) []byte {
-	res, err := g.gov.Authorize(ctx, req)
-	if err != nil {
-		g.log.Error("mcp governor failed; denying", "error", err)
-		return toolErrorResult(m.ID, ClassDenied, "Nomos decision: DENY (internal_error). The request was not forwarded.")
-	}
-	if res.Decision != DecisionAllow {
-		return toolErrorResult(m.ID, ClassDenied, denialText(res))
-	}
 	params, err := forwardCallParams(m.Params, ref.def.name, args)
 	if err != nil {
-		return encodeError(m.ID, codeInvalidParams, err.Error(), nil)
+		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, "tools/call params must be an object", nil)
 	}
-	start := g.now()
-	result, rerr, err := g.forward(ctx, s, ref.up, m, params, related)
-	out, outcome := g.callOutcome(m.ID, ref.up, result, rerr, err, res)
-	outcome.Duration = g.now().Sub(start)
-	g.gov.Completed(context.WithoutCancel(ctx), req, res, outcome)
+	var out []byte
+	res, ok := g.path.Run(ctx, req, func(res AuthzResult) Outcome {
+		result, rerr, err := g.forward(ctx, s, ref.up, m, params, related)
+		var outcome Outcome
+		out, outcome = g.callOutcome(m.ID, ref.up, result, rerr, err, res)
+		return outcome
+	})
+	if !ok {
+		return toolErrorResult(m.ID, deniedClass(res), DenialText(res))
+	}
 	return out
+}
+
+// deniedClass is the result classification a client sees for a request
+// that was not forwarded.
+func deniedClass(res AuthzResult) string {
+	if res.Decision == policy.RequireApproval {
+		return audit.ResultRequireApproval
+	}
+	return audit.ResultDeniedPolicy
 }
 
 func (g *Gateway) callOutcome(id json.RawMessage, u *Upstream, result json.RawMessage, rerr *rpcError, err error, res AuthzResult) ([]byte, Outcome) {
@@ -223,14 +246,14 @@ func (g *Gateway) callOutcome(id json.RawMessage, u *Upstream, result json.RawMe
 		class, errClass := classify(err)
 		return toolErrorResult(id, class, g.upstreamFailureText(u, err)), Outcome{Classification: class, ErrorClass: errClass}
 	case rerr != nil:
-		return encodeRawError(id, rerr), Outcome{Classification: ClassUpstreamError, ErrorClass: "rpc"}
+		return g.upstreamRPCErrorFor(id, u.cfg.Name, rerr, res.Redact), Outcome{Classification: audit.ResultUpstreamError, ErrorClass: "rpc"}
 	}
 	shaped, isErr := shapeOutput(result, res, "content")
-	class := ClassSuccess
+	class := audit.ResultSuccess
 	if isErr {
-		class = ClassToolError
+		class = audit.ResultToolError
 	}
-	return encodeResult(id, shaped), Outcome{Classification: class}
+	return jsonrpc.Result(id, shaped), Outcome{Classification: class}
 }
 
 // forwardCallParams rewrites name and arguments and keeps every other
@@ -247,27 +270,9 @@ func forwardCallParams(raw json.RawMessage, tool string, args json.RawMessage) (
 
 // toolErrorResult is a tool result with isError set and readable text.
 func toolErrorResult(id json.RawMessage, class, text string) []byte {
-	return encodeResult(id, map[string]any{
+	return jsonrpc.Result(id, map[string]any{
 		"content": []map[string]string{{"type": "text", "text": text}},
 		"isError": true,
 		"_meta":   map[string]string{"nomos/result_classification": class},
 	})
-}
-
-// denialText tells the model what was decided and, for approvals, how to
-// retry.
-func denialText(res AuthzResult) string {
-	reason := res.Reason
-	if reason == "" {
-		reason = "denied by policy"
-	}
-	if res.Decision != DecisionRequireAppr {
-		return fmt.Sprintf("Nomos decision: DENY (%s). The request was not forwarded.", reason)
-	}
-	text := fmt.Sprintf("Nomos decision: REQUIRE_APPROVAL (%s). approval_id: %s.", reason, res.ApprovalID)
-	if !res.ApprovalExpiresAt.IsZero() {
-		text += " The approval expires at " + res.ApprovalExpiresAt.UTC().Format(time.RFC3339) + "."
-	}
-	return text + " Once a human approves it, call the same tool again with the same arguments plus the argument " +
-		approvalArgumentName + " set to this id."
 }

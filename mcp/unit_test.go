@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
@@ -56,7 +57,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if m.JSONRPC != "2.0" || !(m.isRequest() || m.isNotification() || m.isResponse()) {
+		if m.JSONRPC != "2.0" || !(m.IsRequest() || m.IsNotification() || m.IsResponse()) {
 			t.Fatalf("accepted an invalid message: %s", b)
 		}
 		if err := action.CheckStrictJSON(b); err != nil {
@@ -127,7 +128,7 @@ func TestUpstreamConfigValidation(t *testing.T) {
 		{"glob allowlist", UpstreamConfig{Name: "a", Command: "/bin/true", EnvAllowlist: []string{"AWS_*"}}, false},
 		{"missing workdir", UpstreamConfig{Name: "a", Command: "/bin/true", Workdir: "/does/not/exist"}, false},
 		{"relative url", UpstreamConfig{Name: "a", URL: "/mcp"}, false},
-		{"half mtls", UpstreamConfig{Name: "a", URL: "https://x/mcp", ClientCertFile: "c.pem"}, false},
+		{"half mtls", UpstreamConfig{Name: "a", URL: "https://x/mcp", ClientCert: "c.pem"}, false},
 		{"unknown transport", UpstreamConfig{Name: "a", Transport: "ws", URL: "https://x/mcp"}, false},
 	}
 	for _, tc := range cases {
@@ -143,7 +144,7 @@ func TestUpstreamConfigValidation(t *testing.T) {
 func TestDefaultsAndKey(t *testing.T) {
 	cfg := UpstreamConfig{Name: "a", Command: "/bin/true"}.withDefaults()
 	b := cfg.Breaker
-	if !*b.Enabled || b.FailureThreshold != 5 || b.FailureWindow != time.Minute || b.OpenTimeout != 30*time.Second {
+	if b.Disabled || b.FailureThreshold != 5 || b.FailureWindow != time.Minute || b.OpenTimeout != 30*time.Second {
 		t.Fatalf("breaker defaults = %+v", b)
 	}
 	other := UpstreamConfig{Name: "a", Command: "/bin/true", Env: map[string]string{"X": "1"}}.withDefaults()
@@ -153,14 +154,14 @@ func TestDefaultsAndKey(t *testing.T) {
 }
 
 func TestDenialText(t *testing.T) {
-	text := denialText(AuthzResult{Decision: DecisionRequireAppr, Reason: "needs_approval", ApprovalID: "apr_1",
+	text := DenialText(AuthzResult{Decision: policy.RequireApproval, Reason: "needs_approval", ApprovalID: "apr_1",
 		ApprovalExpiresAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)})
 	for _, want := range []string{"REQUIRE_APPROVAL", "apr_1", "approval_id", "2026-01-02T03:04:05Z"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("%q lacks %q", text, want)
 		}
 	}
-	if text := denialText(AuthzResult{Decision: DecisionDeny}); !strings.Contains(text, "DENY") {
+	if text := DenialText(AuthzResult{Decision: policy.Deny}); !strings.Contains(text, "DENY") {
 		t.Fatalf("deny text %q", text)
 	}
 }

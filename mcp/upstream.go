@@ -111,7 +111,8 @@ func (u *Upstream) Key() string { return u.key }
 // Name is the configured upstream name.
 func (u *Upstream) Name() string { return u.cfg.Name }
 
-// BreakerState is disabled, closed, half-open or open.
+// BreakerState is the upstream's circuit breaker state: disabled, closed,
+// half-open or open. Metrics and the UI read it through the nomos app.
 func (u *Upstream) BreakerState() string { return u.breaker.state() }
 
 // Start opens the upstream session (spawning a stdio child) and enumerates

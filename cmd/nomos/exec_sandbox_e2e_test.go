@@ -62,7 +62,7 @@ func startShippedDemo(t *testing.T) (e2eAgent, string) {
 	s := startServerWith(t, "Caddyfile.example", files, makeRunEnv()...)
 	ws := filepath.Join(s.dir, "examples", "workspace")
 	gitRepo(t, ws)
-	c := client{base: s.base, apiKey: "dev-alice-key", agent: "demo-agent", secret: "dev-agent-secret"}
+	c := client{base: s.base, apiKey: "dev-alice-key", agent: "demo-agent", secret: "dev-agent-secret", principal: "alice"}
 	return e2eAgent{s: s, c: c, seen: new(lockedBuffer)}, ws
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -120,8 +121,10 @@ func startMCPGateway(t *testing.T) *server {
 func TestMCPGatewayGovernsAndAudits(t *testing.T) {
 	s := startMCPGateway(t)
 	c := &mcpClient{t: t, url: s.base + "/mcp", key: "alice-key"}
-	if code, _ := (&mcpClient{t: t, url: c.url, key: "wrong"}).send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`); code != 401 {
-		t.Fatalf("bad key: %d", code)
+	// One code prefix, the shape the HTTP API answers (issue 8 #14).
+	if code, out := (&mcpClient{t: t, url: c.url, key: "wrong"}).send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`); code != 401 ||
+		out["decision"] != "DENY" || out["reason"] != "auth_error: principal authentication failed: unknown api key" {
+		t.Fatalf("bad key: %d %v", code, out)
 	}
 	c.initialize()
 	_, list := c.send(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
@@ -136,8 +139,17 @@ func TestMCPGatewayGovernsAndAudits(t *testing.T) {
 	if !isErr || !strings.Contains(text, "REQUIRE_APPROVAL") || !strings.Contains(text, "apr_") {
 		t.Fatalf("large refund: %q", text)
 	}
-	if text, isErr := toolText(must(c.call("issue_compensation", `{"order_id":"1002","value":5}`))); !isErr || !strings.Contains(text, "DENY") {
-		t.Fatalf("compensation: %q", text)
+	// A tool hidden by policy answers exactly as a tool that does not
+	// exist, with valid or schema-violating arguments (issue 8 #15).
+	for _, args := range []string{`{"order_id":"1002","value":5}`, `{"order_id":7,"value":"lots","extra":true}`} {
+		_, hidden := c.call("issue_compensation", args)
+		_, unknown := c.call("no_such_tool", args)
+		h, _ := json.Marshal(hidden["error"])
+		u, _ := json.Marshal(unknown["error"])
+		if hidden["result"] != nil || string(h) != strings.ReplaceAll(string(u), "no_such_tool", "issue_compensation") ||
+			!strings.Contains(string(h), "unknown tool: issue_compensation") {
+			t.Fatalf("hidden tool %s answers %s, an unknown tool %s", args, h, u)
+		}
 	}
 	if text, _ := toolText(must(c.call("lookup_order", `{"order_id":"1002"}`))); !strings.Contains(text, "refunded 0.00") {
 		t.Fatalf("the held refund reached the upstream: %q", text)
@@ -150,13 +162,13 @@ func TestMCPGatewayGovernsAndAudits(t *testing.T) {
 		AND json_extract(json, '$.executor_metadata.downstream_transport') = 'streamable_http'
 		AND json_extract(json, '$.executor_metadata.upstream_server') = 'retail'
 		AND json_extract(json, '$.executor_metadata.downstream_session_id') = ?`, c.session).Scan(&n)
-	if err != nil || n != 4 {
+	if err != nil || n != 7 { // 3 decided calls, 2 hidden and 2 unknown refused
 		t.Fatalf("audited MCP decisions with transport metadata: %d (%v)", n, err)
 	}
 	// Arguments that fail the tool's schema are refused before policy, and
 	// the refusal is audited too.
 	text, isErr = toolText(must(c.call("refund_order", `{"order_id":"1001","amount":"lots"}`)))
-	if !isErr || !strings.Contains(text, "ARGUMENT_VALIDATION_ERROR") {
+	if !isErr || !strings.Contains(text, "VALIDATION_ERROR") {
 		t.Fatalf("invalid arguments: %q", text)
 	}
 	err = db.QueryRow(`SELECT count(*) FROM audit_events WHERE event_type = 'action.decision'
@@ -220,4 +232,32 @@ func lastSSEData(stream []byte) []byte {
 		}
 	}
 	return last
+}
+
+// TestMCPSessionsBoundedPerPrincipal: one principal cannot open sessions
+// without bound; ending one frees its slot (issue 8 #7).
+func TestMCPSessionsBoundedPerPrincipal(t *testing.T) {
+	retail, err := os.ReadFile("../../examples/policies/retail.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf := strings.Replace(mcpCaddyfile, "nomos_mcp retail\n", "nomos_mcp retail {\n\t\tmax_sessions_per_principal 2\n\t}\n", 1)
+	s := startServer(t, cf, map[string]string{"retail.yaml": string(retail), "bin/retail-mcp": string(buildRetailMCP(t))},
+		"T_ALICE_KEY=alice-key")
+	first := &mcpClient{t: t, url: s.base + "/mcp", key: "alice-key"}
+	first.initialize()
+	(&mcpClient{t: t, url: first.url, key: "alice-key"}).initialize()
+	code, out := (&mcpClient{t: t, url: first.url, key: "alice-key"}).send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`)
+	if code != http.StatusTooManyRequests || !strings.HasPrefix(fmt.Sprint(out["reason"]), "session_limit: ") {
+		t.Fatalf("third session: %d %v, want 429 session_limit", code, out)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, first.url, nil)
+	req.Header.Set("Authorization", "Bearer alice-key")
+	req.Header.Set("Mcp-Session-Id", first.session)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	(&mcpClient{t: t, url: first.url, key: "alice-key"}).initialize()
 }

@@ -264,9 +264,10 @@ func TestMCPStdioEndToEnd(t *testing.T) {
 		if !isErr || !strings.Contains(text, "REQUIRE_APPROVAL") || !strings.Contains(text, "approval_id: apr_") {
 			t.Fatalf("refund 250: %q isError=%v", text, isErr)
 		}
-		text, isErr, _ = r.call(t, "issue_compensation", map[string]any{"order_id": "1002", "value": 10})
-		if !isErr || !strings.Contains(text, "Nomos decision: DENY") {
-			t.Fatalf("issue_compensation: %q isError=%v", text, isErr)
+		// Hidden by policy: the same answer as a tool that does not exist.
+		_, err := r.cs.CallTool(ctx, &mcpsdk.CallToolParams{Name: "issue_compensation", Arguments: map[string]any{"order_id": "1002", "value": 10}})
+		if err == nil || !strings.Contains(err.Error(), "unknown tool: issue_compensation") {
+			t.Fatalf("issue_compensation: %v", err)
 		}
 	})
 

@@ -16,7 +16,11 @@ import (
 // request is still arriving: the request must complete with its decision,
 // its audit rows must be on disk, and only then may the process exit.
 func TestGracefulShutdownFinishesInFlightActions(t *testing.T) {
-	s, agent, _ := startGateway(t, 32)
+	// Caddy's request metrics say when the handler holds the request.
+	cf := strings.Replace(strings.Replace(gatewayCaddyfile, "{env.T_LIMIT}", "32", 1),
+		"admin 127.0.0.1:{ADMIN}", "admin 127.0.0.1:{ADMIN}\n\tmetrics", 1)
+	s := startServer(t, cf, map[string]string{"shop.yaml": shopBundle}, gatewayEnv...)
+	agent := client{base: s.base, apiKey: "alice-key", agent: "shop-agent", secret: "agent-secret"}
 	body, _ := json.Marshal(envelope("drain-1", "orders.read", "shop://orders/1", nil))
 	req := agent.request("/action", body)
 	host := strings.TrimPrefix(s.base, "http://")
@@ -30,11 +34,11 @@ func TestGracefulShutdownFinishesInFlightActions(t *testing.T) {
 		fmt.Fprintf(conn, "%s: %s\r\n", h, req.Header.Get(h))
 	}
 	fmt.Fprintf(conn, "\r\n%s", body[:10])
-	time.Sleep(200 * time.Millisecond) // let the server start reading the body
+	waitFor(t, "the handler reads the body", func() bool { return inFlight(s) == 1 })
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // shutdown is now under way
+	waitFor(t, "shutdown under way", func() bool { return strings.Contains(s.logs.String(), "servers shutting down") })
 	if _, err := conn.Write(body[10:]); err != nil {
 		t.Fatal(err)
 	}
@@ -56,4 +60,39 @@ func TestGracefulShutdownFinishesInFlightActions(t *testing.T) {
 		t.Fatal("nomos did not exit after SIGTERM")
 	}
 	assertEventTypes(t, s.auditDB(), "drain-1", "action.decision", "action.completed", "trace.end")
+}
+
+// inFlight is Caddy's count of requests its HTTP handlers hold (the
+// admin endpoint's own scrape is not among them); -1 when unreadable.
+func inFlight(s *server) int {
+	resp, err := http.Get("http://" + s.admin + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	total := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "caddy_http_requests_in_flight{") {
+			var n float64
+			if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &n); err == nil {
+				total += n
+			}
+		}
+	}
+	return int(total)
+}
+
+// waitFor polls cond until it holds: the test waits on the event itself,
+// bounded so a regression fails instead of hanging.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

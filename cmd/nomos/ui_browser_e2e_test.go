@@ -127,7 +127,7 @@ func TestOperatorUIApprovalFlow(t *testing.T) {
 	}
 	ctx := browser(t)
 	s := startServer(t, uiCaddyfile, map[string]string{"payments.yaml": string(payments)})
-	agent := client{base: s.base, apiKey: "alice-key-0123456789", agent: "demo-agent", secret: "agent-secret-0123456789"}
+	agent := client{base: s.base, apiKey: "alice-key-0123456789", agent: "demo-agent", secret: "agent-secret-0123456789", principal: "alice"}
 
 	refund := envelope("refund-ui", "payments.refund", "payments://shop/orders/77", map[string]any{"amount": 250, "currency": "USD"})
 	code, first := agent.post(t, "/action", refund)

@@ -30,6 +30,9 @@ var stores = []struct {
 func forEachStore(t *testing.T, fn func(t *testing.T, s Store, open func() Store)) {
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
+			if st.name == "redis" && testing.Short() {
+				t.Skip("needs redis-server: skipped with -short")
+			}
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), st.file)
 			open := func() Store {

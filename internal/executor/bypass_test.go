@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/credentials"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
@@ -79,7 +80,7 @@ func TestBypassSuite(t *testing.T) {
 				_, xerr := execute(t, e, a, noObligations)
 				return bypassOutcome{xerr: xerr}
 			},
-			code: CodeInvalidResource, class: ClassValidationError, forbidden: []string{"OUTSIDE-SECRET-CONTENT"},
+			code: CodeInvalidResource, class: audit.ResultValidationError, forbidden: []string{"OUTSIDE-SECRET-CONTENT"},
 		},
 		{
 			name: "symlink escape on read",
@@ -89,7 +90,7 @@ func TestBypassSuite(t *testing.T) {
 				res, xerr := execute(t, e, newAction(t, "fs.read", "file://workspace/docs/secret.txt", map[string]any{}), noObligations)
 				return bypassOutcome{res, xerr}
 			},
-			code: CodeSandboxViolation, class: ClassSandboxViolation, forbidden: []string{"OUTSIDE-SECRET-CONTENT"},
+			code: CodeSandboxViolation, class: audit.ResultSandboxViolation, forbidden: []string{"OUTSIDE-SECRET-CONTENT"},
 		},
 		{
 			name: "write through a symlinked parent swapped mid-request",
@@ -103,7 +104,7 @@ func TestBypassSuite(t *testing.T) {
 				res, xerr := execute(t, e, newAction(t, "fs.write", "file://workspace/src/secret.txt", map[string]any{"content": "overwritten"}), noObligations)
 				return bypassOutcome{res, xerr}
 			},
-			code: CodeSandboxViolation, class: ClassSandboxViolation,
+			code: CodeSandboxViolation, class: audit.ResultSandboxViolation,
 			afterwards: func(t *testing.T) {
 				if readFile(t, outside, "secret.txt") != "OUTSIDE-SECRET-CONTENT" {
 					t.Error("the write reached outside the workspace")
@@ -129,7 +130,7 @@ func TestBypassSuite(t *testing.T) {
 				}
 				return bypassOutcome{res, xerr}
 			},
-			code: CodeRedirectBlocked, class: ClassDeniedPolicy, forbidden: []string{"collect"},
+			code: CodeRedirectBlocked, class: audit.ResultDeniedPolicy, forbidden: []string{"collect"},
 		},
 		{
 			name: "secret echoed by a command",
@@ -145,7 +146,7 @@ func TestBypassSuite(t *testing.T) {
 				}
 				return bypassOutcome{res, xerr}
 			},
-			class: ClassSuccess, forbidden: []string{leased, "AKIAQWERTYUIOPASDFGH"},
+			class: audit.ResultSuccess, forbidden: []string{leased, "AKIAQWERTYUIOPASDFGH"},
 		},
 		{
 			name: "sandbox requirement on a host without that profile",
@@ -157,7 +158,7 @@ func TestBypassSuite(t *testing.T) {
 				}
 				return bypassOutcome{res, xerr}
 			},
-			code: CodeSandboxRequired, class: ClassSandboxViolation,
+			code: CodeSandboxRequired, class: audit.ResultSandboxViolation,
 		},
 		{
 			name: "SSRF to 127.0.0.1 and 169.254.169.254 through DNS names",
@@ -184,7 +185,7 @@ func TestBypassSuite(t *testing.T) {
 				}
 				return last
 			},
-			code: CodeNetNotAllowlisted, class: ClassDeniedPolicy, forbidden: []string{"INTERNAL-ONLY", "127.0.0.1", "169.254"},
+			code: CodeNetNotAllowlisted, class: audit.ResultDeniedPolicy, forbidden: []string{"INTERNAL-ONLY", "127.0.0.1", "169.254"},
 		},
 	}
 	for _, tt := range tests {

@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+
+	"github.com/caddy-nomos/nomos/audit"
 )
 
 // Reason codes of executor refusals and failures.
@@ -34,17 +36,6 @@ const (
 	CodeNotAllowed = "not_allowed"
 )
 
-// Result classifications, spelled as in the audit event.
-const (
-	ClassSuccess          = "SUCCESS"
-	ClassOutputLimit      = "OUTPUT_LIMIT"
-	ClassExecTimeout      = "EXEC_TIMEOUT"
-	ClassExecutionError   = "EXECUTION_ERROR"
-	ClassSandboxViolation = "SANDBOX_VIOLATION"
-	ClassDeniedPolicy     = "DENIED_POLICY"
-	ClassValidationError  = "VALIDATION_ERROR"
-)
-
 // Error is an executor refusal or failure. Message is already redacted and
 // never holds what the host's resolver, network or file system said (which
 // names internal addresses, resolvers, certificate names and absolute
@@ -63,19 +54,19 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
 // classOf maps each reason code to its classification.
 var classOf = map[string]string{
-	CodeSandboxRequired:         ClassSandboxViolation,
-	CodeSandboxViolation:        ClassSandboxViolation,
-	CodeNetNotAllowlisted:       ClassDeniedPolicy,
-	CodeExecConstraintViolation: ClassDeniedPolicy,
-	CodeExecNotAllowlisted:      ClassDeniedPolicy,
-	CodeRedirectBlocked:         ClassDeniedPolicy,
-	CodeCredentialsUnavailable:  ClassDeniedPolicy,
-	CodeNotAllowed:              ClassDeniedPolicy,
-	CodeInvalidParams:           ClassValidationError,
-	CodeInvalidResource:         ClassValidationError,
-	CodeUnsupportedAction:       ClassValidationError,
-	CodeNotFound:                ClassExecutionError,
-	CodeExecutionError:          ClassExecutionError,
+	CodeSandboxRequired:         audit.ResultSandboxViolation,
+	CodeSandboxViolation:        audit.ResultSandboxViolation,
+	CodeNetNotAllowlisted:       audit.ResultDeniedPolicy,
+	CodeExecConstraintViolation: audit.ResultDeniedPolicy,
+	CodeExecNotAllowlisted:      audit.ResultDeniedPolicy,
+	CodeRedirectBlocked:         audit.ResultDeniedPolicy,
+	CodeCredentialsUnavailable:  audit.ResultDeniedPolicy,
+	CodeNotAllowed:              audit.ResultDeniedPolicy,
+	CodeInvalidParams:           audit.ResultValidationError,
+	CodeInvalidResource:         audit.ResultValidationError,
+	CodeUnsupportedAction:       audit.ResultValidationError,
+	CodeNotFound:                audit.ResultExecutionError,
+	CodeExecutionError:          audit.ResultExecutionError,
 }
 
 // fail builds an Error; the message is redacted when the action finishes.
@@ -85,7 +76,7 @@ var classOf = map[string]string{
 func fail(code, format string, args ...any) *Error {
 	class, ok := classOf[code]
 	if !ok {
-		class = ClassExecutionError
+		class = audit.ResultExecutionError
 	}
 	var detail []string
 	for i, a := range args {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/credentials"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
@@ -308,12 +309,12 @@ func closeExtraFiles(cmd *exec.Cmd) {
 
 func execResult(cmd *exec.Cmd, timedOut bool, waitErr error, stdout, stderr *capturedOutput, took time.Duration) *Result {
 	code := cmd.ProcessState.ExitCode()
-	class := ClassSuccess
+	class := audit.ResultSuccess
 	switch {
 	case timedOut:
-		class = ClassExecTimeout
+		class = audit.ResultExecTimeout
 	case code != 0 || waitErr != nil:
-		class = ClassExecutionError
+		class = audit.ResultExecutionError
 	}
 	return &Result{
 		Stdout:         string(stdout.data),

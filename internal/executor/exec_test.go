@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/credentials"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
@@ -23,7 +24,7 @@ func execAction(t *testing.T, params map[string]any) *action.Action {
 func TestProcessExecRunsArgvWithoutShell(t *testing.T) {
 	e := newTestExecutor(t, Config{})
 	res := mustRun(t, e, execAction(t, map[string]any{"argv": []string{"printf", "%s|%s", "a; echo injected", "$HOME"}}), noObligations)
-	if res.Stdout != "a; echo injected|$HOME" || *res.ExitCode != 0 || res.Classification != ClassSuccess {
+	if res.Stdout != "a; echo injected|$HOME" || *res.ExitCode != 0 || res.Classification != audit.ResultSuccess {
 		t.Fatalf("got %+v", res)
 	}
 	if res.Metadata["exec_enforcement_mode"] != execModePolicyOnly {
@@ -99,7 +100,7 @@ func TestProcessExecCwd(t *testing.T) {
 func TestProcessExecExitCodeIsNotAnError(t *testing.T) {
 	e := newTestExecutor(t, Config{})
 	res := mustRun(t, e, execAction(t, map[string]any{"argv": []string{"sh", "-c", "echo oops >&2; exit 3"}}), noObligations)
-	if *res.ExitCode != 3 || res.Stderr != "oops\n" || res.Classification != ClassExecutionError {
+	if *res.ExitCode != 3 || res.Stderr != "oops\n" || res.Classification != audit.ResultExecutionError {
 		t.Errorf("got exit %d stderr %q class %s", *res.ExitCode, res.Stderr, res.Classification)
 	}
 }
@@ -111,7 +112,7 @@ func TestProcessExecTimeoutKillsProcessGroup(t *testing.T) {
 	if time.Since(start) > 10*time.Second {
 		t.Fatalf("timeout did not stop the command")
 	}
-	if res.Classification != ClassExecTimeout || *res.ExitCode != -1 || res.Metadata["timed_out"] != true {
+	if res.Classification != audit.ResultExecTimeout || *res.ExitCode != -1 || res.Metadata["timed_out"] != true {
 		t.Errorf("got class %s exit %d metadata %v", res.Classification, *res.ExitCode, res.Metadata)
 	}
 	waitGone(t, readPID(t, e.root, "bg.pid"))
@@ -120,7 +121,7 @@ func TestProcessExecTimeoutKillsProcessGroup(t *testing.T) {
 func TestProcessExecKillsLeftoversAfterExit(t *testing.T) {
 	e := newTestExecutor(t, Config{})
 	res := mustRun(t, e, execAction(t, map[string]any{"argv": []string{"sh", "-c", "sleep 30 & echo $! > bg.pid"}}), noObligations)
-	if res.Classification != ClassSuccess {
+	if res.Classification != audit.ResultSuccess {
 		t.Fatalf("class %s", res.Classification)
 	}
 	waitGone(t, readPID(t, e.root, "bg.pid"))
@@ -129,7 +130,7 @@ func TestProcessExecKillsLeftoversAfterExit(t *testing.T) {
 func TestProcessExecOutputCap(t *testing.T) {
 	e := newTestExecutor(t, Config{MaxOutputBytes: 1000, MaxOutputLines: 1 << 20})
 	res := mustRun(t, e, execAction(t, map[string]any{"argv": []string{"sh", "-c", "head -c 200000 /dev/zero | tr '\\0' x"}}), noObligations)
-	if len(res.Stdout) != 1000 || !res.Truncated || res.Classification != ClassOutputLimit {
+	if len(res.Stdout) != 1000 || !res.Truncated || res.Classification != audit.ResultOutputLimit {
 		t.Errorf("stdout %d bytes, truncated %v, class %s", len(res.Stdout), res.Truncated, res.Classification)
 	}
 	if res.Metadata["stdout_bytes"] != int64(200000) {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/policy"
 )
 
@@ -13,7 +14,7 @@ func TestFSRead(t *testing.T) {
 	e := newTestExecutor(t, Config{})
 	writeFile(t, e.root, "src/a.go", "package a\n\nfunc A() {}\n")
 	res := mustRun(t, e, newAction(t, "fs.read", "file://workspace/src/a.go", map[string]any{}), noObligations)
-	if res.Output != "package a\n\nfunc A() {}\n" || res.Truncated || res.Classification != ClassSuccess {
+	if res.Output != "package a\n\nfunc A() {}\n" || res.Truncated || res.Classification != audit.ResultSuccess {
 		t.Fatalf("got %+v", res)
 	}
 	if res.Metadata["bytes_read"] != 23 || res.Metadata["lines_read"] != 3 || res.Metadata["path"] != "src/a.go" {
@@ -43,8 +44,8 @@ func TestFSReadCaps(t *testing.T) {
 			if res.Output != tt.want || res.Truncated != tt.truncated {
 				t.Errorf("got %q truncated=%v, want %q truncated=%v", res.Output, res.Truncated, tt.want, tt.truncated)
 			}
-			if tt.truncated && res.Classification != ClassOutputLimit {
-				t.Errorf("classification %s, want %s", res.Classification, ClassOutputLimit)
+			if tt.truncated && res.Classification != audit.ResultOutputLimit {
+				t.Errorf("classification %s, want %s", res.Classification, audit.ResultOutputLimit)
 			}
 		})
 	}

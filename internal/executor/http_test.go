@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/policy"
 )
 
@@ -77,7 +78,7 @@ func TestHTTPRequest(t *testing.T) {
 		"method": "post", "body": "payload", "headers": map[string]string{"X-Custom": "hi"},
 	})
 	res := mustRun(t, e, a, netOb(s.host))
-	if res.Output != "POST /api/items payload" || res.StatusCode != 200 || res.Classification != ClassSuccess {
+	if res.Output != "POST /api/items payload" || res.StatusCode != 200 || res.Classification != audit.ResultSuccess {
 		t.Fatalf("got %+v", res)
 	}
 	h := res.Metadata["response_headers"].(http.Header)
@@ -249,7 +250,7 @@ func TestHTTPTimeoutAndBodyCap(t *testing.T) {
 		t.Errorf("message %q", xerr.Message)
 	}
 	res := mustRun(t, e, newAction(t, "net.http_request", "url://"+s.host+"/big", map[string]any{}), netOb(s.host))
-	if len(res.Output) != 1000 || !res.Truncated || res.Classification != ClassOutputLimit {
+	if len(res.Output) != 1000 || !res.Truncated || res.Classification != audit.ResultOutputLimit {
 		t.Errorf("body %d bytes truncated %v class %s", len(res.Output), res.Truncated, res.Classification)
 	}
 }

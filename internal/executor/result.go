@@ -3,6 +3,7 @@ package executor
 import (
 	"net/http"
 
+	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/redact"
 	"github.com/caddy-nomos/nomos/policy"
 )
@@ -51,10 +52,10 @@ func (e *Executor) finish(res *Result, red *redact.Redactor, ob policy.Obligatio
 	res.Metadata["sandbox_profile"] = e.profile.String()
 	res.Metadata = redactValue(red, res.Metadata).(map[string]any)
 	if res.Classification == "" {
-		res.Classification = ClassSuccess
+		res.Classification = audit.ResultSuccess
 	}
-	if res.Truncated && res.Classification == ClassSuccess {
-		res.Classification = ClassOutputLimit
+	if res.Truncated && res.Classification == audit.ResultSuccess {
+		res.Classification = audit.ResultOutputLimit
 	}
 	return res
 }

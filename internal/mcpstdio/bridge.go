@@ -10,14 +10,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
+	"github.com/caddy-nomos/nomos/mcp"
 )
 
-// Streamable HTTP header names the bridge sets.
-const (
-	headerSessionID       = "Mcp-Session-Id"
-	headerProtocolVersion = "Mcp-Protocol-Version"
-	bridgeURL             = "http://127.0.0.1/mcp"
-)
+// bridgeURL is the in-process address of the gateway's handler.
+const bridgeURL = "http://127.0.0.1/mcp"
 
 // bridge relays stdio messages to a Streamable HTTP handler in process:
 // each message is one POST, answered with JSON or an SSE stream, and a GET
@@ -50,10 +49,10 @@ func (b *bridge) request(ctx context.Context, method string, body []byte) *http.
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.session != "" {
-		req.Header.Set(headerSessionID, b.session)
+		req.Header.Set(mcp.HeaderSessionID, b.session)
 	}
 	if b.version != "" {
-		req.Header.Set(headerProtocolVersion, b.version)
+		req.Header.Set(mcp.HeaderProtocolVersion, b.version)
 	}
 	return req
 }
@@ -64,7 +63,7 @@ func (b *bridge) request(ctx context.Context, method string, body []byte) *http.
 func (b *bridge) forward(ctx context.Context, body []byte, id json.RawMessage, transform func(*message) []byte) {
 	var reqID json.RawMessage
 	var m message
-	if json.Unmarshal(body, &m) == nil && m.isRequest() {
+	if json.Unmarshal(body, &m) == nil && m.IsRequest() {
 		reqID = m.ID
 	}
 	emit := func(msg []byte) { b.emit(b.shape(msg, id, transform)) }
@@ -72,7 +71,7 @@ func (b *bridge) forward(ctx context.Context, body []byte, id json.RawMessage, t
 	b.h.ServeHTTP(w, b.request(ctx, http.MethodPost, body))
 	w.finish(reqID, emit)
 	if m.Method == "initialize" && w.status == http.StatusOK {
-		if sid := w.header.Get(headerSessionID); sid != "" {
+		if sid := w.header.Get(mcp.HeaderSessionID); sid != "" {
 			b.endSession(ctx)
 			b.openStream(ctx, sid)
 		}
@@ -85,7 +84,7 @@ func (b *bridge) shape(msg []byte, id json.RawMessage, transform func(*message) 
 		return msg
 	}
 	var m message
-	if json.Unmarshal(msg, &m) != nil || !m.isResponse() || !bytes.Equal(m.ID, id) {
+	if json.Unmarshal(msg, &m) != nil || !m.IsResponse() || !bytes.Equal(m.ID, id) {
 		return msg
 	}
 	if out := transform(&m); out != nil {
@@ -246,7 +245,7 @@ func (w *streamWriter) finish(reqID json.RawMessage, emit func([]byte)) {
 	} else if body := bytes.TrimSpace(w.buf.Bytes()); len(body) > 0 && isJSONRPC(body) {
 		w.send(body)
 	}
-	if w.emitted > 0 || !hasID(reqID) {
+	if w.emitted > 0 || !jsonrpc.HasID(reqID) {
 		return
 	}
 	var deny struct {
@@ -256,11 +255,11 @@ func (w *streamWriter) finish(reqID json.RawMessage, emit func([]byte)) {
 	if deny.Reason == "" {
 		deny.Reason = fmt.Sprintf("no answer (HTTP %d)", w.status)
 	}
-	code := codeInvalidRequest
+	code := jsonrpc.CodeInvalidRequest
 	if w.status >= 500 {
-		code = codeInternalError
+		code = jsonrpc.CodeInternalError
 	}
-	emit(errorMessage(reqID, code, "nomos gateway: "+deny.Reason))
+	emit(jsonrpc.ErrorResponse(reqID, code, "nomos gateway: "+deny.Reason, nil))
 }
 
 func isJSONRPC(body []byte) bool {

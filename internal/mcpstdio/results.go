@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/mcp"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
@@ -32,30 +35,55 @@ func textResult(text string, isError bool, meta map[string]string) toolResult {
 }
 
 // runBuiltin turns one built-in tool call into an action, runs it through
-// the pipeline and shapes the answer for the model.
+// the pipeline and shapes the answer for the model. A call refused before
+// the pipeline is recorded too, labelled stdio like every event here.
 func (s *Server) runBuiltin(ctx context.Context, b *builtin, raw json.RawMessage) toolResult {
 	if b.actionType == "" {
 		return s.capabilities()
 	}
-	args, approvalID, err := decodeArgs(raw, schemaKeys(b.tool.RawInputSchema)...)
+	env, err := s.envelope(b, raw)
 	if err != nil {
-		return textResult("Invalid arguments: "+err.Error()+". Nothing was done.", true, nil)
+		reason := "Invalid arguments: " + err.Error()
+		s.cfg.Processor.Reject(context.WithoutCancel(ctx), env, s.cfg.Identity, s.meta(), audit.ResultValidationError, reason)
+		return textResult(reason+". Nothing was done.", true, map[string]string{"nomos/decision": policy.Deny})
 	}
-	resource, params, err := b.toAction(args)
+	body, err := json.Marshal(env)
 	if err != nil {
-		return textResult("Invalid arguments: "+err.Error()+". Nothing was done.", true, nil)
+		return textResult("Nomos decision: DENY (internal_error). Nothing was done.", true, map[string]string{"nomos/decision": policy.Deny})
 	}
-	body, err := s.envelope(b.actionType, resource, params, approvalID)
-	if err != nil {
-		return textResult("Invalid arguments: "+err.Error()+". Nothing was done.", true, nil)
-	}
-	resp, err := s.cfg.Processor.Process(ctx, body, s.cfg.Identity)
+	resp, err := s.cfg.Processor.ProcessWith(ctx, body, s.cfg.Identity, s.meta())
 	if err != nil {
 		se := service.AsError(err)
-		return textResult(fmt.Sprintf("Nomos decision: DENY (%s: %s). Nothing was done.", se.Code, se.Msg), true,
+		return textResult(mcp.DenialText(mcp.AuthzResult{Decision: policy.Deny, Reason: se.Code + ": " + se.Msg}), true,
 			map[string]string{"nomos/decision": policy.Deny})
 	}
 	return responseResult(resp)
+}
+
+// meta is the transport evidence of every built-in action.
+func (s *Server) meta() map[string]any {
+	return map[string]any{"downstream_transport": mcp.DownstreamStdio}
+}
+
+// envelope builds the action of a built-in call; a retry's approval id
+// goes to context.extensions.approval, as for every other front door. On
+// an error the envelope still names the action type, for the audit.
+func (s *Server) envelope(b *builtin, raw json.RawMessage) (*action.Envelope, error) {
+	env := action.NewEnvelope(b.actionType, "", nil, s.traceID)
+	args, approvalID, err := decodeArgs(raw, schemaKeys(b.tool.RawInputSchema)...)
+	if err != nil {
+		return env, err
+	}
+	resource, params, err := b.toAction(args)
+	if err != nil {
+		return env, err
+	}
+	p, err := json.Marshal(params)
+	if err != nil {
+		return env, err
+	}
+	env.Resource, env.Params = resource, p
+	return env.WithApproval(approvalID), nil
 }
 
 // schemaKeys are the property names of a tool's input schema.
@@ -74,53 +102,21 @@ func schemaKeys(schema json.RawMessage) []string {
 	return keys
 }
 
-// envelope builds the v1 action envelope; a retry's approval id goes to
-// context.extensions.approval, as for every other front door.
-func (s *Server) envelope(actionType, resource string, params any, approvalID string) ([]byte, error) {
-	p, err := json.Marshal(params)
-	if err != nil {
-		return nil, err
-	}
-	ext := map[string]json.RawMessage{}
-	if approvalID != "" {
-		ext["approval"], _ = json.Marshal(map[string]string{"approval_id": approvalID})
-	}
-	return json.Marshal(action.Envelope{
-		SchemaVersion: action.SchemaVersion, ActionID: "act-" + randomHex(12), TraceID: s.traceID,
-		ActionType: actionType, Resource: resource, Params: p,
-		Context: action.Context{Extensions: ext},
-	})
-}
-
 // responseResult is the text the model reads. DENY and REQUIRE_APPROVAL
-// are tool errors; so is a command that exited non-zero.
+// are tool errors with the one denial text of every MCP door; so is a
+// command that exited non-zero.
 func responseResult(r *service.Response) toolResult {
 	meta := map[string]string{"nomos/decision": r.Decision, "nomos/action_id": r.ActionID, "nomos/trace_id": r.TraceID}
-	switch r.Decision {
-	case policy.Allow:
+	if r.Decision == policy.Allow {
 		text, failed := allowedText(r)
 		return textResult(text, failed, meta)
-	case policy.RequireApproval:
+	}
+	res := mcp.AuthzResult{Decision: r.Decision, Reason: r.Reason, ApprovalID: r.ApprovalID}
+	if r.Decision == policy.RequireApproval {
 		meta["nomos/approval_id"] = r.ApprovalID
-		return textResult(approvalText(r), true, meta)
+		res.ApprovalExpiresAt, _ = time.Parse(time.RFC3339, r.ApprovalExpiresAt)
 	}
-	return textResult(fmt.Sprintf("Nomos decision: DENY (%s). Nothing was done. action_id: %s.", orDenied(r.Reason), r.ActionID), true, meta)
-}
-
-func orDenied(reason string) string {
-	if reason == "" {
-		return "denied by policy"
-	}
-	return reason
-}
-
-func approvalText(r *service.Response) string {
-	text := fmt.Sprintf("Nomos decision: REQUIRE_APPROVAL (%s). approval_id: %s.", orDenied(r.Reason), r.ApprovalID)
-	if r.ApprovalExpiresAt != "" {
-		text += " The approval expires at " + r.ApprovalExpiresAt + "."
-	}
-	return text + " Nothing was done. Once a human approves it (nomos approvals approve " + r.ApprovalID +
-		"), call the same tool again with the same arguments plus the argument approval_id set to this id."
+	return textResult(mcp.DenialText(res), true, meta)
 }
 
 // allowedText renders an executed action: the output, or stdout, stderr

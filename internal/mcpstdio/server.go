@@ -12,17 +12,11 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/mcp"
 	"github.com/caddy-nomos/nomos/policy/action"
-)
-
-// JSON-RPC error codes.
-const (
-	codeParseError     = -32700
-	codeInvalidRequest = -32600
-	codeMethodNotFound = -32601
-	codeInvalidParams  = -32602
-	codeInternalError  = -32603
 )
 
 // Defaults of Config.
@@ -31,14 +25,12 @@ const (
 	DefaultMaxInFlight  = 32
 )
 
-// supportedVersions are the protocol versions served without a gateway,
-// newest first (the same as the gateway's).
-var supportedVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26"}
-
-// Processor runs one action envelope through the Nomos pipeline
-// (*service.Service).
+// Processor runs one action envelope through the Nomos pipeline and
+// records the calls refused before it (*service.Service). meta is the
+// transport evidence recorded on every event.
 type Processor interface {
-	Process(ctx context.Context, body []byte, id action.Identity) (*service.Response, error)
+	ProcessWith(ctx context.Context, body []byte, id action.Identity, meta map[string]any) (*service.Response, error)
+	Reject(ctx context.Context, env *action.Envelope, id action.Identity, meta map[string]any, class, reason string)
 }
 
 // Config wires a Server. Processor is required.
@@ -108,21 +100,8 @@ func New(cfg Config) (*Server, error) {
 		inflight: map[string]context.CancelFunc{}}, nil
 }
 
-// message is one JSON-RPC message; which members are set tells its kind.
-type message struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id,omitempty"`
-	Method  string          `json:"method,omitempty"`
-	Params  json.RawMessage `json:"params,omitempty"`
-	Result  json.RawMessage `json:"result,omitempty"`
-	Error   json.RawMessage `json:"error,omitempty"`
-}
-
-func (m *message) isRequest() bool      { return m.Method != "" && hasID(m.ID) }
-func (m *message) isNotification() bool { return m.Method != "" && !hasID(m.ID) }
-func (m *message) isResponse() bool     { return m.Method == "" && hasID(m.ID) }
-
-func hasID(id json.RawMessage) bool { return len(id) > 0 && string(id) != "null" }
+// message is the shared JSON-RPC message type.
+type message = jsonrpc.Message
 
 // Serve reads messages from in until EOF or ctx ends and writes every
 // answer to out, one JSON message per line. Requests run concurrently;
@@ -165,7 +144,7 @@ func (s *Server) loop(ctx context.Context, lines <-chan []byte, readErr <-chan e
 
 // tooLong answers a message over the line cap; it was not read.
 func (s *Server) tooLong() {
-	s.out.write(errorMessage(nil, codeInvalidRequest, fmt.Sprintf("message exceeds %d bytes", s.cfg.MaxLineBytes)))
+	s.out.write(jsonrpc.ErrorResponse(nil, jsonrpc.CodeInvalidRequest, fmt.Sprintf("message exceeds %d bytes", s.cfg.MaxLineBytes), nil))
 }
 
 // handleLine dispatches one message. initialize and notifications are
@@ -173,27 +152,27 @@ func (s *Server) tooLong() {
 func (s *Server) handleLine(ctx context.Context, line []byte, wg *sync.WaitGroup, sem chan struct{}) {
 	var m message
 	if len(line) > 0 && line[0] == '[' {
-		s.out.write(errorMessage(nil, codeInvalidRequest, "JSON-RPC batches are not supported"))
+		s.out.write(jsonrpc.ErrorResponse(nil, jsonrpc.CodeInvalidRequest, "JSON-RPC batches are not supported", nil))
 		return
 	}
 	if err := json.Unmarshal(line, &m); err != nil || m.JSONRPC != "2.0" {
-		s.out.write(errorMessage(nil, codeParseError, "invalid JSON-RPC message"))
+		s.out.write(jsonrpc.ErrorResponse(nil, jsonrpc.CodeParseError, "invalid JSON-RPC message", nil))
 		return
 	}
 	// A message with duplicate or case-variant keys could read differently
 	// here and in the gateway or upstream it is forwarded to, as in nomos_mcp.
 	if err := action.CheckStrictJSON(line); err != nil {
-		s.out.write(errorMessage(m.ID, codeInvalidRequest, "invalid JSON-RPC message: "+err.Error()))
+		s.out.write(jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidRequest, "invalid JSON-RPC message: "+err.Error(), nil))
 		return
 	}
 	switch {
-	case m.isRequest() && m.Method == "initialize":
+	case m.IsRequest() && m.Method == "initialize":
 		s.initialize(ctx, &m, line)
-	case m.isRequest():
+	case m.IsRequest():
 		s.startRequest(ctx, &m, line, wg, sem)
-	case m.isNotification():
+	case m.IsNotification():
 		s.notify(ctx, &m, line)
-	case m.isResponse() && s.bridge != nil:
+	case m.IsResponse() && s.bridge != nil:
 		s.bridge.forward(ctx, line, nil, nil)
 	}
 }
@@ -213,7 +192,7 @@ func (s *Server) startRequest(ctx context.Context, m *message, raw []byte, wg *s
 		defer func() {
 			if p := recover(); p != nil {
 				s.cfg.Logger.Error("mcp stdio: request panicked", "method", m.Method, "panic", fmt.Sprint(p))
-				s.out.write(errorMessage(m.ID, codeInternalError, "internal error"))
+				s.out.write(jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInternalError, "internal error", nil))
 			}
 			s.mu.Lock()
 			delete(s.inflight, key)
@@ -259,7 +238,7 @@ func (s *Server) handleRequest(ctx context.Context, m *message, raw []byte) {
 			s.bridge.forward(ctx, raw, nil, nil)
 			return
 		}
-		s.out.write(errorMessage(m.ID, codeMethodNotFound, "method not found: "+m.Method))
+		s.out.write(jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeMethodNotFound, "method not found: "+m.Method, nil))
 	}
 }
 
@@ -270,7 +249,7 @@ func (s *Server) reply(ctx context.Context, id json.RawMessage, result any) {
 	}
 	b, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": result})
 	if err != nil {
-		b = errorMessage(id, codeInternalError, "internal error")
+		b = jsonrpc.ErrorResponse(id, jsonrpc.CodeInternalError, "internal error", nil)
 	}
 	s.out.write(b)
 }
@@ -294,10 +273,10 @@ func (s *Server) initialize(ctx context.Context, m *message, raw []byte) {
 }
 
 func negotiate(asked string) string {
-	if slices.Contains(supportedVersions, asked) {
+	if slices.Contains(mcp.SupportedVersions, asked) {
 		return asked
 	}
-	return supportedVersions[0]
+	return mcp.SupportedVersions[0]
 }
 
 func (s *Server) serverInfo() map[string]string {
@@ -325,7 +304,7 @@ func (s *Server) decorateInit(m *message) []byte {
 	var version string
 	_ = json.Unmarshal(r["protocolVersion"], &version)
 	s.bridge.setVersion(version)
-	return resultMessage(m.ID, r)
+	return jsonrpc.Result(m.ID, r)
 }
 
 // listTools lists the built-in tools first, then the gateway's.
@@ -350,7 +329,7 @@ func (s *Server) listTools(ctx context.Context, m *message, raw []byte) {
 func (s *Server) prependBuiltins(m *message) []byte {
 	var r map[string]json.RawMessage
 	if m.Error != nil || json.Unmarshal(m.Result, &r) != nil || r == nil {
-		s.cfg.Logger.Warn("mcp stdio: upstream tools/list failed; listing the built-in tools only", "error", string(m.Error))
+		s.cfg.Logger.Warn("mcp stdio: upstream tools/list failed; listing the built-in tools only", "error", fmt.Sprint(m.Error))
 		r = map[string]json.RawMessage{}
 	}
 	var upstream []json.RawMessage
@@ -371,7 +350,7 @@ func (s *Server) prependBuiltins(m *message) []byte {
 		tools = append(tools, t)
 	}
 	r["tools"], _ = json.Marshal(tools)
-	return resultMessage(m.ID, r)
+	return jsonrpc.Result(m.ID, r)
 }
 
 // callTool runs a built-in tool, or relays the call to the gateway.
@@ -381,7 +360,7 @@ func (s *Server) callTool(ctx context.Context, m *message, raw []byte) {
 		Arguments json.RawMessage `json:"arguments"`
 	}
 	if json.Unmarshal(m.Params, &p) != nil || p.Name == "" {
-		s.out.write(errorMessage(m.ID, codeInvalidParams, "tools/call needs a tool name"))
+		s.refuse(ctx, m.ID, "tools/call needs a tool name")
 		return
 	}
 	if b := s.builtin(p.Name); b != nil {
@@ -392,20 +371,15 @@ func (s *Server) callTool(ctx context.Context, m *message, raw []byte) {
 		s.bridge.forward(ctx, raw, nil, nil)
 		return
 	}
-	s.out.write(errorMessage(m.ID, codeInvalidParams, "unknown tool: "+p.Name))
+	s.refuse(ctx, m.ID, "unknown tool: "+p.Name)
 }
 
-func resultMessage(id json.RawMessage, result any) []byte {
-	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": result})
-	return b
-}
-
-func errorMessage(id json.RawMessage, code int, msg string) []byte {
-	if !hasID(id) {
-		id = json.RawMessage("null")
-	}
-	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "error": map[string]any{"code": code, "message": msg}})
-	return b
+// refuse records and answers a tools/call refused before any decision,
+// as the gateway does for the tools it relays.
+func (s *Server) refuse(ctx context.Context, id json.RawMessage, reason string) {
+	env := action.NewEnvelope(action.TypeMCPCall, "", nil, s.traceID)
+	s.cfg.Processor.Reject(context.WithoutCancel(ctx), env, s.cfg.Identity, s.meta(), audit.ResultValidationError, reason)
+	s.out.write(jsonrpc.ErrorResponse(id, jsonrpc.CodeInvalidParams, reason, nil))
 }
 
 // lineWriter serializes messages onto out, one per line. A failed write

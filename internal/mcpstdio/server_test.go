@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
 	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/mcp"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
@@ -25,9 +27,21 @@ type fakeProcessor struct {
 	// block makes Process wait for its context (cancellation tests).
 	block   bool
 	blocked chan struct{}
+	metas   []map[string]any
+	rejects []string // class: reason
 }
 
-func (f *fakeProcessor) Process(ctx context.Context, body []byte, id action.Identity) (*service.Response, error) {
+func (f *fakeProcessor) Reject(_ context.Context, _ *action.Envelope, _ action.Identity, meta map[string]any, class, reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.metas = append(f.metas, meta)
+	f.rejects = append(f.rejects, class+": "+reason)
+}
+
+func (f *fakeProcessor) ProcessWith(ctx context.Context, body []byte, id action.Identity, meta map[string]any) (*service.Response, error) {
+	f.mu.Lock()
+	f.metas = append(f.metas, meta)
+	f.mu.Unlock()
 	var env map[string]any
 	if err := json.Unmarshal(body, &env); err != nil {
 		return nil, err
@@ -234,6 +248,19 @@ func TestBuiltinArgumentsRefusedBeforeAnyAction(t *testing.T) {
 	if n := p.count(); n != 0 {
 		t.Fatalf("%d invalid calls reached the pipeline", n)
 	}
+	// Each refusal is still recorded, labelled with the stdio transport.
+	s.send(`{"jsonrpc":"2.0","id":99,"method":"tools/call","params":{"name":"no_such_tool","arguments":{}}}`)
+	s.next()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.rejects) != len(cases)+1 || !strings.HasPrefix(p.rejects[len(cases)], "VALIDATION_ERROR: unknown tool: no_such_tool") {
+		t.Fatalf("recorded refusals: %q", p.rejects)
+	}
+	for _, m := range p.metas {
+		if m["downstream_transport"] != "stdio" {
+			t.Fatalf("refusal recorded without the stdio transport: %v", m)
+		}
+	}
 }
 
 func TestDecisionsAreReadableToolResults(t *testing.T) {
@@ -298,11 +325,11 @@ func TestServeWithoutGateway(t *testing.T) {
 		t.Fatalf("ping: %v", m)
 	}
 	s.send(`{"jsonrpc":"2.0","id":4,"method":"resources/list"}`)
-	if m := s.next(); m["error"].(map[string]any)["code"] != float64(codeMethodNotFound) {
+	if m := s.next(); m["error"].(map[string]any)["code"] != float64(jsonrpc.CodeMethodNotFound) {
 		t.Fatalf("unknown method: %v", m)
 	}
 	s.send(`not json`)
-	if m := s.next(); m["error"].(map[string]any)["code"] != float64(codeParseError) {
+	if m := s.next(); m["error"].(map[string]any)["code"] != float64(jsonrpc.CodeParseError) {
 		t.Fatalf("parse error: %v", m)
 	}
 	s.send(`[{"jsonrpc":"2.0","id":5,"method":"ping"}]`)
@@ -366,7 +393,7 @@ func fakeGateway(t *testing.T, seen *[]string, mu *sync.Mutex) http.Handler {
 		var m message
 		_ = json.Unmarshal(body, &m)
 		mu.Lock()
-		*seen = append(*seen, r.Method+" "+m.Method+" "+r.Header.Get(headerSessionID))
+		*seen = append(*seen, r.Method+" "+m.Method+" "+r.Header.Get(mcp.HeaderSessionID))
 		mu.Unlock()
 		switch {
 		case r.Method == http.MethodGet:
@@ -377,9 +404,9 @@ func fakeGateway(t *testing.T, seen *[]string, mu *sync.Mutex) http.Handler {
 		case r.Method == http.MethodDelete:
 			w.WriteHeader(http.StatusNoContent)
 		case m.Method == "initialize":
-			w.Header().Set(headerSessionID, "sess-1")
+			w.Header().Set(mcp.HeaderSessionID, "sess-1")
 			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-06-18","capabilities":{"prompts":{}},"serverInfo":{"name":"retail"}}}`, m.ID)
-		case r.Header.Get(headerSessionID) != "sess-1":
+		case r.Header.Get(mcp.HeaderSessionID) != "sess-1":
 			w.WriteHeader(http.StatusNotFound)
 			fmt.Fprint(w, `{"decision":"DENY","reason":"invalid_session: unknown or terminated session"}`)
 		case m.Method == "tools/list":

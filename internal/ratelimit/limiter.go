@@ -46,9 +46,9 @@ type Verdict struct {
 	RetryAfter time.Duration
 }
 
-// Limiter enforces a rule set. It is safe for concurrent use; one mutex
+// Rules enforces a rule set. It is safe for concurrent use; one mutex
 // makes each check-then-consume atomic across all of an action's buckets.
-type Limiter struct {
+type Rules struct {
 	rules      []compiledRule
 	evictAfter time.Duration
 
@@ -62,7 +62,7 @@ type bucket struct {
 }
 
 // New validates cfg and builds a limiter whose buckets all start full.
-func New(cfg Config) (*Limiter, error) {
+func NewRules(cfg RulesConfig) (*Rules, error) {
 	if cfg.EvictAfter <= 0 {
 		cfg.EvictAfter = DefaultEvictAfter
 	}
@@ -77,12 +77,12 @@ func New(cfg Config) (*Limiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Limiter{rules: rules, evictAfter: cfg.EvictAfter, buckets: lru}, nil
+	return &Rules{rules: rules, evictAfter: cfg.EvictAfter, buckets: lru}, nil
 }
 
 // Check takes one token from every bucket of every rule matching a, or
 // none when any of them is empty.
-func (l *Limiter) Check(a Action, now time.Time) Verdict {
+func (l *Rules) Check(a Action, now time.Time) Verdict {
 	matched := l.matching(a)
 	if len(matched) == 0 {
 		return Verdict{Allowed: true}
@@ -104,7 +104,7 @@ func (l *Limiter) Check(a Action, now time.Time) Verdict {
 
 // inspect is the first pass: refill every matching bucket and find the
 // empty ones, taking nothing.
-func (l *Limiter) inspect(a Action, matched []*compiledRule, now time.Time) ([]*bucket, Verdict) {
+func (l *Rules) inspect(a Action, matched []*compiledRule, now time.Time) ([]*bucket, Verdict) {
 	bs := make([]*bucket, len(matched))
 	v := Verdict{Allowed: true, Hits: make([]Hit, len(matched))}
 	for i, r := range matched {
@@ -120,7 +120,7 @@ func (l *Limiter) inspect(a Action, matched []*compiledRule, now time.Time) ([]*
 	return bs, v
 }
 
-func (l *Limiter) matching(a Action) []*compiledRule {
+func (l *Rules) matching(a Action) []*compiledRule {
 	var out []*compiledRule
 	for i := range l.rules {
 		if l.rules[i].matches(a) {
@@ -132,7 +132,7 @@ func (l *Limiter) matching(a Action) []*compiledRule {
 
 // refill returns key's bucket topped up to now. A bucket not seen for
 // evictAfter starts over full, which checkEviction makes equivalent.
-func (l *Limiter) refill(key string, r *compiledRule, now time.Time) *bucket {
+func (l *Rules) refill(key string, r *compiledRule, now time.Time) *bucket {
 	b, ok := l.buckets.Get(key)
 	if !ok || now.Sub(b.lastSeen) >= l.evictAfter {
 		b = &bucket{level: r.capacity, lastSeen: now}
@@ -170,7 +170,7 @@ func (r *compiledRule) topUp(b *bucket, now time.Time) {
 // prune forgets idle buckets. Every check touches its buckets, so the
 // least recently used bucket is also the one idle longest: pruning stops
 // at the first one still in use.
-func (l *Limiter) prune(now time.Time) {
+func (l *Rules) prune(now time.Time) {
 	for {
 		_, b, ok := l.buckets.GetOldest()
 		if !ok || now.Sub(b.lastSeen) < l.evictAfter {
@@ -198,7 +198,7 @@ func firstDenied(hits []Hit) *Hit {
 }
 
 // Buckets is the number of buckets held, for tests and diagnostics.
-func (l *Limiter) Buckets() int {
+func (l *Rules) Buckets() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buckets.Len()

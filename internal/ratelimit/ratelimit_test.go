@@ -11,9 +11,9 @@ import (
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func mustNew(t *testing.T, cfg Config) *Limiter {
+func mustNew(t *testing.T, cfg RulesConfig) *Rules {
 	t.Helper()
-	l, err := New(cfg)
+	l, err := NewRules(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,7 +21,7 @@ func mustNew(t *testing.T, cfg Config) *Limiter {
 }
 
 func TestBucketRefillsContinuously(t *testing.T) {
-	l := mustNew(t, Config{Rules: []Rule{{ID: "r", Scope: ScopePrincipalAction, ActionType: "fs.read", Burst: 3, RefillPerMinute: 2}}})
+	l := mustNew(t, RulesConfig{Rules: []Rule{{ID: "r", Scope: ScopePrincipalAction, ActionType: "fs.read", Burst: 3, RefillPerMinute: 2}}})
 	a := Action{Principal: "alice", ActionType: "fs.read", Resource: "file://workspace/a"}
 	for i := 0; i < 3; i++ {
 		if v := l.Check(a, t0); !v.Allowed || v.Hits[0].Remaining != int64(2-i) {
@@ -52,7 +52,7 @@ func TestScopesAndFilters(t *testing.T) {
 		{ID: "pr", Scope: ScopePrincipalResource, ActionType: "fs.write", Resource: "file://workspace/**", Burst: 100, RefillPerMinute: 1},
 		{ID: "gt", Scope: ScopeGlobalTool, ActionType: "net.http_request", Burst: 100, RefillPerMinute: 1},
 	}
-	l := mustNew(t, Config{Rules: rules, EvictAfter: 200 * time.Hour})
+	l := mustNew(t, RulesConfig{Rules: rules, EvictAfter: 200 * time.Hour})
 	cases := []struct {
 		a    Action
 		want []string // bucket keys, sorted by rule id
@@ -79,7 +79,7 @@ func TestScopesAndFilters(t *testing.T) {
 // TestAllBucketsBeforeAny: an action blocked by one empty bucket takes
 // nothing from the others.
 func TestAllBucketsBeforeAny(t *testing.T) {
-	l := mustNew(t, Config{Rules: []Rule{
+	l := mustNew(t, RulesConfig{Rules: []Rule{
 		{ID: "wide", Scope: ScopeGlobalTool, ActionType: "*", Burst: 10, RefillPerMinute: 1},
 		{ID: "narrow", Scope: ScopePrincipalResource, Resource: "file://workspace/hot", Burst: 1, RefillPerMinute: 1},
 	}, EvictAfter: time.Hour})
@@ -101,7 +101,7 @@ func TestAllBucketsBeforeAny(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	ok := Rule{ID: "a", Scope: ScopeGlobalTool, ActionType: "*", Burst: 1, RefillPerMinute: 1}
-	cases := map[string]Config{
+	cases := map[string]RulesConfig{
 		"id must be":            {Rules: []Rule{{Scope: ScopeGlobalTool, ActionType: "*", Burst: 1, RefillPerMinute: 1}}},
 		"duplicate rule id":     {Rules: []Rule{ok, ok}},
 		"burst must be":         {Rules: []Rule{{ID: "b", Scope: ScopeGlobalTool, ActionType: "*", RefillPerMinute: 1}}},
@@ -113,7 +113,7 @@ func TestConfigErrors(t *testing.T) {
 		"evict_after_seconds":   {Rules: []Rule{{ID: "b", Scope: ScopeGlobalTool, ActionType: "*", Burst: 60, RefillPerMinute: 1}}, EvictAfter: time.Minute},
 	}
 	for want, cfg := range cases {
-		if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := NewRules(cfg); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: got %v", want, err)
 		}
 	}
@@ -122,7 +122,7 @@ func TestConfigErrors(t *testing.T) {
 // TestIdleBucketsAreForgotten: memory is bounded by MaxBuckets and idle
 // buckets go without any goroutine.
 func TestIdleBucketsAreForgotten(t *testing.T) {
-	l := mustNew(t, Config{Rules: []Rule{{ID: "r", Scope: ScopePrincipalResource, Resource: "**", Burst: 1, RefillPerMinute: 60}},
+	l := mustNew(t, RulesConfig{Rules: []Rule{{ID: "r", Scope: ScopePrincipalResource, Resource: "**", Burst: 1, RefillPerMinute: 60}},
 		EvictAfter: time.Minute, MaxBuckets: 50})
 	for i := 0; i < 1000; i++ {
 		l.Check(Action{"p", "fs.read", fmt.Sprint("r/", i)}, t0)
@@ -141,7 +141,7 @@ func TestIdleBucketsAreForgotten(t *testing.T) {
 // burst + rate × elapsed, and every grant consumed from all its buckets.
 func TestContention(t *testing.T) {
 	const burst, perMinute = 20, 600 // 10 per second
-	l := mustNew(t, Config{Rules: []Rule{
+	l := mustNew(t, RulesConfig{Rules: []Rule{
 		{ID: "shared", Scope: ScopeGlobalTool, ActionType: "*", Burst: burst, RefillPerMinute: perMinute},
 		{ID: "per", Scope: ScopePrincipalAction, ActionType: "*", Burst: burst, RefillPerMinute: perMinute},
 	}})

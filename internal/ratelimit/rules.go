@@ -21,7 +21,7 @@ const (
 	ScopeGlobalTool = "global_tool"
 )
 
-// Defaults of Config.
+// Defaults of RulesConfig.
 const (
 	DefaultEvictAfter = time.Hour
 	DefaultMaxBuckets = 100000
@@ -49,8 +49,8 @@ type Rule struct {
 	RefillPerMinute float64
 }
 
-// Config is the whole rule set.
-type Config struct {
+// RulesConfig is the whole rule set.
+type RulesConfig struct {
 	Rules []Rule
 	// EvictAfter forgets a bucket idle this long. It must be at least the
 	// time the slowest rule takes to refill a whole burst, so forgetting a
@@ -73,7 +73,7 @@ type compiledRule struct {
 
 // compile validates the rules and sorts them by id, so every check visits
 // buckets in the same order.
-func compile(cfg *Config) ([]compiledRule, error) {
+func compile(cfg *RulesConfig) ([]compiledRule, error) {
 	seen := map[string]bool{}
 	out := make([]compiledRule, 0, len(cfg.Rules))
 	var errs []error
@@ -157,7 +157,7 @@ func validID(id string) bool {
 // checkEviction refuses an evict_after shorter than a full refill: a
 // forgotten bucket comes back full, which must never be more than it would
 // have held.
-func checkEviction(cfg *Config, rules []compiledRule) error {
+func checkEviction(cfg *RulesConfig, rules []compiledRule) error {
 	for _, r := range rules {
 		full := time.Duration(float64(r.Burst) / r.RefillPerMinute * float64(time.Minute))
 		if cfg.EvictAfter < full {

@@ -4,21 +4,24 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/caddy-nomos/nomos/internal/errcode"
 )
 
-// Error codes of the stable HTTP error shape.
+// Error codes of the stable HTTP error shape; the list lives in errcode,
+// shared by every front door.
 const (
-	CodeValidation        = "validation_error"
-	CodeAuth              = "auth_error"
-	CodeNotEnabled        = "not_enabled"
-	CodeNotFound          = "not_found"
-	CodeRateLimited       = "rate_limited"
-	CodeApproval          = "approval_error"
-	CodeApprovalForbidden = "approval_forbidden"
-	CodeAudit             = "audit_error"
-	CodeInternal          = "internal_error"
-	CodeMethod            = "method_not_allowed"
-	CodeTooLarge          = "request_too_large"
+	CodeValidation        = errcode.Validation
+	CodeAuth              = errcode.Auth
+	CodeNotEnabled        = errcode.NotEnabled
+	CodeNotFound          = errcode.NotFound
+	CodeRateLimited       = errcode.RateLimited
+	CodeApproval          = errcode.Approval
+	CodeApprovalForbidden = errcode.ApprovalForbidden
+	CodeAudit             = errcode.Audit
+	CodeInternal          = errcode.Internal
+	CodeMethod            = errcode.Method
+	CodeTooLarge          = errcode.TooLarge
 )
 
 // Error is a transport-level failure: the request was not evaluated, or its
@@ -29,7 +32,7 @@ type Error struct {
 	Msg    string
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Msg }
+func (e *Error) Error() string { return errcode.Reason(e.Code, e.Msg) }
 
 // Errorf builds an Error.
 func Errorf(status int, code, format string, args ...any) *Error {

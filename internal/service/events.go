@@ -104,22 +104,27 @@ func withMeta(m map[string]any, k string, v any) map[string]any {
 // auditRejected records a request refused before policy. Without an
 // envelope there are no ids, but the principal and the reason remain.
 func (s *Service) auditRejected(ctx context.Context, door string, env *action.Envelope, id action.Identity, class string, cause error) {
+	ev := s.rejectedEvent(env, id)
+	ev.Decision, ev.Reason, ev.ResultClassification = policy.Deny, s.summary(cause.Error()), class
+	s.observe(door, policy.Deny, class, ev.ActionType)
+	_ = s.record(ctx, ev)
+}
+
+// rejectedEvent is the action.decision of a request that never became an
+// action: the identity, and the ids the envelope had, if any.
+func (s *Service) rejectedEvent(env *action.Envelope, id action.Identity) *audit.Event {
 	ev := &audit.Event{
-		EventType:            audit.EventActionDecision,
-		Principal:            id.Principal,
-		Agent:                id.Agent,
-		Environment:          id.Environment,
-		Decision:             policy.Deny,
-		Reason:               s.summary(cause.Error()),
-		ResultClassification: class,
-		EngineVersion:        EngineVersion,
-		AssuranceLevel:       s.cfg.AssuranceLevel,
+		EventType:      audit.EventActionDecision,
+		Principal:      id.Principal,
+		Agent:          id.Agent,
+		Environment:    id.Environment,
+		EngineVersion:  EngineVersion,
+		AssuranceLevel: s.cfg.AssuranceLevel,
 	}
 	if env != nil {
 		ev.TraceID, ev.ActionID, ev.ActionType = env.TraceID, env.ActionID, env.ActionType
 	}
-	s.observe(door, policy.Deny, class, ev.ActionType)
-	_ = s.record(ctx, ev)
+	return ev
 }
 
 // summary redacts, then cuts to summaryMax bytes on a rune boundary.

@@ -39,10 +39,6 @@ func (s *Service) Authorize(ctx context.Context, env *action.Envelope, id action
 	resp := s.baseResponse(r)
 	if resp.Decision == policy.Allow {
 		resp.ExecutionMode = ModeForwarded
-	} else {
-		// The transport completes only what it carries out; a refusal
-		// is complete now, with its classification and retryability.
-		s.finish(ctx, r, resp)
 	}
 	return &Authorization{Response: resp, Obligations: r.d.Obligations, run: r}, nil
 }
@@ -56,13 +52,17 @@ func (a *Authorization) ApprovalExpiresAt() time.Time {
 }
 
 // Complete records how an authorized request ended: action.completed with
-// the transport's classification, then trace.end.
+// the transport's classification, then trace.end. An empty class keeps the
+// decision's own (DENIED_POLICY, REQUIRE_APPROVAL, RATE_LIMIT_EXCEEDED),
+// for a request the transport did not carry out.
 func (s *Service) Complete(ctx context.Context, auth *Authorization, class string, meta map[string]any) {
 	if auth == nil || auth.run == nil {
 		return
 	}
 	r := auth.run
-	r.class = class
+	if class != "" {
+		r.class = class
+	}
 	for k, v := range meta {
 		r.meta = withMeta(r.meta, k, v)
 	}
@@ -82,21 +82,41 @@ func (s *Service) Reachable(id action.Identity, actionType, resource string) boo
 	return s.cfg.Policy.Reachable(a)
 }
 
-// Reject records a request a transport refused before policy (such as MCP
-// arguments that fail the tool's schema): an action.decision DENY with the
-// reason the client was told, classified VALIDATION_ERROR.
-func (s *Service) Reject(ctx context.Context, env *action.Envelope, id action.Identity, meta map[string]any, reason string) {
+// Reject records a request a transport refused before policy (an unknown
+// or hidden MCP name, arguments that fail the tool's schema, an upstream
+// that is unavailable): an action.decision DENY with the reason the client
+// was told, classified class, with the transport's meta.
+func (s *Service) Reject(ctx context.Context, env *action.Envelope, id action.Identity, meta map[string]any, class, reason string) {
 	id.Environment = s.cfg.Environment
-	a, err := action.New(env, id)
-	if err != nil {
-		s.auditRejected(ctx, transportDoor(meta), env, id, classOf(err), err)
-		return
+	var ev *audit.Event
+	if a, err := action.New(env, id); err == nil {
+		ev = s.event(a, audit.EventActionDecision)
+	} else {
+		ev = s.rejectedEvent(env, id)
 	}
-	ev := s.event(a, audit.EventActionDecision)
 	ev.Decision, ev.Reason = policy.Deny, s.summary(reason)
-	ev.ResultClassification = audit.ResultValidationError
+	ev.ResultClassification = class
+	ev.Retryable = audit.IsRetryable(class)
 	ev.ExecutorMetadata = meta
 	ev.PolicyBundleHash = s.cfg.Policy.Hash()
-	s.observe(transportDoor(meta), policy.Deny, reason, a.ActionType)
+	s.observe(transportDoor(meta), policy.Deny, class, ev.ActionType)
 	_ = s.record(ctx, ev)
+}
+
+// Discovered records what a listing showed the identity and what policy
+// hid (event type mcp.tools_list); meta is the transport's evidence.
+func (s *Service) Discovered(ctx context.Context, id action.Identity, traceID string, meta map[string]any, shown, hidden []string) {
+	ev := s.rejectedEvent(&action.Envelope{TraceID: traceID}, id)
+	ev.EventType = audit.EventMCPToolsList
+	ev.Environment = s.cfg.Environment
+	ev.ExecutorMetadata = withMeta(withMeta(meta, "tools_shown", nonNilList(shown)), "tools_hidden", nonNilList(hidden))
+	ev.PolicyBundleHash = s.cfg.Policy.Hash()
+	_ = s.record(ctx, ev)
+}
+
+func nonNilList(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }

@@ -70,6 +70,18 @@ func frontDoor(ctx context.Context) string {
 	return FrontDoorHTTPAPI
 }
 
+// doorOf is the front door of a Process call: the one the caller named,
+// else the transport's (ProcessWith metadata), else the HTTP API.
+func doorOf(ctx context.Context, meta map[string]any) string {
+	if d, ok := ctx.Value(frontDoorKey{}).(string); ok && d != "" {
+		return d
+	}
+	if meta["downstream_transport"] != nil {
+		return transportDoor(meta)
+	}
+	return FrontDoorHTTPAPI
+}
+
 // transportDoor is the front door of a transport-built request.
 func transportDoor(meta map[string]any) string {
 	if meta["downstream_transport"] == "stdio" {

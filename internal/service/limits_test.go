@@ -21,7 +21,7 @@ import (
 // and other principals keep their own buckets.
 func TestRateLimitDeniesBeforePolicy(t *testing.T) {
 	f := newFixture(t, false)
-	l, err := ratelimit.New(ratelimit.Config{Rules: []ratelimit.Rule{
+	l, err := ratelimit.NewRules(ratelimit.RulesConfig{Rules: []ratelimit.Rule{
 		{ID: "reads", Scope: ratelimit.ScopePrincipalAction, ActionType: "fs.read", Burst: 2, RefillPerMinute: 2},
 	}})
 	if err != nil {
@@ -68,7 +68,7 @@ func TestRateLimitDeniesBeforePolicy(t *testing.T) {
 // denies; an action policy denies stays denied with the bucket open.
 func TestRateLimitNeverAllowsADeny(t *testing.T) {
 	f := newFixture(t, false)
-	l, _ := ratelimit.New(ratelimit.Config{Rules: []ratelimit.Rule{{ID: "any", Scope: ratelimit.ScopeGlobalTool, ActionType: "*", Burst: 5, RefillPerMinute: 5}}})
+	l, _ := ratelimit.NewRules(ratelimit.RulesConfig{Rules: []ratelimit.Rule{{ID: "any", Scope: ratelimit.ScopeGlobalTool, ActionType: "*", Burst: 5, RefillPerMinute: 5}}})
 	f.svc.cfg.RateLimits = l
 	resp, _ := f.svc.Process(context.Background(), body("d1", "payments.compensate", "payments://shop/1", nil, ""), alice)
 	if resp.Decision != policy.Deny || resp.Reason != "deny_by_rule" {
@@ -98,6 +98,10 @@ func TestLoopBreakerInMCPSession(t *testing.T) {
 		auth, err := f.svc.Authorize(context.Background(), env, alice, meta)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// As the gateway does: a refusal is completed with its own class.
+		if auth.Response.Decision != policy.Allow {
+			f.svc.Complete(context.Background(), auth, "", nil)
 		}
 		return auth.Response
 	}

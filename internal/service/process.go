@@ -43,11 +43,17 @@ type run struct {
 // Process decodes, normalizes, decides, records and (for built-in types)
 // executes one action. id carries the verified principal and agent.
 func (s *Service) Process(ctx context.Context, body []byte, id action.Identity) (*Response, error) {
+	return s.ProcessWith(ctx, body, id, nil)
+}
+
+// ProcessWith is Process for a front door that records transport evidence
+// (meta, e.g. downstream_transport) on the action's audit events.
+func (s *Service) ProcessWith(ctx context.Context, body []byte, id action.Identity, meta map[string]any) (*Response, error) {
 	a, err := s.prepare(ctx, body, id)
 	if err != nil {
 		return nil, err
 	}
-	r := &run{a: a, start: s.cfg.Clock(), door: frontDoor(ctx)}
+	r := &run{a: a, start: s.cfg.Clock(), meta: meta, door: doorOf(ctx, meta)}
 	if err := s.record(ctx, s.event(a, audit.EventTraceStart)); err != nil {
 		return nil, err
 	}

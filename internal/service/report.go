@@ -73,8 +73,8 @@ func (s *Service) Report(ctx context.Context, body []byte, id action.Identity) (
 }
 
 func validateReport(req ReportRequest) error {
-	if !validID(req.ActionID) || !validID(req.TraceID) {
-		return Errorf(http.StatusBadRequest, CodeValidation, "action_id and trace_id must match ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+	if !action.ValidID(req.ActionID) || !action.ValidID(req.TraceID) {
+		return Errorf(http.StatusBadRequest, CodeValidation, "action_id and trace_id must match %s", action.IDPattern)
 	}
 	if req.Outcome != OutcomeSucceeded && req.Outcome != OutcomeFailed {
 		return Errorf(http.StatusBadRequest, CodeValidation, "outcome must be SUCCEEDED or FAILED")
@@ -83,22 +83,4 @@ func validateReport(req ReportRequest) error {
 		return Errorf(http.StatusBadRequest, CodeValidation, "message exceeds 4096 bytes")
 	}
 	return nil
-}
-
-// validID matches ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$ without a regexp.
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 128 || !alnum(s[0]) {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		if !alnum(c) && c != '.' && c != '_' && c != ':' && c != '-' {
-			return false
-		}
-	}
-	return true
-}
-
-func alnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }

@@ -58,7 +58,7 @@ type Config struct {
 	// RateLimits, when set, are the rate_limits token buckets checked
 	// after normalization and before policy; an action over one is denied
 	// as RATE_LIMIT_EXCEEDED.
-	RateLimits *ratelimit.Limiter
+	RateLimits *ratelimit.Rules
 	// LoopGuard, when set, caps what each MCP session and agent may do
 	// per window; a tripped cap denies as LOOP_BREAKER_TRIPPED.
 	LoopGuard *loopguard.Guard

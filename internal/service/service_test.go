@@ -464,10 +464,18 @@ func TestRejectIsAudited(t *testing.T) {
 	f := newFixture(t, false)
 	env := &action.Envelope{SchemaVersion: "v1", ActionID: "rj1", TraceID: "t", ActionType: "mcp.call",
 		Resource: "mcp://retail/refund_order", Params: json.RawMessage(`{"tool_arguments":{"amount":"x"}}`)}
-	f.svc.Reject(context.Background(), env, alice, map[string]any{"downstream_transport": "streamable_http"}, "ARGUMENT_VALIDATION_ERROR: amount must be a number")
+	f.svc.Reject(context.Background(), env, alice, map[string]any{"downstream_transport": "streamable_http"}, audit.ResultValidationError, "VALIDATION_ERROR: amount must be a number")
 	ev := f.rec.last(audit.EventActionDecision)
 	if ev == nil || ev.ActionID != "rj1" || ev.Decision != policy.Deny || ev.ResultClassification != audit.ResultValidationError ||
 		ev.Environment != "dev" || ev.ExecutorMetadata["downstream_transport"] != "streamable_http" {
 		t.Fatalf("rejection not audited: %+v", ev)
+	}
+	// Without a usable envelope the refusal is still recorded, with the
+	// class, reason and transport the door gave.
+	f.svc.Reject(context.Background(), &action.Envelope{ActionType: "mcp.call"}, alice, map[string]any{"downstream_transport": "stdio"}, audit.ResultUpstreamUnavailable, "upstream down")
+	ev = f.rec.last(audit.EventActionDecision)
+	if ev == nil || ev.Decision != policy.Deny || ev.ResultClassification != audit.ResultUpstreamUnavailable || ev.Reason != "upstream down" ||
+		ev.ExecutorMetadata["downstream_transport"] != "stdio" || ev.Principal != alice.Principal || !ev.Retryable {
+		t.Fatalf("rejection without an action not audited: %+v", ev)
 	}
 }

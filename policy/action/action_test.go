@@ -142,8 +142,8 @@ func TestApprovalID(t *testing.T) {
 		{"case variant", `{"Approval_ID":"apr_1"}`, "", `field "Approval_ID" must be spelled "approval_id"`},
 		{"number", `{"approval_id":1}`, "", "approval_id must be a string"},
 		{"null id", `{"approval_id":null}`, "", "approval_id must be a string"},
-		{"empty id", `{"approval_id":""}`, "", "approval_id must match " + idPattern},
-		{"bad id", `{"approval_id":"apr 1"}`, "", "approval_id must match " + idPattern},
+		{"empty id", `{"approval_id":""}`, "", "approval_id must match " + IDPattern},
+		{"bad id", `{"approval_id":"apr 1"}`, "", "approval_id must match " + IDPattern},
 		{"duplicate key", `{"approval_id":"a","approval_id":"b"}`, "", `duplicate object key "approval_id"`},
 		{"trailing data", `{"approval_id":"a"}{}`, "", "trailing data after the json value"},
 	}

@@ -51,8 +51,8 @@ func parseApproval(raw []byte) (string, string) {
 	if !found {
 		return "", `missing field "approval_id"`
 	}
-	if !validID(id) {
-		return "", fmt.Sprintf("approval_id must match %s", idPattern)
+	if !ValidID(id) {
+		return "", fmt.Sprintf("approval_id must match %s", IDPattern)
 	}
 	return id, ""
 }

@@ -120,8 +120,8 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 		{"null extensions", envelopeBody(map[string]string{"context": `{"extensions":null}`}), []string{"context.extensions must be a JSON object"}},
 		{"string extensions", envelopeBody(map[string]string{"context": `{"extensions":"x"}`}), []string{"context.extensions must be a JSON object"}},
 		{"wrong schema version", envelopeBody(map[string]string{"schema_version": `"v2"`}), []string{`schema_version must be "v1"`}},
-		{"empty action_id", envelopeBody(map[string]string{"action_id": `""`}), []string{"action_id must match " + idPattern}},
-		{"bad trace_id", envelopeBody(map[string]string{"trace_id": `"-t"`}), []string{"trace_id must match " + idPattern}},
+		{"empty action_id", envelopeBody(map[string]string{"action_id": `""`}), []string{"action_id must match " + IDPattern}},
+		{"bad trace_id", envelopeBody(map[string]string{"trace_id": `"-t"`}), []string{"trace_id must match " + IDPattern}},
 		{"single-segment type", envelopeBody(map[string]string{"action_type": `"fs"`}), []string{"action_type must be dotted lowercase"}},
 		{"empty resource", envelopeBody(map[string]string{"resource": `""`}), []string{"resource is required"}},
 		{"params too large", envelopeBody(map[string]string{"params": `{"k":"` + strings.Repeat("x", MaxParamsBytes) + `"}`}), []string{"params exceeds 32768 bytes"}},
@@ -190,8 +190,8 @@ func TestValidID(t *testing.T) {
 		{"a b", false}, {"a/b", false}, {"é", false}, {"a\x00", false},
 	}
 	for _, tc := range cases {
-		if got := validID(tc.id); got != tc.ok {
-			t.Errorf("validID(%q) = %v, want %v", tc.id, got, tc.ok)
+		if got := ValidID(tc.id); got != tc.ok {
+			t.Errorf("ValidID(%q) = %v, want %v", tc.id, got, tc.ok)
 		}
 	}
 }

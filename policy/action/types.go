@@ -47,12 +47,13 @@ func isCustom(actionType string) bool {
 	return validActionType(actionType) && !IsBuiltin(actionType) && !IsMCP(actionType)
 }
 
-// idPattern is the rule for action, trace and approval ids, quoted in errors.
-const idPattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+// IDPattern is the rule for action, trace and approval ids, quoted in errors.
+const IDPattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
-// validID checks ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$ by hand: no regexp on
-// the request path.
-func validID(s string) bool {
+// ValidID checks an action, trace or approval id against
+// ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$ (IDPattern) by hand: no regexp on the
+// request path.
+func ValidID(s string) bool {
 	if len(s) == 0 || len(s) > 128 || !isAlnum(s[0]) {
 		return false
 	}

@@ -21,8 +21,8 @@ func (env *Envelope) validate(parsed *node) (*node, []string) {
 	if env.SchemaVersion != SchemaVersion {
 		p = append(p, `schema_version must be "v1"`)
 	}
-	if !validID(env.ActionID) {
-		p = append(p, "action_id must match "+idPattern)
+	if !ValidID(env.ActionID) {
+		p = append(p, "action_id must match "+IDPattern)
 	}
 	if !validActionType(env.ActionType) {
 		p = append(p, `action_type must be dotted lowercase with at least two segments, like "fs.read"`)
@@ -34,8 +34,8 @@ func (env *Envelope) validate(parsed *node) (*node, []string) {
 	if msg != "" {
 		p = append(p, msg)
 	}
-	if !validID(env.TraceID) {
-		p = append(p, "trace_id must match "+idPattern)
+	if !ValidID(env.TraceID) {
+		p = append(p, "trace_id must match "+IDPattern)
 	}
 	return params, append(p, env.Context.problems()...)
 }

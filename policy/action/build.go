@@ -1,0 +1,50 @@
+package action
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+)
+
+// NewActionID returns a fresh action id: "act-" and 96 random bits in hex.
+func NewActionID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return "act-" + hex.EncodeToString(b[:])
+}
+
+// NewEnvelope builds the v1 envelope a front door sends through the
+// pipeline on the caller's behalf. traceID groups the actions of one
+// session; empty means a fresh id.
+func NewEnvelope(actionType, resource string, params json.RawMessage, traceID string) *Envelope {
+	id := NewActionID()
+	if traceID == "" {
+		traceID = id
+	}
+	return &Envelope{
+		SchemaVersion: SchemaVersion, ActionID: id, TraceID: traceID,
+		ActionType: actionType, Resource: resource, Params: params,
+	}
+}
+
+// WithApproval presents the granted approval approvalID in the envelope's
+// context.extensions.approval, as every front door does on a retry. An
+// empty id leaves the envelope unchanged.
+func (e *Envelope) WithApproval(approvalID string) *Envelope {
+	if approvalID == "" {
+		return e
+	}
+	ext, _ := json.Marshal(map[string]string{"approval_id": approvalID})
+	if e.Context.Extensions == nil {
+		e.Context.Extensions = map[string]json.RawMessage{}
+	}
+	e.Context.Extensions["approval"] = ext
+	return e
+}
+
+// MCPResource is the resource of an MCP request on upstream server:
+// mcp://<server>/<path...>, the server name lower-cased.
+func MCPResource(server string, path ...string) string {
+	return "mcp://" + strings.ToLower(server) + "/" + strings.Join(path, "/")
+}
