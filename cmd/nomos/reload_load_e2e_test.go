@@ -180,8 +180,8 @@ func TestReloadUnderLoad(t *testing.T) {
 	if errOut, code := reload(); code == 0 || !strings.Contains(errOut, "evict_after_seconds") {
 		t.Fatalf("bad runtime block accepted (code %d): %s", code, errOut)
 	}
-	denyHold := opsBundle + "  - id: deny-hold\n    action_type: mcp.call\n    resource: \"mcp://ops/hold\"\n    decision: DENY\n"
-	writeFiles(t, s.dir, map[string]string{"ops.yaml": denyHold, "Caddyfile": string(good)})
+	holdNeedsApproval := opsBundle + "  - id: hold-needs-approval\n    action_type: mcp.call\n    resource: \"mcp://ops/hold\"\n    decision: REQUIRE_APPROVAL\n"
+	writeFiles(t, s.dir, map[string]string{"ops.yaml": holdNeedsApproval, "Caddyfile": string(good)})
 	if errOut, code := reload(); code != 0 {
 		t.Fatalf("good reload refused: %s", errOut)
 	}
@@ -189,7 +189,7 @@ func TestReloadUnderLoad(t *testing.T) {
 
 	// New requests see the new policy, on the sessions opened before.
 	code, out := holder.call("hold", `{"name":"after"}`)
-	if text, isErr := toolText(out); code != 200 || !isErr || !strings.Contains(text, "deny_by_rule") {
+	if text, isErr := toolText(out); code != 200 || !isErr || !strings.Contains(text, "REQUIRE_APPROVAL") {
 		t.Fatalf("hold after the reload: %d %q", code, text)
 	}
 	// The call admitted under the old policy still completes.
