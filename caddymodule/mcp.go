@@ -62,6 +62,7 @@ type MCPHandler struct {
 	slot    *gatewaySlot
 	slotKey string
 	logger  *zap.Logger
+	metrics *metrics
 }
 
 // gatewaySlot is pooled per route configuration so that the gateway a
@@ -103,6 +104,9 @@ func (h *MCPHandler) bind(app *App) error {
 		return err
 	}
 	h.adopt(gw)
+	if h.metrics = app.metrics; h.metrics != nil {
+		h.metrics.trackGateway(gw)
+	}
 	return nil
 }
 
@@ -186,6 +190,9 @@ func (h *MCPHandler) Cleanup() error {
 		_, _ = pool.Delete(h.slotKey)
 	}
 	if h.gw != nil {
+		if h.metrics != nil {
+			h.metrics.untrackGateway(h.gw)
+		}
 		return h.gw.Close()
 	}
 	return nil

@@ -18,7 +18,6 @@ const (
 	ReasonApprovalDenied      = "approval_denied"
 	ReasonApprovalsNotEnabled = "approvals_not_enabled"
 	ReasonUnsupportedAction   = "unsupported_action"
-	ReasonRateLimited         = "rate_limited"
 )
 
 // run is the state of one request through the pipeline.
@@ -34,6 +33,11 @@ type run struct {
 	// class and meta describe the outcome for action.completed.
 	class string
 	meta  map[string]any
+	// door is the front door, for metrics.
+	door string
+	// retryAfter and limit describe a rate-limit or loop-breaker denial.
+	retryAfter int64
+	limit      *LimitInfo
 }
 
 // Process decodes, normalizes, decides, records and (for built-in types)
@@ -49,7 +53,7 @@ func (s *Service) ProcessWith(ctx context.Context, body []byte, id action.Identi
 	if err != nil {
 		return nil, err
 	}
-	r := &run{a: a, start: s.cfg.Clock(), meta: meta}
+	r := &run{a: a, start: s.cfg.Clock(), meta: meta, door: doorOf(ctx, meta)}
 	if err := s.record(ctx, s.event(a, audit.EventTraceStart)); err != nil {
 		return nil, err
 	}
@@ -67,12 +71,12 @@ func (s *Service) prepare(ctx context.Context, body []byte, id action.Identity) 
 	id.Environment = s.cfg.Environment
 	env, err := action.DecodeEnvelope(body)
 	if err != nil {
-		s.auditRejected(ctx, nil, id, audit.ResultValidationError, err)
+		s.auditRejected(ctx, frontDoor(ctx), nil, id, audit.ResultValidationError, err)
 		return nil, Errorf(http.StatusBadRequest, CodeValidation, "%s", s.cfg.Redactor.String(err.Error()))
 	}
 	a, err := action.New(env, id)
 	if err != nil {
-		s.auditRejected(ctx, env, id, classOf(err), err)
+		s.auditRejected(ctx, frontDoor(ctx), env, id, classOf(err), err)
 		return nil, Errorf(http.StatusBadRequest, CodeValidation, "%s", s.cfg.Redactor.String(err.Error()))
 	}
 	return a, nil
@@ -90,10 +94,7 @@ func classOf(err error) string {
 // decide evaluates policy, resolves approvals and commits the decision to
 // audit before anything runs. A decision that cannot be recorded denies.
 func (s *Service) decide(ctx context.Context, r *run) error {
-	if s.limited(r.a) {
-		r.d = policy.Decision{Decision: policy.Deny, ReasonCode: ReasonRateLimited, PolicyBundleHash: s.cfg.Policy.Hash()}
-		r.class = audit.ResultRateLimitExceeded
-	} else {
+	if !s.limited(r) {
 		d, class := s.evaluate(r.a)
 		res := s.evaluateTargets(r.a, d, class)
 		r.d, r.class, r.targets, r.resolved = res.d, res.class, res.targets, res.resolved
@@ -112,15 +113,6 @@ func (s *Service) decide(ctx context.Context, r *run) error {
 		return Errorf(http.StatusInternalServerError, CodeAudit, "could not record authorization decision; action not authorized")
 	}
 	return s.recordApprovalEvent(ctx, r)
-}
-
-// limited takes a token from the action's bucket, reporting when there was
-// none. Rate limits run before policy and can only deny.
-func (s *Service) limited(a *action.Action) bool {
-	if s.cfg.RateLimit == nil {
-		return false
-	}
-	return !s.cfg.RateLimit.Allow(a.Principal+"|"+a.Agent+"|"+a.ActionType, s.cfg.Clock())
 }
 
 // evaluate runs policy; apply_patch additionally checks every touched path
@@ -159,7 +151,9 @@ func (s *Service) baseResponse(r *run) *Response {
 		TraceID:  r.a.TraceID,
 		ActionID: r.a.ActionID,
 		RuleIDs:  r.d.MatchedRuleIDs,
+		Limit:    r.limit,
 	}
+	resp.RetryAfterSeconds = r.retryAfter
 	if r.d.Decision != policy.Deny {
 		resp.Obligations = obligationsOrNil(r.d.Obligations)
 	}
