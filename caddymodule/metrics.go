@@ -88,18 +88,29 @@ func (a *App) provisionMetrics() error {
 	if err != nil {
 		return err
 	}
-	reg := a.ctx.GetMetricsRegistry()
-	for _, c := range m.collectors() {
-		if reg == nil {
-			break
-		}
-		var are prometheus.AlreadyRegisteredError
-		if err := reg.Register(c); err != nil && !errors.As(err, &are) {
-			return fmt.Errorf("nomos: metrics: %w", err)
+	if reg := a.ctx.GetMetricsRegistry(); reg != nil {
+		for _, c := range m.collectors() {
+			if _, err := registerOnce(reg, c); err != nil {
+				return fmt.Errorf("nomos: metrics: %w", err)
+			}
 		}
 	}
 	a.metrics = m
 	return nil
+}
+
+// registerOnce registers c, or returns the collector a previous
+// provisioning registered under the same name (Caddy keeps one registry
+// across reloads), so counters keep counting.
+func registerOnce[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
 }
 
 // hook wires a service's observers to the metrics. actionTypes are the
