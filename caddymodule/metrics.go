@@ -59,7 +59,7 @@ func newMetrics() *metrics {
 			Help: "Requests sent to upstream MCP servers, by upstream, method, outcome and error class.",
 		}, upstreamLabels),
 		upstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "nomos_mcp_upstream_request_duration_seconds",
+			Name:    upstreamLatencyMetric,
 			Help:    "Latency of requests sent to upstream MCP servers, by upstream, method, outcome and error class.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, upstreamLabels),
@@ -72,6 +72,10 @@ func newMetrics() *metrics {
 }
 
 var upstreamLabels = []string{"upstream", "method", "outcome", "error_class"}
+
+// upstreamLatencyMetric is the upstream latency histogram, which the
+// operator UI summarizes too.
+const upstreamLatencyMetric = "nomos_mcp_upstream_request_duration_seconds"
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.decisions, m.rateLimits, m.loopBreakers, m.upstreamRequests,

@@ -1,28 +1,20 @@
 package caddymodule
 
 import (
-	"context"
 	"net/http"
-	"slices"
 	"sort"
-	"strconv"
-	"strings"
 
-	"github.com/caddy-nomos/nomos/audit"
-	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
-
-// healthWindow is how many recent MCP completions the upstream view
-// summarizes.
-const healthWindow = 500
 
 // uiUpstream is one upstream MCP server's health.
 type uiUpstream struct {
 	Name    string   `json:"name"`
 	Breaker string   `json:"breaker"`
 	Tools   []string `json:"tools"`
-	// Calls, ErrorRate and the latencies summarize the last completions
-	// recorded in the audit log (Source says so), at most healthWindow.
+	// Calls, ErrorRate and the latencies summarize the upstream request
+	// histogram (Source says so).
 	Calls     int     `json:"calls"`
 	Errors    int     `json:"errors"`
 	ErrorRate float64 `json:"error_rate"`
@@ -36,19 +28,16 @@ type uiUpstreams struct {
 }
 
 func (h *UIHandler) apiUpstreams(r *http.Request, _ uiCaller, _ []byte) (any, error) {
-	stats, err := h.upstreamStatsFromAudit(r.Context())
-	if err != nil {
-		return nil, service.Errorf(http.StatusInternalServerError, service.CodeInternal, "audit log unavailable")
+	var stats map[string]uiUpstream
+	if h.app.metrics != nil {
+		stats = upstreamStats(h.app.metrics.upstreamLatency)
 	}
 	names := make([]string, 0, len(h.app.upstreams))
 	for n := range h.app.upstreams {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	out := uiUpstreams{Upstreams: []uiUpstream{}, Source: "the last " + strconv.Itoa(healthWindow) + " MCP completions in the sqlite audit log"}
-	if h.events == nil {
-		out.Source = "no sqlite audit sink: no call statistics"
-	}
+	out := uiUpstreams{Upstreams: []uiUpstream{}, Source: "every upstream request since the process started (metric " + upstreamLatencyMetric + ")"}
 	for _, n := range names {
 		u := h.app.upstreams[n]
 		s := stats[n]
@@ -61,59 +50,79 @@ func (h *UIHandler) apiUpstreams(r *http.Request, _ uiCaller, _ []byte) (any, er
 	return out, nil
 }
 
-// upstreamStatsFromAudit derives call counts, error rate and latency
-// percentiles per upstream from action.completed events of MCP actions:
-// their resource names the upstream (mcp://<server>/...), and the
-// gateway records upstream_duration_ms and error_class. This stands in
-// for in-process histograms, which mcp/ does not export on this branch.
-func (h *UIHandler) upstreamStatsFromAudit(ctx context.Context) (map[string]uiUpstream, error) {
-	out := map[string]uiUpstream{}
-	if h.events == nil {
-		return out, nil
+// upstreamStats summarizes the upstream request histogram per upstream:
+// calls, errors (any outcome but success) and p50/p95, estimated from the
+// buckets as Prometheus's histogram_quantile does, so the page and a
+// dashboard built on the metric agree.
+func upstreamStats(hv *prometheus.HistogramVec) map[string]uiUpstream {
+	type agg struct {
+		calls, errors uint64
+		bounds        []float64
+		cum           []uint64
 	}
-	page, err := h.events.Search(ctx, audit.SearchQuery{EventType: audit.EventActionCompleted, ActionTypePrefix: "mcp.", Limit: healthWindow})
-	if err != nil {
-		return nil, err
-	}
-	latencies := map[string][]int64{}
-	for _, e := range page.Events {
-		ms, ok := e.ExecutorMetadata["upstream_duration_ms"].(float64)
-		server := upstreamOf(e.ResourceNormalized)
-		if !ok || server == "" {
-			continue // denied before reaching the upstream
+	per := map[string]*agg{}
+	ch := make(chan prometheus.Metric, 16)
+	go func() { hv.Collect(ch); close(ch) }()
+	for m := range ch {
+		var pb dto.Metric
+		if m.Write(&pb) != nil || pb.GetHistogram() == nil {
+			continue
 		}
-		s := out[server]
-		s.Calls++
-		if _, failed := e.ExecutorMetadata["error_class"]; failed {
-			s.Errors++
+		up, outcome := labelValue(&pb, "upstream"), labelValue(&pb, "outcome")
+		a := per[up]
+		if a == nil {
+			a = &agg{}
+			per[up] = a
 		}
-		out[server] = s
-		latencies[server] = append(latencies[server], int64(ms))
+		hist := pb.GetHistogram()
+		a.calls += hist.GetSampleCount()
+		if outcome != "success" {
+			a.errors += hist.GetSampleCount()
+		}
+		for i, b := range hist.GetBucket() {
+			if i == len(a.bounds) {
+				a.bounds, a.cum = append(a.bounds, b.GetUpperBound()), append(a.cum, 0)
+			}
+			a.cum[i] += b.GetCumulativeCount()
+		}
 	}
-	for name, s := range out {
-		l := latencies[name]
-		slices.Sort(l)
-		s.ErrorRate = float64(s.Errors) / float64(s.Calls)
-		s.P50MS, s.P95MS = percentile(l, 50), percentile(l, 95)
-		out[name] = s
+	out := make(map[string]uiUpstream, len(per))
+	for up, a := range per {
+		u := uiUpstream{Calls: int(a.calls), Errors: int(a.errors)}
+		if a.calls > 0 {
+			u.ErrorRate = float64(a.errors) / float64(a.calls)
+			u.P50MS = quantileMS(0.50, a.calls, a.bounds, a.cum)
+			u.P95MS = quantileMS(0.95, a.calls, a.bounds, a.cum)
+		}
+		out[up] = u
 	}
-	return out, nil
+	return out
 }
 
-func upstreamOf(resource string) string {
-	rest, ok := strings.CutPrefix(resource, "mcp://")
-	if !ok {
-		return ""
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
 	}
-	server, _, _ := strings.Cut(rest, "/")
-	return server
+	return ""
 }
 
-// percentile is the nearest-rank percentile of sorted values.
-func percentile(sorted []int64, p int) int64 {
-	if len(sorted) == 0 {
-		return 0
+// quantileMS interpolates the q-quantile inside the bucket it falls in;
+// past the last finite bound it is that bound.
+func quantileMS(q float64, total uint64, bounds []float64, cum []uint64) int64 {
+	rank := q * float64(total)
+	lower, below := 0.0, uint64(0)
+	for i, upper := range bounds {
+		if float64(cum[i]) >= rank {
+			in := float64(cum[i] - below)
+			frac := 1.0
+			if in > 0 {
+				frac = (rank - float64(below)) / in
+			}
+			return int64((lower + (upper-lower)*frac) * 1000)
+		}
+		lower, below = upper, cum[i]
 	}
-	rank := (p*len(sorted) + 99) / 100
-	return sorted[max(rank, 1)-1]
+	return int64(lower * 1000)
 }
