@@ -188,6 +188,14 @@ func (c *conn) close() {
 	}
 }
 
+// busy reports whether a downstream session uses the conn or a request
+// is in flight on it.
+func (c *conn) busy() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.sessions) > 0 || len(c.inflight) > 0
+}
+
 func (c *conn) attach(s *session) {
 	c.mu.Lock()
 	c.sessions[s] = true

@@ -1,0 +1,125 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// TestCapabilitiesOfMirrorsOnlyDeclared: only sampling, elicitation, roots
+// and experimental are mirrored, canonically, so equal declarations share
+// a key; anything malformed declares nothing.
+func TestCapabilitiesOfMirrorsOnlyDeclared(t *testing.T) {
+	cases := []struct{ params, key string }{
+		{`{"capabilities":{}}`, `{}`},
+		{`{}`, `{}`},
+		{`not json`, `{}`},
+		{`{"capabilities":{"sampling":{},"tasks":{"list":{}},"extensions":{"x/y":{}}}}`, `{"sampling":{}}`},
+		{`{"capabilities":{"roots":{"listChanged":true},"elicitation":{"url":{},"form":{}}}}`, `{"elicitation":{"form":{},"url":{}},"roots":{"listChanged":true}}`},
+		{`{"capabilities":{"elicitation":{ "form" : {} },"sampling":{}}}`, `{"elicitation":{"form":{}},"sampling":{}}`},
+		{`{"capabilities":{"sampling":true,"roots":null,"experimental":{"a":1}}}`, `{"experimental":{"a":1}}`},
+	}
+	for _, c := range cases {
+		if got := capabilitiesOf(json.RawMessage(c.params)).key; got != c.key {
+			t.Errorf("capabilitiesOf(%s) = %s, want %s", c.params, got, c.key)
+		}
+	}
+}
+
+// TestDeclaresGuardsServerRequests: an upstream→client request the client
+// did not declare is refused, including the URL mode of elicitation when
+// only the form mode was declared.
+func TestDeclaresGuardsServerRequests(t *testing.T) {
+	cases := []struct {
+		caps, method, params string
+		want                 bool
+	}{
+		{`{}`, "sampling/createMessage", `{}`, false},
+		{`{"sampling":{}}`, "sampling/createMessage", `{}`, true},
+		{`{}`, "roots/list", ``, false},
+		{`{"roots":{}}`, "roots/list", ``, true},
+		{`{"elicitation":{}}`, "elicitation/create", `{"message":"m"}`, true},
+		{`{"elicitation":{}}`, "elicitation/create", `{"mode":"url","url":"https://x"}`, false},
+		{`{"elicitation":{"form":{}}}`, "elicitation/create", `{"mode":"form"}`, true},
+		{`{"elicitation":{"form":{}}}`, "elicitation/create", `{"mode":"url"}`, false},
+		{`{"elicitation":{"url":{}}}`, "elicitation/create", `{"mode":"url"}`, true},
+		{`{"elicitation":{"url":{}}}`, "elicitation/create", `{}`, false},
+		{`{"elicitation":{"form":{},"url":{}}}`, "elicitation/create", `{"mode":"other"}`, false},
+		{`{}`, "elicitation/create", `{}`, false},
+		{`{}`, "ping", ``, true},
+	}
+	for _, c := range cases {
+		cc := capabilitiesOf(json.RawMessage(`{"capabilities":` + c.caps + `}`))
+		if got := cc.declares(c.method, json.RawMessage(c.params)); got != c.want {
+			t.Errorf("caps %s: declares(%s, %s) = %v, want %v", c.caps, c.method, c.params, got, c.want)
+		}
+	}
+}
+
+func initWithCaps(caps string) string {
+	return fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":%s,"clientInfo":{"name":"raw","version":"1"}}}`, caps)
+}
+
+// TestUpstreamSeesTheClientsCapabilities: over both upstream transports,
+// the upstream session a client uses was initialized with exactly the
+// mirrored capabilities that client declared, never the gateway's own; a
+// stdio upstream runs one child per declared set.
+func TestUpstreamSeesTheClientsCapabilities(t *testing.T) {
+	for _, transport := range []string{TransportStdio, TransportStreamableHTTP} {
+		t.Run(transport, func(t *testing.T) {
+			var u *Upstream
+			if transport == TransportStdio {
+				u = stdioHelper(t, nil)
+			} else {
+				s := newTestServer("remote", nil)
+				addCapsTool(s)
+				srv := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, nil))
+				t.Cleanup(srv.Close)
+				u = startedUpstream(t, UpstreamConfig{Name: "remote", Transport: transport, URL: srv.URL})
+			}
+			_, plain := newGateway(t, RouteConfig{}, newTestGovernor(), u)
+			plain.initialize()
+			rich := &rawClient{t: t, url: plain.url, principal: "bob"}
+			rich.initializeWith(initWithCaps(`{"sampling":{},"elicitation":{"form":{}},"tasks":{"list":{}}}`))
+
+			got := map[string]map[string]json.RawMessage{}
+			for name, c := range map[string]*rawClient{"plain": plain, "rich": rich} {
+				text, isErr := c.callTool("caps", `{}`)
+				if isErr {
+					t.Fatalf("%s caps: %s", name, text)
+				}
+				var m map[string]json.RawMessage
+				if err := json.Unmarshal([]byte(text), &m); err != nil {
+					t.Fatalf("%s caps %q: %v", name, text, err)
+				}
+				got[name] = m
+			}
+			if got["plain"]["sampling"] != nil || got["plain"]["elicitation"] != nil {
+				t.Errorf("a client that declared nothing reached an upstream told %s", got["plain"])
+			}
+			if got["rich"]["sampling"] == nil || string(got["rich"]["elicitation"]) != `{"form":{}}` {
+				t.Errorf("the upstream saw %v, want sampling and form-only elicitation", got["rich"])
+			}
+			if got["rich"]["tasks"] != nil {
+				t.Errorf("an unmirrored capability reached the upstream: %s", got["rich"]["tasks"])
+			}
+			if transport == TransportStdio && envOf(t, plain)["PID"] == envOf(t, rich)["PID"] {
+				t.Error("clients with different capabilities share one stdio child")
+			}
+		})
+	}
+}
+
+// addCapsTool adds "caps": the client capabilities the server was
+// initialized with, as JSON.
+func addCapsTool(s *sdk.Server) {
+	sdk.AddTool(s, &sdk.Tool{Name: "caps", Description: "caps"}, func(_ context.Context, req *sdk.CallToolRequest, _ echoInput) (*sdk.CallToolResult, any, error) {
+		b, _ := json.Marshal(req.Session.InitializeParams().Capabilities)
+		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: string(b)}}}, nil, nil
+	})
+}
