@@ -256,7 +256,9 @@ func (c *conn) latestInflight() *inflight {
 	return best
 }
 
-// onlyInflightSession is the single session with requests in flight, or nil.
+// onlyInflightSession is the single session with requests in flight or,
+// when none has, the single session using the conn; nil when that is
+// ambiguous.
 func (c *conn) onlyInflightSession() *session {
 	if c.dedicated != nil {
 		return c.dedicated
@@ -269,6 +271,11 @@ func (c *conn) onlyInflightSession() *session {
 			return nil
 		}
 		only = f.sess
+	}
+	if only == nil && len(c.sessions) == 1 {
+		for s := range c.sessions {
+			only = s
+		}
 	}
 	return only
 }
