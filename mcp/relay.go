@@ -42,7 +42,7 @@ func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, id Ide
 		return
 	}
 	w.Header().Set(HeaderSessionID, s.id)
-	writeJSON(w, http.StatusOK, jsonrpc.Result(m.ID, g.mergeInit(results, version)))
+	writeJSON(w, http.StatusOK, jsonrpc.Result(m.ID, g.withToolsCapability(g.mergeInit(results, version))))
 }
 
 // maxInitParamsBytes bounds the client's initialize params, which a
@@ -175,6 +175,29 @@ func (g *Gateway) mergeInit(results []json.RawMessage, version string) any {
 		out["instructions"] = strings.Join(instructions, "\n\n")
 	}
 	return out
+}
+
+// withToolsCapability declares tools when the gateway offers built-in
+// tools, whatever the upstreams declare.
+func (g *Gateway) withToolsCapability(res any) any {
+	if g.builtins == nil {
+		return res
+	}
+	b, _ := json.Marshal(res)
+	var r map[string]json.RawMessage
+	if json.Unmarshal(b, &r) != nil {
+		return res
+	}
+	var caps map[string]json.RawMessage
+	_ = json.Unmarshal(r["capabilities"], &caps)
+	if caps == nil {
+		caps = map[string]json.RawMessage{}
+	}
+	if _, ok := caps["tools"]; !ok {
+		caps["tools"] = json.RawMessage(`{}`)
+	}
+	r["capabilities"], _ = json.Marshal(caps)
+	return r
 }
 
 // answeredVersion keeps a remote upstream's own answer when the gateway
