@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/exp/zapslog"
 
 	"github.com/caddy-nomos/nomos/internal/executor"
+	"github.com/caddy-nomos/nomos/internal/mcpbuiltins"
 	"github.com/caddy-nomos/nomos/internal/mcpstdio"
 	"github.com/caddy-nomos/nomos/internal/service"
 	"github.com/caddy-nomos/nomos/mcp"
@@ -30,8 +31,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:      "mcp",
-		Usage:     "stdio --config <Caddyfile|JSON> [--adapter caddyfile] [--policy default] [--principal P] [--agent A] [--upstream name...]",
-		Short:     "Serves governed MCP over stdio for local clients (Claude Code, Codex)",
+		Usage:     "stdio --config <Caddyfile|JSON> [--adapter caddyfile] [--policy default] [--principal P] [--agent A] [--upstream name...] | serve --http --listen <addr> --config <Caddyfile|JSON> [--policy default] [--upstream name...]",
+		Short:     "Serves governed MCP over stdio for local clients (Claude Code, Codex), or over Streamable HTTP on a listener",
 		CobraFunc: mcpCommands,
 	})
 }
@@ -47,7 +48,7 @@ type stdioOptions struct {
 }
 
 func mcpCommands(cmd *cobra.Command) {
-	cmd.AddCommand(newStdioCommand())
+	cmd.AddCommand(newStdioCommand(), newServeCommand())
 }
 
 func newStdioCommand() *cobra.Command {
@@ -188,7 +189,7 @@ func newStdioServer(app *App, o stdioOptions) (*mcpstdio.Server, func(), error) 
 	}
 	exe, _ := app.exec.(*executor.Executor)
 	if exe != nil {
-		cfg.ActionTypes, _ = exe.Capabilities()["action_types"].([]string)
+		cfg.ActionTypes = executorActionTypes(exe)
 	}
 	names, err := app.stdioUpstreams(o.upstreams)
 	if err != nil {
@@ -247,6 +248,25 @@ func stdioLog() *zap.Logger { return caddy.Log().Named("nomos.mcp_stdio") }
 
 func stdioSlog() *slog.Logger {
 	return slog.New(zapslog.NewHandler(stdioLog().Core(), zapslog.WithName("nomos.mcp_stdio")))
+}
+
+// executorActionTypes are the built-in action types exe runs.
+func executorActionTypes(exe *executor.Executor) []string {
+	types, _ := exe.Capabilities()["action_types"].([]string)
+	return types
+}
+
+// builtinTools are the built-in tools of a nomos_mcp route: the policy
+// set's pipeline and the app's executor, which they need.
+func (a *App) builtinTools(svc *service.Service, policyName string, upstreams []string) (*mcpbuiltins.Set, error) {
+	exe, _ := a.exec.(*executor.Executor)
+	if exe == nil {
+		return nil, errors.New("the built-in tools need the nomos app's executor { } block (workspace_root, ...); none is configured")
+	}
+	return mcpbuiltins.New(mcpbuiltins.Config{
+		Processor: svc, ActionTypes: executorActionTypes(exe), UpstreamsRelayed: len(upstreams) > 0,
+		Capabilities: func() map[string]any { return a.stdioCapabilities(svc, policyName, exe, upstreams) },
+	})
 }
 
 // stdioCapabilities is what nomos_capabilities reports: configuration and
