@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -122,4 +123,76 @@ func addCapsTool(s *sdk.Server) {
 		b, _ := json.Marshal(req.Session.InitializeParams().Capabilities)
 		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: string(b)}}}, nil, nil
 	})
+}
+
+// fakeBuiltins offers one tool, "local_echo", answered in process.
+type fakeBuiltins struct{ calls []BuiltinCall }
+
+func (f *fakeBuiltins) ToolDefinitions() []json.RawMessage {
+	return []json.RawMessage{json.RawMessage(`{"name":"local_echo","inputSchema":{"type":"object"}}`)}
+}
+
+func (f *fakeBuiltins) Has(name string) bool { return name == "local_echo" || name == "echo" }
+
+func (f *fakeBuiltins) CallTool(_ context.Context, call BuiltinCall) (any, bool) {
+	if !f.Has(call.Name) {
+		return nil, false
+	}
+	f.calls = append(f.calls, call)
+	return map[string]any{"content": []any{map[string]string{"type": "text", "text": "local"}}}, true
+}
+
+// TestGatewayBuiltinsWithoutUpstreams: a route with built-in tools and no
+// upstream initializes with the tools capability, lists and calls the
+// built-in tools with the session's identity, answers the other lists
+// empty and an unknown tool as usual.
+func TestGatewayBuiltinsWithoutUpstreams(t *testing.T) {
+	b := &fakeBuiltins{}
+	g, err := NewGateway(RouteConfig{}, nil, newTestGovernor(), headerAuth, quietLog(), WithBuiltins(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &rawClient{t: t, url: serveGateway(t, g).URL, principal: "alice"}
+	resp := c.do(http.MethodPost, initBody, nil)
+	var init message
+	_ = json.NewDecoder(resp.Body).Decode(&init)
+	if !strings.Contains(string(init.Result), `"tools":{}`) {
+		t.Fatalf("initialize: %s", init.Result)
+	}
+	c.session = resp.Header.Get(HeaderSessionID)
+	if m := c.call("tools/list", `{}`); !strings.Contains(string(m.Result), "local_echo") {
+		t.Fatalf("tools/list: %s %v", m.Result, m.Error)
+	}
+	if text, isErr := c.callTool("local_echo", `{}`); isErr || text != "local" {
+		t.Fatalf("local_echo: %q %v", text, isErr)
+	}
+	if len(b.calls) != 1 || b.calls[0].Identity.Principal != "alice" || b.calls[0].SessionID != c.session || b.calls[0].Transport != DownstreamStreamableHTTP {
+		t.Fatalf("built-in call: %+v", b.calls)
+	}
+	if m := c.call("prompts/list", `{}`); m.Error != nil || !strings.Contains(string(m.Result), `"prompts":[]`) {
+		t.Fatalf("prompts/list: %s %v", m.Result, m.Error)
+	}
+	if m := c.call("tools/call", `{"name":"nope","arguments":{}}`); m.Error == nil || m.Error.Code != -32602 {
+		t.Fatalf("unknown tool: %s %v", m.Result, m.Error)
+	}
+}
+
+// TestGatewayBuiltinsShadowUpstreamTools: an upstream tool named like a
+// built-in tool is not listed, and its name reaches the built-in.
+func TestGatewayBuiltinsShadowUpstreamTools(t *testing.T) {
+	u := stdioHelper(t, nil)
+	b := &fakeBuiltins{}
+	g, err := NewGateway(RouteConfig{Upstreams: []string{u.Name()}}, map[string]*Upstream{u.Name(): u}, newTestGovernor(), headerAuth, quietLog(), WithBuiltins(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &rawClient{t: t, url: serveGateway(t, g).URL, principal: "alice"}
+	c.initialize()
+	m := c.call("tools/list", `{}`)
+	if strings.Contains(string(m.Result), `"name":"echo"`) || !strings.Contains(string(m.Result), `"name":"hang"`) {
+		t.Fatalf("tools/list: %s", m.Result)
+	}
+	if text, _ := c.callTool("echo", `{"text":"x"}`); text != "local" {
+		t.Fatalf("echo reached the upstream: %q", text)
+	}
 }
