@@ -196,3 +196,37 @@ func TestGatewayBuiltinsShadowUpstreamTools(t *testing.T) {
 		t.Fatalf("echo reached the upstream: %q", text)
 	}
 }
+
+// TestStdioChildrenBounded: one stdio upstream runs at most
+// maxStdioChildren children; a further capability set is refused while
+// every child is in use, and replaces an unused one once a session ends.
+func TestStdioChildrenBounded(t *testing.T) {
+	u := stdioHelper(t, nil)
+	_, first := newGateway(t, RouteConfig{}, newTestGovernor(), u)
+	clients := make([]*rawClient, 0, maxStdioChildren-1)
+	for i := range maxStdioChildren - 1 { // the control child is the first
+		c := &rawClient{t: t, url: first.url, principal: "alice"}
+		c.initializeWith(initWithCaps(fmt.Sprintf(`{"experimental":{"set":%d}}`, i)))
+		clients = append(clients, c)
+	}
+	extra := &rawClient{t: t, url: first.url, principal: "alice"}
+	resp := extra.do(http.MethodPost, initWithCaps(`{"experimental":{"set":"one too many"}}`), nil)
+	var m message
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	if m.Error == nil || !strings.Contains(m.Error.Message, "UPSTREAM_UNAVAILABLE") {
+		t.Fatalf("a ninth capability set was admitted: %s %v", m.Result, m.Error)
+	}
+	if r := clients[0].do(http.MethodDelete, "", nil); r.StatusCode >= 300 {
+		t.Fatalf("DELETE: %d", r.StatusCode)
+	}
+	extra.initializeWith(initWithCaps(`{"experimental":{"set":"one too many"}}`))
+	if text, isErr := extra.callTool("caps", `{}`); isErr || !strings.Contains(text, "one too many") {
+		t.Fatalf("the new set's child: %q %v", text, isErr)
+	}
+	u.mu.Lock()
+	n := len(u.children)
+	u.mu.Unlock()
+	if n != maxStdioChildren {
+		t.Fatalf("%d children, want %d", n, maxStdioChildren)
+	}
+}

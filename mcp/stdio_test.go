@@ -144,10 +144,10 @@ func inflightCount(u *Upstream) int {
 	defer u.mu.Unlock()
 	n := 0
 	for _, ch := range u.children {
-		if ch.conn != nil {
-			ch.conn.mu.Lock()
-			n += len(ch.conn.inflight)
-			ch.conn.mu.Unlock()
+		if c := ch.conn.Load(); c != nil {
+			c.mu.Lock()
+			n += len(c.inflight)
+			c.mu.Unlock()
 		}
 	}
 	return n

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddy-nomos/nomos/policy/action"
@@ -51,12 +52,16 @@ type Upstream struct {
 // stdio upstream, one child process per set of client capabilities, with
 // its restart back-off.
 type child struct {
-	caps      clientCapabilities
-	conn      *conn
+	caps clientCapabilities
+	conn atomic.Pointer[conn]
+	// dialMu serializes (re)starts of this child, outside Upstream.mu, so
+	// a spawning child never holds up the sessions of the others; it
+	// guards started, restartAt and backoff.
+	dialMu    sync.Mutex
 	started   time.Time
 	restartAt time.Time
 	backoff   time.Duration
-	lastUsed  time.Time
+	lastUsed  time.Time // guarded by Upstream.mu
 }
 
 // NewUpstream validates cfg, applies defaults and prepares an upstream. It
@@ -143,7 +148,9 @@ func (u *Upstream) Start(ctx context.Context) error {
 	}
 	u.mu.Lock()
 	now := u.now()
-	u.children[noCapabilities.key] = &child{caps: noCapabilities, conn: c, started: now, lastUsed: now, backoff: minRestartBackoff}
+	ch := &child{caps: noCapabilities, started: now, lastUsed: now, backoff: minRestartBackoff}
+	ch.conn.Store(c)
+	u.children[noCapabilities.key] = ch
 	u.mu.Unlock()
 	return nil
 }
@@ -158,8 +165,8 @@ func (u *Upstream) Close() error {
 	u.mu.Unlock()
 	u.cancel()
 	for _, ch := range children {
-		if ch.conn != nil {
-			ch.conn.close()
+		if c := ch.conn.Swap(nil); c != nil {
+			c.close()
 		}
 	}
 	if u.remote != nil {
@@ -173,7 +180,7 @@ func (u *Upstream) control() *conn {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if ch := u.children[noCapabilities.key]; ch != nil {
-		return ch.conn
+		return ch.conn.Load()
 	}
 	return nil
 }
@@ -199,6 +206,35 @@ func (u *Upstream) ToolNames() []string {
 // cc, starting it (or restarting a crashed one once its back-off has
 // elapsed) when needed.
 func (u *Upstream) sharedConn(ctx context.Context, cc clientCapabilities) (*conn, error) {
+	ch, err := u.childFor(cc)
+	if err != nil {
+		return nil, err
+	}
+	if c := ch.conn.Load(); c != nil && !c.dead.Load() {
+		return c, nil
+	}
+	ch.dialMu.Lock()
+	defer ch.dialMu.Unlock()
+	if c := ch.conn.Load(); c != nil && !c.dead.Load() {
+		return c, nil // another session started it meanwhile
+	}
+	c, err := u.restart(ctx, ch)
+	if err != nil {
+		return nil, err
+	}
+	u.mu.Lock()
+	stale := u.closed || u.children[cc.key] != ch
+	u.mu.Unlock()
+	if stale { // closed or evicted while it started
+		ch.conn.CompareAndSwap(c, nil)
+		c.close()
+		return nil, newUpstreamError(ErrUpstreamUnavailable, nil, "upstream %q is closed", u.cfg.Name)
+	}
+	return c, nil
+}
+
+// childFor finds or makes the child of the clients that declared cc.
+func (u *Upstream) childFor(cc clientCapabilities) (*child, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closed {
@@ -212,10 +248,7 @@ func (u *Upstream) sharedConn(ctx context.Context, cc clientCapabilities) (*conn
 		}
 	}
 	ch.lastUsed = u.now()
-	if ch.conn != nil && !ch.conn.dead.Load() {
-		return ch.conn, nil
-	}
-	return u.restartLocked(ctx, ch)
+	return ch, nil
 }
 
 // newChildLocked makes room for one more capability set: beyond
@@ -229,8 +262,8 @@ func (u *Upstream) newChildLocked(cc clientCapabilities) (*child, error) {
 				"upstream %q serves %d capability sets already; no client session may declare another until one ends", u.cfg.Name, maxStdioChildren)
 		}
 		delete(u.children, victim.caps.key)
-		if victim.conn != nil {
-			go victim.conn.close()
+		if c := victim.conn.Swap(nil); c != nil {
+			go c.close()
 		}
 	}
 	ch := &child{caps: cc, backoff: minRestartBackoff}
@@ -241,7 +274,7 @@ func (u *Upstream) newChildLocked(cc clientCapabilities) (*child, error) {
 func (u *Upstream) idleChildLocked() *child {
 	var victim *child
 	for key, ch := range u.children {
-		if key == noCapabilities.key || (ch.conn != nil && ch.conn.busy()) {
+		if c := ch.conn.Load(); key == noCapabilities.key || (c != nil && c.busy()) {
 			continue
 		}
 		if victim == nil || ch.lastUsed.Before(victim.lastUsed) {
@@ -251,18 +284,19 @@ func (u *Upstream) idleChildLocked() *child {
 	return victim
 }
 
-func (u *Upstream) restartLocked(ctx context.Context, ch *child) (*conn, error) {
+// restart starts ch's child, or a crashed one again once its back-off
+// has elapsed. The caller holds ch.dialMu.
+func (u *Upstream) restart(ctx context.Context, ch *child) (*conn, error) {
 	now := u.now()
 	if now.Before(ch.restartAt) {
 		return nil, newUpstreamError(ErrUpstreamUnavailable, nil, "upstream %q is restarting", u.cfg.Name)
 	}
-	if old := ch.conn; old != nil {
+	if old := ch.conn.Swap(nil); old != nil {
 		go old.close() // reap the dead child
 		if now.Sub(ch.started) > stableAfter {
 			ch.backoff = minRestartBackoff
 		}
 	}
-	ch.conn = nil
 	c, rerr, err := u.dial(ctx, nil, gatewayInitParams(ch.caps), true)
 	if err == nil && rerr != nil {
 		err = newUpstreamError(ErrUpstreamProtocol, rerr, "upstream %q refused initialize", u.cfg.Name)
@@ -277,7 +311,8 @@ func (u *Upstream) restartLocked(ctx context.Context, ch *child) (*conn, error) 
 	} else {
 		u.log.Info("mcp upstream session restarted")
 	}
-	ch.conn, ch.started, ch.restartAt = c, now, now.Add(ch.backoff)
+	ch.started, ch.restartAt = now, now.Add(ch.backoff)
+	ch.conn.Store(c)
 	return c, nil
 }
 
