@@ -203,7 +203,7 @@ func newStdioServer(app *App, o stdioOptions) (*mcpstdio.Server, func(), error) 
 		}
 		cfg.Gateway, closeGateway = gw, func() { _ = gw.Close() }
 	}
-	cfg.Capabilities = func() map[string]any { return app.stdioCapabilities(svc, o.policy, exe, names) }
+	cfg.Capabilities = func() map[string]any { return app.builtinCapabilities(svc, o.policy, exe, names) }
 	srv, err := mcpstdio.New(cfg)
 	if err != nil {
 		closeGateway()
@@ -265,13 +265,13 @@ func (a *App) builtinTools(svc *service.Service, policyName string, upstreams []
 	}
 	return mcpbuiltins.New(mcpbuiltins.Config{
 		Processor: svc, ActionTypes: executorActionTypes(exe), UpstreamsRelayed: len(upstreams) > 0,
-		Capabilities: func() map[string]any { return a.stdioCapabilities(svc, policyName, exe, upstreams) },
+		Capabilities: func() map[string]any { return a.builtinCapabilities(svc, policyName, exe, upstreams) },
 	})
 }
 
-// stdioCapabilities is what nomos_capabilities reports: configuration and
+// builtinCapabilities is what nomos_capabilities reports (both doors): configuration and
 // limits, never keys, secrets or credential values.
-func (a *App) stdioCapabilities(svc *service.Service, policyName string, exe *executor.Executor, upstreams []string) map[string]any {
+func (a *App) builtinCapabilities(svc *service.Service, policyName string, exe *executor.Executor, upstreams []string) map[string]any {
 	caps := map[string]any{
 		"environment":        svc.Environment(),
 		"assurance_level":    a.assurance,
