@@ -151,10 +151,11 @@ func compareRelay(t *testing.T, transport string, direct, through map[string]jso
 		Sampling    []any `json:"sampling"`
 		Elicitation []any `json:"elicitation"`
 		RootsAsked  bool  `json:"rootsAsked"`
+		LogReceived bool  `json:"logReceived"`
 	}
 	_ = json.Unmarshal(through["seen"], &seen)
-	if len(seen.Sampling) != 1 || len(seen.Elicitation) != 1 || !seen.RootsAsked {
-		t.Errorf("the client through nomos did not answer sampling, elicitation and roots once each: %s", through["seen"])
+	if len(seen.Sampling) != 1 || len(seen.Elicitation) != 1 || !seen.RootsAsked || !seen.LogReceived {
+		t.Errorf("the client through nomos did not answer sampling, elicitation and roots once each, or got no log message: %s", through["seen"])
 	}
 }
 

@@ -46,9 +46,10 @@ client.setRequestHandler(ListRootsRequestSchema, async () => {
   return { roots: [{ uri: "file:///relay-compare/root", name: "relay-compare-root" }] };
 });
 client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => {
-  // The text carries the session id over HTTP and a random level: keep
-  // only that a message arrived and its shape.
-  seen.logs.push(typeof n.params.level === "string" && /message/.test(String(n.params.data)));
+  // The simulated log messages carry a random level (and over HTTP the
+  // session id): keep only that one arrived. Other log messages (the
+  // server's own, about roots) depend on timing.
+  if (typeof n.params.level === "string" && /level.?message/i.test(String(n.params.data))) seen.logs.push(n.params.level);
 });
 
 // outcome is a call's result, or its protocol error (code and message).
@@ -105,7 +106,7 @@ async function main() {
   out.ping = await outcome(() => client.ping());
   // Last: directly, this tool adds a resource to the session.
   out.hiddenTool = await call("gzip-file-as-resource", { name: "relay.gz", data: "data:text/plain,hi" });
-  out.seen = { sampling: seen.sampling, elicitation: seen.elicitation, rootsAsked: seen.roots > 0, logReceived: seen.logs.length > 0 && seen.logs.every(Boolean) };
+  out.seen = { sampling: seen.sampling, elicitation: seen.elicitation, rootsAsked: seen.roots > 0, logReceived: seen.logs.length > 0 };
   process.stdout.write(JSON.stringify(out) + "\n");
   await client.close();
 }
