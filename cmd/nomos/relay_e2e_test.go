@@ -107,9 +107,17 @@ func TestRelayComparison(t *testing.T) {
 		{name: "streamable_http", direct: []string{"http", fmt.Sprintf("http://127.0.0.1:%d/mcp", evPort)}, gateway: []string{"http", s.base + "/http", "relay-key"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			direct := runRelayScript(t, tools.node, script, tc.direct)
-			through := runRelayScript(t, tools.node, script, tc.gateway)
+			direct := runRelayScript(t, tools.node, script, tc.direct, false)
+			through := runRelayScript(t, tools.node, script, tc.gateway, false)
 			compareRelay(t, tc.name, direct, through)
+			// A client that declares URL-mode elicitation is offered the
+			// upstream's URL-mode tool through nomos too.
+			direct = runRelayScript(t, tools.node, script, tc.direct, true)
+			through = runRelayScript(t, tools.node, script, tc.gateway, true)
+			if !bytes.Contains(direct["tools"], []byte(`"trigger-url-elicitation"`)) {
+				t.Fatalf("the everything server does not offer trigger-url-elicitation to a client that declares it: %s", clip(direct["tools"]))
+			}
+			checkToolsDiffer(t, direct["tools"], through["tools"], true)
 		})
 	}
 }
@@ -134,7 +142,7 @@ func compareRelay(t *testing.T, transport string, direct, through map[string]jso
 			t.Errorf("%s differs (undocumented):\n direct:  %s\n through: %s", k, clip(direct[k]), clip(through[k]))
 		}
 	}
-	checkToolsDiffer(t, direct["tools"], through["tools"])
+	checkToolsDiffer(t, direct["tools"], through["tools"], false)
 	checkProgress(t, direct["progress"], through["progress"])
 	checkUnknownTool(t, direct["unknownTool"], through["unknownTool"])
 	hidden := bytes.ReplaceAll(through["hiddenTool"], []byte(hiddenTool), []byte("no-such-tool"))
@@ -160,9 +168,9 @@ func compareRelay(t *testing.T, transport string, direct, through map[string]jso
 }
 
 // checkToolsDiffer: through nomos the tools are the direct ones minus the
-// hidden tool, definitions unchanged; and no tool the client's declared
-// capabilities do not warrant (trigger-url-elicitation) shows.
-func checkToolsDiffer(t *testing.T, direct, through json.RawMessage) {
+// hidden tool, definitions unchanged; and unless the client declared
+// URL-mode elicitation, no trigger-url-elicitation shows.
+func checkToolsDiffer(t *testing.T, direct, through json.RawMessage, urlDeclared bool) {
 	t.Helper()
 	var d, g []map[string]any
 	if json.Unmarshal(direct, &d) != nil || json.Unmarshal(through, &g) != nil {
@@ -181,7 +189,7 @@ func checkToolsDiffer(t *testing.T, direct, through json.RawMessage) {
 		t.Errorf("tools through nomos are not the direct ones minus %s:\n want: %v\n got:  %v", hiddenTool, names(want), names(g))
 	}
 	for _, tool := range g {
-		if tool["name"] == "trigger-url-elicitation" {
+		if tool["name"] == "trigger-url-elicitation" && !urlDeclared {
 			t.Error("the upstream offered URL elicitation, which the client never declared")
 		}
 	}
@@ -260,12 +268,15 @@ func relayScript(t *testing.T, tools nodeTools) string {
 	return script
 }
 
-func runRelayScript(t *testing.T, node, script string, args []string) map[string]json.RawMessage {
+func runRelayScript(t *testing.T, node, script string, args []string, urlElicitation bool) map[string]json.RawMessage {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, append([]string{script}, args...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	if urlElicitation {
+		cmd.Env = append(cmd.Env, "RELAY_URL_ELICITATION=1")
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -27,10 +27,13 @@ function transport() {
 }
 
 // The client declares sampling, form-only elicitation and roots, as the
-// issue's client did: an upstream must not be told more.
+// issue's client did: an upstream must not be told more. With
+// RELAY_URL_ELICITATION=1 it declares URL-mode elicitation too, and only
+// lists the tools (the upstream must then offer its URL-mode tool).
+const urlMode = process.env.RELAY_URL_ELICITATION === "1";
 const client = new Client(
   { name: "nomos-relay-compare", version: "1" },
-  { capabilities: { sampling: {}, elicitation: {}, roots: { listChanged: true } } },
+  { capabilities: { sampling: {}, elicitation: urlMode ? { form: {}, url: {} } : {}, roots: { listChanged: true } } },
 );
 const seen = { sampling: [], elicitation: [], roots: 0, logs: [] };
 client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
@@ -76,6 +79,11 @@ async function main() {
   await sleep(500); // the server syncs roots after initialized; let it
   const tools = (await client.listTools()).tools;
   out.tools = tools.sort((x, y) => x.name.localeCompare(y.name));
+  if (urlMode) {
+    process.stdout.write(JSON.stringify(out) + "\n");
+    await client.close();
+    return;
+  }
   out.echo = await call("echo", { message: "hello relay" });
   out.sum = await call("get-sum", { a: 2, b: 40 });
   out.image = await call("get-tiny-image", {});
