@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/exp/zapslog"
 
 	"github.com/caddy-nomos/nomos/internal/executor"
+	"github.com/caddy-nomos/nomos/internal/mcpbuiltins"
 	"github.com/caddy-nomos/nomos/internal/mcpstdio"
 	"github.com/caddy-nomos/nomos/internal/service"
 	"github.com/caddy-nomos/nomos/mcp"
@@ -30,8 +31,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:      "mcp",
-		Usage:     "stdio --config <Caddyfile|JSON> [--adapter caddyfile] [--policy default] [--principal P] [--agent A] [--upstream name...]",
-		Short:     "Serves governed MCP over stdio for local clients (Claude Code, Codex)",
+		Usage:     "stdio --config <Caddyfile|JSON> [--adapter caddyfile] [--policy default] [--principal P] [--agent A] [--upstream name...] | serve --http --listen <addr> --config <Caddyfile|JSON> [--policy default] [--upstream name...]",
+		Short:     "Serves governed MCP over stdio for local clients (Claude Code, Codex), or over Streamable HTTP on a listener",
 		CobraFunc: mcpCommands,
 	})
 }
@@ -47,7 +48,7 @@ type stdioOptions struct {
 }
 
 func mcpCommands(cmd *cobra.Command) {
-	cmd.AddCommand(newStdioCommand())
+	cmd.AddCommand(newStdioCommand(), newServeCommand())
 }
 
 func newStdioCommand() *cobra.Command {
@@ -188,7 +189,7 @@ func newStdioServer(app *App, o stdioOptions) (*mcpstdio.Server, func(), error) 
 	}
 	exe, _ := app.exec.(*executor.Executor)
 	if exe != nil {
-		cfg.ActionTypes, _ = exe.Capabilities()["action_types"].([]string)
+		cfg.ActionTypes = executorActionTypes(exe)
 	}
 	names, err := app.stdioUpstreams(o.upstreams)
 	if err != nil {
@@ -202,7 +203,7 @@ func newStdioServer(app *App, o stdioOptions) (*mcpstdio.Server, func(), error) 
 		}
 		cfg.Gateway, closeGateway = gw, func() { _ = gw.Close() }
 	}
-	cfg.Capabilities = func() map[string]any { return app.stdioCapabilities(svc, o.policy, exe, names) }
+	cfg.Capabilities = func() map[string]any { return app.builtinCapabilities(svc, o.policy, exe, names) }
 	srv, err := mcpstdio.New(cfg)
 	if err != nil {
 		closeGateway()
@@ -249,9 +250,28 @@ func stdioSlog() *slog.Logger {
 	return slog.New(zapslog.NewHandler(stdioLog().Core(), zapslog.WithName("nomos.mcp_stdio")))
 }
 
-// stdioCapabilities is what nomos_capabilities reports: configuration and
+// executorActionTypes are the built-in action types exe runs.
+func executorActionTypes(exe *executor.Executor) []string {
+	types, _ := exe.Capabilities()["action_types"].([]string)
+	return types
+}
+
+// builtinTools are the built-in tools of a nomos_mcp route: the policy
+// set's pipeline and the app's executor, which they need.
+func (a *App) builtinTools(svc *service.Service, policyName string, upstreams []string) (*mcpbuiltins.Set, error) {
+	exe, _ := a.exec.(*executor.Executor)
+	if exe == nil {
+		return nil, errors.New("the built-in tools need the nomos app's executor { } block (workspace_root, ...); none is configured")
+	}
+	return mcpbuiltins.New(mcpbuiltins.Config{
+		Processor: svc, ActionTypes: executorActionTypes(exe), UpstreamsRelayed: len(upstreams) > 0,
+		Capabilities: func() map[string]any { return a.builtinCapabilities(svc, policyName, exe, upstreams) },
+	})
+}
+
+// builtinCapabilities is what nomos_capabilities reports (both doors): configuration and
 // limits, never keys, secrets or credential values.
-func (a *App) stdioCapabilities(svc *service.Service, policyName string, exe *executor.Executor, upstreams []string) map[string]any {
+func (a *App) builtinCapabilities(svc *service.Service, policyName string, exe *executor.Executor, upstreams []string) map[string]any {
 	caps := map[string]any{
 		"environment":        svc.Environment(),
 		"assurance_level":    a.assurance,

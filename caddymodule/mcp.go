@@ -28,8 +28,15 @@ type MCPHandler struct {
 	// Policy names the policy set. Default: default.
 	Policy string `json:"policy,omitempty"`
 	// Upstreams are the names of the nomos app's upstreams this route
-	// exposes, in priority order. Default: none (required).
-	Upstreams []string `json:"upstreams"`
+	// exposes, in priority order. Default: none (required unless builtins
+	// is set).
+	Upstreams []string `json:"upstreams,omitempty"`
+	// Builtins offers the built-in tools (nomos_fs_read, nomos_fs_write,
+	// nomos_apply_patch, nomos_exec, nomos_http_request and
+	// nomos_capabilities) on this route, ahead of the upstreams' tools,
+	// governed by the route's policy set exactly as under nomos mcp stdio.
+	// They need the nomos app's executor { } block. Default: false.
+	Builtins bool `json:"builtins,omitempty"`
 	// Prefixes maps an upstream to the prefix of its tool and prompt names.
 	// Default: none with one upstream, "<name>_" with several.
 	Prefixes map[string]string `json:"prefixes,omitempty"`
@@ -131,7 +138,15 @@ func (h *MCPHandler) newGateway(app *App) (*mcp.Gateway, error) {
 		}
 		return mcp.Identity{Principal: id.Principal, Agent: id.Agent}, nil
 	}
-	return mcp.NewGateway(h.routeConfig(), ups, gov, auth, app.slog.With("route", "nomos_mcp"))
+	var opts []mcp.GatewayOption
+	if h.Builtins {
+		set, err := app.builtinTools(svc, h.Policy, h.Upstreams)
+		if err != nil {
+			return nil, fmt.Errorf("nomos_mcp: builtins: %w", err)
+		}
+		opts = append(opts, mcp.WithBuiltins(set))
+	}
+	return mcp.NewGateway(h.routeConfig(), ups, gov, auth, app.slog.With("route", "nomos_mcp"), opts...)
 }
 
 func (h *MCPHandler) routeConfig() mcp.RouteConfig {
@@ -162,6 +177,9 @@ func (h *MCPHandler) adopt(gw *mcp.Gateway) {
 
 // Validate checks the route with the engine's own validation.
 func (h *MCPHandler) Validate() error {
+	if len(h.Upstreams) == 0 && !h.Builtins {
+		return errors.New("nomos_mcp: needs at least one upstream, or builtins")
+	}
 	err := h.RouteAuth.validate()
 	if err == nil {
 		err = h.routeConfig().Validate()

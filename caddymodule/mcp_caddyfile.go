@@ -22,6 +22,7 @@ func parseMCPHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error
 //	nomos_mcp [<upstream>...] {
 //		policy <name>
 //		upstreams <name>...
+//		builtins
 //		prefix <upstream> <prefix>
 //		include <glob>...
 //		exclude <glob>...
@@ -43,8 +44,8 @@ func (h *MCPHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	if len(h.Upstreams) == 0 {
-		return d.Err("nomos_mcp needs at least one upstream")
+	if len(h.Upstreams) == 0 && !h.Builtins {
+		return d.Err("nomos_mcp needs at least one upstream, or builtins")
 	}
 	return nil
 }
@@ -55,6 +56,8 @@ func (h *MCPHandler) unmarshalOption(d *caddyfile.Dispenser) error {
 		return setOnce(d, &h.Policy)
 	case "upstreams":
 		return appendArgs(d, &h.Upstreams)
+	case "builtins":
+		return setFlag(d, &h.Builtins)
 	case "prefix":
 		args := d.RemainingArgs()
 		if len(args) != 2 {

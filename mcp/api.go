@@ -111,3 +111,27 @@ type Outcome struct {
 // is answered with HTTP 401 {"decision":"DENY","reason":"auth_error: <its
 // message>"}, so its message must not carry the code itself.
 type Authenticator func(r *http.Request, body []byte) (Identity, error)
+
+// Builtins are tools a door answers itself, listed ahead of the upstreams'
+// tools: the built-in nomos_* tools (internal/mcpbuiltins). They run
+// through their own governed pipeline; the gateway only lists them and
+// dispatches their calls with the session's identity.
+type Builtins interface {
+	// ToolDefinitions are the tool objects to list.
+	ToolDefinitions() []json.RawMessage
+	// Has reports whether name is a built-in tool, listed or not; an
+	// upstream tool of that name is never shown.
+	Has(name string) bool
+	// CallTool runs call.Name; ok is false when it is not a built-in tool.
+	CallTool(ctx context.Context, call BuiltinCall) (result any, ok bool)
+}
+
+// BuiltinCall is one tools/call a gateway hands to its Builtins.
+type BuiltinCall struct {
+	Identity  Identity
+	SessionID string
+	// Transport is the downstream transport label (streamable_http).
+	Transport string
+	Name      string
+	Arguments json.RawMessage
+}

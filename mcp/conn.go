@@ -188,6 +188,14 @@ func (c *conn) close() {
 	}
 }
 
+// busy reports whether a downstream session uses the conn or a request
+// is in flight on it.
+func (c *conn) busy() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.sessions) > 0 || len(c.inflight) > 0
+}
+
 func (c *conn) attach(s *session) {
 	c.mu.Lock()
 	c.sessions[s] = true
@@ -248,7 +256,9 @@ func (c *conn) latestInflight() *inflight {
 	return best
 }
 
-// onlyInflightSession is the single session with requests in flight, or nil.
+// onlyInflightSession is the single session with requests in flight or,
+// when none has, the single session using the conn; nil when that is
+// ambiguous.
 func (c *conn) onlyInflightSession() *session {
 	if c.dedicated != nil {
 		return c.dedicated
@@ -261,6 +271,11 @@ func (c *conn) onlyInflightSession() *session {
 			return nil
 		}
 		only = f.sess
+	}
+	if only == nil && len(c.sessions) == 1 {
+		for s := range c.sessions {
+			only = s
+		}
 	}
 	return only
 }

@@ -32,11 +32,22 @@ type Gateway struct {
 	// successor adopted this gateway's sessions in a reload; requests the
 	// old configuration still serves find them there.
 	successor atomic.Pointer[Gateway]
+	// builtins, when set, are listed first and answered in process.
+	builtins Builtins
+}
+
+// GatewayOption configures a Gateway beyond its route.
+type GatewayOption func(*Gateway)
+
+// WithBuiltins makes the gateway offer b's tools ahead of the upstreams'.
+// A route with built-in tools may have no upstream at all.
+func WithBuiltins(b Builtins) GatewayOption {
+	return func(g *Gateway) { g.builtins = b }
 }
 
 // NewGateway builds a gateway for route over started upstreams (keyed by
 // name). It refuses unknown upstreams and exposed tool names that collide.
-func NewGateway(route RouteConfig, ups map[string]*Upstream, gov Governor, auth Authenticator, log *slog.Logger) (*Gateway, error) {
+func NewGateway(route RouteConfig, ups map[string]*Upstream, gov Governor, auth Authenticator, log *slog.Logger, opts ...GatewayOption) (*Gateway, error) {
 	if gov == nil || auth == nil {
 		return nil, errors.New("mcp gateway: a governor and an authenticator are required")
 	}
@@ -46,6 +57,9 @@ func NewGateway(route RouteConfig, ups map[string]*Upstream, gov Governor, auth 
 	g := &Gateway{route: route.withDefaults(), byName: map[string]*Upstream{}, auth: auth,
 		log: log, now: time.Now, sessions: newSessionStore()}
 	g.path = NewPath(gov, g.route.Transport, log)
+	for _, opt := range opts {
+		opt(g)
+	}
 	if err := g.route.validate(); err != nil {
 		return nil, fmt.Errorf("mcp gateway: %w", err)
 	}
@@ -64,8 +78,8 @@ func NewGateway(route RouteConfig, ups map[string]*Upstream, gov Governor, auth 
 }
 
 func (g *Gateway) bindUpstreams(ups map[string]*Upstream) error {
-	if len(g.route.Upstreams) == 0 {
-		return errors.New("a route needs at least one upstream")
+	if len(g.route.Upstreams) == 0 && g.builtins == nil {
+		return errors.New("a route needs at least one upstream, or built-in tools")
 	}
 	for _, name := range g.route.Upstreams {
 		u, ok := ups[name]

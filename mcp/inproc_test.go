@@ -135,9 +135,12 @@ func (c *rawClient) do(method string, body string, hdr map[string]string) *http.
 const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
 
 // initialize opens a session and sends notifications/initialized.
-func (c *rawClient) initialize() {
+func (c *rawClient) initialize() { c.t.Helper(); c.initializeWith(initBody) }
+
+// initializeWith opens a session with the given initialize message.
+func (c *rawClient) initializeWith(body string) {
 	c.t.Helper()
-	resp := c.do(http.MethodPost, initBody, nil)
+	resp := c.do(http.MethodPost, body, nil)
 	if resp.StatusCode != http.StatusOK {
 		c.t.Fatalf("initialize: %d", resp.StatusCode)
 	}

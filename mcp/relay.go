@@ -29,7 +29,7 @@ func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, id Ide
 		return
 	}
 	params, version := downstreamInitParams(m.Params)
-	s.protocolVersion, s.initParams = version, params
+	s.protocolVersion, s.initParams, s.caps = version, params, capabilitiesOf(params)
 	results, resp := g.initUpstreams(r.Context(), s, m, params)
 	if resp != nil {
 		s.close()
@@ -42,7 +42,7 @@ func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, id Ide
 		return
 	}
 	w.Header().Set(HeaderSessionID, s.id)
-	writeJSON(w, http.StatusOK, jsonrpc.Result(m.ID, g.mergeInit(results, version)))
+	writeJSON(w, http.StatusOK, jsonrpc.Result(m.ID, g.withToolsCapability(g.mergeInit(results, version))))
 }
 
 // maxInitParamsBytes bounds the client's initialize params, which a
@@ -76,7 +76,8 @@ func (g *Gateway) denySessionLimit(w http.ResponseWriter, id Identity) {
 }
 
 // downstreamInitParams pins the requested protocol version to one the
-// gateway serves and returns the params to forward.
+// gateway serves and returns the params to forward, with only the
+// mirrored capabilities the client declared.
 func downstreamInitParams(raw json.RawMessage) (json.RawMessage, string) {
 	var p map[string]json.RawMessage
 	if json.Unmarshal(raw, &p) != nil || p == nil {
@@ -90,7 +91,7 @@ func downstreamInitParams(raw json.RawMessage) (json.RawMessage, string) {
 	}
 	p["protocolVersion"], _ = json.Marshal(version)
 	out, _ := json.Marshal(p)
-	return out, version
+	return withCapabilities(out, capabilitiesOf(out)), version
 }
 
 func (g *Gateway) initUpstreams(ctx context.Context, s *session, m *message, params json.RawMessage) ([]json.RawMessage, []byte) {
@@ -100,8 +101,8 @@ func (g *Gateway) initUpstreams(ctx context.Context, s *session, m *message, par
 		res, resp := g.initUpstream(ctx, s, u, m, params)
 		if resp != nil {
 			// With several upstreams the others still serve; the missing
-			// one is dialed again on first use and its capabilities come
-			// from the gateway's own session.
+			// one is dialed again on first use and its server
+			// capabilities come from the gateway's own session.
 			failed = resp
 			res = u.controlInit()
 		}
@@ -117,14 +118,14 @@ func (g *Gateway) initUpstreams(ctx context.Context, s *session, m *message, par
 
 func (g *Gateway) initUpstream(ctx context.Context, s *session, u *Upstream, m *message, params json.RawMessage) (json.RawMessage, []byte) {
 	if u.cfg.Transport == TransportStdio {
-		c, err := u.sharedConn(ctx)
+		c, err := u.sharedConn(ctx, s.capabilities())
 		if err != nil {
 			return nil, g.upstreamRPCError(m.ID, u, err)
 		}
 		s.setLink(u.cfg.Name, c)
 		return c.init, nil
 	}
-	c, rerr, err := u.dial(ctx, s, params)
+	c, rerr, err := u.dial(ctx, s, params, false)
 	if err != nil {
 		return nil, g.upstreamRPCError(m.ID, u, err)
 	}
@@ -174,6 +175,29 @@ func (g *Gateway) mergeInit(results []json.RawMessage, version string) any {
 		out["instructions"] = strings.Join(instructions, "\n\n")
 	}
 	return out
+}
+
+// withToolsCapability declares tools when the gateway offers built-in
+// tools, whatever the upstreams declare.
+func (g *Gateway) withToolsCapability(res any) any {
+	if g.builtins == nil {
+		return res
+	}
+	b, _ := json.Marshal(res)
+	var r map[string]json.RawMessage
+	if json.Unmarshal(b, &r) != nil {
+		return res
+	}
+	var caps map[string]json.RawMessage
+	_ = json.Unmarshal(r["capabilities"], &caps)
+	if caps == nil {
+		caps = map[string]json.RawMessage{}
+	}
+	if _, ok := caps["tools"]; !ok {
+		caps["tools"] = json.RawMessage(`{}`)
+	}
+	r["capabilities"], _ = json.Marshal(caps)
+	return r
 }
 
 // answeredVersion keeps a remote upstream's own answer when the gateway

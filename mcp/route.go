@@ -157,6 +157,11 @@ func (c *conn) onRequest(ctx context.Context, req transport.JSONRPCRequest) (*tr
 	if s == nil {
 		return rpcErrorResponse(req.ID, jsonrpc.CodeInternalError, "no single downstream session to relay "+req.Method+" to"), nil
 	}
+	if !s.capabilities().declares(req.Method, params) {
+		c.up.log.Warn("mcp upstream sent a request the client did not declare", "upstream_method", req.Method, "downstream_session_id", s.id)
+		e := undeclaredError(req.Method)
+		return rpcErrorResponse(req.ID, e.Code, e.Message), nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.up.cfg.Timeouts.Call)
 	defer cancel()
 	g := s.gw.Load()

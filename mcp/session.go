@@ -31,8 +31,9 @@ type session struct {
 
 	mu              sync.Mutex
 	protocolVersion string
-	initParams      json.RawMessage  // the client's initialize params, for redials
-	links           map[string]*conn // upstream name → conn
+	initParams      json.RawMessage    // the client's initialize params, for redials
+	caps            clientCapabilities // what the client declared, mirrored upstream
+	links           map[string]*conn   // upstream name → conn
 	pending         map[string]chan *message
 	inflight        map[string]*inflight // by downstream request id
 	subs            map[string]string    // resource uri → upstream name
@@ -60,7 +61,7 @@ func newSession(gw *Gateway, id Identity) (*session, error) {
 		id: sid, identity: id, done: make(chan struct{}),
 		links: map[string]*conn{}, pending: map[string]chan *message{}, inflight: map[string]*inflight{},
 		subs: map[string]string{}, owners: map[string]string{},
-		stream: make(chan []byte, streamQueue), logLevel: -1,
+		stream: make(chan []byte, streamQueue), logLevel: -1, caps: noCapabilities,
 	}
 	s.gw.Store(gw)
 	s.lastSeen.Store(gw.now().UnixNano())
@@ -264,6 +265,13 @@ func (s *session) usesOnly(byName map[string]*Upstream) bool {
 		}
 	}
 	return true
+}
+
+// capabilities is what the client declared at initialize.
+func (s *session) capabilities() clientCapabilities {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.caps
 }
 
 func (s *session) initParamsCopy() json.RawMessage {

@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 // starts a grandchild in the same process group and returns its pid.
 func runStdioHelper() {
 	s := newTestServer("stdio", nil)
+	addCapsTool(s)
 	sdk.AddTool(s, &sdk.Tool{Name: "spawn", Description: "spawn"}, func(context.Context, *sdk.CallToolRequest, echoInput) (*sdk.CallToolResult, any, error) {
 		cmd := exec.Command("/bin/sleep", "300")
 		if err := cmd.Start(); err != nil {
@@ -140,14 +141,16 @@ func TestStdioCrashMidCall(t *testing.T) {
 
 func inflightCount(u *Upstream) int {
 	u.mu.Lock()
-	c := u.shared
-	u.mu.Unlock()
-	if c == nil {
-		return 0
+	defer u.mu.Unlock()
+	n := 0
+	for _, ch := range u.children {
+		if c := ch.conn.Load(); c != nil {
+			c.mu.Lock()
+			n += len(c.inflight)
+			c.mu.Unlock()
+		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.inflight)
+	return n
 }
 
 // TestStdioCloseKillsProcessGroup: a grandchild in the child's process
@@ -196,29 +199,32 @@ func TestStdioStartFailureKeepsStderrTail(t *testing.T) {
 	}
 }
 
-// TestSharedStdioNeverGuessesTheSession: over a shared child, a sampling
-// request is refused while two clients have calls in flight, instead of
-// being sent to a client that may not own it.
+// TestSharedStdioNeverGuessesTheSession: over a shared child (two clients
+// that declared the same capabilities), a sampling request is refused
+// while both clients have calls in flight, instead of being sent to a
+// client that may not own it.
 func TestSharedStdioNeverGuessesTheSession(t *testing.T) {
 	u := stdioHelper(t, nil)
-	_, a := newGateway(t, RouteConfig{}, newTestGovernor(), u)
-	a.initialize()
+	_, raw := newGateway(t, RouteConfig{}, newTestGovernor(), u)
+	a := connectClient(t, raw.url, "alice", "", nil)
 	ev := &clientEvents{}
-	b := connectClient(t, a.url, "bob", "", ev)
+	b := connectClient(t, raw.url, "bob", "", ev)
 	ctx := testCtx(t)
 
+	hangCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		a.callTool("hang", `{}`)
+		_, _ = a.CallTool(hangCtx, &sdk.CallToolParams{Name: "hang"})
 	}()
 	eventually(t, "alice's call in flight", func() bool { return inflightCount(u) == 1 })
 	res, err := b.CallTool(ctx, &sdk.CallToolParams{Name: "sample"})
 	if err != nil || !res.IsError {
 		t.Fatalf("ambiguous sampling was relayed: %v %q", err, toolText(t, res))
 	}
-	a.do("POST", `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}`, nil)
+	stop()
 	<-done
+	eventually(t, "alice's call to end", func() bool { return inflightCount(u) == 0 })
 
 	res, err = b.CallTool(ctx, &sdk.CallToolParams{Name: "sample"})
 	if err != nil || res.IsError || toolText(t, res) != "sampled:sampled-by-client" {

@@ -20,9 +20,13 @@ func (g *Gateway) listTools(ctx context.Context, s *session, m *message) []byte 
 	if err != nil {
 		return g.listError(m, err)
 	}
-	tools := make([]json.RawMessage, 0, len(refs))
+	tools := g.builtinTools()
 	var shown, hidden []string
 	for _, r := range refs {
+		if g.isBuiltin(r.exposed) {
+			g.log.Warn("mcp upstream tool hidden by a built-in tool of the same name", "tool", r.exposed, "upstream_server", r.up.cfg.Name)
+			continue
+		}
 		qualified := r.up.cfg.Name + "/" + r.def.name
 		if !g.path.Visible(ctx, g.toolRequest(s, r, nil, "")) {
 			hidden = append(hidden, qualified)
@@ -36,6 +40,20 @@ func (g *Gateway) listTools(ctx context.Context, s *session, m *message) []byte 
 		obs.ToolsListed(context.WithoutCancel(ctx), s.identity, req.Metadata, shown, hidden)
 	}
 	return jsonrpc.Result(m.ID, map[string]any{"tools": tools})
+}
+
+// builtinTools are the built-in tool objects, listed first.
+func (g *Gateway) builtinTools() []json.RawMessage {
+	if g.builtins == nil {
+		return []json.RawMessage{}
+	}
+	return g.builtins.ToolDefinitions()
+}
+
+// isBuiltin reports whether name is a built-in tool; an upstream tool of
+// the same name is not shown (calls reach the built-in).
+func (g *Gateway) isBuiltin(name string) bool {
+	return g.builtins != nil && g.builtins.Has(name)
 }
 
 func (g *Gateway) listError(m *message, err error) []byte {
@@ -78,6 +96,12 @@ func (g *Gateway) callTool(ctx context.Context, s *session, m *message, related 
 		const reason = "tools/call needs a tool name"
 		g.path.Refuse(ctx, g.request(s, nil, action.TypeMCPCall, []string{p.Name}, nil, "upstream_tool", p.Name), audit.ResultValidationError, reason)
 		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, reason, nil)
+	}
+	if g.builtins != nil {
+		call := BuiltinCall{Identity: s.identity, SessionID: s.id, Transport: g.path.Transport, Name: p.Name, Arguments: p.Arguments}
+		if res, ok := g.builtins.CallTool(ctx, call); ok {
+			return jsonrpc.Result(m.ID, res)
+		}
 	}
 	ref, ok, err := g.resolveTool(ctx, s, p.Name)
 	if err != nil {

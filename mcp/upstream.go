@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddy-nomos/nomos/policy/action"
@@ -42,12 +43,26 @@ type Upstream struct {
 	ctx    context.Context // lives until Close
 	cancel context.CancelFunc
 
-	mu        sync.Mutex
-	shared    *conn // stdio child or remote control session
+	mu       sync.Mutex
+	children map[string]*child // by clientCapabilities.key; "{}" is the control session
+	closed   bool
+}
+
+// child is one session the gateway opens itself and shares: the control
+// session (remote and stdio upstreams, no client capabilities) and, for a
+// stdio upstream, one child process per set of client capabilities, with
+// its restart back-off.
+type child struct {
+	caps clientCapabilities
+	conn atomic.Pointer[conn]
+	// dialMu serializes (re)starts of this child, outside Upstream.mu, so
+	// a spawning child never holds up the sessions of the others; it
+	// guards started, restartAt and backoff.
+	dialMu    sync.Mutex
 	started   time.Time
 	restartAt time.Time
 	backoff   time.Duration
-	closed    bool
+	lastUsed  time.Time // guarded by Upstream.mu
 }
 
 // NewUpstream validates cfg, applies defaults and prepares an upstream. It
@@ -61,7 +76,7 @@ func NewUpstream(cfg UpstreamConfig, log *slog.Logger) (*Upstream, error) {
 		log = slog.Default()
 	}
 	log = log.With("upstream_server", cfg.Name)
-	u := &Upstream{cfg: cfg, key: cfg.key(), log: log, now: time.Now, backoff: minRestartBackoff}
+	u := &Upstream{cfg: cfg, key: cfg.key(), log: log, now: time.Now, children: map[string]*child{}}
 	u.breaker = newBreaker(cfg.Name, cfg.Breaker, log)
 	if cfg.Transport != TransportStdio {
 		rc, err := newRemoteClient(cfg)
@@ -115,16 +130,13 @@ func (u *Upstream) Name() string { return u.cfg.Name }
 // half-open or open. Metrics and the UI read it through the nomos app.
 func (u *Upstream) BreakerState() string { return u.breaker.state() }
 
-// Start opens the upstream session (spawning a stdio child) and enumerates
-// its tools. A failure fails the configuration load.
+// Start opens the upstream's control session (spawning a stdio child) and
+// enumerates its tools. A failure fails the configuration load.
 func (u *Upstream) Start(ctx context.Context) error {
-	u.mu.Lock()
-	running := u.shared != nil
-	u.mu.Unlock()
-	if running {
+	if u.control() != nil {
 		return nil
 	}
-	c, rerr, err := u.dial(ctx, nil, nil)
+	c, rerr, err := u.dial(ctx, nil, gatewayInitParams(noCapabilities), true)
 	if err == nil && rerr != nil {
 		err = fmt.Errorf("initialize: %w", rerr)
 	}
@@ -136,22 +148,27 @@ func (u *Upstream) Start(ctx context.Context) error {
 		return fmt.Errorf("mcp upstream %q: enumerate tools: %w", u.cfg.Name, err)
 	}
 	u.mu.Lock()
-	u.shared, u.started = c, u.now()
+	now := u.now()
+	ch := &child{caps: noCapabilities, started: now, lastUsed: now, backoff: minRestartBackoff}
+	ch.conn.Store(c)
+	u.children[noCapabilities.key] = ch
 	u.mu.Unlock()
 	return nil
 }
 
-// Close ends every session of the upstream and kills a stdio child's
-// process group.
+// Close ends every session of the upstream and kills the process groups
+// of its stdio children.
 func (u *Upstream) Close() error {
 	u.mu.Lock()
 	u.closed = true
-	c := u.shared
-	u.shared = nil
+	children := u.children
+	u.children = map[string]*child{}
 	u.mu.Unlock()
 	u.cancel()
-	if c != nil {
-		c.close()
+	for _, ch := range children {
+		if c := ch.conn.Swap(nil); c != nil {
+			c.close()
+		}
 	}
 	if u.remote != nil {
 		u.remote.hc.CloseIdleConnections() // no keep-alive goroutines outlive a reload
@@ -159,72 +176,153 @@ func (u *Upstream) Close() error {
 	return nil
 }
 
-// controlInit is the initialize result of the gateway's own session.
-func (u *Upstream) controlInit() json.RawMessage {
+// control is the gateway's own session, or nil before Start.
+func (u *Upstream) control() *conn {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.shared == nil {
-		return nil
+	if ch := u.children[noCapabilities.key]; ch != nil {
+		return ch.conn.Load()
 	}
-	return u.shared.init
+	return nil
 }
 
-// ToolNames lists the upstream tool names from the last enumeration.
+// controlInit is the initialize result of the gateway's own session.
+func (u *Upstream) controlInit() json.RawMessage {
+	if c := u.control(); c != nil {
+		return c.init
+	}
+	return nil
+}
+
+// ToolNames lists the upstream tool names from the control session's last
+// enumeration (what the upstream offers a client that declares nothing).
 func (u *Upstream) ToolNames() []string {
-	u.mu.Lock()
-	c := u.shared
-	u.mu.Unlock()
-	if c == nil {
-		return nil
+	if c := u.control(); c != nil {
+		return c.catalog.names()
 	}
-	return c.catalog.names()
+	return nil
 }
 
-// sharedConn returns the shared session, restarting a crashed one when its
-// backoff has elapsed.
-func (u *Upstream) sharedConn(ctx context.Context) (*conn, error) {
+// sharedConn returns the shared stdio child of the clients that declared
+// cc, starting it (or restarting a crashed one once its back-off has
+// elapsed) when needed.
+func (u *Upstream) sharedConn(ctx context.Context, cc clientCapabilities) (*conn, error) {
+	ch, err := u.childFor(cc)
+	if err != nil {
+		return nil, err
+	}
+	if c := ch.conn.Load(); c != nil && !c.dead.Load() {
+		return c, nil
+	}
+	ch.dialMu.Lock()
+	defer ch.dialMu.Unlock()
+	if c := ch.conn.Load(); c != nil && !c.dead.Load() {
+		return c, nil // another session started it meanwhile
+	}
+	c, err := u.restart(ctx, ch)
+	if err != nil {
+		return nil, err
+	}
+	u.mu.Lock()
+	stale := u.closed || u.children[cc.key] != ch
+	u.mu.Unlock()
+	if stale { // closed or evicted while it started
+		ch.conn.CompareAndSwap(c, nil)
+		c.close()
+		return nil, newUpstreamError(ErrUpstreamUnavailable, nil, "upstream %q is closed", u.cfg.Name)
+	}
+	return c, nil
+}
+
+// childFor finds or makes the child of the clients that declared cc.
+func (u *Upstream) childFor(cc clientCapabilities) (*child, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closed {
 		return nil, newUpstreamError(ErrUpstreamUnavailable, nil, "upstream %q is closed", u.cfg.Name)
 	}
-	if u.shared != nil && !u.shared.dead.Load() {
-		return u.shared, nil
-	}
-	return u.restartLocked(ctx)
-}
-
-func (u *Upstream) restartLocked(ctx context.Context) (*conn, error) {
-	now := u.now()
-	if now.Before(u.restartAt) {
-		return nil, newUpstreamError(ErrUpstreamUnavailable, nil, "upstream %q is restarting", u.cfg.Name)
-	}
-	if old := u.shared; old != nil {
-		go old.close() // reap the dead child
-		if now.Sub(u.started) > stableAfter {
-			u.backoff = minRestartBackoff
+	ch := u.children[cc.key]
+	if ch == nil {
+		var err error
+		if ch, err = u.newChildLocked(cc); err != nil {
+			return nil, err
 		}
 	}
-	u.shared = nil
-	c, rerr, err := u.dial(ctx, nil, nil)
+	ch.lastUsed = u.now()
+	return ch, nil
+}
+
+// newChildLocked makes room for one more capability set: beyond
+// maxStdioChildren it evicts the least recently used child no session
+// uses, and refuses when every child is in use.
+func (u *Upstream) newChildLocked(cc clientCapabilities) (*child, error) {
+	if len(u.children) >= maxStdioChildren {
+		victim := u.idleChildLocked()
+		if victim == nil {
+			return nil, newUpstreamError(ErrUpstreamUnavailable, nil,
+				"upstream %q serves %d capability sets already; no client session may declare another until one ends", u.cfg.Name, maxStdioChildren)
+		}
+		delete(u.children, victim.caps.key)
+		if c := victim.conn.Swap(nil); c != nil {
+			go c.close()
+		}
+	}
+	ch := &child{caps: cc, backoff: minRestartBackoff}
+	u.children[cc.key] = ch
+	return ch, nil
+}
+
+func (u *Upstream) idleChildLocked() *child {
+	var victim *child
+	for key, ch := range u.children {
+		if c := ch.conn.Load(); key == noCapabilities.key || (c != nil && c.busy()) {
+			continue
+		}
+		if victim == nil || ch.lastUsed.Before(victim.lastUsed) {
+			victim = ch
+		}
+	}
+	return victim
+}
+
+// restart starts ch's child, or a crashed one again once its back-off
+// has elapsed. The caller holds ch.dialMu.
+func (u *Upstream) restart(ctx context.Context, ch *child) (*conn, error) {
+	now := u.now()
+	if now.Before(ch.restartAt) {
+		return nil, newUpstreamError(ErrUpstreamUnavailable, nil, "upstream %q is restarting", u.cfg.Name)
+	}
+	if old := ch.conn.Swap(nil); old != nil {
+		go old.close() // reap the dead child
+		if now.Sub(ch.started) > stableAfter {
+			ch.backoff = minRestartBackoff
+		}
+	}
+	c, rerr, err := u.dial(ctx, nil, gatewayInitParams(ch.caps), true)
 	if err == nil && rerr != nil {
 		err = newUpstreamError(ErrUpstreamProtocol, rerr, "upstream %q refused initialize", u.cfg.Name)
 	}
 	if err != nil {
-		u.restartAt = now.Add(u.backoff)
-		u.backoff = min(u.backoff*2, maxRestartBackoff)
+		ch.restartAt = now.Add(ch.backoff)
+		ch.backoff = min(ch.backoff*2, maxRestartBackoff)
 		return nil, err
 	}
-	u.log.Info("mcp upstream session restarted")
-	u.shared, u.started, u.restartAt = c, now, now.Add(u.backoff)
+	if ch.started.IsZero() {
+		u.log.Info("mcp upstream child started for a client capability set", "client_capabilities", ch.caps.key)
+	} else {
+		u.log.Info("mcp upstream session restarted")
+	}
+	ch.started, ch.restartAt = now, now.Add(ch.backoff)
+	ch.conn.Store(c)
 	return c, nil
 }
 
 // dial opens one upstream session. dedicated is the downstream session it
-// serves alone (nil for the shared one); initParams are the downstream's
-// initialize params to forward (nil: the gateway's own). A JSON-RPC error
-// answering initialize comes back as rerr.
-func (u *Upstream) dial(ctx context.Context, dedicated *session, initParams json.RawMessage) (*conn, *rpcError, error) {
+// serves alone (nil for a shared one); params are the initialize params to
+// send; own says the gateway opened it for itself, so it also sends
+// notifications/initialized and asks for every log level. A JSON-RPC
+// error answering initialize comes back as rerr.
+func (u *Upstream) dial(ctx context.Context, dedicated *session, params json.RawMessage, own bool) (*conn, *rpcError, error) {
 	c, err := u.open(dedicated)
 	if err != nil {
 		return nil, nil, err
@@ -235,7 +333,7 @@ func (u *Upstream) dial(ctx context.Context, dedicated *session, initParams json
 	start := u.now()
 	err = u.breaker.do(func() error {
 		var e error
-		rerr, e = u.initialize(ctx, c, initParams)
+		rerr, e = u.initialize(ctx, c, params, own)
 		return e
 	})
 	u.observe("initialize", start, rerr, err)
@@ -254,11 +352,7 @@ func (u *Upstream) open(dedicated *session) (*conn, error) {
 	return u.openRemote(dedicated)
 }
 
-func (u *Upstream) initialize(ctx context.Context, c *conn, params json.RawMessage) (*rpcError, error) {
-	own := params == nil
-	if own {
-		params = gatewayInitParams()
-	}
+func (u *Upstream) initialize(ctx context.Context, c *conn, params json.RawMessage, own bool) (*rpcError, error) {
 	res, rerr, err := c.request(ctx, c.newID(), "initialize", params)
 	if err != nil || rerr != nil {
 		return rerr, err
@@ -296,20 +390,6 @@ func (u *Upstream) enableLogging(ctx context.Context, c *conn) error {
 		u.log.Debug("mcp upstream refused logging/setLevel", "error", rerr)
 	}
 	return err
-}
-
-func gatewayInitParams() json.RawMessage {
-	p := map[string]any{
-		"protocolVersion": gatewayProtocolVersion,
-		"capabilities": map[string]any{
-			"roots":       map[string]any{"listChanged": true},
-			"sampling":    map[string]any{},
-			"elicitation": map[string]any{"form": map[string]any{}, "url": map[string]any{}},
-		},
-		"clientInfo": map[string]any{"name": "nomos-gateway", "version": "1"},
-	}
-	b, _ := json.Marshal(p)
-	return b
 }
 
 // stageContext bounds one stage; its expiry is reported as
@@ -355,7 +435,7 @@ func (u *Upstream) recoverPanic(where string) {
 // the shared one (stdio) or its dedicated one (remote).
 func (u *Upstream) connFor(ctx context.Context, s *session) (*conn, error) {
 	if u.cfg.Transport == TransportStdio {
-		c, err := u.sharedConn(ctx)
+		c, err := u.sharedConn(ctx, s.capabilities())
 		if err == nil && s.link(u.cfg.Name) != c {
 			s.setLink(u.cfg.Name, c)
 		}
@@ -376,7 +456,7 @@ func (u *Upstream) redial(ctx context.Context, s *session) (*conn, error) {
 	if params == nil {
 		return nil, newUpstreamError(ErrUpstreamUnavailable, nil, "upstream %q session ended; reinitialize", u.cfg.Name)
 	}
-	c, rerr, err := u.dial(ctx, s, params)
+	c, rerr, err := u.dial(ctx, s, params, false)
 	if err == nil && rerr != nil {
 		err = newUpstreamError(ErrUpstreamProtocol, rerr, "upstream %q refused initialize", u.cfg.Name)
 	}

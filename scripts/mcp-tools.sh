@@ -3,8 +3,9 @@
 # nowhere else:
 #
 #   .tools/node22/node_modules/.bin/node   Node 22, from the npm package node@22
-#   .tools/npm/node_modules/               @modelcontextprotocol/conformance and
-#                                          @modelcontextprotocol/sdk
+#   .tools/npm/node_modules/               @modelcontextprotocol/conformance,
+#                                          @modelcontextprotocol/sdk and
+#                                          @modelcontextprotocol/server-everything
 #
 # Only the npm registry is used. A stamp file records what was installed, so
 # a second run with the same versions returns at once. Runs that overlap (two
@@ -17,18 +18,22 @@ conformance_version=0.1.16
 # The SDK the conformance suite itself resolves (it asks for ^1.27.1), so
 # the suite and examples/clients/ts share one copy.
 sdk_version=1.32.2
+# The reference server the relay comparison (cmd/nomos/relay_e2e_test.go)
+# runs directly and behind nomos_mcp; it resolves the same SDK (^1.30.0).
+everything_version=2026.8.31
 
 tools="$PWD/.tools"
 node_dir="$tools/node22"
 npm_dir="$tools/npm"
 stamp="$tools/mcp-tools.stamp"
-want="node@$node_version conformance@$conformance_version sdk@$sdk_version"
+want="node@$node_version conformance@$conformance_version sdk@$sdk_version everything@$everything_version"
 node="$node_dir/node_modules/.bin/node"
 suite="$npm_dir/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 sdk="$npm_dir/node_modules/@modelcontextprotocol/sdk/package.json"
+everything="$npm_dir/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 
 installed() {
-  [[ -f "$stamp" && "$(<"$stamp")" == "$want" && -x "$node" && -f "$suite" && -f "$sdk" ]]
+  [[ -f "$stamp" && "$(<"$stamp")" == "$want" && -x "$node" && -f "$suite" && -f "$sdk" && -f "$everything" ]]
 }
 
 installed && exit 0
@@ -56,10 +61,11 @@ if [[ ! -x "$node" || "$("$node" --version)" != "v$node_version" ]]; then
 fi
 "$node" --version | grep -qx "v$node_version" || { echo "mcp-tools: $node is not v$node_version" >&2; exit 1; }
 
-echo "mcp-tools: installing @modelcontextprotocol/conformance@$conformance_version and @modelcontextprotocol/sdk@$sdk_version into $npm_dir" >&2
+echo "mcp-tools: installing @modelcontextprotocol/conformance@$conformance_version, sdk@$sdk_version and server-everything@$everything_version into $npm_dir" >&2
 # npm runs on Node 22, so the packages' engines (node >= 22) are met.
 PATH="$node_dir/node_modules/.bin:$PATH" npm_install "$npm_dir" \
-  "@modelcontextprotocol/conformance@$conformance_version" "@modelcontextprotocol/sdk@$sdk_version"
-[[ -f "$suite" && -f "$sdk" ]] || { echo "mcp-tools: install incomplete under $npm_dir" >&2; exit 1; }
+  "@modelcontextprotocol/conformance@$conformance_version" "@modelcontextprotocol/sdk@$sdk_version" \
+  "@modelcontextprotocol/server-everything@$everything_version"
+[[ -f "$suite" && -f "$sdk" && -f "$everything" ]] || { echo "mcp-tools: install incomplete under $npm_dir" >&2; exit 1; }
 
 echo "$want" >"$stamp"

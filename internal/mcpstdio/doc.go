@@ -3,9 +3,8 @@
 // process: `nomos mcp stdio`.
 //
 // It owns the newline-delimited JSON-RPC loop on stdin and stdout, the
-// governed built-in tools (nomos_fs_read, nomos_fs_write, nomos_apply_patch,
-// nomos_exec, nomos_http_request and nomos_capabilities), which become v1
-// action envelopes run through the Nomos pipeline, and the in-process
+// dispatch of the governed built-in tools (internal/mcpbuiltins, the one
+// implementation nomos_mcp uses too), and the in-process
 // bridge that relays every other message to a governed MCP gateway (an
 // http.Handler speaking Streamable HTTP, normally an mcp.Gateway over the
 // configured upstreams). Policy, approvals, audit and redaction are not

@@ -3,6 +3,8 @@ package mcpstdio
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +16,7 @@ import (
 
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/jsonrpc"
-	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/internal/mcpbuiltins"
 	"github.com/caddy-nomos/nomos/mcp"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
@@ -26,12 +28,8 @@ const (
 )
 
 // Processor runs one action envelope through the Nomos pipeline and
-// records the calls refused before it (*service.Service). meta is the
-// transport evidence recorded on every event.
-type Processor interface {
-	ProcessWith(ctx context.Context, body []byte, id action.Identity, meta map[string]any) (*service.Response, error)
-	Reject(ctx context.Context, env *action.Envelope, id action.Identity, meta map[string]any, class, reason string)
-}
+// records the calls refused before it (*service.Service).
+type Processor = mcpbuiltins.Processor
 
 // Config wires a Server. Processor is required.
 type Config struct {
@@ -64,7 +62,7 @@ type Config struct {
 // Server is one stdio MCP session. Serve may be called once.
 type Server struct {
 	cfg     Config
-	tools   []builtin
+	tools   *mcpbuiltins.Set
 	traceID string
 	out     *lineWriter
 	bridge  *bridge
@@ -96,7 +94,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, tools: builtins(), traceID: "mcp-stdio-" + randomHex(8),
+	tools, err := mcpbuiltins.New(mcpbuiltins.Config{Processor: cfg.Processor, ActionTypes: cfg.ActionTypes,
+		Capabilities: cfg.Capabilities, UpstreamsRelayed: cfg.Gateway != nil})
+	if err != nil {
+		return nil, fmt.Errorf("mcp stdio: %w", err)
+	}
+	return &Server{cfg: cfg, tools: tools, traceID: "mcp-stdio-" + randomHex(8),
 		inflight: map[string]context.CancelFunc{}}, nil
 }
 
@@ -314,7 +317,7 @@ func (s *Server) listTools(ctx context.Context, m *message, raw []byte) {
 	}
 	_ = json.Unmarshal(m.Params, &p)
 	if s.bridge == nil {
-		s.reply(ctx, m.ID, map[string]any{"tools": s.toolDefs()})
+		s.reply(ctx, m.ID, map[string]any{"tools": s.tools.Tools()})
 		return
 	}
 	if p.Cursor != "" {
@@ -335,7 +338,7 @@ func (s *Server) prependBuiltins(m *message) []byte {
 	var upstream []json.RawMessage
 	_ = json.Unmarshal(r["tools"], &upstream)
 	var tools []any
-	for _, t := range s.toolDefs() {
+	for _, t := range s.tools.Tools() {
 		tools = append(tools, t)
 	}
 	for _, t := range upstream {
@@ -343,7 +346,7 @@ func (s *Server) prependBuiltins(m *message) []byte {
 			Name string `json:"name"`
 		}
 		_ = json.Unmarshal(t, &named)
-		if s.builtin(named.Name) != nil {
+		if s.tools.Has(named.Name) {
 			s.cfg.Logger.Warn("mcp stdio: an upstream tool is hidden by a built-in tool of the same name", "tool", named.Name)
 			continue
 		}
@@ -363,8 +366,8 @@ func (s *Server) callTool(ctx context.Context, m *message, raw []byte) {
 		s.refuse(ctx, m.ID, "tools/call needs a tool name")
 		return
 	}
-	if b := s.builtin(p.Name); b != nil {
-		s.reply(ctx, m.ID, s.runBuiltin(ctx, b, p.Arguments))
+	if res, ok := s.tools.Run(ctx, p.Name, p.Arguments, s.caller()); ok {
+		s.reply(ctx, m.ID, res)
 		return
 	}
 	if s.bridge != nil {
@@ -380,6 +383,25 @@ func (s *Server) refuse(ctx context.Context, id json.RawMessage, reason string) 
 	env := action.NewEnvelope(action.TypeMCPCall, "", nil, s.traceID)
 	s.cfg.Processor.Reject(context.WithoutCancel(ctx), env, s.cfg.Identity, s.meta(), audit.ResultValidationError, reason)
 	s.out.write(jsonrpc.ErrorResponse(id, jsonrpc.CodeInvalidParams, reason, nil))
+}
+
+// caller is this session's identity, trace and transport evidence for
+// the built-in tools.
+func (s *Server) caller() mcpbuiltins.Caller {
+	return mcpbuiltins.Caller{Identity: s.cfg.Identity, TraceID: s.traceID, Meta: s.meta()}
+}
+
+// meta is the transport evidence of every action of this door.
+func (s *Server) meta() map[string]any {
+	return map[string]any{"downstream_transport": mcp.DownstreamStdio}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(errors.New("crypto/rand failed"))
+	}
+	return hex.EncodeToString(b)
 }
 
 // lineWriter serializes messages onto out, one per line. A failed write

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddy-nomos/nomos/internal/jsonrpc"
+	"github.com/caddy-nomos/nomos/internal/mcpbuiltins"
 	"github.com/caddy-nomos/nomos/internal/service"
 	"github.com/caddy-nomos/nomos/mcp"
 	"github.com/caddy-nomos/nomos/policy/action"
@@ -174,14 +175,14 @@ func TestBuiltinToolsBecomeActions(t *testing.T) {
 		params   string
 		approval string
 	}{
-		{ToolFSRead, map[string]any{"path": "./src/main.go"}, "fs.read", "file://workspace/src/main.go", `{}`, ""},
-		{ToolFSRead, map[string]any{"path": "README.md", "approval_id": "apr_1"}, "fs.read", "file://workspace/README.md", `{}`, "apr_1"},
-		{ToolFSWrite, map[string]any{"path": "a.txt", "content": "hi"}, "fs.write", "file://workspace/a.txt", `{"content":"hi"}`, ""},
-		{ToolApplyPatch, map[string]any{"patch": "--- a/x\n+++ b/x\n"}, "repo.apply_patch", "repo://local/workspace", `{"patch":"--- a/x\n+++ b/x\n"}`, ""},
-		{ToolApplyPatch, map[string]any{"path": "x", "content": "y"}, "repo.apply_patch", "repo://local/workspace", `{"content":"y","path":"x"}`, ""},
-		{ToolExec, map[string]any{"argv": []string{"git", "status"}}, "process.exec", "file://workspace/git", `{"argv":["git","status"]}`, ""},
-		{ToolExec, map[string]any{"argv": []string{"/usr/bin/go", "test"}, "cwd": "src"}, "process.exec", "file://workspace/src/go", `{"argv":["/usr/bin/go","test"],"cwd":"src"}`, ""},
-		{ToolHTTPRequest, map[string]any{"url": "https://API.example.com/v1/x", "method": "post", "body": "{}"}, "net.http_request", "url://API.example.com/v1/x", `{"body":"{}","method":"POST"}`, ""},
+		{mcpbuiltins.ToolFSRead, map[string]any{"path": "./src/main.go"}, "fs.read", "file://workspace/src/main.go", `{}`, ""},
+		{mcpbuiltins.ToolFSRead, map[string]any{"path": "README.md", "approval_id": "apr_1"}, "fs.read", "file://workspace/README.md", `{}`, "apr_1"},
+		{mcpbuiltins.ToolFSWrite, map[string]any{"path": "a.txt", "content": "hi"}, "fs.write", "file://workspace/a.txt", `{"content":"hi"}`, ""},
+		{mcpbuiltins.ToolApplyPatch, map[string]any{"patch": "--- a/x\n+++ b/x\n"}, "repo.apply_patch", "repo://local/workspace", `{"patch":"--- a/x\n+++ b/x\n"}`, ""},
+		{mcpbuiltins.ToolApplyPatch, map[string]any{"path": "x", "content": "y"}, "repo.apply_patch", "repo://local/workspace", `{"content":"y","path":"x"}`, ""},
+		{mcpbuiltins.ToolExec, map[string]any{"argv": []string{"git", "status"}}, "process.exec", "file://workspace/git", `{"argv":["git","status"]}`, ""},
+		{mcpbuiltins.ToolExec, map[string]any{"argv": []string{"/usr/bin/go", "test"}, "cwd": "src"}, "process.exec", "file://workspace/src/go", `{"argv":["/usr/bin/go","test"],"cwd":"src"}`, ""},
+		{mcpbuiltins.ToolHTTPRequest, map[string]any{"url": "https://API.example.com/v1/x", "method": "post", "body": "{}"}, "net.http_request", "url://API.example.com/v1/x", `{"body":"{}","method":"POST"}`, ""},
 	}
 	for i, c := range cases {
 		t.Run(c.tool, func(t *testing.T) {
@@ -214,17 +215,17 @@ func TestBuiltinArgumentsRefusedBeforeAnyAction(t *testing.T) {
 	cases := []struct {
 		tool, args, want string
 	}{
-		{ToolFSRead, `{"path":"/etc/passwd"}`, "absolute host paths"},
-		{ToolFSRead, `{"path":"../x"}`, "path"},
-		{ToolFSRead, `{"Path":"a"}`, "unknown argument"},
-		{ToolFSRead, `{}`, "required"},
-		{ToolFSWrite, `{"path":"a"}`, "content"},
-		{ToolApplyPatch, `{"patch":"x","path":"a","content":"b"}`, "either patch"},
-		{ToolExec, `{"argv":[]}`, "argv"},
-		{ToolExec, `{"argv":["ls"],"cwd":"../out"}`, "path"},
-		{ToolHTTPRequest, `{"url":"http://example.com/"}`, "https"},
-		{ToolHTTPRequest, `{"url":"https://example.com/x?token=1"}`, "query"},
-		{ToolHTTPRequest, `{"url":"https://example.com/","headers":{"a":1}}`, "headers"},
+		{mcpbuiltins.ToolFSRead, `{"path":"/etc/passwd"}`, "absolute host paths"},
+		{mcpbuiltins.ToolFSRead, `{"path":"../x"}`, "path"},
+		{mcpbuiltins.ToolFSRead, `{"Path":"a"}`, "unknown argument"},
+		{mcpbuiltins.ToolFSRead, `{}`, "required"},
+		{mcpbuiltins.ToolFSWrite, `{"path":"a"}`, "content"},
+		{mcpbuiltins.ToolApplyPatch, `{"patch":"x","path":"a","content":"b"}`, "either patch"},
+		{mcpbuiltins.ToolExec, `{"argv":[]}`, "argv"},
+		{mcpbuiltins.ToolExec, `{"argv":["ls"],"cwd":"../out"}`, "path"},
+		{mcpbuiltins.ToolHTTPRequest, `{"url":"http://example.com/"}`, "https"},
+		{mcpbuiltins.ToolHTTPRequest, `{"url":"https://example.com/x?token=1"}`, "query"},
+		{mcpbuiltins.ToolHTTPRequest, `{"url":"https://example.com/","headers":{"a":1}}`, "headers"},
 	}
 	p := new(fakeProcessor)
 	s := startSession(t, Config{Processor: p, ActionTypes: allTypes})
@@ -238,7 +239,7 @@ func TestBuiltinArgumentsRefusedBeforeAnyAction(t *testing.T) {
 	// Duplicate and case-variant keys are refused for the whole message, as
 	// nomos_mcp refuses them: the id is kept, nothing runs.
 	for i, args := range []string{`{"path":"a","path":"b"}`, `{"path":"a","\u0050ath":"b"}`} {
-		s.send(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":%q,"arguments":%s}}`, 100+i, ToolFSRead, args))
+		s.send(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":%q,"arguments":%s}}`, 100+i, mcpbuiltins.ToolFSRead, args))
 		resp := s.next()
 		e, _ := resp["error"].(map[string]any)
 		if resp["id"] != float64(100+i) || !strings.Contains(fmt.Sprint(e["message"]), "duplicate object key") {
@@ -282,7 +283,7 @@ func TestDecisionsAreReadableToolResults(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			p := &fakeProcessor{answer: func(map[string]any) (*service.Response, error) { r := c.resp; return &r, nil }}
 			s := startSession(t, Config{Processor: p, ActionTypes: allTypes})
-			text, isErr := resultText(t, s.call(i+1, ToolFSRead, map[string]any{"path": "a"}))
+			text, isErr := resultText(t, s.call(i+1, mcpbuiltins.ToolFSRead, map[string]any{"path": "a"}))
 			if isErr != c.isError {
 				t.Fatalf("isError=%v: %s", isErr, text)
 			}
@@ -297,7 +298,7 @@ func TestDecisionsAreReadableToolResults(t *testing.T) {
 		return nil, service.Errorf(500, service.CodeAudit, "could not record authorization decision; action not authorized")
 	}}
 	s := startSession(t, Config{Processor: p, ActionTypes: allTypes})
-	text, isErr := resultText(t, s.call(1, ToolFSRead, map[string]any{"path": "a"}))
+	text, isErr := resultText(t, s.call(1, mcpbuiltins.ToolFSRead, map[string]any{"path": "a"}))
 	if !isErr || !strings.Contains(text, "DENY (audit_error") {
 		t.Fatalf("pipeline failure must fail closed with a readable DENY: %q", text)
 	}
@@ -336,7 +337,7 @@ func TestServeWithoutGateway(t *testing.T) {
 	if m := s.next(); m["error"] == nil {
 		t.Fatalf("batch: %v", m)
 	}
-	text, _ := resultText(t, s.call(6, ToolCapabilities, map[string]any{}))
+	text, _ := resultText(t, s.call(6, mcpbuiltins.ToolCapabilities, map[string]any{}))
 	var caps map[string]any
 	if err := json.Unmarshal([]byte(text), &caps); err != nil || caps["identity"].(map[string]any)["principal"] != "alice" {
 		t.Fatalf("capabilities: %s", text)

@@ -1,11 +1,8 @@
-package mcpstdio
+package mcpbuiltins
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -18,58 +15,68 @@ import (
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
-// toolResult is a tools/call result.
-type toolResult struct {
-	Content []textContent     `json:"content"`
+// Result is a tools/call result.
+type Result struct {
+	Content []TextContent     `json:"content"`
 	IsError bool              `json:"isError,omitempty"`
 	Meta    map[string]string `json:"_meta,omitempty"`
 }
 
-type textContent struct {
+// TextContent is one text block of a Result.
+type TextContent struct {
 	Type string `json:"type"`
 	Text string `json:"text"`
 }
 
-func textResult(text string, isError bool, meta map[string]string) toolResult {
-	return toolResult{Content: []textContent{{Type: "text", Text: text}}, IsError: isError, Meta: meta}
+func textResult(text string, isError bool, meta map[string]string) Result {
+	return Result{Content: []TextContent{{Type: "text", Text: text}}, IsError: isError, Meta: meta}
 }
 
-// runBuiltin turns one built-in tool call into an action, runs it through
-// the pipeline and shapes the answer for the model. A call refused before
-// the pipeline is recorded too, labelled stdio like every event here.
-func (s *Server) runBuiltin(ctx context.Context, b *builtin, raw json.RawMessage) toolResult {
-	if b.actionType == "" {
-		return s.capabilities()
+// Caller is who calls a built-in tool and through which door: the
+// identity bound to the action, the trace the door groups its actions
+// under, and the transport evidence recorded on every event.
+type Caller struct {
+	Identity action.Identity
+	TraceID  string
+	Meta     map[string]any
+}
+
+// Run turns one built-in tool call into an action, runs it through the
+// pipeline and shapes the answer for the model. A call refused before the
+// pipeline is recorded too, with the caller's transport evidence. ok is
+// false when name is not a built-in tool.
+func (s *Set) Run(ctx context.Context, name string, raw json.RawMessage, c Caller) (Result, bool) {
+	b := s.builtin(name)
+	if b == nil {
+		return Result{}, false
 	}
-	env, err := s.envelope(b, raw)
+	if b.actionType == "" {
+		return s.capabilities(c.Identity), true
+	}
+	env, err := envelope(b, raw, c.TraceID)
 	if err != nil {
 		reason := "Invalid arguments: " + err.Error()
-		s.cfg.Processor.Reject(context.WithoutCancel(ctx), env, s.cfg.Identity, s.meta(), audit.ResultValidationError, reason)
-		return textResult(reason+". Nothing was done.", true, map[string]string{"nomos/decision": policy.Deny})
+		s.cfg.Processor.Reject(context.WithoutCancel(ctx), env, c.Identity, c.Meta, audit.ResultValidationError, reason)
+		return textResult(reason+". Nothing was done.", true, map[string]string{"nomos/decision": policy.Deny}), true
 	}
 	body, err := json.Marshal(env)
 	if err != nil {
-		return textResult("Nomos decision: DENY (internal_error). Nothing was done.", true, map[string]string{"nomos/decision": policy.Deny})
+		return textResult("Nomos decision: DENY (internal_error). Nothing was done.", true, map[string]string{"nomos/decision": policy.Deny}), true
 	}
-	resp, err := s.cfg.Processor.ProcessWith(ctx, body, s.cfg.Identity, s.meta())
+	resp, err := s.cfg.Processor.ProcessWith(ctx, body, c.Identity, c.Meta)
 	if err != nil {
 		se := service.AsError(err)
 		return textResult(mcp.DenialText(mcp.AuthzResult{Decision: policy.Deny, Reason: se.Code + ": " + se.Msg}), true,
-			map[string]string{"nomos/decision": policy.Deny})
+			map[string]string{"nomos/decision": policy.Deny}), true
 	}
-	return responseResult(resp)
-}
-
-// meta is the transport evidence of every built-in action.
-func (s *Server) meta() map[string]any {
-	return map[string]any{"downstream_transport": mcp.DownstreamStdio}
+	return responseResult(resp), true
 }
 
 // envelope builds the action of a built-in call; a retry's approval id
 // goes to context.extensions.approval, as for every other front door. On
 // an error the envelope still names the action type, for the audit.
-func (s *Server) envelope(b *builtin, raw json.RawMessage) (*action.Envelope, error) {
-	env := action.NewEnvelope(b.actionType, "", nil, s.traceID)
+func envelope(b *builtin, raw json.RawMessage, traceID string) (*action.Envelope, error) {
+	env := action.NewEnvelope(b.actionType, "", nil, traceID)
 	args, approvalID, err := decodeArgs(raw, schemaKeys(b.tool.RawInputSchema)...)
 	if err != nil {
 		return env, err
@@ -105,7 +112,7 @@ func schemaKeys(schema json.RawMessage) []string {
 // responseResult is the text the model reads. DENY and REQUIRE_APPROVAL
 // are tool errors with the one denial text of every MCP door; so is a
 // command that exited non-zero.
-func responseResult(r *service.Response) toolResult {
+func responseResult(r *service.Response) Result {
 	meta := map[string]string{"nomos/decision": r.Decision, "nomos/action_id": r.ActionID, "nomos/trace_id": r.TraceID}
 	if r.Decision == policy.Allow {
 		text, failed := allowedText(r)
@@ -156,12 +163,12 @@ func section(b *strings.Builder, name, text string) {
 
 // capabilities answers nomos_capabilities; it is not an action and is
 // not audited.
-func (s *Server) capabilities() toolResult {
+func (s *Set) capabilities(id action.Identity) Result {
 	caps := map[string]any{}
 	if s.cfg.Capabilities != nil {
 		caps = s.cfg.Capabilities()
 	}
-	caps["identity"] = map[string]string{"principal": s.cfg.Identity.Principal, "agent": s.cfg.Identity.Agent}
+	caps["identity"] = map[string]string{"principal": id.Principal, "agent": id.Agent}
 	var tools []map[string]any
 	for i := range s.tools {
 		t := &s.tools[i]
@@ -175,18 +182,10 @@ func (s *Server) capabilities() toolResult {
 		tools = append(tools, entry)
 	}
 	caps["builtin_tools"] = tools
-	caps["upstream_tools_relayed"] = s.cfg.Gateway != nil
+	caps["upstream_tools_relayed"] = s.cfg.UpstreamsRelayed
 	b, err := json.MarshalIndent(caps, "", "  ")
 	if err != nil {
 		return textResult("capabilities: "+err.Error(), true, nil)
 	}
 	return textResult(string(b), false, nil)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(errors.New("crypto/rand failed"))
-	}
-	return hex.EncodeToString(b)
 }

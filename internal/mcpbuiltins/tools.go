@@ -1,4 +1,4 @@
-package mcpstdio
+package mcpbuiltins
 
 import (
 	"encoding/json"
@@ -96,7 +96,7 @@ func newTool(name, description string, in json.RawMessage, readOnly, destructive
 }
 
 // builtin finds a built-in tool by name.
-func (s *Server) builtin(name string) *builtin {
+func (s *Set) builtin(name string) *builtin {
 	for i := range s.tools {
 		if s.tools[i].tool.Name == name {
 			return &s.tools[i]
@@ -107,12 +107,12 @@ func (s *Server) builtin(name string) *builtin {
 
 // usable reports whether the executor runs b's action type (otherwise
 // every call is denied as unsupported_action).
-func (s *Server) usable(b *builtin) bool {
+func (s *Set) usable(b *builtin) bool {
 	return b.actionType == "" || slices.Contains(s.cfg.ActionTypes, b.actionType)
 }
 
-// toolDefs are the listed built-in tools: the usable ones.
-func (s *Server) toolDefs() []mcpgo.Tool {
+// Tools are the listed built-in tools: the usable ones.
+func (s *Set) Tools() []mcpgo.Tool {
 	var out []mcpgo.Tool
 	for i := range s.tools {
 		if s.usable(&s.tools[i]) {
@@ -121,6 +121,10 @@ func (s *Server) toolDefs() []mcpgo.Tool {
 	}
 	return out
 }
+
+// Has reports whether name is a built-in tool, listed or not: a call to
+// an unlisted one is still governed (and denied as unsupported_action).
+func (s *Set) Has(name string) bool { return s.builtin(name) != nil }
 
 // decodeArgs strictly decodes tool arguments: an object without duplicate
 // or case-variant keys (action.CheckStrictJSON), only the allowed keys, and
