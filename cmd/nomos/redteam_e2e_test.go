@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/caddy-nomos/nomos/internal/identity"
 )
 
 // Attacks found after issue 8 was closed, end to end through the built
@@ -52,4 +55,38 @@ func TestGitDiffRevisionOperandRefused(t *testing.T) {
 		}
 	}
 	wantNowhere(t, g, dotenvSecret)
+}
+
+// ambiguousParams are JSON documents that one decoder reads differently
+// from another beyond case: a full-width or other compatibility-form key
+// (folded by decoders that normalize), a key with NUL (cut by C decoders),
+// and a number no 64-bit float holds (Infinity in JavaScript and Python).
+var ambiguousParams = []struct{ doc, reason string }{
+	{`{"order_id":"1002","amount":50,"\uff41mount":5000}`, "duplicate object key"},
+	{"{\"order_id\":\"1002\",\"amount\":50,\"\uff41\uff4d\uff4f\uff55\uff4e\uff54\":5000}", "duplicate object key"},
+	{`{"order_id":"1002","amount":50,"amount\u0000":5000}`, "control character"},
+	{`{"order_id":"1002","amount":-1e400}`, "out of the range"},
+}
+
+// TestAmbiguousJSONRefusedAtEveryDoor: the HTTP API and nomos_mcp refuse
+// them with a validation error before any decision.
+func TestAmbiguousJSONRefusedAtEveryDoor(t *testing.T) {
+	s, _ := identityServer(t, false)
+	for i, p := range ambiguousParams {
+		body := fmt.Sprintf(`{"schema_version":"v1","action_id":"amb-%d","trace_id":"t-amb","action_type":"payments.refund","resource":"payments://shop/orders/1","params":%s,"context":{}}`, i, p.doc)
+		req := signedReq(s, "POST", "/action", "alice-key", identity.SignedRequest{Body: []byte(body)})
+		expect(t, p.doc, req, 400, "validation_error: decode envelope: body: ")
+	}
+	g := startMCPGateway(t)
+	c := &mcpClient{t: t, url: g.base + "/mcp", key: "alice-key"}
+	c.initialize()
+	for _, p := range ambiguousParams {
+		code, out := c.call("refund_order", p.doc)
+		if code != 400 || !strings.Contains(fmt.Sprint(out), p.reason) {
+			t.Errorf("%s: %d %v", p.doc, code, out)
+		}
+	}
+	if _, out := c.call("lookup_order", `{"order_id":"1002"}`); !strings.Contains(fmt.Sprint(out), "refunded 0.00") {
+		t.Fatalf("order 1002 after refused refunds: %v", out)
+	}
 }
