@@ -90,3 +90,30 @@ func TestAmbiguousJSONRefusedAtEveryDoor(t *testing.T) {
 		t.Fatalf("order 1002 after refused refunds: %v", out)
 	}
 }
+
+// TestShippedRefundApprovalPaysOnce: in the shipped demo, an approved
+// refund authorizes one refund, not as many as the agent sends (each with
+// a fresh action id) until the approval expires; and a refund of less than
+// zero is no refund.
+func TestShippedRefundApprovalPaysOnce(t *testing.T) {
+	g, _ := startShippedDemo(t)
+	refund := func(id, approval string, amount float64) answer {
+		env := envelope(id, "payments.refund", "payments://shop/orders/1", map[string]any{"amount": amount, "currency": "USD"})
+		if approval != "" {
+			env["context"] = map[string]any{"extensions": map[string]any{"approval": map[string]any{"approval_id": approval}}}
+		}
+		return g.actEnvelope(t, env)
+	}
+	wantAnswer(t, refund("neg", "", -5000), 200, "DENY", "deny_by_default")
+	a := refund("big-1", "", 500)
+	wantAnswer(t, a, 200, "REQUIRE_APPROVAL", "require_approval_by_rule")
+	reviewer := client{base: g.s.base, apiKey: "dev-reviewer-key", agent: "demo-agent", secret: "dev-agent-secret", principal: "reviewer"}
+	if code, out := reviewer.post(t, "/approvals/decide", map[string]any{"approval_id": a.str("approval_id"), "decision": "APPROVE"}); code != 200 {
+		t.Fatalf("decide: %d %v", code, out)
+	}
+	wantAnswer(t, refund("big-2", a.str("approval_id"), 500), 200, "ALLOW", "allow_by_approval")
+	again := refund("big-3", a.str("approval_id"), 500)
+	if again.str("decision") == "ALLOW" {
+		t.Fatalf("one approval paid out twice: %s", again.raw)
+	}
+}
