@@ -117,3 +117,27 @@ func TestShippedRefundApprovalPaysOnce(t *testing.T) {
 		t.Fatalf("one approval paid out twice: %s", again.raw)
 	}
 }
+
+// TestGuardBodyParamStrictJSON: nomos_guard's body_param read the body with
+// the exact-duplicate check only, so {"amount":50,"Amount":5000} passed a
+// lte:100 rule and reached a service that may read 5000. Every ambiguous
+// body is refused before the upstream sees it.
+func TestGuardBodyParamStrictJSON(t *testing.T) {
+	s, u := startGuard(t, "")
+	for _, body := range []string{
+		`{"amount":50,"Amount":5000}`,
+		`{"AMOUNT":5000,"amount":50}`,
+		`{"amount":50,"\uff41mount":5000}`,
+		`{"amount":50,"amount\u0000":5000}`,
+		`{"amount":-1e400}`,
+	} {
+		before := u.hits.Load()
+		code, _, out := guardDo(t, "POST", s.base+"/refunds", body)
+		if code != 400 || !strings.Contains(out, "validation_error: request body is not valid JSON") || u.hits.Load() != before {
+			t.Errorf("%s: %d %s (upstream hits %d -> %d)", body, code, out, before, u.hits.Load())
+		}
+	}
+	if code, _, out := guardDo(t, "POST", s.base+"/refunds", `{"amount":50}`); code != 200 {
+		t.Fatalf("a plain small refund: %d %s", code, out)
+	}
+}
