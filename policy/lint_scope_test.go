@@ -3,8 +3,9 @@ package policy
 import "testing"
 
 // TestLintClassScopeOnAmount is issue 8 #4: a class-scoped approval on a
-// rule that decides on an amount is flagged; the same rule bound to the
-// exact action, or a class scope with no amount, is not.
+// rule that decides on an amount, or on an action whose params are its
+// content, is flagged; the same rule bound to the exact action, or a class
+// scope with neither, is not.
 func TestLintClassScopeOnAmount(t *testing.T) {
 	tests := []struct{ name, rules, want string }{
 		{"class scope on a numeric bound", `
@@ -16,7 +17,18 @@ func TestLintClassScopeOnAmount(t *testing.T) {
 		{"exact binding", `
   - {id: big, action_type: mcp.call, resource: 'mcp://retail/refund_order', decision: REQUIRE_APPROVAL, params_match: {tool_arguments.amount: {gt: 100}}}`, ""},
 		{"class scope without an amount", `
-  - {id: ci, action_type: fs.write, resource: 'file://workspace/.github/**', decision: REQUIRE_APPROVAL, params_match: {mode: {equals: replace}}, obligations: {approval_scope_class: action_type_resource}}`, ""},
+  - {id: crm, action_type: mcp.call, resource: 'mcp://crm/list_contacts', decision: REQUIRE_APPROVAL, params_match: {tool_arguments.region: {equals: eu}}, obligations: {approval_scope_class: action_type_resource}}`, ""},
+		{"class scope on a file write", `
+  - {id: ci, action_type: fs.write, resource: 'file://workspace/.github/**', decision: REQUIRE_APPROVAL, obligations: {approval_scope_class: action_type_resource}}`,
+			"warning:class_scope_on_content:ci"},
+		{"class scope on a patch", `
+  - {id: p, action_type: repo.apply_patch, resource: 'repo://local/workspace', decision: REQUIRE_APPROVAL, obligations: {approval_scope_class: action_type_resource}}`,
+			"warning:class_scope_on_content:p"},
+		{"class scope on a command", `
+  - {id: x, action_type: process.exec, resource: 'file://workspace/**', decision: REQUIRE_APPROVAL, exec_match: {argv_patterns: [[ls, "*"]]}, obligations: {approval_scope_class: action_type_resource}}`,
+			"warning:class_scope_on_content:x"},
+		{"exact binding of a file write", `
+  - {id: ci, action_type: fs.write, resource: 'file://workspace/.github/**', decision: REQUIRE_APPROVAL}`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
