@@ -72,6 +72,17 @@ func restrict(spec launchSpec) error {
 	return nil
 }
 
+// writeDirRights is what a writable directory grants: read and write,
+// but never creating a character or block device. A child running as root
+// could otherwise mknod the disk or /dev/kmem inside its grant and read or
+// write through it past every other rule.
+const writeDirRights = llsys.AccessFSExecute | llsys.AccessFSReadFile | llsys.AccessFSReadDir |
+	llsys.AccessFSWriteFile | llsys.AccessFSRemoveDir | llsys.AccessFSRemoveFile | llsys.AccessFSMakeDir |
+	llsys.AccessFSMakeReg | llsys.AccessFSMakeSock | llsys.AccessFSMakeFifo | llsys.AccessFSMakeSym |
+	llsys.AccessFSTruncate
+
+func writeDirs(paths ...string) landlock.FSRule { return landlock.PathAccess(writeDirRights, paths...) }
+
 // landlockRules grants read (and execute) on spec.Read, read and write on
 // spec.Write, and TCP connect to spec.ConnectTCP. Landlock grants on files
 // and directories differently, so each path is looked at first; a missing
@@ -83,7 +94,7 @@ func landlockRules(spec launchSpec) ([]landlock.Rule, error) {
 		dir, file func(...string) landlock.FSRule
 	}{
 		{spec.Read, landlock.RODirs, landlock.ROFiles},
-		{spec.Write, landlock.RWDirs, landlock.RWFiles},
+		{spec.Write, writeDirs, landlock.RWFiles},
 	} {
 		for _, p := range group.paths {
 			fi, err := os.Stat(p)
