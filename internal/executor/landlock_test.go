@@ -75,6 +75,19 @@ func TestLandlockAllowsWhatIsPermitted(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.root, "src/new.txt")); err != nil {
 		t.Fatal(err)
 	}
+	// A child started by root keeps no capability (raw sockets, mknod,
+	// chown, permission overrides).
+	if os.Geteuid() == 0 {
+		res = mustRun(t, e, execAction(t, map[string]any{"argv": []string{"grep", "-E", "^Cap(Eff|Prm|Bnd|Amb)", "/proc/self/status"}}), landlockMode)
+		for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
+			if !strings.HasSuffix(line, "0000000000000000") {
+				t.Errorf("capabilities left in the confined child: %q", res.Stdout)
+			}
+		}
+		if strings.Count(res.Stdout, "\n") != 4 {
+			t.Errorf("capability lines: %q %q", res.Stdout, res.Stderr)
+		}
+	}
 	// The launcher sets the local profile's limits before the exec.
 	res = mustRun(t, e, execAction(t, map[string]any{"argv": []string{"sh", "-c", "ulimit -n; ulimit -c"}}), landlockMode)
 	if res.Stdout != "1024\n0\n" {

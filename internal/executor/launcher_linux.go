@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
 	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
+	"golang.org/x/sys/unix"
 )
 
 const landlockSupported = true
@@ -34,6 +36,9 @@ func RunLauncher(args []string) error {
 }
 
 func launch(args []string) error {
+	// Capabilities belong to a thread: the one that drops them must be the
+	// one that execs.
+	runtime.LockOSThread()
 	if len(args) != 1 {
 		return errors.New("sandbox launcher: want one argument, the launch spec")
 	}
@@ -48,6 +53,9 @@ func launch(args []string) error {
 		return err
 	}
 	if err := restrict(spec); err != nil {
+		return err
+	}
+	if err := dropCapabilities(); err != nil {
 		return err
 	}
 	syscall.CloseOnExec(statusFD)
@@ -164,6 +172,33 @@ func checkWriteTargets(paths []string) error {
 		if err == nil && real != p {
 			return fmt.Errorf("sandbox launcher: write path %s changed into a link", p)
 		}
+	}
+	return nil
+}
+
+// dropCapabilities leaves the program no capability when Nomos runs as
+// root: Landlock confines paths and TCP, but root's capabilities would
+// still open raw sockets, make device nodes, change file ownership or
+// override file permissions. The bounding set is emptied so that the exec
+// (which gives root every capability in it) grants none. A non-root
+// launcher has none to drop.
+func dropCapabilities() error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	for c := 0; c < 64; c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err == unix.EINVAL {
+			break // past the kernel's last capability
+		} else if err != nil {
+			return fmt.Errorf("sandbox launcher: drop capability %d: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("sandbox launcher: clear ambient capabilities: %w", err)
+	}
+	var data [2]unix.CapUserData
+	if err := unix.Capset(&unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}, &data[0]); err != nil {
+		return fmt.Errorf("sandbox launcher: drop capabilities: %w", err)
 	}
 	return nil
 }
