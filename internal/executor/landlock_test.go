@@ -5,8 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/caddy-nomos/nomos/policy"
@@ -250,5 +252,37 @@ func TestLandlockReadPaths(t *testing.T) {
 	touch := execAction(t, map[string]any{"argv": []string{"touch", filepath.Join(extra, "new")}})
 	if res := mustRun(t, e2, touch, landlockMode); *res.ExitCode == 0 {
 		t.Fatal("a read path was writable")
+	}
+}
+
+// A descriptor Nomos inherited without close-on-exec (a supervisor's pipe,
+// a socket-activation listener) does not reach the confined program:
+// Landlock does not govern what is already open.
+func TestLandlockInheritedDescriptorsClosed(t *testing.T) {
+	e := landlockExecutor(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	const leaked = 77
+	if err := syscall.Dup2(int(w.Fd()), leaked); err != nil { // Dup2 leaves close-on-exec off
+		t.Fatal(err)
+	}
+	defer syscall.Close(leaked)
+	res := mustRun(t, e, execAction(t, map[string]any{"argv": []string{"ls", "/proc/self/fd"}}), landlockMode)
+	fds := strings.Fields(res.Stdout)
+	if *res.ExitCode != 0 || len(fds) == 0 {
+		t.Fatalf("ls /proc/self/fd: %q %q", res.Stdout, res.Stderr)
+	}
+	if slices.Contains(fds, strconv.Itoa(leaked)) {
+		t.Fatalf("the confined program holds the inherited descriptor %d: %v", leaked, fds)
+	}
+	// The control: an unconfined child does inherit it.
+	local := newTestExecutor(t, Config{WorkspaceRoot: e.root, SandboxProfile: "local"})
+	res = mustRun(t, local, execAction(t, map[string]any{"argv": []string{"ls", "/proc/self/fd"}}), noObligations)
+	if !slices.Contains(strings.Fields(res.Stdout), strconv.Itoa(leaked)) {
+		t.Fatalf("the control did not inherit descriptor %d: the test proves nothing: %q", leaked, res.Stdout)
 	}
 }

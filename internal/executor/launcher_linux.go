@@ -58,7 +58,14 @@ func launch(args []string) error {
 	if err := dropCapabilities(); err != nil {
 		return err
 	}
-	syscall.CloseOnExec(statusFD)
+	// Go closes only the descriptors it opened itself on exec: one Nomos
+	// inherited (a supervisor's pipe, a socket-activation listener) would
+	// reach the program, and Landlock does not govern an open descriptor.
+	// The program keeps stdin, stdout and stderr only; the status pipe
+	// closes with the exec too.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("sandbox launcher: close inherited descriptors: %w", err)
+	}
 	err := syscall.Exec(spec.Path, spec.Argv, os.Environ())
 	return fmt.Errorf("sandbox launcher: exec: %w", err)
 }
