@@ -248,8 +248,11 @@ func (m *httpMapping) addBodyParams(p map[string]any, body []byte) error {
 	if len(m.bodyParams) == 0 {
 		return nil
 	}
-	if _, err := action.Canonicalize(body); err != nil {
-		return service.Errorf(http.StatusBadRequest, service.CodeValidation, "request body is not valid JSON (%s)", strings.TrimPrefix(err.Error(), "canonical json: "))
+	// The strict check every door applies: keys equal under case folding or
+	// Unicode compatibility form are duplicates, since the service behind
+	// the guard may read {"amount":50,"Amount":5000} as 5000.
+	if err := action.CheckStrictJSON(body); err != nil {
+		return service.Errorf(http.StatusBadRequest, service.CodeValidation, "request body is not valid JSON (%s)", err.Error())
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()

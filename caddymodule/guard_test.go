@@ -231,9 +231,13 @@ func TestGuardBodyParamsAndApprovalRoundTrip(t *testing.T) {
 func TestGuardRefusesBadBodies(t *testing.T) {
 	h := refundGuard(t, newGuardApp(t, nil))
 	for body, want := range map[string]string{
-		`{"refund":{"amount":1}`:                        "request body is not valid JSON",
-		`{"refund":{"amount":1},"refund":{"amount":2}}`: "duplicate",
-		strings.Repeat("x", defaultGuardMaxBody+1):      "request_too_large",
+		`{"refund":{"amount":1}`:                           "request body is not valid JSON",
+		`{"refund":{"amount":1},"refund":{"amount":2}}`:    "duplicate",
+		`{"refund":{"amount":1,"Amount":5000}}`:            "differ only in case",
+		`{"refund":{"amount":1},"REFUND":{"amount":2}}`:    "differ only in case",
+		"{\"refund\":{\"amount\":1,\"\uff41mount\":5000}}": "Unicode compatibility form",
+		`{"refund":{"amount":-1e400}}`:                     "out of the range",
+		strings.Repeat("x", defaultGuardMaxBody+1):         "request_too_large",
 	} {
 		up := new(upstream)
 		rec, _, _ := serveGuard(t, h, guardRequest(http.MethodPost, "/refunds", body), up)

@@ -96,6 +96,8 @@ func TestRetailExample(t *testing.T) {
 		{"mcp://retail/refund_order", `{"tool_arguments":{"amount":100.01}}`, RequireApproval, ReasonRequireApprovalByRule, []string{"refund-over-100"}},
 		{"mcp://retail/refund_order", `{"tool_arguments":{"amount":2500}}`, RequireApproval, ReasonRequireApprovalByRule, []string{"refund-over-100"}},
 		{"mcp://retail/refund_order", `{"tool_arguments":{"order_id":"42"}}`, Deny, ReasonDenyByDefault, nil},
+		{"mcp://retail/refund_order", `{"tool_arguments":{"amount":-5000}}`, Deny, ReasonDenyByDefault, nil},
+		{"mcp://retail/refund_order", `{"tool_arguments":{"amount":0}}`, Deny, ReasonDenyByDefault, nil},
 		{"mcp://retail/refund_order", `{"tool_arguments":{"amount":"all of it"}}`, Deny, ReasonDenyByEvaluationError, []string{"refund-over-100", "refund-up-to-100"}},
 		{"mcp://retail/issue_compensation", `{"tool_arguments":{"amount":1}}`, Deny, ReasonDenyByRule, []string{"deny-compensation"}},
 		{"mcp://retail/delete_customer", `{}`, Deny, ReasonDenyByDefault, nil},
@@ -108,4 +110,25 @@ func TestRetailExample(t *testing.T) {
 	checkDecision(t, e.Evaluate(sample), Deny, ReasonDenyByRule, "base-deny-mcp-sample")
 	prod := newAction(t, "secrets.checkout", "secret://vault/db", `{"secret_id":"db"}`, action.Identity{Principal: "alice", Agent: "coder", Environment: "prod"})
 	checkDecision(t, e.Evaluate(prod), Deny, ReasonDenyByRule, "base-deny-secrets-outside-dev")
+}
+
+// TestPaymentsExample: small refunds are allowed, large ones need approval,
+// and a refund of zero or less (a charge in disguise) matches no rule.
+func TestPaymentsExample(t *testing.T) {
+	e := loadExamples(t, "base.yaml", "payments.yaml")
+	for _, tt := range []struct {
+		params           string
+		decision, reason string
+		ids              []string
+	}{
+		{`{"amount":50,"currency":"USD"}`, Allow, ReasonAllowByRule, []string{"payments-refund-small"}},
+		{`{"amount":100,"currency":"EUR"}`, Allow, ReasonAllowByRule, []string{"payments-refund-small"}},
+		{`{"amount":101,"currency":"USD"}`, RequireApproval, ReasonRequireApprovalByRule, []string{"payments-refund-large"}},
+		{`{"amount":-5000,"currency":"USD"}`, Deny, ReasonDenyByDefault, nil},
+		{`{"amount":0,"currency":"USD"}`, Deny, ReasonDenyByDefault, nil},
+		{`{"amount":-0.01,"currency":"USD"}`, Deny, ReasonDenyByDefault, nil},
+	} {
+		d := e.Evaluate(act(t, "payments.refund", "payments://shop/orders/7", tt.params))
+		t.Run(tt.params, func(t *testing.T) { checkDecision(t, d, tt.decision, tt.reason, tt.ids...) })
+	}
 }

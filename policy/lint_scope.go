@@ -27,7 +27,9 @@ var amountWords = []string{
 
 // classScopeFinding flags a rule whose approvals would be scoped to a class
 // (action type and resource, any params) although the rule decides on an
-// amount: approving one refund of 101 would approve a refund of 10,000.
+// amount (approving one refund of 101 would approve a refund of 10,000) or
+// on content (approving a harmless CI workflow would approve any workflow
+// written to that file).
 func classScopeFinding(c *compiledRule) []Finding {
 	if c.ob.ApprovalScopeClass == "" {
 		return nil

@@ -3,8 +3,9 @@ package policy
 import "testing"
 
 // TestLintClassScopeOnAmount is issue 8 #4: a class-scoped approval on a
-// rule that decides on an amount is flagged; the same rule bound to the
-// exact action, or a class scope with no amount, is not.
+// rule that decides on an amount, or on an action whose params are its
+// content, is flagged; the same rule bound to the exact action, or a class
+// scope with neither, is not.
 func TestLintClassScopeOnAmount(t *testing.T) {
 	tests := []struct{ name, rules, want string }{
 		{"class scope on a numeric bound", `
@@ -23,6 +24,17 @@ func TestLintClassScopeOnAmount(t *testing.T) {
 			"warning:class_scope_on_effect:refunds"},
 		{"class scope on a read", `
   - {id: logs, action_type: fs.read, resource: 'file://workspace/logs/**', decision: REQUIRE_APPROVAL, obligations: {approval_scope_class: action_type_resource}}`, ""},
+		{"class scope on tool arguments", `
+  - {id: crm, action_type: mcp.call, resource: 'mcp://crm/list_contacts', decision: REQUIRE_APPROVAL, params_match: {tool_arguments.region: {equals: eu}}, obligations: {approval_scope_class: action_type_resource}}`,
+			"warning:class_scope_on_effect:crm"},
+		{"class scope on a patch", `
+  - {id: p, action_type: repo.apply_patch, resource: 'repo://local/workspace', decision: REQUIRE_APPROVAL, obligations: {approval_scope_class: action_type_resource}}`,
+			"warning:class_scope_on_effect:p"},
+		{"class scope on a command", `
+  - {id: x, action_type: process.exec, resource: 'file://workspace/**', decision: REQUIRE_APPROVAL, exec_match: {argv_patterns: [[ls, "*"]]}, obligations: {approval_scope_class: action_type_resource}}`,
+			"warning:class_scope_on_effect:x"},
+		{"exact binding of a file write", `
+  - {id: ci, action_type: fs.write, resource: 'file://workspace/.github/**', decision: REQUIRE_APPROVAL}`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

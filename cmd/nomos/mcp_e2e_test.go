@@ -188,7 +188,7 @@ func TestMCPSessionSurvivesReload(t *testing.T) {
 	if text, isErr := toolText(must(c.call("refund_order", `{"order_id":"1001","amount":30}`))); isErr {
 		t.Fatalf("before reload: %q", text)
 	}
-	stricter := strings.Replace(mustRead(t, filepath.Join(s.dir, "retail.yaml")), "{lte: 100}", "{lte: 10}", 1)
+	stricter := strings.Replace(mustRead(t, filepath.Join(s.dir, "retail.yaml")), "lte: 100}", "lte: 10}", 1)
 	writeFiles(t, s.dir, map[string]string{"retail.yaml": stricter})
 	if _, errOut, code := runCLI(t, s.dir, "reload", "--force", "--config", "Caddyfile", "--adapter", "caddyfile", "--address", s.admin); code != 0 {
 		t.Fatalf("reload: %s", errOut)

@@ -31,7 +31,10 @@ func (b *confinement) cleanup() { _ = os.RemoveAll(b.tmp) }
 // helpers, external diff, signature programs, protocols, and repository
 // discovery (GIT_DIR is pinned to the workspace's own .git, so a nested
 // .git an agent planted is never used). The GIT_CONFIG_COUNT entries rank
-// above every config file.
+// above every config file. diff.external has no value that means "none"
+// (an empty one is run as a command and breaks every diff): with no system
+// or global config it can only come from the repository config, which
+// checkRepoConfig refuses, or from GIT_EXTERNAL_DIFF, which hardenEnv does.
 func gitEnv(root, home string) map[string]string {
 	env := map[string]string{
 		"HOME": home, "TMPDIR": home, "XDG_CONFIG_HOME": home,
@@ -46,7 +49,7 @@ func gitEnv(root, home string) map[string]string {
 		{"core.fsmonitor", "false"}, {"core.hooksPath", os.DevNull}, {"core.pager", "cat"},
 		{"core.editor", ":"}, {"core.sshCommand", "false"}, {"core.askPass", ""},
 		{"core.gitProxy", ""}, {"core.alternateRefsCommand", ""}, {"core.attributesFile", os.DevNull},
-		{"credential.helper", ""}, {"diff.external", ""}, {"log.showSignature", "false"},
+		{"credential.helper", ""}, {"log.showSignature", "false"},
 		{"gpg.program", "false"}, {"gpg.ssh.program", "false"}, {"gpg.x509.program", "false"},
 		{"sequence.editor", ":"}, {"protocol.allow", "never"}, {"uploadpack.packObjectsHook", ""},
 	}

@@ -5,8 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/caddy-nomos/nomos/policy"
@@ -75,6 +77,19 @@ func TestLandlockAllowsWhatIsPermitted(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.root, "src/new.txt")); err != nil {
 		t.Fatal(err)
 	}
+	// A child started by root keeps no capability (raw sockets, mknod,
+	// chown, permission overrides).
+	if os.Geteuid() == 0 {
+		res = mustRun(t, e, execAction(t, map[string]any{"argv": []string{"grep", "-E", "^Cap(Eff|Prm|Bnd|Amb)", "/proc/self/status"}}), landlockMode)
+		for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
+			if !strings.HasSuffix(line, "0000000000000000") {
+				t.Errorf("capabilities left in the confined child: %q", res.Stdout)
+			}
+		}
+		if strings.Count(res.Stdout, "\n") != 4 {
+			t.Errorf("capability lines: %q %q", res.Stdout, res.Stderr)
+		}
+	}
 	// The launcher sets the local profile's limits before the exec.
 	res = mustRun(t, e, execAction(t, map[string]any{"argv": []string{"sh", "-c", "ulimit -n; ulimit -c"}}), landlockMode)
 	if res.Stdout != "1024\n0\n" {
@@ -101,6 +116,18 @@ func TestLandlockBlocks(t *testing.T) {
 		{"write a hook", []string{"sh", "-c", "mkdir -p .git/hooks && echo x > .git/hooks/post-index-change"}},
 		{"read outside the workspace", []string{"cat", filepath.Join(outside, "secret")}},
 		{"read the parent environment", []string{"sh", "-c", "cat /proc/" + strconv.Itoa(os.Getpid()) + "/environ"}},
+	}
+	if os.Geteuid() == 0 {
+		// Only root may mknod at all: as root, a device node in a granted
+		// path would read and write the disk past every other rule.
+		tests = append(tests, struct {
+			name string
+			argv []string
+		}{"make a device node in a granted path", []string{"sh", "-c", "mknod src/kmsg c 1 11 && head -c 64 src/kmsg"}},
+			struct {
+				name string
+				argv []string
+			}{"make a block device in a granted path", []string{"mknod", "src/disk", "b", "7", "0"}})
 	}
 	writeFile(t, outside, "secret", "outside-canary-5521")
 	for _, tt := range tests {
@@ -225,5 +252,37 @@ func TestLandlockReadPaths(t *testing.T) {
 	touch := execAction(t, map[string]any{"argv": []string{"touch", filepath.Join(extra, "new")}})
 	if res := mustRun(t, e2, touch, landlockMode); *res.ExitCode == 0 {
 		t.Fatal("a read path was writable")
+	}
+}
+
+// A descriptor Nomos inherited without close-on-exec (a supervisor's pipe,
+// a socket-activation listener) does not reach the confined program:
+// Landlock does not govern what is already open.
+func TestLandlockInheritedDescriptorsClosed(t *testing.T) {
+	e := landlockExecutor(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	const leaked = 77
+	if err := syscall.Dup2(int(w.Fd()), leaked); err != nil { // Dup2 leaves close-on-exec off
+		t.Fatal(err)
+	}
+	defer syscall.Close(leaked)
+	res := mustRun(t, e, execAction(t, map[string]any{"argv": []string{"ls", "/proc/self/fd"}}), landlockMode)
+	fds := strings.Fields(res.Stdout)
+	if *res.ExitCode != 0 || len(fds) == 0 {
+		t.Fatalf("ls /proc/self/fd: %q %q", res.Stdout, res.Stderr)
+	}
+	if slices.Contains(fds, strconv.Itoa(leaked)) {
+		t.Fatalf("the confined program holds the inherited descriptor %d: %v", leaked, fds)
+	}
+	// The control: an unconfined child does inherit it.
+	local := newTestExecutor(t, Config{WorkspaceRoot: e.root, SandboxProfile: "local"})
+	res = mustRun(t, local, execAction(t, map[string]any{"argv": []string{"ls", "/proc/self/fd"}}), noObligations)
+	if !slices.Contains(strings.Fields(res.Stdout), strconv.Itoa(leaked)) {
+		t.Fatalf("the control did not inherit descriptor %d: the test proves nothing: %q", leaked, res.Stdout)
 	}
 }

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
 	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
+	"golang.org/x/sys/unix"
 )
 
 const landlockSupported = true
@@ -34,6 +36,9 @@ func RunLauncher(args []string) error {
 }
 
 func launch(args []string) error {
+	// Capabilities belong to a thread: the one that drops them must be the
+	// one that execs.
+	runtime.LockOSThread()
 	if len(args) != 1 {
 		return errors.New("sandbox launcher: want one argument, the launch spec")
 	}
@@ -50,7 +55,17 @@ func launch(args []string) error {
 	if err := restrict(spec); err != nil {
 		return err
 	}
-	syscall.CloseOnExec(statusFD)
+	if err := dropCapabilities(); err != nil {
+		return err
+	}
+	// Go closes only the descriptors it opened itself on exec: one Nomos
+	// inherited (a supervisor's pipe, a socket-activation listener) would
+	// reach the program, and Landlock does not govern an open descriptor.
+	// The program keeps stdin, stdout and stderr only; the status pipe
+	// closes with the exec too.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("sandbox launcher: close inherited descriptors: %w", err)
+	}
 	err := syscall.Exec(spec.Path, spec.Argv, os.Environ())
 	return fmt.Errorf("sandbox launcher: exec: %w", err)
 }
@@ -72,6 +87,17 @@ func restrict(spec launchSpec) error {
 	return nil
 }
 
+// writeDirRights is what a writable directory grants: read and write,
+// but never creating a character or block device. A child running as root
+// could otherwise mknod the disk or /dev/kmem inside its grant and read or
+// write through it past every other rule.
+const writeDirRights = llsys.AccessFSExecute | llsys.AccessFSReadFile | llsys.AccessFSReadDir |
+	llsys.AccessFSWriteFile | llsys.AccessFSRemoveDir | llsys.AccessFSRemoveFile | llsys.AccessFSMakeDir |
+	llsys.AccessFSMakeReg | llsys.AccessFSMakeSock | llsys.AccessFSMakeFifo | llsys.AccessFSMakeSym |
+	llsys.AccessFSTruncate
+
+func writeDirs(paths ...string) landlock.FSRule { return landlock.PathAccess(writeDirRights, paths...) }
+
 // landlockRules grants read (and execute) on spec.Read, read and write on
 // spec.Write, and TCP connect to spec.ConnectTCP. Landlock grants on files
 // and directories differently, so each path is looked at first; a missing
@@ -83,7 +109,7 @@ func landlockRules(spec launchSpec) ([]landlock.Rule, error) {
 		dir, file func(...string) landlock.FSRule
 	}{
 		{spec.Read, landlock.RODirs, landlock.ROFiles},
-		{spec.Write, landlock.RWDirs, landlock.RWFiles},
+		{spec.Write, writeDirs, landlock.RWFiles},
 	} {
 		for _, p := range group.paths {
 			fi, err := os.Stat(p)
@@ -153,6 +179,33 @@ func checkWriteTargets(paths []string) error {
 		if err == nil && real != p {
 			return fmt.Errorf("sandbox launcher: write path %s changed into a link", p)
 		}
+	}
+	return nil
+}
+
+// dropCapabilities leaves the program no capability when Nomos runs as
+// root: Landlock confines paths and TCP, but root's capabilities would
+// still open raw sockets, make device nodes, change file ownership or
+// override file permissions. The bounding set is emptied so that the exec
+// (which gives root every capability in it) grants none. A non-root
+// launcher has none to drop.
+func dropCapabilities() error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	for c := 0; c < 64; c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err == unix.EINVAL {
+			break // past the kernel's last capability
+		} else if err != nil {
+			return fmt.Errorf("sandbox launcher: drop capability %d: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("sandbox launcher: clear ambient capabilities: %w", err)
+	}
+	var data [2]unix.CapUserData
+	if err := unix.Capset(&unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}, &data[0]); err != nil {
+		return fmt.Errorf("sandbox launcher: drop capabilities: %w", err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -81,6 +82,11 @@ func (e *Executor) target(access, rel string) (Target, *Error) {
 	if xerr != nil {
 		return Target{}, xerr
 	}
+	if access == AccessWrite {
+		if xerr := e.plantsRepository(resolved); xerr != nil {
+			return Target{}, xerr
+		}
+	}
 	res, err := action.MCPFileShorthand(resolved)
 	if err != nil {
 		return Target{}, fail(CodeInvalidResource, "%s resolves to a name policy cannot express", rel)
@@ -89,6 +95,46 @@ func (e *Executor) target(access, rel string) (Target, *Error) {
 		return Target{}, fail(CodeInvalidResource, "%s resolves to a name policy cannot express", rel)
 	}
 	return Target{Access: access, Path: rel, Resolved: resolved, Resource: res}, nil
+}
+
+// gitDirMarkers are the sets of names that make git take a directory for
+// a repository (its is_git_directory): HEAD, objects/ and refs/, or HEAD
+// and a commondir file naming where those are.
+var gitDirMarkers = [][]string{{"HEAD", "objects", "refs"}, {"HEAD", "commondir"}}
+
+// plantsRepository refuses a write that would create git metadata under
+// any name: a ".git" in another letter case (the same directory on a
+// case-insensitive file system), or a directory that would then hold HEAD,
+// objects/ and refs/, an embedded repository whose config (core.fsmonitor,
+// core.worktree) runs a command when a developer, a shell prompt or an
+// editor runs git inside it. A deny rule on .git/** cannot see either.
+func (e *Executor) plantsRepository(rel string) *Error {
+	parts := strings.Split(rel, "/")
+	if slices.Contains(parts, ".git") {
+		return nil // a real .git: policy decides on it (base.yaml denies writes)
+	}
+	dir := ""
+	for _, name := range parts {
+		if strings.EqualFold(name, ".git") || wouldBeGitDir(filepath.Join(e.root, filepath.FromSlash(dir)), name) {
+			return fail(CodeSandboxViolation, "%s would plant git repository metadata in the workspace", rel)
+		}
+		dir = path.Join(dir, name)
+	}
+	return nil
+}
+
+// wouldBeGitDir reports whether dir holds every marker of one set once
+// adding (a file or directory name written into it) exists.
+func wouldBeGitDir(dir, adding string) bool {
+	return slices.ContainsFunc(gitDirMarkers, func(set []string) bool {
+		return !slices.ContainsFunc(set, func(m string) bool {
+			if strings.EqualFold(adding, m) {
+				return false
+			}
+			_, err := os.Lstat(filepath.Join(dir, m))
+			return err != nil
+		})
+	})
 }
 
 // resolve returns rel with its symlinks resolved, confined to the root. A

@@ -68,10 +68,10 @@ func TestReportWindowExpires(t *testing.T) {
 	wantNotFound(t, report(f, "ok2", "t-ok2", alice), "after the window")
 }
 
-// TestAuthorizedIsBounded: the memory keeps at most its capacity; the
-// oldest authorization goes first.
+// TestAuthorizedIsBounded: the memory keeps at most its capacity, and a
+// principal at most its share; the oldest authorization goes first.
 func TestAuthorizedIsBounded(t *testing.T) {
-	m, err := NewAuthorized(2, time.Minute)
+	m, err := NewAuthorized(16, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,5 +84,36 @@ func TestAuthorizedIsBounded(t *testing.T) {
 	}
 	if m.reportable("alice", "t", "c", now.Add(time.Minute)) || m.cache.Len() != 1 {
 		t.Fatalf("expired entry kept: len %d", m.cache.Len())
+	}
+	for p := range 12 {
+		for _, id := range []string{"x", "y"} {
+			m.add(fmt.Sprint("p", p), "t", id, now)
+		}
+	}
+	if m.cache.Len() != 16 || len(m.elems) != 16 {
+		t.Fatalf("len %d, %d tracked; want the capacity, 16", m.cache.Len(), len(m.elems))
+	}
+}
+
+// TestAuthorizedFloodKeepsOthers: one principal authorizing far more than
+// the memory holds cannot evict what another principal may still report.
+func TestAuthorizedFloodKeepsOthers(t *testing.T) {
+	m, err := NewAuthorized(64, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m.add("bob", "t", "bob-1", now)
+	for i := range 10000 {
+		m.add("alice", "t", fmt.Sprint(i), now)
+	}
+	if !m.reportable("bob", "t", "bob-1", now) {
+		t.Fatal("alice's flood evicted bob's authorized action")
+	}
+	if !m.reportable("alice", "t", "9999", now) || m.reportable("alice", "t", "9991", now) {
+		t.Fatal("alice keeps other than her 8 newest")
+	}
+	if m.cache.Len() != 9 {
+		t.Fatalf("len %d, want 9", m.cache.Len())
 	}
 }

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // MaxJSONDepth bounds JSON nesting. json.Decoder.Token has no limit of its
@@ -23,6 +26,8 @@ var (
 	errTrailingData  = errors.New("trailing data after the json value")
 	errTooDeep       = errors.New("json nesting exceeds 256 levels")
 	errNotObject     = errors.New("not a json object")
+	errControlKey    = errors.New("object key holds a control character")
+	errNumberRange   = errors.New("json number out of the range of a 64-bit float")
 )
 
 // ErrDuplicateKey is wrapped by the error for an object that holds one key
@@ -34,8 +39,13 @@ var ErrDuplicateKey = errors.New("duplicate object key")
 // JSON document Nomos accepts from a client must take: valid UTF-8 without
 // lone surrogate escapes, nesting within MaxJSONDepth, no trailing data, and
 // no object, at any depth, holding two keys that are equal under Unicode
-// simple case folding once escapes are decoded: "amount", "Amount",
-// "AMOUNT" and "\u0041mount" are one key. Go's encoding/json matches struct
+// simple case folding once escapes are decoded and the keys are brought to
+// Unicode compatibility form (NFKC): "amount", "Amount", "AMOUNT",
+// "\u0041mount" and the full-width "ａｍｏｕｎｔ" are one key. A key holding a
+// control character ("amount\u0000", which a C decoder reads as "amount")
+// and a number that no 64-bit float can hold (1e400 reads as Infinity in
+// JavaScript and Python, fails in Go, and is exact in a decimal library)
+// are refused too. Go's encoding/json matches struct
 // fields that way and keeps the last duplicate, other decoders keep the
 // first, so such a document could mean one thing to the policy and another
 // to the service behind Nomos. This is the one implementation of that check;
@@ -155,12 +165,34 @@ func (p *parser) spanValue(depth int) (*node, error) {
 	if err != nil {
 		return nil, syntaxError(err)
 	}
+	if num, ok := tok.(json.Number); ok && p.fold {
+		if err := checkNumberRange(num); err != nil {
+			return nil, err
+		}
+	}
 	n, err := p.value(tok, depth)
 	if err != nil {
 		return nil, err
 	}
 	n.raw = bytes.TrimLeft(p.input[start:p.dec.InputOffset()], " \t\r\n,:")
 	return n, nil
+}
+
+// checkNumberRange refuses a number whose magnitude overflows a 64-bit
+// float: decoders disagree on it (Infinity, an error, or the exact value),
+// so the policy and the service behind Nomos could read different amounts.
+func checkNumberRange(num json.Number) error {
+	if _, err := strconv.ParseFloat(string(num), 64); errors.Is(err, strconv.ErrRange) {
+		return fmt.Errorf("%w: %s", errNumberRange, truncate(string(num), 32))
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // syntaxError keeps encoding/json's description of what is wrong.
@@ -194,6 +226,9 @@ func (p *parser) object(depth int) (*node, error) {
 		}
 		// Token only returns a string here: a non-string key is a syntax error.
 		key, _ := tok.(string)
+		if p.fold && strings.ContainsFunc(key, unicode.IsControl) {
+			return nil, fmt.Errorf("%w: %s", errControlKey, quoteKey(key))
+		}
 		val, err := p.spanValue(depth)
 		if err != nil {
 			return nil, err
@@ -252,7 +287,7 @@ func foldedDuplicate(es []entry) error {
 	}
 	folded := make([]string, len(es))
 	for i, e := range es {
-		folded[i] = FoldKey(e.key)
+		folded[i] = FoldKey(norm.NFKC.String(e.key))
 	}
 	order := make([]int, len(es))
 	for i := range order {
@@ -261,7 +296,11 @@ func foldedDuplicate(es []entry) error {
 	slices.SortFunc(order, func(a, b int) int { return strings.Compare(folded[a], folded[b]) })
 	for i := 1; i < len(order); i++ {
 		if a, b := order[i-1], order[i]; folded[a] == folded[b] {
-			return fmt.Errorf("%w: %s and %s differ only in case", ErrDuplicateKey, quoteKey(es[min(a, b)].key), quoteKey(es[max(a, b)].key))
+			how := "case"
+			if !strings.EqualFold(es[a].key, es[b].key) {
+				how = "Unicode compatibility form"
+			}
+			return fmt.Errorf("%w: %s and %s differ only in %s", ErrDuplicateKey, quoteKey(es[min(a, b)].key), quoteKey(es[max(a, b)].key), how)
 		}
 	}
 	return nil

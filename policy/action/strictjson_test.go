@@ -27,6 +27,10 @@ func TestCheckStrictJSONCaseVariants(t *testing.T) {
 		"exact duplicate":       `{"amount":50,"amount":5000}`,
 		"exact by escape":       `{"a":1,"\u0061":2}`,
 		"apart in a big object": `{"amount":1,"b":2,"c":3,"d":4,"e":5,"AMOUNT":6}`,
+		"full-width":            "{\"amount\":50,\"\uff41mount\":5000}",
+		"full-width escaped":    `{"amount":50,"\uff21MOUNT":5000}`,
+		"ligature":              `{"fine":1,"\ufb01ne":2}`,
+		"mathematical bold":     "{\"amount\":50,\"\U0001d41amount\":5000}",
 	}
 	for name, doc := range refused {
 		t.Run(name, func(t *testing.T) {
@@ -44,6 +48,26 @@ func TestCheckStrictJSONCaseVariants(t *testing.T) {
 		`{}`, `[]`, `"x"`, `1`,
 	}
 	for _, doc := range accepted {
+		if err := CheckStrictJSON([]byte(doc)); err != nil {
+			t.Errorf("CheckStrictJSON(%s) = %v, want nil", doc, err)
+		}
+	}
+}
+
+// TestCheckStrictJSONAmbiguousScalars: a key a C decoder cuts at NUL, and
+// numbers one decoder reads as Infinity and another exactly.
+func TestCheckStrictJSONAmbiguousScalars(t *testing.T) {
+	refused := []string{
+		`{"amount":50,"amount\u0000":5000}`, `{"amount\u0000x":1}`, `{"a\nb":1}`, `{"a\u007fb":1}`,
+		`{"amount":1e400}`, `{"amount":-1e400}`, `[2e308]`, `{"a":{"b":[1E+309]}}`,
+		`{"amount":1` + strings.Repeat("0", 400) + `}`, `{"tab\u0009key":0}`,
+	}
+	for _, doc := range refused {
+		if err := CheckStrictJSON([]byte(doc)); !errors.Is(err, ErrValidation) {
+			t.Errorf("CheckStrictJSON(%s) = %v, want a validation error", doc, err)
+		}
+	}
+	for _, doc := range []string{`{"amount":1e308}`, `{"amount":1e-400}`, `{"amount":-0}`, `{"a b":1,"é":2}`} {
 		if err := CheckStrictJSON([]byte(doc)); err != nil {
 			t.Errorf("CheckStrictJSON(%s) = %v, want nil", doc, err)
 		}
