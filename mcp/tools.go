@@ -31,10 +31,7 @@ func (g *Gateway) listTools(ctx context.Context, s *session, m *message) []byte 
 		shown = append(shown, qualified)
 		tools = append(tools, exposedTool(r))
 	}
-	if obs, ok := g.path.Governor.(ListObserver); ok {
-		req := g.path.label(AuthzRequest{Metadata: g.metadata(s, "", "", "")})
-		obs.ToolsListed(context.WithoutCancel(ctx), s.identity, req.Metadata, shown, hidden)
-	}
+	g.path.Listed(ctx, s.identity, g.metadata(s, "", "", ""), shown, hidden)
 	return jsonrpc.Result(m.ID, map[string]any{"tools": tools})
 }
 
@@ -87,9 +84,9 @@ func (g *Gateway) callTool(ctx context.Context, s *session, m *message, related 
 		return toolErrorResult(m.ID, class, text)
 	}
 	if !ok || !g.path.Visible(ctx, g.toolRequest(s, ref, nil, "")) {
-		reason := "unknown tool: " + p.Name
+		reason := UnknownReason("tool", p.Name)
 		g.path.Refuse(ctx, g.unknownTool(s, p.Name), audit.ResultValidationError, reason)
-		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, reason, nil)
+		return UnknownError(m.ID, reason)
 	}
 	args, approvalID, err := splitApproval(p.Arguments)
 	if err == nil {
