@@ -22,6 +22,10 @@ rules:
     action_type: mcp.call
     resource: "mcp://remote/echo"
     decision: ALLOW
+  - id: ask
+    action_type: mcp.call
+    resource: "mcp://remote/ask"
+    decision: ALLOW
   - id: pay-small
     action_type: mcp.call
     resource: "mcp://remote/pay"
@@ -106,6 +110,13 @@ func newGuardedMCP(t *testing.T, jsonResponse, gzipped bool) string {
 		t.Error("wipe reached the upstream")
 		return &mcpsdk.CallToolResult{}, nil, nil
 	})
+	mcpsdk.AddTool(s, &mcpsdk.Tool{Name: "ask", Description: "asks the client's model"}, func(ctx context.Context, req *mcpsdk.CallToolRequest, _ guardEchoArgs) (*mcpsdk.CallToolResult, any, error) {
+		text := "sampled"
+		if _, err := req.Session.CreateMessage(ctx, &mcpsdk.CreateMessageParams{MaxTokens: 5}); err != nil {
+			text = "sampling refused: " + err.Error()
+		}
+		return &mcpsdk.CallToolResult{Content: []mcpsdk.Content{&mcpsdk.TextContent{Text: text}}}, nil, nil
+	})
 	var h http.Handler = mcpsdk.NewStreamableHTTPHandler(func(*http.Request) *mcpsdk.Server { return s }, &mcpsdk.StreamableHTTPOptions{JSONResponse: jsonResponse})
 	if gzipped {
 		h = gzipAnswers(h)
@@ -168,7 +179,7 @@ func (c *guardMCPClient) send(t *testing.T, body string) (int, http.Header, stri
 
 func (c *guardMCPClient) initialize(t *testing.T) {
 	t.Helper()
-	code, h, body := c.send(t, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`)
+	code, h, body := c.send(t, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"sampling":{}},"clientInfo":{"name":"e2e","version":"1"}}}`)
 	if code != 200 || h.Get("Mcp-Session-Id") == "" {
 		t.Fatalf("initialize: %d %s", code, body)
 	}
@@ -223,8 +234,8 @@ func TestGuardMCPE2E(t *testing.T) {
 			for _, tool := range tools {
 				names = append(names, fmt.Sprint(tool.(map[string]any)["name"]))
 			}
-			if strings.Join(names, ",") != "echo,pay" {
-				t.Fatalf("tools/list shows %v, want echo,pay", names)
+			if strings.Join(names, ",") != "ask,echo,pay" {
+				t.Fatalf("tools/list shows %v, want ask,echo,pay", names)
 			}
 
 			if text, isErr, id := alice.call(t, "echo", `{"text":"hi"}`); isErr || text != "echo hi" {
@@ -259,6 +270,16 @@ func TestGuardMCPE2E(t *testing.T) {
 			if mode == "json" && gzipped.Load() == 0 {
 				t.Error("the JSON upstream never compressed an answer: compression was not exercised")
 			}
+			if mode == "sse" { // the server's request rides the POST's stream
+				// No rule allows mcp.sample: the client never sees the
+				// request, and the server gets the refusal as its answer.
+				_, _, body := alice.send(t, `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ask","arguments":{"text":"q"}}}`)
+				text := fmt.Sprint(guardRPCAnswer(t, body, 5)["result"])
+				if strings.Contains(body, `"method":"sampling/createMessage"`) || !strings.Contains(text, "sampling refused") || !strings.Contains(text, "Nomos decision: DENY") {
+					t.Fatalf("sampling: %s", body)
+				}
+			}
+
 			bob := &guardMCPClient{url: alice.url, key: "bob-key", sid: alice.sid}
 			if code, _, body := bob.send(t, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`); code != 403 || !strings.Contains(body, "session_identity_mismatch") {
 				t.Fatalf("hijacked session: %d %s", code, body)
