@@ -353,21 +353,13 @@ func (q *mcpRequest) readResource(sid string) error {
 // complete governs completion/complete as mcp.completion; the ref must be
 // visible both as a completion and as the prompt or resource it names.
 func (q *mcpRequest) complete(sid string) error {
-	var p struct {
-		Ref struct {
-			Type string `json:"type"`
-			Name string `json:"name"`
-			URI  string `json:"uri"`
-		} `json:"ref"`
+	ref := mcp.CompletionRefOf(q.msg.Params)
+	target := ref.URI
+	if ref.Type == "ref/prompt" {
+		target = ref.Name
 	}
-	_ = json.Unmarshal(q.msg.Params, &p)
-	server, target := q.h.MCP.Server, p.Ref.URI
-	named := mcp.ResourceRequest(q.id, server, target)
-	if p.Ref.Type == "ref/prompt" {
-		target = p.Ref.Name
-		named = mcp.PromptRequest(q.id, server, target, nil)
-	}
-	req := q.inSession(mcp.CompletionRequest(q.id, server, target), sid, "completion_ref", target)
+	completion, named := mcp.CompletionRequests(q.id, q.h.MCP.Server, ref.Type, target)
+	req := q.inSession(completion, sid, "completion_ref", target)
 	ctx := q.r.Context()
 	if target == "" || !q.h.mcp.path.Visible(ctx, req) || !q.h.mcp.path.Visible(ctx, named) {
 		return q.unknown(req, "unknown completion ref")

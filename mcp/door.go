@@ -61,6 +61,34 @@ func CompletionRequest(id Identity, server, ref string) AuthzRequest {
 	return NewRequest(id, action.TypeMCPCompletion, server, []string{"completion", ref}, map[string]any{"ref": ref})
 }
 
+// CompletionRef is the ref of a completion/complete request.
+type CompletionRef struct {
+	Type string `json:"type"` // ref/prompt or ref/resource
+	Name string `json:"name"`
+	URI  string `json:"uri"`
+}
+
+// CompletionRefOf reads the ref of completion/complete params; a missing
+// or malformed one is empty.
+func CompletionRefOf(params json.RawMessage) CompletionRef {
+	var p struct {
+		Ref CompletionRef `json:"ref"`
+	}
+	_ = json.Unmarshal(params, &p)
+	return p.Ref
+}
+
+// CompletionRequests are what a completion/complete of target (a prompt
+// name or resource URI on server) is decided on: its mcp.completion, and
+// the prompt or resource it names, which must be visible as well.
+func CompletionRequests(id Identity, server, refType, target string) (completion, named AuthzRequest) {
+	completion = CompletionRequest(id, server, target)
+	if refType == "ref/prompt" {
+		return completion, PromptRequest(id, server, target, nil)
+	}
+	return completion, ResourceRequest(id, server, target)
+}
+
 // ServerRequest is the governed request of an upstream→client request
 // (sampling/createMessage as mcp.sample, elicitation/create as
 // mcp.elicit); governed is false for the others, relayed ungoverned.

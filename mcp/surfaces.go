@@ -200,20 +200,10 @@ func (g *Gateway) readResource(ctx context.Context, s *session, m *message, rela
 // complete governs completion/complete as mcp.completion. The ref must be
 // visible both as a completion and as the prompt or resource it names.
 func (g *Gateway) complete(ctx context.Context, s *session, m *message, related *responder) []byte {
-	var p struct {
-		Ref struct {
-			Type string `json:"type"`
-			Name string `json:"name"`
-			URI  string `json:"uri"`
-		} `json:"ref"`
-	}
-	_ = json.Unmarshal(m.Params, &p)
-	u, target, params := g.completionTarget(s, m, p.Ref.Type, p.Ref.Name, p.Ref.URI)
-	req := g.onSession(s, u, CompletionRequest(s.identity, upstreamName(u), target), "completion_ref", target)
-	named := g.resourceRequest(s, u, target)
-	if p.Ref.Type == "ref/prompt" {
-		named = g.promptRequest(s, u, target, nil)
-	}
+	ref := CompletionRefOf(m.Params)
+	u, target, params := g.completionTarget(s, m, ref.Type, ref.Name, ref.URI)
+	completion, named := CompletionRequests(s.identity, upstreamName(u), ref.Type, target)
+	req := g.onSession(s, u, completion, "completion_ref", target)
 	if u == nil || !g.path.Visible(ctx, req) || !g.path.Visible(ctx, named) {
 		return g.refuseUnknown(ctx, m, req, "unknown completion ref")
 	}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -160,21 +159,12 @@ type guardMCPClient struct {
 
 func (c *guardMCPClient) send(t *testing.T, body string) (int, http.Header, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, c.url, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+c.key)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+	header := []string{"Authorization", "Bearer " + c.key, "Content-Type", "application/json",
+		"Accept", "application/json, text/event-stream", "Mcp-Protocol-Version", "2025-06-18"}
 	if c.sid != "" {
-		req.Header.Set("Mcp-Session-Id", c.sid)
+		header = append(header, "Mcp-Session-Id", c.sid)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
+	return guardDo(t, http.MethodPost, c.url, body, header...)
 }
 
 func (c *guardMCPClient) initialize(t *testing.T) {
