@@ -39,6 +39,7 @@ func parseGuardHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, err
 //			allowed_hosts <host-glob>...
 //			session_ttl <duration>
 //			max_sessions_per_principal <n>
+//			initialize_per_minute <n>
 //		}]
 //		anonymous <principal> [<agent>]
 //		principal_from <placeholder>
@@ -110,6 +111,8 @@ func (c *GuardMCPConfig) unmarshalOption(d *caddyfile.Dispenser) error {
 		return setDuration(d, &c.SessionTTL)
 	case "max_sessions_per_principal":
 		return setInt(d, &c.MaxSessionsPerPrincipal)
+	case "initialize_per_minute":
+		return setInt(d, &c.InitializePerMinute)
 	default:
 		return d.Errf("unrecognized subdirective %q", d.Val())
 	}

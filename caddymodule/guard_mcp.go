@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -43,6 +42,11 @@ type GuardMCPConfig struct {
 	// hold through the guard; initialize beyond it is refused with 429
 	// session_limit. Default: 256.
 	MaxSessionsPerPrincipal int `json:"max_sessions_per_principal,omitempty"`
+	// InitializePerMinute paces initialize per principal (a token bucket
+	// of that size, refilled over a minute); beyond it initialize is
+	// refused with 429 rate_limited before it reaches the server.
+	// Default: 600.
+	InitializePerMinute int `json:"initialize_per_minute,omitempty"`
 }
 
 func (c *GuardMCPConfig) applyDefaults() {
@@ -51,6 +55,9 @@ func (c *GuardMCPConfig) applyDefaults() {
 	}
 	if c.MaxSessionsPerPrincipal <= 0 {
 		c.MaxSessionsPerPrincipal = mcp.DefaultMaxSessionsPerPrincipal
+	}
+	if c.InitializePerMinute <= 0 {
+		c.InitializePerMinute = mcp.DefaultInitializePerMinute
 	}
 }
 
@@ -82,7 +89,8 @@ func (h *GuardHandler) bindMCP(app *App) error {
 	m.poolKey = app.uniqueGuardKey(configKey("guard_mcp_sessions", h.Name, h.MCP))
 	var err error
 	m.sessions, err = loadPooled(m.poolKey, func() (*mcpBindings, func() error, error) {
-		return newMCPBindings(time.Duration(h.MCP.SessionTTL), h.MCP.MaxSessionsPerPrincipal), nil, nil
+		b, err := newMCPBindings(h.MCP)
+		return b, nil, err
 	})
 	if err != nil {
 		return fmt.Errorf("nomos_guard: mcp sessions: %w", err)
@@ -158,34 +166,44 @@ func (h *GuardHandler) admitMCP(w http.ResponseWriter, r *http.Request, next cad
 // serveStream checks the session of a GET (the server's stream) or DELETE
 // and carries it on; a stream still has its server requests governed.
 func (q *mcpRequest) serveStream() error {
-	sid := q.r.Header.Get(mcp.HeaderSessionID)
+	sid, ok := q.session()
+	if !ok {
+		return nil
+	}
 	if sid == "" {
 		return mcpDeny(q.w, http.StatusBadRequest, errcode.InvalidSession, "missing Mcp-Session-Id")
 	}
-	if !q.sessionOK(sid) {
-		return nil
-	}
 	x := q.exchange(sid, nil)
 	err := q.carry(x, nil)
-	if q.r.Method == http.MethodDelete && err == nil && x.status/100 == 2 {
+	if q.r.Method == http.MethodDelete && err == nil && (x.status/100 == 2 || x.status == http.StatusNotFound) {
 		q.h.mcp.sessions.unbind(sid)
 	}
 	x.rethrow()
 	return err
 }
 
-// sessionOK applies the binding of a presented Mcp-Session-Id: unknown or
-// expired 404, another principal's 403. A refusal has been answered.
-func (q *mcpRequest) sessionOK(sid string) bool {
-	status, code, msg := q.h.mcp.sessions.check(sid, q.id)
+// session applies the binding of the Mcp-Session-Id the request presents:
+// sent twice 400 (the server might read the other one), unknown or
+// expired 404, another principal's 403. A refusal has been answered; a
+// request without one passes with sid "".
+func (q *mcpRequest) session() (sid string, ok bool) {
+	ids := q.r.Header.Values(mcp.HeaderSessionID)
+	switch {
+	case len(ids) == 0:
+		return "", true
+	case len(ids) > 1:
+		_ = mcpDeny(q.w, http.StatusBadRequest, errcode.InvalidSession, "Mcp-Session-Id must be sent once")
+		return "", false
+	}
+	status, code, msg := q.h.mcp.sessions.check(ids[0], q.id)
 	if status == 0 {
-		return true
+		return ids[0], true
 	}
 	if status == http.StatusForbidden {
 		q.h.logger.Warn("guard mcp session presented by another principal", zap.String("guard", q.h.Name), zap.String("principal", q.id.Principal))
 	}
 	_ = mcpDeny(q.w, status, code, msg)
-	return false
+	return "", false
 }
 
 // servePost decodes the JSON-RPC message strictly, as nomos_mcp does, and
@@ -204,12 +222,12 @@ func (q *mcpRequest) servePost() error {
 		return writeRaw(q.w, http.StatusBadRequest, jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidRequest, reason, nil))
 	}
 	q.msg = m
+	sid, ok := q.session() // an initialize that presents one is checked too
+	if !ok {
+		return nil
+	}
 	if m.IsRequest() && m.Method == "initialize" {
 		return q.initialize()
-	}
-	sid := q.r.Header.Get(mcp.HeaderSessionID)
-	if sid != "" && !q.sessionOK(sid) {
-		return nil
 	}
 	if !m.IsRequest() { // notifications and the client's answers pass
 		return q.pass(sid)
@@ -229,6 +247,10 @@ func writeRaw(w http.ResponseWriter, status int, body []byte) error {
 // session the upstream issues to the caller before the client sees it.
 func (q *mcpRequest) initialize() error {
 	b := q.h.mcp.sessions
+	if !b.initLimit.Allow(q.id.Principal, b.now()) {
+		q.h.logger.Warn("guard mcp initialize rate limited", zap.String("guard", q.h.Name), zap.String("principal", q.id.Principal))
+		return mcpDeny(q.w, http.StatusTooManyRequests, errcode.RateLimited, "too many initialize requests; retry later")
+	}
 	if b.full(q.id.Principal) {
 		q.h.logger.Warn("guard mcp session limit reached", zap.String("guard", q.h.Name), zap.String("principal", q.id.Principal))
 		return mcpDeny(q.w, http.StatusTooManyRequests, errcode.SessionLimit,

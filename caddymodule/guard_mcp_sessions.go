@@ -8,6 +8,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/caddy-nomos/nomos/internal/errcode"
+	"github.com/caddy-nomos/nomos/internal/ratelimit"
 	"github.com/caddy-nomos/nomos/mcp"
 )
 
@@ -27,6 +28,8 @@ type mcpBindings struct {
 	now          func() time.Time
 	byID         *lru.Cache[string, *mcpBinding]
 	count        map[string]int // live bindings per principal
+	// initLimit paces initialize per principal.
+	initLimit *ratelimit.Limiter
 }
 
 type mcpBinding struct {
@@ -34,15 +37,20 @@ type mcpBinding struct {
 	lastSeen time.Time
 }
 
-func newMCPBindings(ttl time.Duration, perPrincipal int) *mcpBindings {
-	b := &mcpBindings{ttl: ttl, perPrincipal: perPrincipal, now: time.Now, count: map[string]int{}}
+func newMCPBindings(c *GuardMCPConfig) (*mcpBindings, error) {
+	limit, err := ratelimit.New(ratelimit.Config{Events: c.InitializePerMinute, Interval: time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	b := &mcpBindings{ttl: time.Duration(c.SessionTTL), perPrincipal: c.MaxSessionsPerPrincipal, now: time.Now,
+		count: map[string]int{}, initLimit: limit}
 	// The eviction callback runs inside Add and Remove, under b.mu.
 	b.byID, _ = lru.NewWithEvict(maxGuardSessions, func(_ string, v *mcpBinding) {
 		if b.count[v.id.Principal]--; b.count[v.id.Principal] <= 0 {
 			delete(b.count, v.id.Principal)
 		}
 	})
-	return b
+	return b, nil
 }
 
 // bind records sid as id's session.

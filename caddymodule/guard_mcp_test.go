@@ -386,3 +386,50 @@ func TestGuardMCPRefusesBeforeUpstream(t *testing.T) {
 		t.Fatal("a refused request reached the upstream")
 	}
 }
+
+func TestGuardMCPSessionHeaderAbuse(t *testing.T) {
+	h, _ := newMCPGuard(t, nil)
+	up := new(fakeMCP)
+	alice := initSession(t, h, up, "alice-key")
+	bob := initSession(t, h, up, "bob-key")
+	before := len(up.got)
+	// bob re-initializing on alice's session is a hijack too.
+	if res := mcpSend(t, h, up, "bob-key", alice, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`); res.code != http.StatusForbidden {
+		t.Fatalf("initialize on another's session: %d %s", res.code, res.body)
+	}
+	// Two ids: the guard would check one and the server might use the other.
+	req := guardRequest(http.MethodPost, "/mcp", `{"jsonrpc":"2.0","id":2,"method":"ping"}`)
+	req.Header.Set("Authorization", "Bearer bob-key")
+	req.Header.Add(mcp.HeaderSessionID, bob)
+	req.Header.Add(mcp.HeaderSessionID, alice)
+	if rec, _, _ := serveGuard(t, h, req, up); rec.Code != http.StatusBadRequest {
+		t.Fatalf("two session ids: %d %s", rec.Code, rec.Body)
+	}
+	if len(up.got) != before {
+		t.Fatal("a refused request reached the upstream")
+	}
+}
+
+func TestGuardMCPInitializePaced(t *testing.T) {
+	h, _ := newMCPGuard(t, &GuardMCPConfig{InitializePerMinute: 1})
+	up := new(fakeMCP)
+	initSession(t, h, up, "alice-key")
+	res := mcpSend(t, h, up, "alice-key", "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`)
+	if res.code != http.StatusTooManyRequests || !strings.Contains(res.body, "rate_limited") {
+		t.Fatalf("second initialize within the minute: %d %s", res.code, res.body)
+	}
+}
+
+func TestGuardMCPConfigRefused(t *testing.T) {
+	app := newGuardApp(t, nil)
+	for name, h := range map[string]*GuardHandler{
+		"http mapping in mcp mode": {MCP: &GuardMCPConfig{Server: "remote"}, ActionType: "payments.refund"},
+		"body params in mcp mode":  {MCP: &GuardMCPConfig{Server: "remote"}, BodyParams: map[string]string{"a": "b"}},
+		"no server":                {MCP: &GuardMCPConfig{}},
+		"bad server name":          {MCP: &GuardMCPConfig{Server: "a/b"}},
+	} {
+		if err := h.bind(app, nil); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
