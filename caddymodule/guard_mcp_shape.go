@@ -54,22 +54,36 @@ func (x *mcpExchange) header(status int, h http.Header) {
 	}
 }
 
-// message shapes one JSON-RPC message; what is not JSON-RPC passes.
+// message shapes one JSON-RPC message. The upstream's messages are
+// decoded as strictly as the client's: a message the guard cannot read
+// exactly as a client might (duplicate keys, not JSON-RPC) is never sent
+// on; in place of the answer the client gets an error.
 func (x *mcpExchange) message(data []byte) []byte {
-	var m jsonrpc.Message
-	if json.Unmarshal(data, &m) != nil {
-		return data
+	m, err := mcp.DecodeMessage(data)
+	if err != nil {
+		return x.unreadable(err)
 	}
 	switch {
 	case m.IsResponse() && x.reqID != nil && sameID(m.ID, x.reqID):
 		x.answered = true
-		return x.answer(&m, data)
+		return x.answer(m, data)
 	case m.IsRequest():
-		return x.serverRequest(&m, data)
+		return x.serverRequest(m, data)
 	case x.gov != nil && x.gov.res.Redact != nil: // notifications of a governed request
 		return x.redacted(data)
 	}
 	return data
+}
+
+// unreadable answers the request once with an error when the upstream
+// sent something that is not a JSON-RPC message; later ones are dropped.
+func (x *mcpExchange) unreadable(err error) []byte {
+	x.q.h.logger.Warn("guard dropped an upstream message that is not strict JSON-RPC", zap.String("guard", x.q.h.Name), zap.Error(err))
+	if x.reqID == nil || x.answered {
+		return nil
+	}
+	x.answered, x.rpcErr = true, true
+	return jsonrpc.ErrorResponse(x.reqID, mcp.CodeUpstreamUnavail, audit.ResultUpstreamError+": the upstream's answer is not a valid JSON-RPC message", nil)
 }
 
 func sameID(a, b json.RawMessage) bool {

@@ -45,6 +45,12 @@ rules:
     action_type: mcp.prompt_get
     resource: "mcp://remote/prompt/greet"
     decision: ALLOW
+  - id: big
+    action_type: mcp.call
+    resource: "mcp://remote/big"
+    decision: ALLOW
+    obligations:
+      output_max_bytes: 8
 `
 
 // newMCPGuard is a guard in MCP mode for server "remote" whose policy is
@@ -72,6 +78,7 @@ func newMCPGuard(t *testing.T, cfg *GuardMCPConfig) (*GuardHandler, *App) {
 // a progress notification and a sampling request before the answer.
 type fakeMCP struct {
 	sse bool
+	raw map[string]string // method -> a JSON body answered as is
 
 	mu       sync.Mutex
 	sessions int
@@ -88,6 +95,11 @@ func (f *fakeMCP) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	if r.Method == http.MethodDelete || !m.IsRequest() {
 		w.WriteHeader(http.StatusAccepted)
 		return nil
+	}
+	if raw, ok := f.raw[m.Method]; ok {
+		w.Header().Set("Content-Type", "application/json")
+		_, err := io.WriteString(w, raw)
+		return err
 	}
 	var result any
 	switch m.Method {
@@ -430,6 +442,43 @@ func TestGuardMCPConfigRefused(t *testing.T) {
 	} {
 		if err := h.bind(app, nil); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestGuardMCPUnreadableAnswerNeverPasses(t *testing.T) {
+	h, _ := newMCPGuard(t, nil)
+	// A duplicate key: a client might read the first list, unfiltered.
+	up := &fakeMCP{raw: map[string]string{
+		"tools/list": `{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"secret"}]},"result":{"tools":[]}}`,
+	}}
+	sid := initSession(t, h, up, "alice-key")
+	res := mcpSend(t, h, up, "alice-key", sid, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`)
+	if strings.Contains(res.body, "secret") || !strings.Contains(res.body, `"code":-32010`) {
+		t.Fatalf("unreadable tools/list passed: %s", res.body)
+	}
+}
+
+func TestGuardMCPOutputCapAndOtherSurfaces(t *testing.T) {
+	h, _ := newMCPGuard(t, nil)
+	up := new(fakeMCP)
+	sid := initSession(t, h, up, "alice-key")
+	text, _ := guardToolText(t, mcpSend(t, h, up, "alice-key", sid, callBody("big", `{}`)).body)
+	if text != "ran {\"ar"+"\n[output truncated by Nomos]" {
+		t.Fatalf("capped output: %q", text)
+	}
+	res := mcpSend(t, h, up, "alice-key", sid, `{"jsonrpc":"2.0","id":7,"method":"prompts/get","params":{"name":"greet"}}`)
+	if text, _ := guardToolText(t, res.body); !strings.Contains(text, "greet") {
+		t.Fatalf("allowed prompt: %s", res.body)
+	}
+	for body, want := range map[string]string{
+		`{"jsonrpc":"2.0","id":7,"method":"prompts/get","params":{"name":"other"}}`:                                     "unknown prompt: other",
+		`{"jsonrpc":"2.0","id":7,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}`:                      "unknown resource: file:///etc/passwd",
+		`{"jsonrpc":"2.0","id":7,"method":"resources/subscribe","params":{"uri":"file:///etc/passwd"}}`:                 "unknown resource: file:///etc/passwd",
+		`{"jsonrpc":"2.0","id":7,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"other"}}}`: "unknown completion ref",
+	} {
+		if res := mcpSend(t, h, up, "alice-key", sid, body); !strings.Contains(res.body, want) || !strings.Contains(res.body, "-32602") {
+			t.Errorf("%s: %s", body, res.body)
 		}
 	}
 }
