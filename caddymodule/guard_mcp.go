@@ -318,34 +318,41 @@ func (q *mcpRequest) callTool(sid string) error {
 		Name      string          `json:"name"`
 		Arguments json.RawMessage `json:"arguments"`
 	}
-	server := q.h.MCP.Server
-	if json.Unmarshal(q.msg.Params, &p) != nil || p.Name == "" {
+	bad := json.Unmarshal(q.msg.Params, &p) != nil || p.Name == ""
+	bare := q.inSession(mcp.NewRequest(q.id, action.TypeMCPCall, q.h.MCP.Server, []string{p.Name}, nil), sid, "upstream_tool", p.Name)
+	if bad {
 		const reason = "tools/call needs a tool name"
-		q.refuse(q.inSession(mcp.NewRequest(q.id, action.TypeMCPCall, server, []string{p.Name}, nil), sid, "upstream_tool", p.Name), audit.ResultValidationError, reason)
+		q.refuse(bare, audit.ResultValidationError, reason)
 		return writeRaw(q.w, http.StatusOK, jsonrpc.ErrorResponse(q.msg.ID, jsonrpc.CodeInvalidParams, reason, nil))
 	}
-	bare := q.inSession(mcp.NewRequest(q.id, action.TypeMCPCall, server, []string{p.Name}, nil), sid, "upstream_tool", p.Name)
 	if !q.h.mcp.path.Visible(q.r.Context(), bare) {
 		return q.unknown(bare, mcp.UnknownReason("tool", p.Name))
 	}
-	args, approvalID, err := mcp.SplitApproval(p.Arguments)
-	var req mcp.AuthzRequest
-	if err == nil {
-		req, err = mcp.NewCallRequest(q.id, server, p.Name, args)
-	}
-	var params json.RawMessage
-	if err == nil {
-		params, err = setParam(q.msg.Params, "arguments", args)
-	}
+	req, params, err := q.callRequest(sid, p.Name, p.Arguments)
 	if err != nil {
 		reason := audit.ResultValidationError + ": " + err.Error()
-		bare.ApprovalID = approvalID
+		bare.ApprovalID = req.ApprovalID
 		q.refuse(bare, audit.ResultValidationError, reason)
 		return writeRaw(q.w, http.StatusOK, mcp.ToolErrorResult(q.msg.ID, audit.ResultValidationError, reason))
 	}
-	req = q.inSession(req, sid, "upstream_tool", p.Name)
-	req.ApprovalID = approvalID
 	return q.govern(sid, req, params, "content", mcp.DeniedToolResult)
+}
+
+// callRequest builds the mcp.call of a tool call and the params to send
+// on: the arguments without approval_id, which goes to the request.
+func (q *mcpRequest) callRequest(sid, tool string, rawArgs json.RawMessage) (mcp.AuthzRequest, json.RawMessage, error) {
+	args, approvalID, err := mcp.SplitApproval(rawArgs)
+	if err != nil {
+		return mcp.AuthzRequest{ApprovalID: approvalID}, nil, err
+	}
+	req, err := mcp.NewCallRequest(q.id, q.h.MCP.Server, tool, args)
+	if err != nil {
+		return mcp.AuthzRequest{ApprovalID: approvalID}, nil, err
+	}
+	params, err := setParam(q.msg.Params, "arguments", args)
+	req = q.inSession(req, sid, "upstream_tool", tool)
+	req.ApprovalID = approvalID
+	return req, params, err
 }
 
 // getPrompt governs prompts/get as mcp.prompt_get.

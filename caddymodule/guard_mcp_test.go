@@ -394,6 +394,9 @@ func TestGuardMCPRefusesBeforeUpstream(t *testing.T) {
 	if !strings.Contains(res.body, `"code":-32601`) {
 		t.Errorf("unknown method: %s", res.body)
 	}
+	if text, isErr := guardToolText(t, mcpSend(t, h, up, "alice-key", sid, callBody("echo", `[1]`)).body); !isErr || !strings.HasPrefix(text, "VALIDATION_ERROR: arguments must be a JSON object") {
+		t.Errorf("arguments not an object: %q", text)
+	}
 	if len(up.got) != before {
 		t.Fatal("a refused request reached the upstream")
 	}
