@@ -78,7 +78,8 @@ func newMCPGuard(t *testing.T, cfg *GuardMCPConfig) (*GuardHandler, *App) {
 // a progress notification and a sampling request before the answer.
 type fakeMCP struct {
 	sse bool
-	raw map[string]string // method -> a JSON body answered as is
+	raw    map[string]string // method -> a JSON body answered as is
+	rawSSE map[string]string // method -> an event stream answered as is
 
 	mu       sync.Mutex
 	sessions int
@@ -95,6 +96,11 @@ func (f *fakeMCP) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	if r.Method == http.MethodDelete || !m.IsRequest() {
 		w.WriteHeader(http.StatusAccepted)
 		return nil
+	}
+	if raw, ok := f.rawSSE[m.Method]; ok {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, err := io.WriteString(w, raw)
+		return err
 	}
 	if raw, ok := f.raw[m.Method]; ok {
 		w.Header().Set("Content-Type", "application/json")
@@ -483,5 +489,40 @@ func TestGuardMCPOutputCapAndOtherSurfaces(t *testing.T) {
 		if res := mcpSend(t, h, up, "alice-key", sid, body); !strings.Contains(res.body, want) || !strings.Contains(res.body, "-32602") {
 			t.Errorf("%s: %s", body, res.body)
 		}
+	}
+}
+
+// TestGuardMCPStreamOnlyCarriesReadableMessages feeds event streams an
+// upstream could send and checks what the client gets: every event's data
+// is a strict JSON-RPC message, and a hidden tool is never listed,
+// whatever the framing (CR line ends, data split over lines, comments).
+func TestGuardMCPStreamOnlyCarriesReadableMessages(t *testing.T) {
+	list := `{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"echo"},{"name":"secret"}]}}`
+	for name, stream := range map[string]string{
+		"lf":            "event: message\ndata: " + list + "\n\n",
+		"cr":            "data: " + list + "\r\r",
+		"split data":    "data: {\"jsonrpc\":\"2.0\",\"id\":3,\ndata: \"result\":{\"tools\":[{\"name\":\"secret\"}]}}\n\n",
+		"comment first": ": keep-alive\n\nid: 9\ndata: " + list + "\n\n",
+		"duplicate key": `data: {"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"secret"}]},"result":{"tools":[]}}` + "\n\n",
+		"not json":      "data: secret\n\ndata: " + list + "\n\n",
+		"no final line": "data: " + list,
+		"case variant":  `data: {"jsonrpc":"2.0","id":3,"Result":{"tools":[{"name":"secret"}]},"result":{"tools":[]}}` + "\n\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			h, _ := newMCPGuard(t, nil)
+			up := &fakeMCP{rawSSE: map[string]string{"tools/list": stream}}
+			sid := initSession(t, h, up, "alice-key")
+			res := mcpSend(t, h, up, "alice-key", sid, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`)
+			if strings.Contains(res.body, "secret") {
+				t.Fatalf("hidden tool or unreadable data reached the client: %q", res.body)
+			}
+			for _, line := range strings.Split(res.body, "\n") {
+				if data, ok := strings.CutPrefix(line, "data: "); ok {
+					if _, err := mcp.DecodeMessage([]byte(data)); err != nil {
+						t.Fatalf("client got %q: %v", data, err)
+					}
+				}
+			}
+		})
 	}
 }
