@@ -77,7 +77,7 @@ func newMCPGuard(t *testing.T, cfg *GuardMCPConfig) (*GuardHandler, *App) {
 // ids, answers in JSON or, with sse, as an event stream that also carries
 // a progress notification and a sampling request before the answer.
 type fakeMCP struct {
-	sse bool
+	sse    bool
 	raw    map[string]string // method -> a JSON body answered as is
 	rawSSE map[string]string // method -> an event stream answered as is
 
