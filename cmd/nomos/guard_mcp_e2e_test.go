@@ -236,6 +236,14 @@ func TestGuardMCPE2E(t *testing.T) {
 			if text, isErr, _ := alice.call(t, "wipe", `{}`); !isErr || !strings.Contains(text, "unknown tool: wipe") {
 				t.Fatalf("hidden tool: %q", text)
 			}
+			if refusal := guardRefusal(t, s.auditDB(), "mcp://remote/wipe", alice.sid); refusal.Decision != "DENY" ||
+				refusal.Classification != "VALIDATION_ERROR" || refusal.Metadata["transport"] != "nomos_guard" ||
+				refusal.Metadata["downstream_transport"] != "streamable_http" || refusal.Metadata["guard"] != "remote-"+mode {
+				t.Fatalf("hidden tool refusal audit: %+v", refusal)
+			}
+			if text, isErr, _ := alice.call(t, "pay", `{"note":"no amount"}`); !isErr || text != "Nomos decision: DENY (deny_by_default). Nothing was done." {
+				t.Fatalf("deny: %q", text)
+			}
 			text, isErr, id := alice.call(t, "pay", `{"amount":250}`)
 			if !isErr || !strings.HasPrefix(text, "Nomos decision: REQUIRE_APPROVAL") {
 				t.Fatalf("approval: %q", text)
@@ -276,4 +284,31 @@ func TestGuardMCPE2E(t *testing.T) {
 			}
 		})
 	}
+}
+
+// guardRefusal is the audited refusal of resource on session sid.
+func guardRefusal(t *testing.T, dbPath, resource, sid string) auditEvent {
+	t.Helper()
+	db := openDB(t, dbPath)
+	defer db.Close()
+	rows, err := db.Query(`SELECT json FROM audit_events WHERE event_type = 'action.decision' ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var raw string
+		var ev auditEvent
+		var where struct {
+			Resource string `json:"resource_normalized"`
+		}
+		if rows.Scan(&raw) != nil || json.Unmarshal([]byte(raw), &ev) != nil || json.Unmarshal([]byte(raw), &where) != nil {
+			t.Fatal("audit row")
+		}
+		if where.Resource == resource && ev.Metadata["downstream_session_id"] == sid {
+			return ev
+		}
+	}
+	t.Fatalf("no decision on %s in session %s", resource, sid)
+	return auditEvent{}
 }
