@@ -526,3 +526,22 @@ func TestGuardMCPStreamOnlyCarriesReadableMessages(t *testing.T) {
 		})
 	}
 }
+
+func TestGuardMCPBindingsSurviveReload(t *testing.T) {
+	old, _ := newMCPGuard(t, &GuardMCPConfig{MaxSessionsPerPrincipal: 5})
+	up := new(fakeMCP)
+	sid := initSession(t, old, up, "alice-key")
+	// The config a reload provisions, before the old one is cleaned up.
+	reloaded, _ := newMCPGuard(t, &GuardMCPConfig{MaxSessionsPerPrincipal: 5})
+	_ = old.Cleanup()
+	if res := mcpSend(t, reloaded, up, "alice-key", sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`); res.code != http.StatusOK {
+		t.Fatalf("session after reload: %d %s", res.code, res.body)
+	}
+	if res := mcpSend(t, reloaded, up, "bob-key", sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`); res.code != http.StatusForbidden {
+		t.Fatalf("binding lost its owner across reload: %d", res.code)
+	}
+	changed, _ := newMCPGuard(t, &GuardMCPConfig{MaxSessionsPerPrincipal: 6})
+	if res := mcpSend(t, changed, up, "alice-key", sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`); res.code != http.StatusNotFound {
+		t.Fatalf("a guard with other settings shares bindings: %d", res.code)
+	}
+}
