@@ -448,6 +448,12 @@ func (q *mcpRequest) govern(sid string, req mcp.AuthzRequest, params json.RawMes
 		return writeRaw(q.w, http.StatusOK, deny(q.msg.ID, res))
 	}
 	x.rethrow() // after the completion is recorded
+	if x.breakerOpen || err != nil && !x.sent {
+		// Nothing reached the client yet: it reads the failure as
+		// nomos_mcp answers it, not as a bare HTTP error.
+		class := x.outcome(q.r.Context(), err).Classification
+		return writeRaw(q.w, http.StatusOK, mcp.UpstreamFailure(q.msg.ID, q.msg.Method, class, q.h.MCP.Server))
+	}
 	return err
 }
 
@@ -486,6 +492,9 @@ func (q *mcpRequest) carry(x *mcpExchange, params json.RawMessage) error {
 	if open {
 		x.breakerOpen = true
 		q.w.Header().Set("Retry-After", q.h.openRetryAfter())
+		if x.gov != nil {
+			return nil // answered by govern once the outcome is recorded
+		}
 		return writeError(q.w, service.Errorf(http.StatusServiceUnavailable, audit.ResultUpstreamUnavailable, "upstream circuit breaker is open"))
 	}
 	fw := newFilterWriter(r, q.w, nil, policy.Obligations{}, done, q.h.Breaker.latencyThreshold())
@@ -510,7 +519,7 @@ func serveMCPFiltered(fw *filterWriter, r *http.Request, next caddyhttp.Handler,
 			fw.abandon()
 			x.panicked = p
 		}
-		x.status, x.stop = fw.status, fw.stop
+		x.status, x.stop, x.sent = fw.status, fw.stop, fw.wroteHeader
 	}()
 	err = next.ServeHTTP(fw, r)
 	fw.finish(err)

@@ -43,6 +43,7 @@ type mcpExchange struct {
 
 	// set while the response passes, read once next returned
 	answered, rpcErr, toolErr, breakerOpen bool
+	sent                                   bool // the status line reached the client
 	status                                 int
 	stop                                   error
 	panicked                               any

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -80,6 +81,7 @@ type fakeMCP struct {
 	sse    bool
 	raw    map[string]string // method -> a JSON body answered as is
 	rawSSE map[string]string // method -> an event stream answered as is
+	down   bool              // tools/call fails as reverse_proxy does when it cannot dial
 
 	mu       sync.Mutex
 	sessions int
@@ -96,6 +98,9 @@ func (f *fakeMCP) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	if r.Method == http.MethodDelete || !m.IsRequest() {
 		w.WriteHeader(http.StatusAccepted)
 		return nil
+	}
+	if f.down && m.Method == "tools/call" {
+		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp: connection refused"))
 	}
 	if raw, ok := f.rawSSE[m.Method]; ok {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -543,5 +548,32 @@ func TestGuardMCPBindingsSurviveReload(t *testing.T) {
 	changed, _ := newMCPGuard(t, &GuardMCPConfig{MaxSessionsPerPrincipal: 6})
 	if res := mcpSend(t, changed, up, "alice-key", sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`); res.code != http.StatusNotFound {
 		t.Fatalf("a guard with other settings shares bindings: %d", res.code)
+	}
+}
+
+func TestGuardMCPUpstreamDownAnswersAsNomosMCP(t *testing.T) {
+	threshold := &GuardBreakerConfig{}
+	threshold.FailureThreshold = 1
+	bundle := filepath.Join(t.TempDir(), "mcp.yaml")
+	if err := os.WriteFile(bundle, []byte(guardMCPBundle), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	app := newTestApp(t, func(a *App) { a.Policies["default"].Bundles[0].Path = bundle })
+	h := newGuard(t, app, &GuardHandler{Name: "down-test", MCP: &GuardMCPConfig{Server: "remote"}, Breaker: threshold})
+	up := new(fakeMCP)
+	sid := initSession(t, h, up, "alice-key")
+	up.down = true
+	want := `UPSTREAM_UNAVAILABLE: upstream "remote" is unavailable; retry later.`
+	for i, wantCalls := range []int{2, 2} { // the second is refused by the open breaker
+		res := mcpSend(t, h, up, "alice-key", sid, callBody("echo", `{}`))
+		if text, isErr := guardToolText(t, res.body); res.code != http.StatusOK || !isErr || text != want || res.err != nil {
+			t.Fatalf("call %d: %d %q %v", i, res.code, text, res.err)
+		}
+		if len(up.got) != wantCalls {
+			t.Fatalf("call %d: upstream saw %d messages, want %d", i, len(up.got), wantCalls)
+		}
+	}
+	if h.breaker.state() != "open" {
+		t.Fatalf("breaker %s", h.breaker.state())
 	}
 }
