@@ -135,7 +135,7 @@ func (h *GuardHandler) applyDefaults() {
 		h.Name = "guard"
 	}
 	if h.MCP != nil {
-		h.MCP.applyDefaults()
+		h.MCP.MCPEndpointConfig = h.MCP.withDefaults()
 	} else if h.ActionType == "" {
 		h.ActionType = action.TypeNetHTTPRequest
 	}

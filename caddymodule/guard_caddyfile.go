@@ -102,20 +102,10 @@ func (h *GuardHandler) unmarshalMCP(d *caddyfile.Dispenser) error {
 }
 
 func (c *GuardMCPConfig) unmarshalOption(d *caddyfile.Dispenser) error {
-	switch d.Val() {
-	case "allowed_origins":
-		return appendArgs(d, &c.AllowedOrigins)
-	case "allowed_hosts":
-		return appendArgs(d, &c.AllowedHosts)
-	case "session_ttl":
-		return setDuration(d, &c.SessionTTL)
-	case "max_sessions_per_principal":
-		return setInt(d, &c.MaxSessionsPerPrincipal)
-	case "initialize_per_minute":
-		return setInt(d, &c.InitializePerMinute)
-	default:
-		return d.Errf("unrecognized subdirective %q", d.Val())
+	if known, err := c.MCPEndpointConfig.unmarshalOption(d); known {
+		return err
 	}
+	return d.Errf("unrecognized subdirective %q", d.Val())
 }
 
 func (h *GuardHandler) unmarshalBreaker(d *caddyfile.Dispenser) error {

@@ -7,7 +7,6 @@ import (
 	"mime"
 	"net/http"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
@@ -29,36 +28,7 @@ type GuardMCPConfig struct {
 	// and audit (upstream_server): letters, digits, '-', '_' and '.'.
 	// Default: none (required).
 	Server string `json:"server"`
-	// AllowedOrigins lists the Origin values browsers may send; "*" allows
-	// any. Default: loopback origins only.
-	AllowedOrigins []string `json:"allowed_origins,omitempty"`
-	// AllowedHosts lists globs of accepted Host headers. Default: loopback
-	// names on a loopback listener, any otherwise.
-	AllowedHosts []string `json:"allowed_hosts,omitempty"`
-	// SessionTTL forgets the binding of an Mcp-Session-Id idle for longer;
-	// the client then gets 404 and initializes again. Default: 30m.
-	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
-	// MaxSessionsPerPrincipal bounds the live sessions one principal may
-	// hold through the guard; initialize beyond it is refused with 429
-	// session_limit. Default: 256.
-	MaxSessionsPerPrincipal int `json:"max_sessions_per_principal,omitempty"`
-	// InitializePerMinute paces initialize per principal (a token bucket
-	// of that size, refilled over a minute); beyond it initialize is
-	// refused with 429 rate_limited before it reaches the server.
-	// Default: 600.
-	InitializePerMinute int `json:"initialize_per_minute,omitempty"`
-}
-
-func (c *GuardMCPConfig) applyDefaults() {
-	if c.SessionTTL <= 0 {
-		c.SessionTTL = caddy.Duration(mcp.DefaultSessionTTL)
-	}
-	if c.MaxSessionsPerPrincipal <= 0 {
-		c.MaxSessionsPerPrincipal = mcp.DefaultMaxSessionsPerPrincipal
-	}
-	if c.InitializePerMinute <= 0 {
-		c.InitializePerMinute = mcp.DefaultInitializePerMinute
-	}
+	MCPEndpointConfig
 }
 
 // validate refuses the HTTP mapping settings, which MCP mode replaces by

@@ -368,7 +368,7 @@ func TestGuardMCPSessionBoundToPrincipal(t *testing.T) {
 }
 
 func TestGuardMCPSessionCap(t *testing.T) {
-	h, _ := newMCPGuard(t, &GuardMCPConfig{MaxSessionsPerPrincipal: 1})
+	h, _ := newMCPGuard(t, &GuardMCPConfig{MCPEndpointConfig: MCPEndpointConfig{MaxSessionsPerPrincipal: 1}})
 	up := new(fakeMCP)
 	initSession(t, h, up, "alice-key")
 	res := mcpSend(t, h, up, "alice-key", "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`)
@@ -437,7 +437,7 @@ func TestGuardMCPSessionHeaderAbuse(t *testing.T) {
 }
 
 func TestGuardMCPInitializePaced(t *testing.T) {
-	h, _ := newMCPGuard(t, &GuardMCPConfig{InitializePerMinute: 1})
+	h, _ := newMCPGuard(t, &GuardMCPConfig{MCPEndpointConfig: MCPEndpointConfig{InitializePerMinute: 1}})
 	up := new(fakeMCP)
 	initSession(t, h, up, "alice-key")
 	res := mcpSend(t, h, up, "alice-key", "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`)
@@ -533,11 +533,11 @@ func TestGuardMCPStreamOnlyCarriesReadableMessages(t *testing.T) {
 }
 
 func TestGuardMCPBindingsSurviveReload(t *testing.T) {
-	old, _ := newMCPGuard(t, &GuardMCPConfig{MaxSessionsPerPrincipal: 5})
+	old, _ := newMCPGuard(t, &GuardMCPConfig{MCPEndpointConfig: MCPEndpointConfig{MaxSessionsPerPrincipal: 5}})
 	up := new(fakeMCP)
 	sid := initSession(t, old, up, "alice-key")
 	// The config a reload provisions, before the old one is cleaned up.
-	reloaded, _ := newMCPGuard(t, &GuardMCPConfig{MaxSessionsPerPrincipal: 5})
+	reloaded, _ := newMCPGuard(t, &GuardMCPConfig{MCPEndpointConfig: MCPEndpointConfig{MaxSessionsPerPrincipal: 5}})
 	_ = old.Cleanup()
 	if res := mcpSend(t, reloaded, up, "alice-key", sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`); res.code != http.StatusOK {
 		t.Fatalf("session after reload: %d %s", res.code, res.body)
@@ -545,7 +545,7 @@ func TestGuardMCPBindingsSurviveReload(t *testing.T) {
 	if res := mcpSend(t, reloaded, up, "bob-key", sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`); res.code != http.StatusForbidden {
 		t.Fatalf("binding lost its owner across reload: %d", res.code)
 	}
-	changed, _ := newMCPGuard(t, &GuardMCPConfig{MaxSessionsPerPrincipal: 6})
+	changed, _ := newMCPGuard(t, &GuardMCPConfig{MCPEndpointConfig: MCPEndpointConfig{MaxSessionsPerPrincipal: 6}})
 	if res := mcpSend(t, changed, up, "alice-key", sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`); res.code != http.StatusNotFound {
 		t.Fatalf("a guard with other settings shares bindings: %d", res.code)
 	}
