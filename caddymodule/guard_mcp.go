@@ -45,7 +45,6 @@ func (c *GuardMCPConfig) validate(h *GuardHandler) error {
 
 // guardMCP is the provisioned MCP mode of a guard.
 type guardMCP struct {
-	cfg      *GuardMCPConfig
 	path     *mcp.Path
 	sessions *mcpBindings
 	poolKey  string
@@ -55,7 +54,7 @@ type guardMCP struct {
 // from the pool, so an unchanged reload keeps its clients' sessions.
 func (h *GuardHandler) bindMCP(app *App) error {
 	gov := &governor{svc: h.svc, red: app.red}
-	m := &guardMCP{cfg: h.MCP, path: mcp.NewPath(gov, mcp.DownstreamStreamableHTTP, app.slog.With("guard", h.Name))}
+	m := &guardMCP{path: mcp.NewPath(gov, mcp.DownstreamStreamableHTTP, app.slog.With("guard", h.Name))}
 	m.poolKey = app.uniqueGuardKey(configKey("guard_mcp_sessions", h.Name, h.MCP))
 	var err error
 	m.sessions, err = loadPooled(m.poolKey, func() (*mcpBindings, func() error, error) {

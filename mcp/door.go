@@ -144,14 +144,3 @@ func ShapeResult(result json.RawMessage, res AuthzResult, capKey string) (any, b
 // RedactValue redacts the string leaves of a decoded JSON value in place,
 // protocol fields (type, mimeType) excepted.
 func RedactValue(v any, redact func(string) string) any { return redactValue(v, "", redact) }
-
-// ProtocolVersionSupported reports whether v is a protocol version the
-// doors serve.
-func ProtocolVersionSupported(v string) bool {
-	for _, s := range SupportedVersions {
-		if s == v {
-			return true
-		}
-	}
-	return false
-}
