@@ -60,6 +60,13 @@ type GuardHandler struct {
 	// Breaker is the circuit breaker around the next handler. Default: on,
 	// with the defaults of GuardBreakerConfig.
 	Breaker *GuardBreakerConfig `json:"breaker,omitempty"`
+	// MCP turns on MCP mode: the requests are the Streamable HTTP transport
+	// of the remote MCP server named here, governed as nomos_mcp governs
+	// its own (tools/call, prompts, resources, completion, sampling and
+	// elicitation on mcp.Path, lists filtered by policy, Mcp-Session-Id
+	// bound to the principal that initialized it). Default: off (plain
+	// HTTP mode).
+	MCP *GuardMCPConfig `json:"mcp,omitempty"`
 	RouteAuth
 
 	app     *App
@@ -68,6 +75,7 @@ type GuardHandler struct {
 	mapping guardMapping
 	breaker *guardBreaker
 	poolKey string
+	mcp     *guardMCP
 }
 
 // defaultGuardMaxBody is the request body cap of a guard.
@@ -109,7 +117,11 @@ func (h *GuardHandler) bind(app *App, transitions breakerObserver) error {
 	if h.svc, err = app.Service(h.Policy); err != nil {
 		return fmt.Errorf("nomos_guard: %w", err)
 	}
-	if h.mapping, err = newHTTPMapping(h); err != nil {
+	if h.MCP != nil {
+		if err := h.bindMCP(app); err != nil {
+			return err
+		}
+	} else if h.mapping, err = newHTTPMapping(h); err != nil {
 		return fmt.Errorf("nomos_guard: %w", err)
 	}
 	return h.loadBreaker(app, transitions)
@@ -122,7 +134,9 @@ func (h *GuardHandler) applyDefaults() {
 	if h.Name == "" {
 		h.Name = "guard"
 	}
-	if h.ActionType == "" {
+	if h.MCP != nil {
+		h.MCP.MCPEndpointConfig = h.MCP.withDefaults()
+	} else if h.ActionType == "" {
 		h.ActionType = action.TypeNetHTTPRequest
 	}
 	if h.MaxBodyBytes <= 0 {
@@ -147,14 +161,23 @@ func (h *GuardHandler) Validate() error {
 			return fmt.Errorf("nomos_guard: param %q is set both by params and body_params", name)
 		}
 	}
+	if h.MCP != nil {
+		if err := h.MCP.validate(h); err != nil {
+			return err
+		}
+	}
 	return h.Breaker.validate()
 }
 
 // ServeHTTP decides the request and, on ALLOW only, calls next under the
 // breaker with the response filtered. The mapping (request to action) and
 // the outcome writers (refuse, forward) are the plain HTTP mode; MCP mode
-// will bring its own of both and share admit, the breaker and the filter.
+// (serveMCP) governs each JSON-RPC message on mcp.Path instead and shares
+// the breaker and the filter.
 func (h *GuardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.MCP != nil {
+		return h.serveMCP(w, r, next)
+	}
 	g, e := h.admit(r)
 	if e != nil {
 		return writeError(w, e)
@@ -247,8 +270,12 @@ func stripNomosHeaders(r *http.Request, trusted []string) {
 	r.Header.Del("Accept-Encoding")
 }
 
-// Cleanup releases the guard's breaker; an unchanged reload keeps it.
+// Cleanup releases the guard's breaker and MCP session bindings; an
+// unchanged reload keeps them.
 func (h *GuardHandler) Cleanup() error {
+	if h.mcp != nil {
+		_, _ = pool.Delete(h.mcp.poolKey)
+	}
 	if h.poolKey != "" {
 		_, err := pool.Delete(h.poolKey)
 		return err

@@ -34,6 +34,13 @@ func parseGuardHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, err
 //			open_timeout <duration>
 //			latency_threshold <duration>
 //		}
+//		mcp <server> [{
+//			allowed_origins <origin>...
+//			allowed_hosts <host-glob>...
+//			session_ttl <duration>
+//			max_sessions_per_principal <n>
+//			initialize_per_minute <n>
+//		}]
 //		anonymous <principal> [<agent>]
 //		principal_from <placeholder>
 //		require_agent true|false
@@ -72,12 +79,33 @@ func (h *GuardHandler) unmarshalOption(d *caddyfile.Dispenser) error {
 	case "breaker":
 		return h.unmarshalBreaker(d)
 	case "mcp":
-		// MCP mode will reuse the MCP gateway's governed-call path; until
-		// then a guard must not pretend to govern MCP traffic.
-		return d.Err("nomos_guard: mcp mode not yet supported (use nomos_mcp with an upstream for now)")
+		return h.unmarshalMCP(d)
 	default:
 		return h.RouteAuth.unmarshalOption(d)
 	}
+}
+
+func (h *GuardHandler) unmarshalMCP(d *caddyfile.Dispenser) error {
+	if h.MCP != nil {
+		return d.Err("mcp already configured")
+	}
+	h.MCP = new(GuardMCPConfig)
+	if err := setOnce(d, &h.MCP.Server); err != nil {
+		return err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := h.MCP.unmarshalOption(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *GuardMCPConfig) unmarshalOption(d *caddyfile.Dispenser) error {
+	if known, err := c.MCPEndpointConfig.unmarshalOption(d); known {
+		return err
+	}
+	return d.Errf("unrecognized subdirective %q", d.Val())
 }
 
 func (h *GuardHandler) unmarshalBreaker(d *caddyfile.Dispenser) error {

@@ -1,12 +1,14 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/caddy-nomos/nomos/internal/redact"
+	"github.com/caddy-nomos/nomos/mcp"
 	"github.com/caddy-nomos/nomos/policy"
 )
 
@@ -62,6 +64,75 @@ func FuzzFilterChunking(f *testing.F) {
 		capped := filterAll(t, red, policy.Obligations{OutputMaxBytes: &limit}, ct, [][]byte{body[:i], body[i:j], body[j:]})
 		if int64(len(capped)) > limit || !strings.HasPrefix(whole, capped) {
 			t.Fatalf("cap %d broke the output\nbody   %q\nwhole  %q\ncapped %q", limit, body, whole, capped)
+		}
+	})
+}
+
+// strictShaper passes only what decodes as strict JSON-RPC, re-encoded.
+type strictShaper struct{}
+
+func (strictShaper) header(int, http.Header) {}
+
+func (strictShaper) message(data []byte) []byte {
+	m, err := mcp.DecodeMessage(data)
+	if err != nil {
+		return nil
+	}
+	out, _ := json.Marshal(m)
+	return out
+}
+
+// shapeAll runs an MCP-mode response through the filter in chunks.
+func shapeAll(contentType string, chunks [][]byte) string {
+	rec := httptest.NewRecorder()
+	fw := newFilterWriter(httptest.NewRequest(http.MethodPost, "/", nil), rec, nil, policy.Obligations{}, nil, 0)
+	fw.shaper = strictShaper{}
+	fw.Header().Set("Content-Type", contentType)
+	fw.WriteHeader(http.StatusOK)
+	for _, c := range chunks {
+		if _, err := fw.Write(c); err != nil {
+			return rec.Body.String()
+		}
+	}
+	fw.finish(nil)
+	return rec.Body.String()
+}
+
+// FuzzGuardMCPShaping checks MCP mode's filter: what the client gets does
+// not depend on how the upstream cut its stream into writes, and every
+// event's data is a message the shaper accepted, never raw upstream bytes.
+func FuzzGuardMCPShaping(f *testing.F) {
+	f.Add([]byte("event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n"), uint16(7), uint16(30), true)
+	f.Add([]byte("data: {\"jsonrpc\":\"2.0\",\r\ndata: \"method\":\"ping\",\"id\":2}\r\n\r\n: c\n\n"), uint16(3), uint16(44), true)
+	f.Add([]byte("data: {\"jsonrpc\":\"2.0\",\"id\":1,\"id\":2,\"result\":{}}\n\ndata: x\n\n"), uint16(1), uint16(9), true)
+	f.Add([]byte("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[]}}"), uint16(5), uint16(20), false)
+	f.Fuzz(func(t *testing.T, body []byte, a, b uint16, sse bool) {
+		ct := "application/json"
+		if sse {
+			ct = "text/event-stream"
+		}
+		i, j := int(a)%(len(body)+1), int(b)%(len(body)+1)
+		if i > j {
+			i, j = j, i
+		}
+		whole := shapeAll(ct, [][]byte{body})
+		if parts := shapeAll(ct, [][]byte{body[:i], body[i:j], body[j:]}); parts != whole {
+			t.Fatalf("chunking changed the output\nbody  %q (cuts %d, %d)\nwhole %q\nparts %q", body, i, j, whole, parts)
+		}
+		if !sse {
+			if whole != "" {
+				if _, err := mcp.DecodeMessage([]byte(whole)); err != nil {
+					t.Fatalf("client got %q: %v", whole, err)
+				}
+			}
+			return
+		}
+		for _, line := range strings.Split(whole, "\n") {
+			if data, ok := strings.CutPrefix(line, "data:"); ok {
+				if _, err := mcp.DecodeMessage([]byte(strings.TrimPrefix(data, " "))); err != nil {
+					t.Fatalf("client got data %q from %q: %v", data, body, err)
+				}
+			}
 		}
 	})
 }

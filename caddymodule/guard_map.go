@@ -20,9 +20,10 @@ import (
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
-// guardMapping turns a request into the envelope the guard decides. Plain
-// HTTP is the only mode today; MCP mode (nomos_guard { mcp <server> }) will
-// be a second implementation built on the MCP gateway's action model.
+// guardMapping turns a request into the envelope the guard decides in
+// plain HTTP mode. MCP mode (nomos_guard { mcp <server> }) does not map
+// requests itself: it builds the MCP doors' requests with the mcp
+// package's builders and decides them on mcp.Path (guard_mcp.go).
 type guardMapping interface {
 	// envelope builds the action for r. On a refusal it returns the
 	// error and, when the action type and resource were known, an envelope

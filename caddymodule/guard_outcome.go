@@ -92,9 +92,14 @@ func (h *GuardHandler) forward(w http.ResponseWriter, r *http.Request, next cadd
 func (h *GuardHandler) breakerOpen(w http.ResponseWriter, r *http.Request, g *guarded) error {
 	h.logger.Warn("guard breaker open; request not forwarded", zap.String("guard", h.Name), zap.String("action_id", g.auth.Response.ActionID))
 	h.svc.Complete(completionContext(r), g.auth, audit.ResultUpstreamUnavailable, map[string]any{"breaker_state": "open"})
-	// The open timeout bounds how long the breaker can stay open.
-	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(time.Duration(h.Breaker.OpenTimeout).Seconds())))))
+	w.Header().Set("Retry-After", h.openRetryAfter())
 	return writeError(w, service.Errorf(http.StatusServiceUnavailable, audit.ResultUpstreamUnavailable, "upstream circuit breaker is open"))
+}
+
+// openRetryAfter is the Retry-After of an open breaker: the open timeout
+// bounds how long it can stay open.
+func (h *GuardHandler) openRetryAfter() string {
+	return strconv.Itoa(max(1, int(math.Ceil(time.Duration(h.Breaker.OpenTimeout).Seconds()))))
 }
 
 // serveFiltered runs next through the filter. A panic (reverse_proxy

@@ -33,7 +33,8 @@ var (
 type filterWriter struct {
 	mu       sync.Mutex // a flush timer may run beside the copy
 	w        http.ResponseWriter
-	red      *redact.Redactor
+	red      *redact.Redactor // nil: the shaper redacts
+	shaper   messageShaper    // MCP mode: shapes whole messages
 	budget   outputBudget
 	report   breakerDone
 	slowness time.Duration
@@ -93,6 +94,9 @@ func (fw *filterWriter) writeHeader(status int) {
 	}
 	h.Del("Content-Length")
 	fw.sse = isEventStream(h.Get("Content-Type"))
+	if fw.shaper != nil {
+		fw.shaper.header(status, h)
+	}
 	fw.w.WriteHeader(status)
 }
 
@@ -129,9 +133,14 @@ func (fw *filterWriter) Write(p []byte) (int, error) {
 		return 0, fw.stop
 	}
 	fw.held = append(fw.held, p...)
-	if fw.sse {
+	switch {
+	case fw.sse:
 		fw.drainEvents(false)
-	} else {
+	case fw.shaper != nil: // a JSON message is shaped whole, at the end
+		if len(fw.held) > guardMaxMessage {
+			fw.held, fw.stop = nil, errUnfilterable
+		}
+	default:
 		fw.drainLines(false)
 	}
 	if fw.stop != nil {
@@ -168,13 +177,16 @@ func (fw *filterWriter) drainEvents(final bool) {
 			end = len(fw.held)
 		}
 		if end < 0 {
-			if len(fw.held) > guardMaxHold {
+			if len(fw.held) > fw.maxHold() {
 				fw.cut()
 			}
 			return
 		}
 		piece := fw.held[:end]
 		fw.held = fw.held[end:]
+		if fw.shaper != nil {
+			piece = shapeEvent(piece, fw.shaper)
+		}
 		fw.emit(piece, true)
 		fw.flush()
 	}
@@ -194,7 +206,11 @@ func (fw *filterWriter) drainLines(final bool) {
 // emit redacts then caps one piece; an SSE event is emitted whole or not
 // at all.
 func (fw *filterWriter) emit(piece []byte, whole bool) {
-	out, cut := fw.budget.take(fw.red.String(string(piece)), whole)
+	text := string(piece)
+	if fw.red != nil {
+		text = fw.red.String(text)
+	}
+	out, cut := fw.budget.take(text, whole)
 	if out != "" {
 		n, err := io.WriteString(fw.w, out)
 		fw.written += int64(n)
@@ -233,13 +249,26 @@ func (fw *filterWriter) finish(err error) {
 		}
 		return
 	}
-	if fw.stop == nil {
-		if fw.sse {
-			fw.drainEvents(true)
-		} else {
-			fw.drainLines(true)
+	switch {
+	case fw.stop != nil:
+	case fw.sse:
+		fw.drainEvents(true)
+	case fw.shaper != nil:
+		if len(fw.held) > 0 {
+			fw.emit(fw.shaper.message(fw.held), true)
 		}
+	default:
+		fw.drainLines(true)
 	}
+}
+
+// maxHold is the largest SSE event held whole: one MCP message in MCP
+// mode, guardMaxHold otherwise.
+func (fw *filterWriter) maxHold() int {
+	if fw.shaper != nil {
+		return guardMaxMessage
+	}
+	return guardMaxHold
 }
 
 // abandon is finish for a next that panicked (reverse_proxy aborts a

@@ -435,11 +435,14 @@ func TestGuardConfigErrors(t *testing.T) {
 	}
 }
 
-func TestGuardCaddyfileMCPModeNotYetSupported(t *testing.T) {
-	d := caddyfile.NewTestDispenser("nomos_guard {\n\tmcp everything\n}")
-	err := new(GuardHandler).UnmarshalCaddyfile(d)
-	if err == nil || !strings.Contains(err.Error(), "mcp mode not yet supported") {
-		t.Fatalf("err = %v", err)
+func TestGuardCaddyfileMCPMode(t *testing.T) {
+	d := caddyfile.NewTestDispenser("nomos_guard {\n\tmcp everything {\n\t\tallowed_hosts mcp.test\n\t\tmax_sessions_per_principal 2\n\t}\n}")
+	h := new(GuardHandler)
+	if err := h.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	if h.MCP == nil || h.MCP.Server != "everything" || h.MCP.MaxSessionsPerPrincipal != 2 || len(h.MCP.AllowedHosts) != 1 {
+		t.Fatalf("mcp = %+v", h.MCP)
 	}
 }
 

@@ -48,21 +48,7 @@ type MCPHandler struct {
 	Exclude []string `json:"exclude,omitempty"`
 	// MaxBodyBytes caps a request body. Default: 1 MiB.
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
-	// AllowedOrigins lists the Origin values browsers may send. Default:
-	// loopback origins only.
-	AllowedOrigins []string `json:"allowed_origins,omitempty"`
-	// AllowedHosts lists globs of accepted Host headers. Default: loopback
-	// names on a loopback listener, any otherwise.
-	AllowedHosts []string `json:"allowed_hosts,omitempty"`
-	// SessionTTL expires client sessions idle for longer. Default: 30m.
-	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
-	// MaxSessionsPerPrincipal bounds the live client sessions of one
-	// principal; initialize beyond it is refused with 429 session_limit.
-	// Default: 256.
-	MaxSessionsPerPrincipal int `json:"max_sessions_per_principal,omitempty"`
-	// InitializePerMinute paces initialize per principal; beyond it
-	// initialize is refused with 429 rate_limited. Default: 600.
-	InitializePerMinute int `json:"initialize_per_minute,omitempty"`
+	MCPEndpointConfig
 	RouteAuth
 
 	gw      *mcp.Gateway

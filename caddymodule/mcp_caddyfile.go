@@ -77,17 +77,10 @@ func (h *MCPHandler) unmarshalOption(d *caddyfile.Dispenser) error {
 		return appendArgs(d, &h.Exclude)
 	case "max_body_bytes":
 		return setInt(d, &h.MaxBodyBytes)
-	case "allowed_origins":
-		return appendArgs(d, &h.AllowedOrigins)
-	case "allowed_hosts":
-		return appendArgs(d, &h.AllowedHosts)
-	case "session_ttl":
-		return setDuration(d, &h.SessionTTL)
-	case "max_sessions_per_principal":
-		return setInt(d, &h.MaxSessionsPerPrincipal)
-	case "initialize_per_minute":
-		return setInt(d, &h.InitializePerMinute)
 	default:
+		if known, err := h.MCPEndpointConfig.unmarshalOption(d); known {
+			return err
+		}
 		return h.RouteAuth.unmarshalOption(d)
 	}
 }

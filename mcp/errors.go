@@ -94,6 +94,13 @@ func (g *Gateway) upstreamRPCErrorFor(id json.RawMessage, server string, rerr *r
 	if len(rerr.Data) > 0 {
 		g.log.Info("mcp upstream error data withheld from the client", "upstream_server", server, "code", rerr.Code, "data", string(rerr.Data))
 	}
+	return ClientError(id, rerr, redact)
+}
+
+// ClientError is an upstream's JSON-RPC error as a client may see it: the
+// upstream's code and its message, redacted and capped, without the data
+// member (stack traces, internal addresses), which the caller may log.
+func ClientError(id json.RawMessage, rerr *jsonrpc.Error, redact func(string) string) []byte {
 	msg := rerr.Message
 	if redact != nil {
 		msg = redact(msg)

@@ -60,6 +60,36 @@ func (p *Path) Visible(ctx context.Context, req AuthzRequest) bool {
 	return p.Governor.Visible(ctx, req.Identity, req.ActionType, req.Resource)
 }
 
+// VisibleItems keeps the listed items (objects) whose request, built from
+// the item's member field, is visible to the caller: a list never shows
+// what the caller could not use. It also returns the names shown and
+// hidden; an item without a string field is dropped as hidden.
+func (p *Path) VisibleItems(ctx context.Context, items []json.RawMessage, field string, request func(string) AuthzRequest) (kept []json.RawMessage, shown, hidden []string) {
+	kept = items[:0:0]
+	for _, it := range items {
+		var obj map[string]json.RawMessage
+		var name string
+		if json.Unmarshal(it, &obj) != nil || json.Unmarshal(obj[field], &name) != nil {
+			hidden = append(hidden, name)
+			continue
+		}
+		if !p.Visible(ctx, request(name)) {
+			hidden = append(hidden, name)
+			continue
+		}
+		kept, shown = append(kept, it), append(shown, name)
+	}
+	return kept, shown, hidden
+}
+
+// Listed records a tools/list (when the Governor is a ListObserver): the
+// "<server>/<tool>" names shown and hidden, with the door's evidence.
+func (p *Path) Listed(ctx context.Context, id Identity, metadata map[string]string, shown, hidden []string) {
+	if obs, ok := p.Governor.(ListObserver); ok {
+		obs.ToolsListed(context.WithoutCancel(ctx), id, p.label(AuthzRequest{Metadata: metadata}).Metadata, shown, hidden)
+	}
+}
+
 // Refuse records a request refused before policy; the caller answers the
 // client with reason.
 func (p *Path) Refuse(ctx context.Context, req AuthzRequest, class, reason string) {

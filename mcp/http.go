@@ -40,7 +40,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpDeny(w, http.StatusMethodNotAllowed, errcode.Method, "use POST, GET or DELETE")
 		return
 	}
-	if reason := g.checkOriginHost(r); reason != "" {
+	if reason := checkOriginHost(r, g.route.AllowedOrigins, g.route.AllowedHosts); reason != "" {
 		httpDeny(w, http.StatusForbidden, errcode.Forbidden, reason)
 		return
 	}
@@ -91,21 +91,21 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 
 // checkOriginHost is the DNS-rebinding defence: a browser Origin must be
 // allowed (loopback by default) and the Host must match allowed_hosts.
-func (g *Gateway) checkOriginHost(r *http.Request) string {
-	if len(g.route.AllowedHosts) > 0 && !hostMatches(hostOnly(r.Host), g.route.AllowedHosts) {
+func checkOriginHost(r *http.Request, allowedOrigins, allowedHosts []string) string {
+	if len(allowedHosts) > 0 && !hostMatches(hostOnly(r.Host), allowedHosts) {
 		return "host not allowed"
 	}
-	if len(g.route.AllowedHosts) == 0 && servedOnLoopback(r) && !loopbackHost(hostOnly(r.Host)) {
+	if len(allowedHosts) == 0 && servedOnLoopback(r) && !loopbackHost(hostOnly(r.Host)) {
 		return "host not allowed on a loopback listener"
 	}
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return ""
 	}
-	if slices.Contains(g.route.AllowedOrigins, origin) || slices.Contains(g.route.AllowedOrigins, "*") {
+	if slices.Contains(allowedOrigins, origin) || slices.Contains(allowedOrigins, "*") {
 		return ""
 	}
-	if len(g.route.AllowedOrigins) == 0 && loopbackOrigin(origin) {
+	if len(allowedOrigins) == 0 && loopbackOrigin(origin) {
 		return ""
 	}
 	return "origin not allowed"

@@ -141,7 +141,7 @@ func (g *Gateway) initUpstream(ctx context.Context, s *session, u *Upstream, m *
 func (g *Gateway) upstreamRPCError(id json.RawMessage, u *Upstream, err error) []byte {
 	class, errClass := classify(err)
 	g.log.Warn("mcp upstream request failed", "upstream_server", u.cfg.Name, "error_class", errClass, "error", err)
-	return jsonrpc.ErrorResponse(id, rpcCodeFor(class), class+": upstream "+u.cfg.Name+" did not answer", map[string]string{"error_class": class})
+	return UpstreamFailure(id, "", class, u.cfg.Name)
 }
 
 // mergeInit builds the downstream initialize result: the upstream's own

@@ -33,17 +33,7 @@ func (g *Gateway) listNamed(ctx context.Context, s *session, m *message, key str
 // item's member field) is visible to the caller: a list never shows what
 // the caller could not use.
 func (g *Gateway) visibleItems(ctx context.Context, s *session, u *Upstream, items []json.RawMessage, field string, request func(string) AuthzRequest) []json.RawMessage {
-	out := items[:0:0]
-	for _, it := range items {
-		var obj map[string]json.RawMessage
-		var name string
-		if json.Unmarshal(it, &obj) != nil || json.Unmarshal(obj[field], &name) != nil {
-			continue
-		}
-		if g.path.Visible(ctx, request(name)) {
-			out = append(out, it)
-		}
-	}
+	out, _, _ := g.path.VisibleItems(ctx, items, field, request)
 	return out
 }
 
@@ -163,27 +153,37 @@ func (g *Gateway) getPrompt(ctx context.Context, s *session, m *message, related
 	u, name, ok := g.resolveNamed(p.Name)
 	req := g.promptRequest(s, u, name, p.Arguments)
 	if p.Name == "" || !ok || !g.path.Visible(ctx, req) {
-		return g.refuseUnknown(ctx, m, req, "unknown prompt: "+p.Name)
+		return g.refuseUnknown(ctx, m, req, UnknownReason("prompt", p.Name))
 	}
 	params, _ := setMember(m.Params, "name", name)
 	return g.governedForward(ctx, s, m, related, u, req, params, "messages")
 }
 
 func (g *Gateway) promptRequest(s *session, u *Upstream, name string, args json.RawMessage) AuthzRequest {
-	return g.request(s, u, action.TypeMCPPromptGet, []string{"prompt", name},
-		map[string]any{"prompt": name, "prompt_arguments": args}, "prompt", name)
+	return g.onSession(s, u, PromptRequest(s.identity, upstreamName(u), name, args), "prompt", name)
 }
 
 func (g *Gateway) resourceRequest(s *session, u *Upstream, uri string) AuthzRequest {
-	return g.request(s, u, action.TypeMCPResourceRead, []string{"resource", uri},
-		map[string]any{"uri": uri}, "upstream_uri", uri)
+	return g.onSession(s, u, ResourceRequest(s.identity, upstreamName(u), uri), "upstream_uri", uri)
+}
+
+// onSession adds session s's trace and evidence to a request built for u.
+func (g *Gateway) onSession(s *session, u *Upstream, req AuthzRequest, metaKey, metaValue string) AuthzRequest {
+	return g.inSession(s, req, upstreamName(u), metaKey, metaValue, "")
+}
+
+func upstreamName(u *Upstream) string {
+	if u == nil {
+		return ""
+	}
+	return u.cfg.Name
 }
 
 // refuseUnknown records and answers a name that does not exist for the
 // caller, whether it is missing upstream or hidden by policy.
 func (g *Gateway) refuseUnknown(ctx context.Context, m *message, req AuthzRequest, reason string) []byte {
 	g.path.Refuse(ctx, req, audit.ResultValidationError, reason)
-	return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, reason, nil)
+	return UnknownError(m.ID, reason)
 }
 
 // readResource governs resources/read as mcp.resource_read.
@@ -192,7 +192,7 @@ func (g *Gateway) readResource(ctx context.Context, s *session, m *message, rela
 	u := g.resourceOwner(s, uri)
 	req := g.resourceRequest(s, u, uri)
 	if uri == "" || u == nil || !g.path.Visible(ctx, req) {
-		return g.refuseUnknown(ctx, m, req, "unknown resource: "+uri)
+		return g.refuseUnknown(ctx, m, req, UnknownReason("resource", uri))
 	}
 	return g.governedForward(ctx, s, m, related, u, req, m.Params, "contents")
 }
@@ -200,21 +200,10 @@ func (g *Gateway) readResource(ctx context.Context, s *session, m *message, rela
 // complete governs completion/complete as mcp.completion. The ref must be
 // visible both as a completion and as the prompt or resource it names.
 func (g *Gateway) complete(ctx context.Context, s *session, m *message, related *responder) []byte {
-	var p struct {
-		Ref struct {
-			Type string `json:"type"`
-			Name string `json:"name"`
-			URI  string `json:"uri"`
-		} `json:"ref"`
-	}
-	_ = json.Unmarshal(m.Params, &p)
-	u, target, params := g.completionTarget(s, m, p.Ref.Type, p.Ref.Name, p.Ref.URI)
-	req := g.request(s, u, action.TypeMCPCompletion, []string{"completion", target},
-		map[string]any{"ref": target}, "completion_ref", target)
-	named := g.resourceRequest(s, u, target)
-	if p.Ref.Type == "ref/prompt" {
-		named = g.promptRequest(s, u, target, nil)
-	}
+	ref := CompletionRefOf(m.Params)
+	u, target, params := g.completionTarget(s, m, ref.Type, ref.Name, ref.URI)
+	completion, named := CompletionRequests(s.identity, upstreamName(u), ref.Type, target)
+	req := g.onSession(s, u, completion, "completion_ref", target)
 	if u == nil || !g.path.Visible(ctx, req) || !g.path.Visible(ctx, named) {
 		return g.refuseUnknown(ctx, m, req, "unknown completion ref")
 	}
@@ -244,7 +233,7 @@ func (g *Gateway) subscribe(ctx context.Context, s *session, m *message) []byte 
 	uri := messageName(m)
 	u := g.resourceOwner(s, uri)
 	if u == nil || !g.path.Visible(ctx, g.resourceRequest(s, u, uri)) { // hidden = unknown
-		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, "unknown resource: "+uri, nil)
+		return UnknownError(m.ID, UnknownReason("resource", uri))
 	}
 	on := m.Method == "resources/subscribe"
 	if c := s.link(u.cfg.Name); c == nil || c.dedicated != nil || !c.subscribedElsewhere(s, uri, u.cfg.Name) {
@@ -351,14 +340,13 @@ var serverRequestTypes = map[string][2]string{
 // governServerRequest runs the governed-call path for an upstream→client
 // request; relay carries it to the client and classifies the answer.
 func (g *Gateway) governServerRequest(ctx context.Context, s *session, server, method string, params json.RawMessage, relay func() Outcome) *rpcError {
-	kind, governed := serverRequestTypes[method]
+	req, governed := ServerRequest(s.identity, server, method, params)
 	if !governed {
 		relay()
 		return nil
 	}
 	u := g.byName[server]
-	req := g.request(s, u, kind[0], []string{kind[1]},
-		map[string]any{"method": method, "request_hash": action.SHA256Hex(params)}, "upstream_method", method)
+	req = g.onSession(s, u, req, "upstream_method", method)
 	if u == nil {
 		const reason = "upstream not on this route"
 		g.path.Refuse(ctx, req, audit.ResultValidationError, reason)

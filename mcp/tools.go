@@ -35,10 +35,7 @@ func (g *Gateway) listTools(ctx context.Context, s *session, m *message) []byte 
 		shown = append(shown, qualified)
 		tools = append(tools, exposedTool(r))
 	}
-	if obs, ok := g.path.Governor.(ListObserver); ok {
-		req := g.path.label(AuthzRequest{Metadata: g.metadata(s, "", "", "")})
-		obs.ToolsListed(context.WithoutCancel(ctx), s.identity, req.Metadata, shown, hidden)
-	}
+	g.path.Listed(ctx, s.identity, g.metadata(s, "", "", ""), shown, hidden)
 	return jsonrpc.Result(m.ID, map[string]any{"tools": tools})
 }
 
@@ -111,9 +108,9 @@ func (g *Gateway) callTool(ctx context.Context, s *session, m *message, related 
 		return toolErrorResult(m.ID, class, text)
 	}
 	if !ok || !g.path.Visible(ctx, g.toolRequest(s, ref, nil, "")) {
-		reason := "unknown tool: " + p.Name
+		reason := UnknownReason("tool", p.Name)
 		g.path.Refuse(ctx, g.unknownTool(s, p.Name), audit.ResultValidationError, reason)
-		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, reason, nil)
+		return UnknownError(m.ID, reason)
 	}
 	args, approvalID, err := splitApproval(p.Arguments)
 	if err == nil {
@@ -160,13 +157,29 @@ func (g *Gateway) upstreamFailureText(u *Upstream, err error) string {
 		name = u.cfg.Name
 	}
 	g.log.Warn("mcp upstream request failed", "upstream_server", name, "error_class", errClass, "error", err)
+	return UpstreamFailureText(class, name)
+}
+
+// UpstreamFailureText is what a client reads when upstream server could
+// not carry out a request, by result classification: the class and the
+// server's name only, never addresses or upstream internals.
+func UpstreamFailureText(class, server string) string {
 	switch class {
 	case audit.ResultUpstreamTimeout:
-		return fmt.Sprintf("%s: upstream %q did not answer in time.", class, name)
+		return fmt.Sprintf("%s: upstream %q did not answer in time.", class, server)
 	case audit.ResultUpstreamCanceled:
 		return fmt.Sprintf("%s: the request was canceled.", class)
 	}
-	return fmt.Sprintf("%s: upstream %q is unavailable; retry later.", class, name)
+	return fmt.Sprintf("%s: upstream %q is unavailable; retry later.", class, server)
+}
+
+// UpstreamFailure answers a request upstream server could not carry out:
+// a tool error result for tools/call, a JSON-RPC error otherwise.
+func UpstreamFailure(id json.RawMessage, method, class, server string) []byte {
+	if method == "tools/call" {
+		return toolErrorResult(id, class, UpstreamFailureText(class, server))
+	}
+	return jsonrpc.ErrorResponse(id, rpcCodeFor(class), class+": upstream "+server+" did not answer", map[string]string{"error_class": class})
 }
 
 // splitApproval removes the approval_id argument (never forwarded).

@@ -244,15 +244,23 @@ func summaryOf(out []byte) string {
 	return b.String()
 }
 
+// conformanceURLs are the MCP endpoints examples/conformance/Caddyfile
+// serves.
+type conformanceURLs struct {
+	viaHTTP, viaStdio, viaGuard string
+}
+
 // startConformanceGateway runs nomos on examples/conformance/Caddyfile
 // exactly as committed, with its ports replaced by free ones, and
-// returns the MCP URLs of the HTTP-upstream and stdio-upstream gateways.
-func startConformanceGateway(t *testing.T, everythingURL, everythingCmd string) (*server, string, string) {
+// returns the MCP URLs of the HTTP-upstream and stdio-upstream gateways
+// and of the guard in front of reverse_proxy.
+func startConformanceGateway(t *testing.T, everythingURL, everythingCmd string) (*server, conformanceURLs) {
 	t.Helper()
-	httpPort, stdioPort, admin := freePort(t), freePort(t), freePort(t)
+	httpPort, stdioPort, guardPort, admin := freePort(t), freePort(t), freePort(t), freePort(t)
 	repl := strings.NewReplacer(
 		":8181", fmt.Sprintf(":%d", httpPort),
 		":8182", fmt.Sprintf(":%d", stdioPort),
+		":8183", fmt.Sprintf(":%d", guardPort),
 		"127.0.0.1:2019", fmt.Sprintf("127.0.0.1:%d", admin))
 	files := map[string]string{}
 	for _, src := range []string{"examples/conformance/Caddyfile", "examples/conformance/allow-all.yaml"} {
@@ -262,23 +270,28 @@ func startConformanceGateway(t *testing.T, everythingURL, everythingCmd string) 
 		}
 		files[src] = repl.Replace(string(data))
 	}
-	for _, port := range []string{":8181", ":8182", ":2019"} {
+	for _, port := range []string{":8181", ":8182", ":8183", ":2019"} {
 		if strings.Contains(files["examples/conformance/Caddyfile"], port) {
 			t.Fatalf("port %s left in the Caddyfile", port)
 		}
 	}
-	s := launch(t, "examples/conformance/Caddyfile", files, []string{"EVERYTHING_URL=" + everythingURL, "EVERYTHING_CMD=" + everythingCmd})
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", httpPort), s.cmd, s.logs)
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", stdioPort), s.cmd, s.logs)
-	return s, fmt.Sprintf("http://127.0.0.1:%d/mcp", httpPort), fmt.Sprintf("http://127.0.0.1:%d/mcp", stdioPort)
+	addr := strings.TrimSuffix(strings.TrimPrefix(everythingURL, "http://"), "/mcp")
+	s := launch(t, "examples/conformance/Caddyfile", files, []string{"EVERYTHING_URL=" + everythingURL,
+		"EVERYTHING_CMD=" + everythingCmd, "EVERYTHING_ADDR=" + addr})
+	for _, port := range []int{httpPort, stdioPort, guardPort} {
+		waitListening(t, fmt.Sprintf("127.0.0.1:%d", port), s.cmd, s.logs)
+	}
+	mcpURL := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/mcp", port) }
+	return s, conformanceURLs{viaHTTP: mcpURL(httpPort), viaStdio: mcpURL(stdioPort), viaGuard: mcpURL(guardPort)}
 }
 
 // TestMCPConformance runs the official MCP conformance suite (every active
 // server scenario, no expected failures) against the Go SDK everything-server
 // directly, as the baseline, and then through nomos_mcp on
 // examples/conformance/Caddyfile with that server as a Streamable HTTP
-// upstream and as a stdio upstream. The gateway must pass exactly what the
-// upstream passes, and every request must have been governed.
+// upstream and as a stdio upstream, and through nomos_guard's MCP mode in
+// front of reverse_proxy. Each must pass exactly what the upstream passes,
+// and every request must have been governed.
 func TestMCPConformance(t *testing.T) {
 	tools := needNodeTools(t)
 	everything := goBuild(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
@@ -288,14 +301,15 @@ func TestMCPConformance(t *testing.T) {
 	t.Logf("baseline (everything-server directly): %d scenarios, %d checks passed in %s",
 		len(baseline.scenarios), baseline.passed, baseline.elapsed.Round(time.Millisecond))
 
-	s, viaHTTP, viaStdio := startConformanceGateway(t, upstream+"/mcp", everything)
+	s, urls := startConformanceGateway(t, upstream+"/mcp", everything)
 	for _, c := range []struct{ name, url, server string }{
-		{"streamable_http", viaHTTP, "everything_http"},
-		{"stdio", viaStdio, "everything_stdio"},
+		{"streamable_http", urls.viaHTTP, "everything_http"},
+		{"stdio", urls.viaStdio, "everything_stdio"},
+		{"nomos_guard", urls.viaGuard, "everything_guard"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			run := runConformance(t, tools, c.url)
-			t.Logf("through nomos_mcp (%s upstream): %d scenarios, %d checks passed in %s",
+			t.Logf("through %s: %d scenarios, %d checks passed in %s",
 				c.name, len(run.scenarios), run.passed, run.elapsed.Round(time.Millisecond))
 			if !slices.Equal(run.scenarios, baseline.scenarios) || run.passed != baseline.passed {
 				t.Errorf("gateway run differs from the baseline: %v vs %v", run.checks, baseline.checks)

@@ -1,0 +1,283 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
+	"github.com/caddy-nomos/nomos/mcp"
+	"github.com/caddy-nomos/nomos/policy/action"
+)
+
+// guardMaxMessage bounds one MCP message the guard shapes: a JSON body, or
+// one SSE event. A larger one is not delivered and the connection ends.
+const guardMaxMessage = 4 << 20
+
+// messageShaper shapes the messages of a response one at a time; the
+// filterWriter hands it each SSE event's data, or a JSON body whole.
+type messageShaper interface {
+	// header sees the status and headers before they are sent.
+	header(status int, h http.Header)
+	// message returns what to send in place of data; nil drops it.
+	message(data []byte) []byte
+}
+
+// mcpExchange shapes the response to one MCP request through the guard,
+// as nomos_mcp shapes what it relays: the answer to a governed request
+// redacted and capped by its decision, lists filtered by policy, the
+// upstream's sampling and elicitation requests governed on mcp.Path.
+type mcpExchange struct {
+	q      *mcpRequest
+	sid    string
+	gov    *governedCall   // nil: nothing was decided on the request
+	reqID  json.RawMessage // the id of the request answered; nil for GET
+	method string
+	bindTo *mcpBindings // initialize: bind the issued session
+
+	// set while the response passes, read once next returned
+	answered, rpcErr, toolErr, breakerOpen bool
+	sent                                   bool // the status line reached the client
+	status                                 int
+	stop                                   error
+	panicked                               any
+}
+
+func (x *mcpExchange) header(status int, h http.Header) {
+	if sid := h.Get(mcp.HeaderSessionID); x.bindTo != nil && sid != "" && status/100 == 2 {
+		x.bindTo.bind(sid, x.q.id)
+	}
+}
+
+// message shapes one JSON-RPC message. The upstream's messages are
+// decoded as strictly as the client's: a message the guard cannot read
+// exactly as a client might (duplicate keys, not JSON-RPC) is never sent
+// on; in place of the answer the client gets an error.
+func (x *mcpExchange) message(data []byte) []byte {
+	m, err := mcp.DecodeMessage(data)
+	if err != nil {
+		return x.unreadable(err)
+	}
+	switch {
+	case m.IsResponse() && x.reqID != nil && sameID(m.ID, x.reqID):
+		x.answered = true
+		return x.answer(m, data)
+	case m.IsRequest():
+		return x.serverRequest(m, data)
+	case x.gov != nil && x.gov.res.Redact != nil: // notifications of a governed request
+		return x.redacted(data)
+	}
+	return data
+}
+
+// unreadable answers the request once with an error when the upstream
+// sent something that is not a JSON-RPC message; later ones are dropped.
+func (x *mcpExchange) unreadable(err error) []byte {
+	x.q.h.logger.Warn("guard dropped an upstream message that is not strict JSON-RPC", zap.String("guard", x.q.h.Name), zap.Error(err))
+	if x.reqID == nil || x.answered {
+		return nil
+	}
+	x.answered, x.rpcErr = true, true
+	return jsonrpc.ErrorResponse(x.reqID, mcp.CodeUpstreamUnavail, audit.ResultUpstreamError+": the upstream's answer is not a valid JSON-RPC message", nil)
+}
+
+func sameID(a, b json.RawMessage) bool {
+	var ca, cb bytes.Buffer
+	return json.Compact(&ca, a) == nil && json.Compact(&cb, b) == nil && bytes.Equal(ca.Bytes(), cb.Bytes())
+}
+
+// answer shapes the response to the request: an error without its data,
+// a list filtered, a governed result redacted and capped.
+func (x *mcpExchange) answer(m *jsonrpc.Message, data []byte) []byte {
+	if m.Error != nil {
+		x.rpcErr = true
+		var redact func(string) string
+		if x.gov != nil {
+			redact = x.gov.res.Redact
+		}
+		return mcp.ClientError(m.ID, m.Error, redact)
+	}
+	server, id := x.q.h.MCP.Server, x.q.id
+	switch x.method {
+	case "tools/list":
+		return x.filterList(m, "tools", "name", func(name string) mcp.AuthzRequest {
+			return mcp.NewRequest(id, action.TypeMCPCall, server, []string{name}, nil)
+		})
+	case "prompts/list":
+		return x.filterList(m, "prompts", "name", func(name string) mcp.AuthzRequest {
+			return mcp.PromptRequest(id, server, name, nil)
+		})
+	case "resources/list":
+		return x.filterList(m, "resources", "uri", func(uri string) mcp.AuthzRequest {
+			return mcp.ResourceRequest(id, server, uri)
+		})
+	}
+	if x.gov == nil {
+		return data
+	}
+	shaped, isErr := mcp.ShapeResult(m.Result, x.gov.res, x.gov.capKey)
+	x.toolErr = isErr && x.method == "tools/call"
+	return jsonrpc.Result(m.ID, shaped)
+}
+
+// filterList keeps the items the caller could use; a tools/list is
+// recorded as mcp.tools_list. A list that cannot be read is refused.
+func (x *mcpExchange) filterList(m *jsonrpc.Message, key, field string, request func(string) mcp.AuthzRequest) []byte {
+	var result map[string]json.RawMessage
+	var items []json.RawMessage
+	if json.Unmarshal(m.Result, &result) != nil || json.Unmarshal(result[key], &items) != nil {
+		x.rpcErr = true
+		return jsonrpc.ErrorResponse(m.ID, mcp.CodeUpstreamUnavail, audit.ResultUpstreamError+": the upstream's list could not be read", nil)
+	}
+	ctx, path := x.q.r.Context(), x.q.h.mcp.path
+	kept, shown, hidden := path.VisibleItems(ctx, items, field, request)
+	if key == "tools" {
+		meta := x.q.inSession(mcp.AuthzRequest{}, x.sid, "", "").Metadata
+		path.Listed(ctx, x.q.id, meta, qualified(x.q.h.MCP.Server, shown), qualified(x.q.h.MCP.Server, hidden))
+	}
+	result[key], _ = json.Marshal(kept)
+	return jsonrpc.Result(m.ID, result)
+}
+
+// qualified names tools "<server>/<tool>", as mcp.tools_list records them.
+func qualified(server string, names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = server + "/" + n
+	}
+	return out
+}
+
+// redacted redacts every string of a message with the decision's rules.
+func (x *mcpExchange) redacted(data []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return data
+	}
+	out, err := json.Marshal(mcp.RedactValue(v, x.gov.res.Redact))
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// serverRequest governs an upstream→client request: sampling and
+// elicitation go on mcp.Path; a refused one never reaches the client, and
+// the upstream gets the refusal as the client's answer.
+func (x *mcpExchange) serverRequest(m *jsonrpc.Message, data []byte) []byte {
+	req, governed := mcp.ServerRequest(x.q.id, x.q.h.MCP.Server, m.Method, m.Params)
+	if !governed {
+		return data
+	}
+	req = x.q.inSession(req, x.sid, "upstream_method", m.Method)
+	res, ok := x.q.h.mcp.path.Run(x.q.r.Context(), req, func(mcp.AuthzResult) mcp.Outcome {
+		return mcp.Outcome{Classification: audit.ResultSuccess} // relayed to the client
+	})
+	if ok {
+		return data
+	}
+	x.q.answerUpstream(m.ID, mcp.DeniedErrorOf(res))
+	return nil
+}
+
+// answerUpstreamTimeout bounds the POST that carries a refusal upstream.
+const answerUpstreamTimeout = 10 * time.Second
+
+// answerUpstream POSTs e to the upstream through next as the client's
+// answer to its request id, on the request's session.
+func (q *mcpRequest) answerUpstream(id json.RawMessage, e *jsonrpc.Error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(q.r.Context()), answerUpstreamTimeout)
+	defer cancel()
+	body := jsonrpc.RawError(id, e)
+	r := q.r.Clone(ctx)
+	r.Method, r.Body, r.ContentLength = http.MethodPost, newBodyReader(body), int64(len(body))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Accept", "application/json, text/event-stream")
+	r.Header.Del("Mcp-Method")
+	r.Header.Del("Mcp-Name")
+	r.Header.Del("Last-Event-ID")
+	if err := q.next.ServeHTTP(discardWriter{h: http.Header{}}, r); err != nil {
+		q.h.logger.Warn("guard could not answer the upstream's request", zap.String("guard", q.h.Name), zap.Error(err))
+	}
+}
+
+// discardWriter takes a response nobody reads.
+type discardWriter struct{ h http.Header }
+
+func (d discardWriter) Header() http.Header         { return d.h }
+func (d discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (d discardWriter) WriteHeader(int)             {}
+
+// outcome classifies how a governed request ended, for its completion.
+func (x *mcpExchange) outcome(ctx context.Context, err error) mcp.Outcome {
+	switch {
+	case x.breakerOpen:
+		return mcp.Outcome{Classification: audit.ResultUpstreamUnavailable, ErrorClass: "breaker_open"}
+	case canceled(ctx, err):
+		return mcp.Outcome{Classification: audit.ResultUpstreamCanceled, ErrorClass: "canceled"}
+	case err != nil:
+		return mcp.Outcome{Classification: errorClass(err), ErrorClass: "transport"}
+	case x.panicked != nil || x.stop != nil || x.status >= 500 || !x.answered:
+		return mcp.Outcome{Classification: audit.ResultUpstreamError, ErrorClass: "protocol"}
+	case x.rpcErr:
+		return mcp.Outcome{Classification: audit.ResultUpstreamError, ErrorClass: "rpc"}
+	case x.toolErr:
+		return mcp.Outcome{Classification: audit.ResultToolError}
+	}
+	return mcp.Outcome{Classification: audit.ResultSuccess}
+}
+
+// rethrow ends the response as next or the filter asked, once the
+// outcome is recorded: a panic goes on, a response that could not be
+// delivered whole ends the connection.
+func (x *mcpExchange) rethrow() {
+	if x == nil {
+		return
+	}
+	if x.panicked != nil {
+		panic(x.panicked)
+	}
+	if x.stop != nil {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// shapeEvent shapes the data of one SSE event; an event without data
+// (a comment, a retry) passes, and nil drops the event.
+func shapeEvent(event []byte, s messageShaper) []byte {
+	text := strings.ReplaceAll(strings.ReplaceAll(string(event), "\r\n", "\n"), "\r", "\n")
+	var data, other []string
+	for _, line := range strings.Split(text, "\n") {
+		switch {
+		case line == "":
+		case line == "data" || strings.HasPrefix(line, "data:"):
+			v := strings.TrimPrefix(strings.TrimPrefix(line, "data"), ":")
+			data = append(data, strings.TrimPrefix(v, " "))
+		default:
+			other = append(other, line)
+		}
+	}
+	if len(data) == 0 {
+		return event
+	}
+	out := s.message([]byte(strings.Join(data, "\n")))
+	if out == nil {
+		return nil
+	}
+	var b bytes.Buffer
+	for _, line := range other {
+		b.WriteString(line + "\n")
+	}
+	b.WriteString("data: ")
+	b.Write(bytes.ReplaceAll(out, []byte("\n"), []byte("\ndata: ")))
+	b.WriteString("\n\n")
+	return b.Bytes()
+}

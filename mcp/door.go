@@ -1,0 +1,146 @@
+package mcp
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/caddy-nomos/nomos/internal/jsonrpc"
+	"github.com/caddy-nomos/nomos/policy/action"
+)
+
+// The exported helpers below are the pieces of the governed-call path a
+// door outside this package (nomos_guard's MCP mode, which carries the
+// request with Caddy's reverse_proxy rather than an Upstream) needs. The
+// Gateway calls the same functions, so every door decodes, names, refuses
+// and shapes alike.
+
+// DecodeMessage strictly decodes one JSON-RPC message, as the gateway does:
+// no batches, no duplicate or case-variant keys (action.CheckStrictJSON),
+// a string or number id, exactly one of request, notification or response.
+func DecodeMessage(body []byte) (*jsonrpc.Message, error) { return decodeMessage(body) }
+
+// CheckRoutingHeaders compares Mcp-Method and Mcp-Name, when sent, with the
+// body; a mismatch is the reason to refuse, "" passes.
+func CheckRoutingHeaders(r *http.Request, m *jsonrpc.Message) string {
+	return checkRoutingHeaders(r, m)
+}
+
+// MessageName is the tool or prompt name, or resource URI, of a request.
+func MessageName(m *jsonrpc.Message) string { return messageName(m) }
+
+// CheckOriginHost is the DNS-rebinding defence of every Streamable HTTP
+// door: a browser Origin must be in allowedOrigins (loopback origins when
+// empty) and the Host must match allowedHosts (loopback names on a
+// loopback listener when empty). It returns the reason to answer 403, or "".
+func CheckOriginHost(r *http.Request, allowedOrigins, allowedHosts []string) string {
+	return checkOriginHost(r, allowedOrigins, allowedHosts)
+}
+
+// ValidServerName reports whether name may name an upstream server in
+// resources (mcp://<name>/...) and audit.
+func ValidServerName(name string) bool { return validName(name) }
+
+// SplitApproval removes the approval_id argument of a tools/call (never
+// forwarded) and returns the remaining arguments and the id.
+func SplitApproval(args json.RawMessage) (json.RawMessage, string, error) { return splitApproval(args) }
+
+// PromptRequest is the mcp.prompt_get of prompt name on server.
+func PromptRequest(id Identity, server, name string, args json.RawMessage) AuthzRequest {
+	return NewRequest(id, action.TypeMCPPromptGet, server, []string{"prompt", name},
+		map[string]any{"prompt": name, "prompt_arguments": args})
+}
+
+// ResourceRequest is the mcp.resource_read of uri on server.
+func ResourceRequest(id Identity, server, uri string) AuthzRequest {
+	return NewRequest(id, action.TypeMCPResourceRead, server, []string{"resource", uri}, map[string]any{"uri": uri})
+}
+
+// CompletionRequest is the mcp.completion of ref (a prompt name or a
+// resource URI) on server.
+func CompletionRequest(id Identity, server, ref string) AuthzRequest {
+	return NewRequest(id, action.TypeMCPCompletion, server, []string{"completion", ref}, map[string]any{"ref": ref})
+}
+
+// CompletionRef is the ref of a completion/complete request.
+type CompletionRef struct {
+	Type string `json:"type"` // ref/prompt or ref/resource
+	Name string `json:"name"`
+	URI  string `json:"uri"`
+}
+
+// CompletionRefOf reads the ref of completion/complete params; a missing
+// or malformed one is empty.
+func CompletionRefOf(params json.RawMessage) CompletionRef {
+	var p struct {
+		Ref CompletionRef `json:"ref"`
+	}
+	_ = json.Unmarshal(params, &p)
+	return p.Ref
+}
+
+// CompletionRequests are what a completion/complete of target (a prompt
+// name or resource URI on server) is decided on: its mcp.completion, and
+// the prompt or resource it names, which must be visible as well.
+func CompletionRequests(id Identity, server, refType, target string) (completion, named AuthzRequest) {
+	completion = CompletionRequest(id, server, target)
+	if refType == "ref/prompt" {
+		return completion, PromptRequest(id, server, target, nil)
+	}
+	return completion, ResourceRequest(id, server, target)
+}
+
+// ServerRequest is the governed request of an upstream→client request
+// (sampling/createMessage as mcp.sample, elicitation/create as
+// mcp.elicit); governed is false for the others, relayed ungoverned.
+func ServerRequest(id Identity, server, method string, params json.RawMessage) (req AuthzRequest, governed bool) {
+	kind, governed := serverRequestTypes[method]
+	if !governed {
+		return AuthzRequest{}, false
+	}
+	return NewRequest(id, kind[0], server, []string{kind[1]},
+		map[string]any{"method": method, "request_hash": action.SHA256Hex(params)}), true
+}
+
+// UnknownReason is what a client reads for a name that does not exist for
+// it, whether missing upstream or hidden by policy; kind is tool, prompt or
+// resource.
+func UnknownReason(kind, name string) string { return "unknown " + kind + ": " + name }
+
+// UnknownError is the JSON-RPC error answering a name that does not exist
+// for the caller.
+func UnknownError(id json.RawMessage, reason string) []byte {
+	return jsonrpc.ErrorResponse(id, jsonrpc.CodeInvalidParams, reason, nil)
+}
+
+// ToolErrorResult is a tools/call result with isError set, readable text
+// and the result classification in _meta.
+func ToolErrorResult(id json.RawMessage, class, text string) []byte {
+	return toolErrorResult(id, class, text)
+}
+
+// DeniedToolResult answers a tools/call that was not carried out: the
+// model reads DenialText as a tool error.
+func DeniedToolResult(id json.RawMessage, res AuthzResult) []byte {
+	return toolErrorResult(id, deniedClass(res), DenialText(res))
+}
+
+// DeniedError answers any other request that was not carried out: a
+// JSON-RPC error carrying DenialText and the decision in data.
+func DeniedError(id json.RawMessage, res AuthzResult) []byte {
+	return jsonrpc.RawError(id, denialError(res))
+}
+
+// DeniedErrorOf is DeniedError as an error value, for an upstream→client
+// request answered on the client's behalf.
+func DeniedErrorOf(res AuthzResult) *jsonrpc.Error { return denialError(res) }
+
+// ShapeResult applies a decision's obligations to a result: every string
+// redacted, the blocks under capKey ("content", "messages", "contents";
+// "" for none) capped. It returns the result and whether isError was set.
+func ShapeResult(result json.RawMessage, res AuthzResult, capKey string) (any, bool) {
+	return shapeOutput(result, res, capKey)
+}
+
+// RedactValue redacts the string leaves of a decoded JSON value in place,
+// protocol fields (type, mimeType) excepted.
+func RedactValue(v any, redact func(string) string) any { return redactValue(v, "", redact) }
