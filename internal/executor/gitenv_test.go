@@ -17,7 +17,10 @@ var gitConfigAttacks = []struct {
 	argv                []string
 }{
 	{"fsmonitor", "[core]\n\tfsmonitor = MARK\n", "", []string{"status"}},
-	{"hooks path", "[core]\n\thooksPath = HOOKS\n", "", []string{"status"}},
+	// add always writes the index, so post-index-change always runs where
+	// hooks are honoured (status writes it only when a refresh changed
+	// something, which made the control depend on timestamps).
+	{"hooks path", "[core]\n\thooksPath = HOOKS\n", "", []string{"add", "src/main.go"}},
 	{"alias of a builtin", "[alias]\n\tstatus = !MARK\n", "", []string{"status"}},
 	{"global config", "", "", []string{"status"}},
 }
@@ -28,9 +31,7 @@ func TestGitEnvDisablesConfigCommands(t *testing.T) {
 	}
 	for _, tt := range gitConfigAttacks {
 		t.Run(tt.name, func(t *testing.T) {
-			root, marks := t.TempDir(), t.TempDir()
-			gitInit(t, root)
-			writeFile(t, root, "src/main.go", "package main // changed\n")
+			marks := t.TempDir()
 			mark := filepath.Join(marks, "ran")
 			script := filepath.Join(marks, "mark.sh")
 			if err := os.WriteFile(script, []byte("#!/bin/sh\ntouch "+mark+"\ncat\n"), 0o755); err != nil {
@@ -42,7 +43,16 @@ func TestGitEnvDisablesConfigCommands(t *testing.T) {
 				_ = os.Chmod(filepath.Join(hooks, h), 0o755)
 			}
 			cfg := strings.NewReplacer("MARK", script, "HOOKS", hooks).Replace(tt.config)
-			appendFile(t, filepath.Join(root, ".git/config"), cfg)
+			// Each run gets a repository of its own, so the control does not
+			// find the work already done by the hardened run.
+			repo := func() string {
+				root := t.TempDir()
+				gitInit(t, root)
+				writeFile(t, root, "src/main.go", "package main // changed\n")
+				appendFile(t, filepath.Join(root, ".git/config"), cfg)
+				return root
+			}
+			root := repo()
 			home := t.TempDir()
 			// A global config the child must not read either.
 			writeFile(t, home, ".gitconfig", "[core]\n\tfsmonitor = "+script+"\n")
@@ -61,7 +71,7 @@ func TestGitEnvDisablesConfigCommands(t *testing.T) {
 			}
 			// The control: git without the hardening runs it.
 			cmd = exec.Command("git", tt.argv...)
-			cmd.Dir, cmd.Env = root, []string{"HOME=" + t.TempDir(), "GIT_CONFIG_NOSYSTEM=1", "PATH=/usr/bin:/bin"}
+			cmd.Dir, cmd.Env = repo(), []string{"HOME=" + t.TempDir(), "GIT_CONFIG_NOSYSTEM=1", "PATH=/usr/bin:/bin"}
 			_, _ = cmd.CombinedOutput()
 			if _, err := os.Stat(mark); err != nil && tt.name != "alias of a builtin" && tt.name != "global config" {
 				t.Errorf("control: git %v without hardening did not run the command either; the test proves nothing", tt.argv)
