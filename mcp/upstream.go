@@ -40,6 +40,7 @@ type Upstream struct {
 
 	ctx    context.Context // lives until Close
 	cancel context.CancelFunc
+	pins   pinState
 
 	mu        sync.Mutex
 	shared    *conn // stdio child or remote control session
