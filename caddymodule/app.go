@@ -14,6 +14,7 @@ import (
 	"github.com/caddy-nomos/nomos/internal/approvals"
 	"github.com/caddy-nomos/nomos/internal/credentials"
 	"github.com/caddy-nomos/nomos/internal/identity"
+	"github.com/caddy-nomos/nomos/internal/pins"
 	"github.com/caddy-nomos/nomos/internal/ratelimit"
 	"github.com/caddy-nomos/nomos/internal/redact"
 	"github.com/caddy-nomos/nomos/internal/service"
@@ -53,6 +54,10 @@ type App struct {
 	// Upstreams are the upstream MCP servers nomos_mcp routes expose, by
 	// name. Default: none.
 	Upstreams map[string]*UpstreamConfig `json:"upstreams,omitempty"`
+	// Pins is where the upstreams' reviewed tool definitions are kept.
+	// Default: a sqlite file under the data dir (memory when stateless),
+	// opened when there are upstreams.
+	Pins *PinsConfig `json:"pins,omitempty"`
 
 	ctx       caddy.Context
 	logger    *zap.Logger
@@ -70,6 +75,9 @@ type App struct {
 	brokerValues []string
 	services     map[string]*service.Service
 	upstreams    map[string]*mcp.Upstream
+	pins         pins.Store
+	pinBinding   *mcp.Pins
+	pinReleases  []func()
 	limiter      *ratelimit.Limiter
 	slots        chan struct{}
 	assurance    string
@@ -97,7 +105,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	steps := []func() error{a.provisionPolicies, a.provisionRedaction, a.provisionAudit,
 		a.provisionApprovals, a.provisionIdentity, a.provisionExecutor, a.provisionRateLimit, a.provisionServices,
-		a.provisionUpstreams}
+		a.provisionPins, a.provisionUpstreams}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return err
@@ -178,6 +186,9 @@ func (a *App) Stop() error { return nil }
 // Cleanup releases this config's hold on pooled state; state shared with a
 // newer config survives.
 func (a *App) Cleanup() error {
+	for _, release := range a.pinReleases {
+		release()
+	}
 	for _, k := range a.poolKeys {
 		if _, err := pool.Delete(k); err != nil {
 			a.logger.Error("releasing pooled state", zap.String("key", k), zap.Error(err))

@@ -42,13 +42,20 @@ func (a *App) loadUpstream(name string, c *UpstreamConfig) (*mcp.Upstream, error
 	}
 	key := "upstream:" + candidate.Key()
 	a.track(key)
-	return loadPooled(key, func() (*mcp.Upstream, func() error, error) {
+	if err := a.bindPins(candidate); err != nil { // before Start, which pins the first listing
+		return nil, err
+	}
+	u, err := loadPooled(key, func() (*mcp.Upstream, func() error, error) {
 		if err := candidate.Start(context.Background()); err != nil {
 			_ = candidate.Close()
 			return nil, nil, err
 		}
 		return candidate, candidate.Close, nil
 	})
+	if err != nil || u == candidate {
+		return u, err
+	}
+	return u, a.bindPins(u) // a running upstream observes its listing against this config's store
 }
 
 // UpstreamBreakerStates reports the circuit breaker state of every upstream

@@ -30,8 +30,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:      "mcp",
-		Usage:     "stdio --config <Caddyfile|JSON> [--adapter caddyfile] [--policy default] [--principal P] [--agent A] [--upstream name...]",
-		Short:     "Serves governed MCP over stdio for local clients (Claude Code, Codex)",
+		Usage:     "stdio --config <Caddyfile|JSON> [--adapter caddyfile] [--policy default] [--principal P] [--agent A] [--upstream name...] | pins list|diff|accept|reject --config <Caddyfile> ...",
+		Short:     "Serves governed MCP over stdio for local clients (Claude Code, Codex); reviews pinned tool definitions",
 		CobraFunc: mcpCommands,
 	})
 }
@@ -47,7 +47,7 @@ type stdioOptions struct {
 }
 
 func mcpCommands(cmd *cobra.Command) {
-	cmd.AddCommand(newStdioCommand())
+	cmd.AddCommand(newStdioCommand(), pinsCommand())
 }
 
 func newStdioCommand() *cobra.Command {

@@ -1,0 +1,90 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/caddy-nomos/nomos/internal/pins"
+)
+
+// checkPins reports, per upstream, the tool definitions that wait for an
+// operator's review (mcp.pins): a changed or new tool is hidden under pin
+// enforce, and served unreviewed under pin warn, until someone decides.
+func (in *doctorInput) checkPins(ctx context.Context) []doctorCheck {
+	if len(in.app.Upstreams) == 0 {
+		return nil
+	}
+	st, closeStore, err := in.pinStore()
+	if err != nil {
+		return []doctorCheck{doctorCheck{ID: "mcp.pins"}.fail(err.Error(), "make the pin store's directory writable, or set pins { path <file> }")}
+	}
+	if st == nil {
+		return []doctorCheck{doctorCheck{ID: "mcp.pins"}.pass("pins are kept in the server's memory (runtime stateless): review them in the running server's operator UI")}
+	}
+	defer closeStore()
+	all, err := st.List(ctx, "")
+	if err != nil {
+		return []doctorCheck{doctorCheck{ID: "mcp.pins"}.fail(err.Error(), "repair or move the pin store")}
+	}
+	byUpstream := map[string][]pins.Pin{}
+	for _, p := range all {
+		byUpstream[p.Upstream] = append(byUpstream[p.Upstream], p)
+	}
+	names := make([]string, 0, len(in.app.Upstreams))
+	for n := range in.app.Upstreams {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]doctorCheck, 0, len(names))
+	for _, n := range names {
+		out = append(out, judgePins(doctorCheck{ID: "mcp.pins", Subject: n}, pinModeOf(in.app.Upstreams[n]), byUpstream[n]))
+	}
+	return out
+}
+
+func judgePins(c doctorCheck, mode pins.Mode, list []pins.Pin) doctorCheck {
+	if mode == pins.ModeOff {
+		return c.warn("pin off: a changed tool definition is served without review",
+			"set pin enforce (or pin warn) in the upstream block")
+	}
+	var pending []string
+	for _, p := range list {
+		if p.OfferedFingerprint != "" {
+			pending = append(pending, fmt.Sprintf("%s %s (%s) offers %s", p.Tool, p.Status, p.Kind, p.OfferedFingerprint))
+		}
+	}
+	if len(pending) > 0 {
+		what := "hidden from clients until reviewed"
+		if mode == pins.ModeWarn {
+			what = "served unreviewed (pin warn)"
+		}
+		return c.warn(fmt.Sprintf("%d tool definition(s) wait for review, %s", len(pending), what),
+			fmt.Sprintf("review with nomos mcp pins diff --config <file> --upstream %s, then nomos mcp pins accept (or reject) --config <file> --upstream %s --tool <tool> --fingerprint <offered>", c.Subject, c.Subject),
+			pending...)
+	}
+	if len(list) == 0 {
+		return c.pass(fmt.Sprintf("pin %s; nothing pinned yet: the first listing is trusted as it is", mode))
+	}
+	return c.pass(fmt.Sprintf("pin %s; %d tool(s) pinned, none waits for review", mode, len(list)))
+}
+
+// pinStore is the running app's store (live), or the config's own opened
+// for the check; nil in stateless mode, where pins live in the server.
+func (in *doctorInput) pinStore() (pins.Store, func(), error) {
+	if in.live != nil && in.live.pins != nil {
+		return in.live.pins, func() {}, nil
+	}
+	if in.app.Runtime.Stateless {
+		return nil, nil, nil
+	}
+	_, open, err := in.app.pinStoreChoice()
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := open()
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, func() { _ = st.Close() }, nil
+}
