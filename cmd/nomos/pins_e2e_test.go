@@ -185,7 +185,9 @@ func TestToolPinningQuarantinesARugPull(t *testing.T) {
 	}
 
 	out, _, _ = runCLI(t, s.dir, "doctor", "--config", "Caddyfile", "--format", "json")
-	var rep struct{ Checks []struct{ ID, Subject, Status, Remediation string } }
+	var rep struct {
+		Checks []struct{ ID, Subject, Status, Remediation string }
+	}
 	_ = json.Unmarshal([]byte(out), &rep)
 	i := slices.IndexFunc(rep.Checks, func(c struct{ ID, Subject, Status, Remediation string }) bool { return c.ID == "mcp.pins" })
 	if i < 0 || rep.Checks[i].Subject != "retail" || rep.Checks[i].Status != "warn" || !strings.Contains(rep.Checks[i].Remediation, "nomos mcp pins accept") {
