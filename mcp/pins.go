@@ -81,6 +81,9 @@ func (u *Upstream) unbindPins(p *Pins) {
 	}
 }
 
+// PinMode is the upstream's pin mode (off, warn or enforce).
+func (u *Upstream) PinMode() pins.Mode { return u.cfg.Pin }
+
 // binding is the newest bound store, or nil when pinning is off or
 // nothing is bound (an upstream outside a nomos app, as in doctor).
 func (u *Upstream) binding() *Pins {
