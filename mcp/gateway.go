@@ -154,6 +154,9 @@ type toolRef struct {
 	exposed string
 	up      *Upstream
 	def     *toolDef
+	// quarantined marks the called tool when its definition is not the
+	// pinned one: it does not exist for the client, but the audit says why.
+	quarantined bool
 }
 
 // toolView lists the tools this session may reach on the route (before
@@ -206,19 +209,25 @@ func (g *Gateway) upstreamTools(ctx context.Context, s *session, u *Upstream, ca
 	var out []toolRef
 	for _, d := range defs {
 		exposed := prefix + d.name
-		if !g.toolVisibleOnRoute(exposed) || !u.pinned(ctx, d, defs, exposed == call) {
+		if !g.toolVisibleOnRoute(exposed) {
 			continue
 		}
-		out = append(out, toolRef{exposed: exposed, up: u, def: d})
+		pinned := u.pinned(ctx, d, defs, exposed == call)
+		if !pinned && exposed != call {
+			continue
+		}
+		out = append(out, toolRef{exposed: exposed, up: u, def: d, quarantined: !pinned})
 	}
 	return out, nil
 }
 
-// resolveTool finds an exposed tool name.
+// resolveTool finds an exposed tool name. A quarantined tool is not found
+// (ok is false), but its ref comes back for the audit.
 // An unavailable upstream that could own the name is reported only when no
 // other upstream has the tool.
 func (g *Gateway) resolveTool(ctx context.Context, s *session, exposed string) (toolRef, bool, error) {
 	var firstErr error
+	var quarantined toolRef
 	for _, u := range g.ups {
 		if !strings.HasPrefix(exposed, g.route.prefixFor(u.cfg.Name)) {
 			continue
@@ -229,10 +238,17 @@ func (g *Gateway) resolveTool(ctx context.Context, s *session, exposed string) (
 			continue
 		}
 		for _, r := range refs {
-			if r.exposed == exposed {
+			switch {
+			case r.exposed != exposed:
+			case !r.quarantined:
 				return r, true, nil
+			case quarantined.def == nil:
+				quarantined = r
 			}
 		}
+	}
+	if quarantined.def != nil {
+		return quarantined, false, nil
 	}
 	return toolRef{}, false, firstErr
 }

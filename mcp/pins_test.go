@@ -125,6 +125,12 @@ func TestChangedDefinitionIsQuarantinedUntilAccepted(t *testing.T) {
 	if gov.requestCount() != calls {
 		t.Fatal("a quarantined tool reached the governor")
 	}
+	gov.mu.Lock()
+	refused := gov.rejected[len(gov.rejected)-2].req.Metadata
+	gov.mu.Unlock()
+	if refused["tool_quarantined"] != "true" || !strings.HasPrefix(refused["tool_fingerprint"], "sha256:") {
+		t.Fatalf("the refusal's audit does not say why: %v", refused)
+	}
 
 	// The change is audited once, with both fingerprints and the field.
 	var change *pins.Change

@@ -88,7 +88,11 @@ func (g *Gateway) callTool(ctx context.Context, s *session, m *message, related 
 	}
 	if !ok || !g.path.Visible(ctx, g.toolRequest(s, ref, nil, "")) {
 		reason := "unknown tool: " + p.Name
-		g.path.Refuse(ctx, g.unknownTool(s, p.Name), audit.ResultValidationError, reason)
+		req := g.unknownTool(s, p.Name)
+		if ref.quarantined { // the client is told nothing more; the operator is
+			req.Metadata["tool_quarantined"], req.Metadata["tool_fingerprint"] = "true", ref.def.fingerprint
+		}
+		g.path.Refuse(ctx, req, audit.ResultValidationError, reason)
 		return jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInvalidParams, reason, nil)
 	}
 	args, approvalID, err := splitApproval(p.Arguments)
