@@ -123,9 +123,11 @@ func (u *Upstream) observePins(ctx context.Context, defs []*toolDef) error {
 	}
 	list := make([]pins.Definition, 0, len(defs))
 	for _, d := range defs {
-		if d.fingerprint != "" {
-			list = append(list, d.pinDef)
+		if d.fingerprint == "" {
+			u.log.Warn("mcp tool definition cannot be pinned (a title or description that is not a string, or JSON that does not canonicalize); it is never accepted", "tool", d.name)
+			continue
 		}
+		list = append(list, d.pinDef)
 	}
 	obs, err := pins.Observe(ctx, b.Store, u.cfg.Pin, u.cfg.Name, list, b.now())
 	if err != nil {
