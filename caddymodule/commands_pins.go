@@ -256,6 +256,10 @@ func (r pinReview) decide(ctx context.Context, accept bool, upstream, tool, fp, 
 	}
 	p, err := apply(ctx, r.store, upstream, tool, fp, by, now())
 	if err != nil {
+		// The store changed between the check and the decision: say so in
+		// the audit log, next to the decision it records.
+		ev := pinEvent(upstream, tool, pinKindNotApplied, by, r.env, map[string]any{"decided_via": via, "new_fingerprint": fp, "error": err.Error()})
+		_ = r.recorder.Record(ctx, ev)
 		return pins.Pin{}, pinError(err)
 	}
 	return p, nil

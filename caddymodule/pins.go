@@ -101,6 +101,9 @@ func (a *App) recordPinChange(ctx context.Context, c pins.Change) error {
 const (
 	pinKindAccepted = "accepted"
 	pinKindRejected = "rejected"
+	// pinKindNotApplied follows an accepted or rejected event whose
+	// decision the store then refused (the tool changed in between).
+	pinKindNotApplied = "not_applied"
 )
 
 // pinEvent is the mcp.tool_pin audit event: what happened to the pin of
