@@ -259,7 +259,9 @@ func (r pinReview) decide(ctx context.Context, accept bool, upstream, tool, fp, 
 		// The store changed between the check and the decision: say so in
 		// the audit log, next to the decision it records.
 		ev := pinEvent(upstream, tool, pinKindNotApplied, by, r.env, map[string]any{"decided_via": via, "new_fingerprint": fp, "error": err.Error()})
-		_ = r.recorder.Record(ctx, ev)
+		if aerr := r.recorder.Record(ctx, ev); aerr != nil {
+			err = fmt.Errorf("%w (and its not_applied audit event failed: %v)", err, aerr)
+		}
 		return pins.Pin{}, pinError(err)
 	}
 	return p, nil
