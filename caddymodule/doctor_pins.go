@@ -48,20 +48,31 @@ func judgePins(c doctorCheck, mode pins.Mode, list []pins.Pin) doctorCheck {
 		return c.warn("pin off: a changed tool definition is served without review",
 			"set pin enforce (or pin warn) in the upstream block")
 	}
-	var pending []string
+	var evidence []string
+	quarantined, rejected := 0, 0
 	for _, p := range list {
-		if p.OfferedFingerprint != "" {
-			pending = append(pending, fmt.Sprintf("%s %s (%s) offers %s", p.Tool, p.Status, p.Kind, p.OfferedFingerprint))
+		if p.OfferedFingerprint == "" {
+			continue
+		}
+		evidence = append(evidence, fmt.Sprintf("%s %s (%s) offers %s", p.Tool, p.Status, p.Kind, p.OfferedFingerprint))
+		if p.Status == pins.StatusRejected {
+			rejected++
+		} else {
+			quarantined++
 		}
 	}
-	if len(pending) > 0 {
+	if quarantined > 0 {
 		what := "hidden from clients until reviewed"
 		if mode == pins.ModeWarn {
 			what = "served unreviewed (pin warn)"
 		}
-		return c.warn(fmt.Sprintf("%d tool definition(s) wait for review, %s", len(pending), what),
+		return c.warn(fmt.Sprintf("%d tool definition(s) wait for review, %s", quarantined, what),
 			fmt.Sprintf("review with nomos mcp pins diff --config <file> --upstream %s, then nomos mcp pins accept (or reject) --config <file> --upstream %s --tool <tool> --fingerprint <offered>", c.Subject, c.Subject),
-			pending...)
+			evidence...)
+	}
+	if rejected > 0 {
+		return c.warn(fmt.Sprintf("the upstream still offers %d rejected tool definition(s); those tools are unavailable", rejected),
+			"fix or roll back the upstream, or accept the definition after review (nomos mcp pins accept)", evidence...)
 	}
 	if len(list) == 0 {
 		return c.pass(fmt.Sprintf("pin %s; nothing pinned yet: the first listing is trusted as it is", mode))

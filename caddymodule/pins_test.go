@@ -56,3 +56,31 @@ func TestPinStoreIsTheAppsState(t *testing.T) {
 		t.Fatalf("a pins path in stateless mode: %v", err)
 	}
 }
+
+func TestDoctorJudgesPins(t *testing.T) {
+	c := doctorCheck{ID: "mcp.pins", Subject: "retail"}
+	trusted := pins.Pin{Tool: "lookup", Status: pins.StatusTrusted, Fingerprint: "sha256:a"}
+	changed := pins.Pin{Tool: "refund", Status: pins.StatusQuarantined, Kind: pins.KindChanged, Fingerprint: "sha256:b", OfferedFingerprint: "sha256:c"}
+	refused := pins.Pin{Tool: "wire", Status: pins.StatusRejected, Kind: pins.KindNewTool, OfferedFingerprint: "sha256:d"}
+	for _, tc := range []struct {
+		mode   pins.Mode
+		list   []pins.Pin
+		status string
+		says   string
+	}{
+		{pins.ModeEnforce, []pins.Pin{trusted}, checkPass, "none waits"},
+		{pins.ModeEnforce, nil, checkPass, "nothing pinned yet"},
+		{pins.ModeEnforce, []pins.Pin{trusted, changed, refused}, checkWarn, "1 tool definition(s) wait for review, hidden"},
+		{pins.ModeWarn, []pins.Pin{changed}, checkWarn, "served unreviewed"},
+		{pins.ModeEnforce, []pins.Pin{trusted, refused}, checkWarn, "1 rejected"},
+		{pins.ModeOff, []pins.Pin{trusted}, checkWarn, "pin off"},
+	} {
+		got := judgePins(c, tc.mode, tc.list)
+		if got.Status != tc.status || !strings.Contains(got.Message, tc.says) {
+			t.Errorf("%s %v: %s %q", tc.mode, tc.list, got.Status, got.Message)
+		}
+	}
+	if got := judgePins(c, pins.ModeEnforce, []pins.Pin{changed}); !strings.Contains(got.Remediation, "nomos mcp pins accept") || len(got.Evidence) != 1 {
+		t.Errorf("remediation %q evidence %v", got.Remediation, got.Evidence)
+	}
+}
