@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -242,5 +243,45 @@ func TestPinModeIsValidated(t *testing.T) {
 	}
 	if got := (UpstreamConfig{Name: "a", URL: "http://127.0.0.1:1"}).withDefaults().Pin; got != pins.ModeEnforce {
 		t.Fatalf("default pin = %q", got)
+	}
+}
+
+// TestSharedStdioSessionRelistsOnListChanged: a stdio upstream's shared
+// session lists its tools again as soon as the upstream announces a
+// change, so the change is quarantined and audited before any client
+// lists.
+func TestSharedStdioSessionRelistsOnListChanged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("subprocess test skipped under -short")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := NewUpstream(UpstreamConfig{Name: "local", Command: exe, Env: map[string]string{helperEnv: "1"}}, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = u.Close() })
+	store := pins.NewMemory()
+	release, err := u.BindPins(context.Background(), &Pins{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if err := u.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, c := newGateway(t, RouteConfig{}, newTestGovernor(), u)
+	c.initialize()
+	if text, _ := c.callTool("rugpull", `{}`); text != "done" {
+		t.Fatalf("rugpull = %q", text)
+	}
+	eventually(t, "echo to be quarantined without a client listing", func() bool {
+		list, _ := store.List(context.Background(), "local")
+		return slices.ContainsFunc(list, func(p pins.Pin) bool { return p.Tool == "echo" && p.Status == pins.StatusQuarantined })
+	})
+	if m := c.call("tools/call", `{"name":"echo","arguments":{}}`); m.Error == nil {
+		t.Fatalf("quarantined echo answered %s", m.Result)
 	}
 }
