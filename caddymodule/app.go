@@ -105,7 +105,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	steps := []func() error{a.provisionPolicies, a.provisionRedaction, a.provisionAudit,
 		a.provisionApprovals, a.provisionIdentity, a.provisionExecutor, a.provisionRateLimit, a.provisionServices,
-		a.provisionPins, a.provisionUpstreams}
+		a.provisionUpstreams}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return err

@@ -2,7 +2,10 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"sort"
 
 	"github.com/caddy-nomos/nomos/internal/pins"
@@ -15,17 +18,12 @@ func (in *doctorInput) checkPins(ctx context.Context) []doctorCheck {
 	if len(in.app.Upstreams) == 0 {
 		return nil
 	}
-	st, closeStore, err := in.pinStore()
+	all, stateless, err := in.pinList(ctx)
 	if err != nil {
-		return []doctorCheck{doctorCheck{ID: "mcp.pins"}.fail(err.Error(), "make the pin store's directory writable, or set pins { path <file> }")}
+		return []doctorCheck{doctorCheck{ID: "mcp.pins"}.fail(err.Error(), "make the pin store's directory writable, repair or move it, or set pins { path <file> }")}
 	}
-	if st == nil {
+	if stateless {
 		return []doctorCheck{doctorCheck{ID: "mcp.pins"}.pass("pins are kept in the server's memory (runtime stateless): review them in the running server's operator UI")}
-	}
-	defer closeStore()
-	all, err := st.List(ctx, "")
-	if err != nil {
-		return []doctorCheck{doctorCheck{ID: "mcp.pins"}.fail(err.Error(), "repair or move the pin store")}
 	}
 	byUpstream := map[string][]pins.Pin{}
 	for _, p := range all {
@@ -80,22 +78,26 @@ func judgePins(c doctorCheck, mode pins.Mode, list []pins.Pin) doctorCheck {
 	return c.pass(fmt.Sprintf("pin %s; %d tool(s) pinned, none waits for review", mode, len(list)))
 }
 
-// pinStore is the running app's store (live), or the config's own opened
-// for the check; nil in stateless mode, where pins live in the server.
-func (in *doctorInput) pinStore() (pins.Store, func(), error) {
+// pinList reads every pin: from the running app's store (live), or from
+// the config's file, which doctor never creates (no file: nothing pinned
+// yet). stateless reports pins kept in a server's memory.
+func (in *doctorInput) pinList(ctx context.Context) (list []pins.Pin, stateless bool, err error) {
 	if in.live != nil && in.live.pins != nil {
-		return in.live.pins, func() {}, nil
+		list, err = in.live.pins.List(ctx, "")
+		return list, false, err
 	}
-	if in.app.Runtime.Stateless {
-		return nil, nil, nil
+	path, err := in.app.pinStorePath()
+	if err != nil || path == "" {
+		return nil, path == "" && err == nil, err
 	}
-	_, open, err := in.app.pinStoreChoice()
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	st, err := pins.OpenSQLite(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, false, err
 	}
-	st, err := open()
-	if err != nil {
-		return nil, nil, err
-	}
-	return st, func() { _ = st.Close() }, nil
+	defer st.Close()
+	list, err = st.List(ctx, "")
+	return list, false, err
 }

@@ -23,18 +23,29 @@ type PinsConfig struct {
 	Path string `json:"path,omitempty"`
 }
 
+// pinStorePath is the sqlite pin store's path, "" in stateless mode.
+func (a *App) pinStorePath() (string, error) {
+	if a.Runtime.Stateless {
+		if a.Pins != nil && a.Pins.Path != "" {
+			return "", fmt.Errorf("nomos: runtime: a pins path is not allowed in stateless mode (pins are kept in memory)")
+		}
+		return "", nil
+	}
+	if a.Pins != nil && a.Pins.Path != "" {
+		return a.Pins.Path, nil
+	}
+	return dataPath("pins.db"), nil
+}
+
 // pinStoreChoice is the one place the pin store is chosen: a sqlite file,
 // or memory in stateless mode. A shared backend (Redis) plugs in here.
 func (a *App) pinStoreChoice() (key string, open func() (pins.Store, error), err error) {
-	if a.Runtime.Stateless {
-		if a.Pins != nil && a.Pins.Path != "" {
-			return "", nil, fmt.Errorf("nomos: runtime: a pins path is not allowed in stateless mode (pins are kept in memory)")
-		}
-		return configKey("pins", "memory"), func() (pins.Store, error) { return pins.NewMemory(), nil }, nil
+	path, err := a.pinStorePath()
+	if err != nil {
+		return "", nil, err
 	}
-	path := dataPath("pins.db")
-	if a.Pins != nil && a.Pins.Path != "" {
-		path = a.Pins.Path
+	if path == "" {
+		return configKey("pins", "memory"), func() (pins.Store, error) { return pins.NewMemory(), nil }, nil
 	}
 	return configKey("pins", "sqlite", path), func() (pins.Store, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
