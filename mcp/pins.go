@@ -167,15 +167,15 @@ func (u *Upstream) recordPinChanges(ctx context.Context, b *Pins, changes []pins
 // pinning off or in warn mode always; in enforce mode only the accepted
 // definition.
 func (u *Upstream) pinAllows(d *toolDef) bool {
-	if u.cfg.Pin != pins.ModeEnforce || u.binding() == nil {
+	if u.cfg.Pin != pins.ModeEnforce {
 		return true
-	}
-	if d.fingerprint == "" {
-		return false
 	}
 	u.pins.mu.Lock()
 	defer u.pins.mu.Unlock()
-	return u.pins.accepted[d.name] == d.fingerprint
+	if len(u.pins.bindings) == 0 {
+		return true
+	}
+	return d.fingerprint != "" && u.pins.accepted[d.name] == d.fingerprint
 }
 
 // pinned reports whether d may be listed or called; for a call
