@@ -319,7 +319,7 @@ async function loadUpstreams() {
     el("td", {}, u.tools.join(", ")),
     el("td", {}, "pin " + u.pin, u.pending.length ? [" ", badge("quarantined")] : null)));
   const canDecide = state.session.can_decide;
-  const pending = data.upstreams.flatMap((u) => u.pending.map((p) => el("tr", {},
+  const pending = data.upstreams.flatMap((u) => u.pending.map((p) => el("tr", { "data-pin": u.name + "/" + p.tool },
     el("td", {}, el("strong", {}, u.name + "/" + p.tool)),
     el("td", {}, badge(p.status), el("br"), el("span", { class: "hint" }, u.pin === "enforce" ? "hidden from clients" : "still served (pin " + u.pin + ")")),
     el("td", {}, p.kind === "new_tool" ? "new tool" : "changed: " + p.changed_fields.join(", ")),
@@ -337,16 +337,30 @@ async function loadUpstreams() {
     table(["Tool", "Status", "Reason", "Offered fingerprint", "Since", ""], pending, "No tool definition waits for review."));
 }
 
-async function reviewPin(upstream, p, decision) {
+function reviewPin(upstream, p, decision) {
+  const dlg = $("confirm");
   const verb = decision === "accept" ? "Accept" : "Reject";
-  if (!window.confirm(verb + " the definition " + p.offered_fingerprint + " of " + upstream + "/" + p.tool + "?")) return;
-  try {
-    await api("pins/decide", { body: { upstream, tool: p.tool, fingerprint: p.offered_fingerprint, decision } });
-    status(upstream + "/" + p.tool + ": " + decision + "ed. Clients see it at their next tools/list.");
-    await loadUpstreams();
-  } catch (e) {
-    status(e.message, true);
-  }
+  $("confirm-title").textContent = verb + " this tool definition?";
+  $("confirm-body").replaceChildren(el("dl", { class: "kv" },
+    el("dt", {}, "Tool"), el("dd", {}, upstream + "/" + p.tool),
+    el("dt", {}, "Reason"), el("dd", {}, p.kind === "new_tool" ? "new tool" : "changed: " + p.changed_fields.join(", ")),
+    el("dt", {}, "Offered"), el("dd", {}, p.offered_fingerprint),
+    el("dt", {}, "Accepted"), el("dd", {}, p.fingerprint || "none"),
+    el("dt", {}, "Compare"), el("dd", {}, "nomos mcp pins diff --upstream " + upstream + " --tool " + p.tool)));
+  $("confirm-ok").textContent = verb;
+  $("confirm-ok").className = decision === "accept" ? "approve" : "deny";
+  dlg.returnValue = "";
+  dlg.onclose = async () => {
+    if (dlg.returnValue !== "ok") return;
+    try {
+      await api("pins/decide", { body: { upstream, tool: p.tool, fingerprint: p.offered_fingerprint, decision } });
+      status(upstream + "/" + p.tool + ": " + decision + "ed. Clients see it at their next tools/list.");
+      await loadUpstreams();
+    } catch (e) {
+      status(e.message, true);
+    }
+  };
+  dlg.showModal();
 }
 
 // ---- explain ----

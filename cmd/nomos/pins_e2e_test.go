@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // pinsCaddyfile is the retail gateway with pinning in the given mode.
@@ -271,5 +275,63 @@ rules:
 	}
 	if text, _ := toolText(must(c.call("lookup_order", `{"order_id":"1001"}`))); !strings.Contains(text, "refunded 5.00") {
 		t.Fatalf("a second refund reached the upstream: %q", text)
+	}
+}
+
+// TestOperatorUIPinReview: the operator UI's upstream view shows the
+// quarantined tool with its reason, and a decider accepts it there; the
+// accept is the CLI's review (exact fingerprint, audited with the decider).
+func TestOperatorUIPinReview(t *testing.T) {
+	ctx := browser(t)
+	caddyfile := strings.NewReplacer("{MODE}", "enforce",
+		"api_key {env.T_ALICE_KEY} alice", "api_key {env.T_ALICE_KEY} alice\n\t\t\tapi_key reviewer-key-0123456789 reviewer",
+		"sink sqlite\n\t\t}", "sink sqlite\n\t\t}\n\t\tapprovals {\n\t\t\tapprovers reviewer\n\t\t}",
+		"\tnomos_mcp retail\n", "\t@ui path /ui /ui/* /api/ui/*\n\thandle @ui {\n\t\tnomos_ui\n\t}\n\thandle {\n\t\tnomos_mcp retail\n\t}\n",
+	).Replace(pinsCaddyfile)
+	s := startServer(t, caddyfile, map[string]string{"retail.yaml": mustRead(t, "../../examples/policies/retail.yaml"),
+		"bin/retail-mcp": string(buildRetailMCP(t))}, "T_ALICE_KEY=alice-key")
+	s.rugPull()
+	waitFor(t, "refund_order to be quarantined", func() bool { return pinsList(t, s)["refund_order"].Status == "quarantined" })
+	offered := pinsList(t, s)["refund_order"].OfferedFingerprint
+
+	row := `#upstreams tr[data-pin="retail/refund_order"]`
+	if err := chromedp.Do(ctx); err != nil { // the browser lives as long as ctx, not wctx
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := chromedp.Do(wctx,
+		chromedp.Navigate(s.base+"/ui/"),
+		chromedp.WaitVisible(chromedp.ID("login-key")),
+		chromedp.SendKeys(chromedp.ID("login-key"), "reviewer-key-0123456789"),
+		chromedp.Click(chromedp.CSS(`#login-form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#tabs button[data-view="upstreams"]`)),
+		chromedp.Click(chromedp.CSS(`#tabs button[data-view="upstreams"]`)),
+		chromedp.WaitVisible(chromedp.CSS(row)),
+	)
+	if err != nil {
+		st, _ := chromedp.Run(ctx, chromedp.TextContent(chromedp.ID("status")))
+		t.Fatalf("the upstream view: %v (status %q)", err, st)
+	}
+	if got := text(t, ctx, row); !strings.Contains(got, "changed: description") || !strings.Contains(got, offered) || !strings.Contains(got, "hidden from clients") {
+		t.Fatalf("the quarantined row says %q", got)
+	}
+	screenshot(t, ctx, "ui-pins.png")
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(row+" button.approve")),
+		chromedp.WaitVisible(chromedp.ID("confirm")),
+		chromedp.Click(chromedp.ID("confirm-ok")),
+		chromedp.WaitNotPresent(chromedp.CSS(row)),
+	)
+	if err != nil {
+		t.Fatalf("accept in the UI: %v", err)
+	}
+	if got := pinsList(t, s)["refund_order"]; got.Status != "trusted" || got.Fingerprint != offered || got.DecidedBy != "reviewer" {
+		t.Fatalf("pin after the UI accept: %+v", got)
+	}
+	evs := pinEvents(t, s)
+	last := evs[len(evs)-1]
+	if meta, _ := last["executor_metadata"].(map[string]any); last["reason"] != "accepted" || last["principal"] != "reviewer" || meta["decided_via"] != "ui" {
+		t.Fatalf("audited UI accept: %v", last)
 	}
 }
