@@ -305,7 +305,7 @@ func TestOperatorUIPinReview(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("login-key")),
 		chromedp.SendKeys(chromedp.ID("login-key"), "reviewer-key-0123456789"),
 		chromedp.Click(chromedp.CSS(`#login-form button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`#tabs button[data-view="upstreams"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#inbox-pending .empty`)), // signed in, first view loaded
 		chromedp.Click(chromedp.CSS(`#tabs button[data-view="upstreams"]`)),
 		chromedp.WaitVisible(chromedp.CSS(row)),
 	)
