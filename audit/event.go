@@ -22,6 +22,10 @@ const (
 	// EventMCPToolsList records what a tools/list showed and what policy
 	// hid from the caller.
 	EventMCPToolsList = "mcp.tools_list"
+	// EventMCPToolPin records what happened to the pinned definition of an
+	// upstream tool: first use, a new or changed definition (quarantined
+	// under pin enforce), or an operator's accept or reject.
+	EventMCPToolPin = "mcp.tool_pin"
 )
 
 // Event is one audit record. Empty fields are omitted from its JSON, except

@@ -15,6 +15,7 @@ import (
 	"github.com/caddy-nomos/nomos/internal/credentials"
 	"github.com/caddy-nomos/nomos/internal/identity"
 	"github.com/caddy-nomos/nomos/internal/loopguard"
+	"github.com/caddy-nomos/nomos/internal/pins"
 	"github.com/caddy-nomos/nomos/internal/ratelimit"
 	"github.com/caddy-nomos/nomos/internal/redact"
 	"github.com/caddy-nomos/nomos/internal/service"
@@ -54,6 +55,10 @@ type App struct {
 	// Upstreams are the upstream MCP servers nomos_mcp routes expose, by
 	// name. Default: none.
 	Upstreams map[string]*UpstreamConfig `json:"upstreams,omitempty"`
+	// Pins is where the upstreams' reviewed tool definitions are kept.
+	// Default: a sqlite file under the data dir (memory when stateless),
+	// opened when there are upstreams.
+	Pins *PinsConfig `json:"pins,omitempty"`
 
 	ctx       caddy.Context
 	logger    *zap.Logger
@@ -75,6 +80,9 @@ type App struct {
 	loopGuard    *loopguard.Guard
 	window       *ratelimit.Window
 	metrics      *metrics
+	pins         pins.Store
+	pinBinding   *mcp.Pins
+	pinReleases  []func()
 	slots        chan struct{}
 	assurance    string
 	// guardKeys counts nomos_guard breaker keys in this config.
@@ -191,6 +199,9 @@ func (a *App) Stop() error { return nil }
 // Cleanup releases this config's hold on pooled state; state shared with a
 // newer config survives.
 func (a *App) Cleanup() error {
+	for _, release := range a.pinReleases {
+		release()
+	}
 	for _, k := range a.poolKeys {
 		if _, err := pool.Delete(k); err != nil {
 			a.logger.Error("releasing pooled state", zap.String("key", k), zap.Error(err))

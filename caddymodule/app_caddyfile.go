@@ -30,7 +30,8 @@ func init() {
 //		credential <id> <env_key> <value> [<ttl>]
 //		redact <regexp>
 //		runtime { stateless; deployment_mode <mode>; concurrency_limit <n>; ... }
-//		upstream <name> { command <path> [<args>...] | url <url>; ... }
+//		upstream <name> { command <path> [<args>...] | url <url>; ...; pin off|warn|enforce }
+//		pins { path <file> }
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
@@ -97,6 +98,12 @@ func (a *App) unmarshalDirective(d *caddyfile.Dispenser) error {
 		return a.unmarshalRedact(d)
 	case "upstream":
 		return a.unmarshalUpstream(d)
+	case "pins":
+		if a.Pins != nil {
+			return d.Err("pins already configured")
+		}
+		a.Pins = new(PinsConfig)
+		return unmarshalPins(d, a.Pins)
 	case "runtime":
 		if a.Runtime == nil {
 			a.Runtime = new(RuntimeConfig)

@@ -432,3 +432,21 @@ func unmarshalRateLimit(d *caddyfile.Dispenser, c *RuntimeConfig) error {
 	c.RateLimit = rl
 	return nil
 }
+
+// unmarshalPins parses the pin store block: pins { path <file> }.
+func unmarshalPins(d *caddyfile.Dispenser, c *PinsConfig) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "path":
+			if err := setOnce(d, &c.Path); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized pins subdirective %q", d.Val())
+		}
+	}
+	return nil
+}

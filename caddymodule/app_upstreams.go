@@ -10,7 +10,9 @@ import (
 
 // provisionUpstreams starts every declared upstream MCP server. Upstreams
 // are pooled by their full configuration, so a reload that leaves one
-// unchanged keeps its session and child process.
+// unchanged keeps its session and child process. Every upstream is
+// validated before the pin store opens, and the store opens before any
+// upstream starts, since starting pins the first listing.
 func (a *App) provisionUpstreams() error {
 	a.upstreams = map[string]*mcp.Upstream{}
 	names := make([]string, 0, len(a.Upstreams))
@@ -18,8 +20,19 @@ func (a *App) provisionUpstreams() error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	for _, name := range names {
-		u, err := a.loadUpstream(name, a.Upstreams[name])
+	candidates := make([]*mcp.Upstream, len(names))
+	for i, name := range names {
+		u, err := a.newUpstream(name, a.Upstreams[name])
+		if err != nil {
+			return fmt.Errorf("nomos: upstream %q: %w", name, err)
+		}
+		candidates[i] = u
+	}
+	if err := a.provisionPins(); err != nil {
+		return err
+	}
+	for i, name := range names {
+		u, err := a.loadUpstream(candidates[i])
 		if err != nil {
 			return fmt.Errorf("nomos: upstream %q: %w", name, err)
 		}
@@ -28,7 +41,7 @@ func (a *App) provisionUpstreams() error {
 	return nil
 }
 
-func (a *App) loadUpstream(name string, c *UpstreamConfig) (*mcp.Upstream, error) {
+func (a *App) newUpstream(name string, c *UpstreamConfig) (*mcp.Upstream, error) {
 	if c == nil {
 		return nil, fmt.Errorf("empty configuration")
 	}
@@ -36,19 +49,28 @@ func (a *App) loadUpstream(name string, c *UpstreamConfig) (*mcp.Upstream, error
 	if err != nil {
 		return nil, err
 	}
-	candidate, err := mcp.NewUpstream(cfg, a.slog.With("upstream_server", name))
-	if err != nil {
-		return nil, err
-	}
+	return mcp.NewUpstream(cfg, a.slog.With("upstream_server", name))
+}
+
+// loadUpstream returns the pooled upstream of candidate's configuration,
+// starting candidate when there is none.
+func (a *App) loadUpstream(candidate *mcp.Upstream) (*mcp.Upstream, error) {
 	key := "upstream:" + candidate.Key()
 	a.track(key)
-	return loadPooled(key, func() (*mcp.Upstream, func() error, error) {
+	if err := a.bindPins(candidate); err != nil { // before Start, which pins the first listing
+		return nil, err
+	}
+	u, err := loadPooled(key, func() (*mcp.Upstream, func() error, error) {
 		if err := candidate.Start(context.Background()); err != nil {
 			_ = candidate.Close()
 			return nil, nil, err
 		}
 		return candidate, candidate.Close, nil
 	})
+	if err != nil || u == candidate {
+		return u, err
+	}
+	return u, a.bindPins(u) // a running upstream observes its listing against this config's store
 }
 
 // UpstreamBreakerStates reports the circuit breaker state of every upstream

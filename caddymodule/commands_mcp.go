@@ -31,8 +31,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:      "mcp",
-		Usage:     "stdio --config <Caddyfile|JSON> [--adapter caddyfile] [--policy default] [--principal P] [--agent A] [--upstream name...] | serve --http --listen <addr> --config <Caddyfile|JSON> [--policy default] [--upstream name...]",
-		Short:     "Serves governed MCP over stdio for local clients (Claude Code, Codex), or over Streamable HTTP on a listener",
+		Usage:     "stdio --config <Caddyfile|JSON> [--adapter caddyfile] [--policy default] [--principal P] [--agent A] [--upstream name...] | serve --http --listen <addr> --config <Caddyfile|JSON> [--policy default] [--upstream name...] | pins list|diff|accept|reject --config <Caddyfile> ...",
+		Short:     "Serves governed MCP over stdio for local clients (Claude Code, Codex) or over Streamable HTTP on a listener; reviews pinned tool definitions",
 		CobraFunc: mcpCommands,
 	})
 }
@@ -48,7 +48,7 @@ type stdioOptions struct {
 }
 
 func mcpCommands(cmd *cobra.Command) {
-	cmd.AddCommand(newStdioCommand(), newServeCommand())
+	cmd.AddCommand(newStdioCommand(), newServeCommand(), pinsCommand())
 }
 
 func newStdioCommand() *cobra.Command {

@@ -52,6 +52,7 @@ func (in *doctorInput) run(ctx context.Context) []doctorCheck {
 	out = append(out, in.checkAuditSinks()...)
 	out = append(out, in.checkApprovals(ctx)...)
 	out = append(out, in.checkUpstreams(ctx)...)
+	out = append(out, in.checkPins(ctx)...)
 	out = append(out, in.checkTLS()...)
 	out = append(out, in.checkMTLS())
 	out = append(out, in.checkStateless())

@@ -4,6 +4,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-nomos/nomos/internal/pins"
 )
 
 func init() {
@@ -101,6 +103,7 @@ func (h *MCPHandler) unmarshalOption(d *caddyfile.Dispenser) error {
 //		allow_missing_tool_schemas
 //		breaker disabled | breaker { failure_threshold <n>; failure_window <dur>; open_timeout <dur> }
 //		timeouts { initialize <dur>; list <dur>; call <dur> }
+//		pin off|warn|enforce
 //	}
 func (a *App) unmarshalUpstream(d *caddyfile.Dispenser) error {
 	if !d.NextArg() {
@@ -167,6 +170,14 @@ func unmarshalUpstreamOption(d *caddyfile.Dispenser, c *UpstreamConfig) error {
 		return unmarshalBreaker(d, c)
 	case "timeouts":
 		return unmarshalTimeouts(d, c)
+	case "pin":
+		if err := setOnce(d, &c.Pin); err != nil {
+			return err
+		}
+		if _, err := pins.ParseMode(c.Pin); err != nil || c.Pin == "" {
+			return d.Err("usage: pin off|warn|enforce")
+		}
+		return nil
 	default:
 		return d.Errf("unrecognized upstream subdirective %q", d.Val())
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddy-nomos/nomos/internal/pins"
 	"github.com/caddy-nomos/nomos/mcp"
 )
 
@@ -59,6 +60,12 @@ type UpstreamConfig struct {
 	// Timeouts bound each stage of an exchange. Default: the defaults of
 	// TimeoutsConfig.
 	Timeouts *TimeoutsConfig `json:"timeouts,omitempty"`
+	// Pin is what a tool definition that differs from its reviewed pin
+	// does (docs/mcp-gateway.md#tool-pinning): off (nothing is recorded),
+	// warn (the change is audited and reported; the tool stays), or
+	// enforce (the changed or new tool is quarantined until an operator
+	// accepts it). The first listing is trusted as it is. Default: enforce.
+	Pin string `json:"pin,omitempty"`
 }
 
 // BreakerConfig is an upstream circuit breaker. Only transport, protocol
@@ -93,6 +100,7 @@ func (c *UpstreamConfig) toMCP(name string) (mcp.UpstreamConfig, error) {
 		TrustedCA: c.TrustedCA, ClientCert: c.ClientCert, ClientKey: c.ClientKey,
 		AllowMissingToolSchemas: c.AllowMissingToolSchemas,
 		Env:                     resolveMap(c.Env), Headers: resolveMap(c.Headers),
+		Pin: pins.Mode(c.Pin),
 	}
 	if strings.HasPrefix(c.Command, "{") && strings.Contains(out.Command, " ") {
 		fields := strings.Fields(out.Command)

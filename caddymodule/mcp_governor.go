@@ -22,7 +22,8 @@ type governor struct {
 
 // envelope is the action of a governed MCP request.
 func envelope(req mcp.AuthzRequest) *action.Envelope {
-	return action.NewEnvelope(req.ActionType, req.Resource, req.Params, req.TraceID).WithApproval(req.ApprovalID)
+	return action.NewEnvelope(req.ActionType, req.Resource, req.Params, req.TraceID).
+		WithApproval(req.ApprovalID).WithToolDefinition(req.ToolFingerprint)
 }
 
 func identityOf(id mcp.Identity) action.Identity {
@@ -97,8 +98,8 @@ func (g *governor) Completed(ctx context.Context, _ mcp.AuthzRequest, res mcp.Au
 
 // Visible shows a name only when some rule could allow the principal to
 // use it.
-func (g *governor) Visible(_ context.Context, id mcp.Identity, actionType, resource string) bool {
-	return g.svc.Reachable(identityOf(id), actionType, resource)
+func (g *governor) Visible(_ context.Context, req mcp.AuthzRequest) bool {
+	return g.svc.Reachable(identityOf(req.Identity), req.ActionType, req.Resource, req.ToolFingerprint)
 }
 
 // ToolsListed records mcp.tools_list.

@@ -40,6 +40,7 @@ func uiRoutes() map[string]uiRoute {
 		"events":           {http.MethodGet, needReader, (*UIHandler).apiEvents},
 		"trace":            {http.MethodGet, needReader, (*UIHandler).apiTrace},
 		"upstreams":        {http.MethodGet, needReader, (*UIHandler).apiUpstreams},
+		"pins/decide":      {http.MethodPost, needDecider, (*UIHandler).apiPinDecide},
 		"explain":          {http.MethodPost, needReader, (*UIHandler).apiExplain},
 	}
 }

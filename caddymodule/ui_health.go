@@ -1,11 +1,18 @@
 package caddymodule
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+
+	"github.com/caddy-nomos/nomos/internal/service"
 )
 
 // uiUpstream is one upstream MCP server's health.
@@ -20,6 +27,10 @@ type uiUpstream struct {
 	ErrorRate float64 `json:"error_rate"`
 	P50MS     int64   `json:"p50_ms"`
 	P95MS     int64   `json:"p95_ms"`
+	// Pin is the upstream's pin mode; Pending are its tools waiting for
+	// review (hidden under enforce, served under warn).
+	Pin     string  `json:"pin"`
+	Pending []uiPin `json:"pending"`
 }
 
 type uiUpstreams struct {
@@ -38,12 +49,17 @@ func (h *UIHandler) apiUpstreams(r *http.Request, _ uiCaller, _ []byte) (any, er
 	}
 	sort.Strings(names)
 	out := uiUpstreams{Upstreams: []uiUpstream{}, Source: "every upstream request since the process started (metric " + upstreamLatencyMetric + ")"}
+	pending := h.pendingPins(r.Context())
 	for _, n := range names {
 		u := h.app.upstreams[n]
 		s := stats[n]
 		s.Name, s.Breaker, s.Tools = n, u.BreakerState(), u.ToolNames()
 		if s.Tools == nil {
 			s.Tools = []string{}
+		}
+		s.Pin, s.Pending = string(u.PinMode()), pending[n]
+		if s.Pending == nil {
+			s.Pending = []uiPin{}
 		}
 		out.Upstreams = append(out.Upstreams, s)
 	}
@@ -125,4 +141,83 @@ func quantileMS(q float64, total uint64, bounds []float64, cum []uint64) int64 {
 		lower, below = upper, cum[i]
 	}
 	return int64(lower * 1000)
+}
+
+// uiPin is a tool of an upstream whose definition waits for review: the
+// reason it is not trusted (kind), what changed, and the offered
+// fingerprint an accept must name.
+type uiPin struct {
+	Tool               string    `json:"tool"`
+	Status             string    `json:"status"`
+	Kind               string    `json:"kind"`
+	ChangedFields      []string  `json:"changed_fields"`
+	Fingerprint        string    `json:"fingerprint,omitempty"`
+	OfferedFingerprint string    `json:"offered_fingerprint"`
+	UpdatedAt          time.Time `json:"updated_at"`
+}
+
+// pendingPins lists, per upstream, the tools waiting for review.
+func (h *UIHandler) pendingPins(ctx context.Context) map[string][]uiPin {
+	out := map[string][]uiPin{}
+	if h.app.pins == nil {
+		return out
+	}
+	list, err := h.app.pins.List(ctx, "")
+	if err != nil {
+		h.logger.Error("ui: pin store unavailable", zap.Error(err))
+		return out
+	}
+	for _, p := range list {
+		if p.OfferedFingerprint == "" {
+			continue
+		}
+		d := diffOf(p)
+		out[p.Upstream] = append(out[p.Upstream], uiPin{Tool: p.Tool, Status: string(p.Status), Kind: p.Kind,
+			ChangedFields: d.ChangedFields, Fingerprint: p.Fingerprint, OfferedFingerprint: p.OfferedFingerprint, UpdatedAt: p.UpdatedAt})
+	}
+	return out
+}
+
+// uiPinDecision is the body of POST /api/ui/pins/decide.
+type uiPinDecision struct {
+	Upstream    string `json:"upstream"`
+	Tool        string `json:"tool"`
+	Fingerprint string `json:"fingerprint"`
+	// Decision is accept or reject.
+	Decision string `json:"decision"`
+}
+
+// apiPinDecide accepts or rejects an offered tool definition through the
+// same code as nomos mcp pins accept|reject, audited with the decider.
+func (h *UIHandler) apiPinDecide(r *http.Request, c uiCaller, body []byte) (any, error) {
+	var d uiPinDecision
+	if err := json.Unmarshal(body, &d); err != nil || d.Upstream == "" || d.Tool == "" || d.Fingerprint == "" ||
+		d.Decision != "accept" && d.Decision != "reject" {
+		return nil, service.Errorf(http.StatusBadRequest, service.CodeValidation, "want {upstream, tool, fingerprint, decision: accept|reject}")
+	}
+	if h.app.pins == nil {
+		return nil, service.Errorf(http.StatusNotFound, service.CodeNotFound, "no pin store: the nomos app has no upstreams")
+	}
+	rev := pinReview{store: h.app.pins, recorder: h.app.recorder, env: h.app.Environment}
+	p, err := rev.decide(r.Context(), d.Decision == "accept", d.Upstream, d.Tool, d.Fingerprint, c.principal, "ui")
+	if err != nil {
+		return nil, uiPinError(err)
+	}
+	h.logger.Info("tool definition reviewed in the operator UI", zap.String("upstream_server", d.Upstream),
+		zap.String("upstream_tool", d.Tool), zap.String("decision", d.Decision), zap.String("principal", c.principal))
+	return p, nil
+}
+
+func uiPinError(err error) error {
+	var ce *cliError
+	if !errors.As(err, &ce) {
+		return service.Errorf(http.StatusInternalServerError, service.CodeInternal, "pin store unavailable")
+	}
+	switch ce.prefix {
+	case "PIN_NOT_FOUND":
+		return service.Errorf(http.StatusNotFound, service.CodeNotFound, "%s", ce.err.Error())
+	case "AUDIT_ERROR":
+		return service.Errorf(http.StatusInternalServerError, service.CodeAudit, "could not record audit event")
+	}
+	return service.Errorf(http.StatusInternalServerError, service.CodeInternal, "pin store unavailable")
 }

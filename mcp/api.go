@@ -40,11 +40,12 @@ type Governor interface {
 	// schema, an upstream that is unavailable. class is an audit result
 	// classification, reason what the client was told.
 	Rejected(ctx context.Context, req AuthzRequest, class, reason string)
-	// Visible reports whether some rule could ALLOW or REQUIRE_APPROVAL an
-	// actionType request on resource for id. It decides what lists show
-	// and whether a name exists at all for the caller. It must not audit
-	// a decision and must not over-report: when unsure, answer false.
-	Visible(ctx context.Context, id Identity, actionType, resource string) bool
+	// Visible reports whether some rule could ALLOW or REQUIRE_APPROVAL
+	// req (its identity, action type, resource and tool fingerprint,
+	// whatever its params). It decides what lists show and whether a name
+	// exists at all for the caller. It must not audit a decision and must
+	// not over-report: when unsure, answer false.
+	Visible(ctx context.Context, req AuthzRequest) bool
 }
 
 // ListObserver may be implemented by a Governor to audit discovery (the
@@ -66,6 +67,12 @@ type AuthzRequest struct {
 	// Params is canonical JSON. For mcp.call: {upstream_server,
 	// upstream_tool, tool_arguments, tool_arguments_hash}.
 	Params json.RawMessage
+	// ToolFingerprint is the fingerprint of the upstream tool definition
+	// an mcp.call targets (see package internal/pins), the pinned one when
+	// pinning is enforced. The Governor binds it to the action, so rules
+	// can name it (tool_fingerprints) and an approval covers only this
+	// definition. Empty for other requests.
+	ToolFingerprint string
 	// ApprovalID is the approval_id argument of a retried tools/call.
 	ApprovalID string
 	// TraceID groups the actions of one downstream session. Default: a

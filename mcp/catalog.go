@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/caddy-nomos/nomos/internal/pins"
 	"github.com/caddy-nomos/nomos/policy/action"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
@@ -22,6 +23,10 @@ type toolDef struct {
 	name   string
 	raw    map[string]json.RawMessage
 	schema json.RawMessage
+	// pinDef and fingerprint are the pinned parts of the definition and
+	// their fingerprint; fingerprint is empty when it cannot be pinned.
+	pinDef      pins.Definition
+	fingerprint string
 
 	once     sync.Once
 	compiled *jsonschema.Schema
@@ -79,6 +84,9 @@ func (u *Upstream) tools(ctx context.Context, c *conn) ([]*toolDef, error) {
 		}
 		tools = append(tools, def)
 	}
+	if err := u.observePins(ctx, tools); err != nil {
+		return nil, newUpstreamError(ErrUpstreamUnavailable, err, "upstream %q: tool pins", u.cfg.Name)
+	}
 	c.catalog.set(tools)
 	return tools, nil
 }
@@ -92,7 +100,12 @@ func parseTool(raw json.RawMessage) (*toolDef, error) {
 	if json.Unmarshal(m["name"], &name) != nil || name == "" {
 		return nil, errors.New("tool without a name")
 	}
-	return &toolDef{name: name, raw: m, schema: m["inputSchema"]}, nil
+	d := &toolDef{name: name, raw: m, schema: m["inputSchema"]}
+	if def, ok := pinDefinition(name, m); ok {
+		d.pinDef = def
+		d.fingerprint, _ = pins.Fingerprint(def) // "" when not canonicalizable: never accepted
+	}
+	return d, nil
 }
 
 // listAll reads every page of a list method and returns the items under

@@ -11,6 +11,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/caddy-nomos/nomos/internal/pins"
 )
 
 // Upstream transports.
@@ -75,6 +77,10 @@ type UpstreamConfig struct {
 	Breaker BreakerConfig
 	// Timeouts bound each stage of an upstream exchange.
 	Timeouts Timeouts
+	// Pin is what a tool definition that differs from its reviewed pin
+	// does: off, warn or enforce (see package internal/pins). Default:
+	// enforce.
+	Pin pins.Mode
 }
 
 // BreakerConfig configures an upstream circuit breaker.
@@ -109,6 +115,9 @@ func (c UpstreamConfig) withDefaults() UpstreamConfig {
 	}
 	c.Breaker = c.Breaker.withDefaults()
 	c.Timeouts = c.Timeouts.withDefaults()
+	if c.Pin == "" {
+		c.Pin = pins.ModeEnforce
+	}
 	return c
 }
 
@@ -142,6 +151,9 @@ func (c UpstreamConfig) Validate() error {
 func (c UpstreamConfig) validate() error {
 	if !validName(c.Name) {
 		return fmt.Errorf("upstream %q: name must be non-empty letters, digits, '-', '_' or '.'", c.Name)
+	}
+	if _, err := pins.ParseMode(string(c.Pin)); err != nil {
+		return fmt.Errorf("upstream %q: %w", c.Name, err)
 	}
 	var err error
 	switch c.Transport {

@@ -20,7 +20,7 @@ func (allowAll) Authorize(context.Context, AuthzRequest) (AuthzResult, error) {
 	return AuthzResult{Decision: policy.Allow, Reason: "conformance"}, nil
 }
 func (allowAll) Completed(context.Context, AuthzRequest, AuthzResult, Outcome) {}
-func (allowAll) Visible(context.Context, Identity, string, string) bool        { return true }
+func (allowAll) Visible(context.Context, AuthzRequest) bool                    { return true }
 func (allowAll) Rejected(context.Context, AuthzRequest, string, string)        {}
 
 // TestServeForConformance serves the gateway in front of the Go SDK

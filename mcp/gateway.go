@@ -173,15 +173,19 @@ type toolRef struct {
 	exposed string
 	up      *Upstream
 	def     *toolDef
+	// quarantined marks the called tool when its definition is not the
+	// pinned one: it does not exist for the client, but the audit says why.
+	quarantined bool
 }
 
 // toolView lists the tools this session may reach on the route (before
 // policy visibility), first upstream winning a runtime name collision.
+// Quarantined tools are left out, as if the upstream did not offer them.
 func (g *Gateway) toolView(ctx context.Context, s *session) ([]toolRef, error) {
 	var out []toolRef
 	seen := map[string]bool{}
 	for _, u := range g.ups {
-		refs, err := g.upstreamTools(ctx, s, u)
+		refs, err := g.upstreamTools(ctx, s, u, "")
 		if err != nil && len(g.ups) == 1 {
 			return nil, err
 		}
@@ -202,7 +206,11 @@ func (g *Gateway) toolView(ctx context.Context, s *session) ([]toolRef, error) {
 	return out, nil
 }
 
-func (g *Gateway) upstreamTools(ctx context.Context, s *session, u *Upstream) ([]toolRef, error) {
+// upstreamTools lists u's tools this session may reach on the route whose
+// definitions are pinned. A listing (call == "") reads the pins again, so
+// an accept made elsewhere shows at the next tools/list; a call to the
+// quarantined tool call reads them again at most once per pinRecheckEvery.
+func (g *Gateway) upstreamTools(ctx context.Context, s *session, u *Upstream, call string) ([]toolRef, error) {
 	c, err := u.connFor(ctx, s)
 	if err != nil {
 		return nil, err
@@ -211,35 +219,55 @@ func (g *Gateway) upstreamTools(ctx context.Context, s *session, u *Upstream) ([
 	if err != nil {
 		return nil, err
 	}
+	if call == "" {
+		if err := u.observePins(ctx, defs); err != nil {
+			return nil, newUpstreamError(ErrUpstreamUnavailable, err, "upstream %q: tool pins", u.cfg.Name)
+		}
+	}
 	prefix := g.route.prefixFor(u.cfg.Name)
 	var out []toolRef
 	for _, d := range defs {
-		if exposed := prefix + d.name; g.toolVisibleOnRoute(exposed) {
-			out = append(out, toolRef{exposed: exposed, up: u, def: d})
+		exposed := prefix + d.name
+		if !g.toolVisibleOnRoute(exposed) {
+			continue
 		}
+		pinned := u.pinned(ctx, d, defs, exposed == call)
+		if !pinned && exposed != call {
+			continue
+		}
+		out = append(out, toolRef{exposed: exposed, up: u, def: d, quarantined: !pinned})
 	}
 	return out, nil
 }
 
-// resolveTool finds an exposed tool name.
+// resolveTool finds an exposed tool name. A quarantined tool is not found
+// (ok is false), but its ref comes back for the audit.
 // An unavailable upstream that could own the name is reported only when no
 // other upstream has the tool.
 func (g *Gateway) resolveTool(ctx context.Context, s *session, exposed string) (toolRef, bool, error) {
 	var firstErr error
+	var quarantined toolRef
 	for _, u := range g.ups {
 		if !strings.HasPrefix(exposed, g.route.prefixFor(u.cfg.Name)) {
 			continue
 		}
-		refs, err := g.upstreamTools(ctx, s, u)
+		refs, err := g.upstreamTools(ctx, s, u, exposed)
 		if err != nil {
 			firstErr = cmp.Or(firstErr, err)
 			continue
 		}
 		for _, r := range refs {
-			if r.exposed == exposed {
+			switch {
+			case r.exposed != exposed:
+			case !r.quarantined:
 				return r, true, nil
+			case quarantined.def == nil:
+				quarantined = r
 			}
 		}
+	}
+	if quarantined.def != nil {
+		return quarantined, false, nil
 	}
 	return toolRef{}, false, firstErr
 }

@@ -57,7 +57,7 @@ func (p *Path) label(req AuthzRequest) AuthzRequest {
 // must be refused exactly like an unknown one, before anything about it
 // (its schema, its upstream) is consulted.
 func (p *Path) Visible(ctx context.Context, req AuthzRequest) bool {
-	return p.Governor.Visible(ctx, req.Identity, req.ActionType, req.Resource)
+	return p.Governor.Visible(ctx, req)
 }
 
 // VisibleItems keeps the listed items (objects) whose request, built from

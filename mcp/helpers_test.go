@@ -67,14 +67,14 @@ func (g *testGovernor) Completed(_ context.Context, _ AuthzRequest, _ AuthzResul
 
 // Visible hides a name listed in hidden: a tool by its upstream name,
 // other surfaces by their resource.
-func (g *testGovernor) Visible(_ context.Context, _ Identity, actionType, resource string) bool {
+func (g *testGovernor) Visible(_ context.Context, req AuthzRequest) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	name := resource
-	if actionType == action.TypeMCPCall {
-		name = resource[strings.LastIndex(resource, "/")+1:]
+	name := req.Resource
+	if req.ActionType == action.TypeMCPCall {
+		name = req.Resource[strings.LastIndex(req.Resource, "/")+1:]
 	}
-	return !g.hidden[name]
+	return !g.hidden[name] && !g.hidden[req.ToolFingerprint]
 }
 
 // Rejected records a refusal before policy.

@@ -117,6 +117,9 @@ func (c *conn) routeLog(m *message, raw []byte) {
 func (c *conn) routeListChanged(m *message, raw []byte) {
 	if m.Method == "notifications/tools/list_changed" {
 		c.catalog.invalidate()
+		if c.dedicated == nil {
+			c.up.refreshToolsSoon()
+		}
 	}
 	for _, s := range c.sessionsOf() {
 		s.push(raw)

@@ -109,7 +109,11 @@ func (g *Gateway) callTool(ctx context.Context, s *session, m *message, related 
 	}
 	if !ok || !g.path.Visible(ctx, g.toolRequest(s, ref, nil, "")) {
 		reason := UnknownReason("tool", p.Name)
-		g.path.Refuse(ctx, g.unknownTool(s, p.Name), audit.ResultValidationError, reason)
+		req := g.unknownTool(s, p.Name)
+		if ref.quarantined { // the client is told nothing more; the operator is
+			req.Metadata["tool_quarantined"], req.Metadata["tool_fingerprint"] = "true", ref.def.fingerprint
+		}
+		g.path.Refuse(ctx, req, audit.ResultValidationError, reason)
 		return UnknownError(m.ID, reason)
 	}
 	args, approvalID, err := splitApproval(p.Arguments)
@@ -140,7 +144,7 @@ func (g *Gateway) unknownTool(s *session, name string) AuthzRequest {
 func (g *Gateway) toolRequest(s *session, ref toolRef, params map[string]any, approvalID string) AuthzRequest {
 	req := g.request(s, ref.up, action.TypeMCPCall, []string{ref.def.name}, params, "upstream_tool", ref.def.name)
 	req.ApprovalID = approvalID
-	return req
+	return withToolDefinition(req, ref.def)
 }
 
 func classOf(err error) string {
@@ -213,7 +217,17 @@ func (g *Gateway) callRequest(s *session, ref toolRef, args json.RawMessage, app
 	if err != nil {
 		return AuthzRequest{}, err
 	}
-	return g.inSession(s, req, ref.up.cfg.Name, "upstream_tool", ref.def.name, approvalID), nil
+	return withToolDefinition(g.inSession(s, req, ref.up.cfg.Name, "upstream_tool", ref.def.name, approvalID), ref.def), nil
+}
+
+// withToolDefinition binds req to the definition it targets, and records
+// its fingerprint as evidence (tool_fingerprint) in every audit event.
+func withToolDefinition(req AuthzRequest, d *toolDef) AuthzRequest {
+	req.ToolFingerprint = d.fingerprint
+	if d.fingerprint != "" {
+		req.Metadata["tool_fingerprint"] = d.fingerprint
+	}
+	return req
 }
 
 // request builds the governed request of session s on upstream u (nil

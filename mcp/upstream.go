@@ -42,6 +42,7 @@ type Upstream struct {
 
 	ctx    context.Context // lives until Close
 	cancel context.CancelFunc
+	pins   pinState
 
 	mu       sync.Mutex
 	children map[string]*child // by clientCapabilities.key; "{}" is the control session

@@ -316,10 +316,51 @@ async function loadUpstreams() {
     el("td", {}, (u.error_rate * 100).toFixed(1) + " %"),
     el("td", {}, u.calls ? u.p50_ms + " ms" : "–"),
     el("td", {}, u.calls ? u.p95_ms + " ms" : "–"),
-    el("td", {}, u.tools.join(", "))));
+    el("td", {}, u.tools.join(", ")),
+    el("td", {}, "pin " + u.pin, u.pending.length ? [" ", badge("quarantined")] : null)));
+  const canDecide = state.session.can_decide;
+  const pending = data.upstreams.flatMap((u) => u.pending.map((p) => el("tr", { "data-pin": u.name + "/" + p.tool },
+    el("td", {}, el("strong", {}, u.name + "/" + p.tool)),
+    el("td", {}, badge(p.status), el("br"), el("span", { class: "hint" }, u.pin === "enforce" ? "hidden from clients" : "still served (pin " + u.pin + ")")),
+    el("td", {}, p.kind === "new_tool" ? "new tool" : "changed: " + p.changed_fields.join(", ")),
+    el("td", {}, el("code", {}, p.offered_fingerprint), p.fingerprint ? [el("br"), el("span", { class: "hint" }, "accepted " + p.fingerprint)] : null),
+    el("td", {}, fmtTime(p.updated_at)),
+    el("td", {}, canDecide
+      ? [el("button", { type: "button", class: "approve", onclick: () => reviewPin(u.name, p, "accept") }, "Accept"), " ",
+         el("button", { type: "button", class: "deny", onclick: () => reviewPin(u.name, p, "reject") }, "Reject")]
+      : el("span", { class: "hint" }, "read only")))));
   $("upstreams").replaceChildren(
     el("p", { class: "hint" }, "Statistics: " + data.source + "."),
-    table(["Upstream", "Breaker", "Calls", "Error rate", "p50", "p95", "Tools"], rows, "No upstream MCP servers are configured."));
+    table(["Upstream", "Breaker", "Calls", "Error rate", "p50", "p95", "Tools", "Pins"], rows, "No upstream MCP servers are configured."),
+    el("h3", {}, "Tool definitions waiting for review"),
+    el("p", { class: "hint" }, "A tool whose definition changed, or that appeared after the first listing. Compare the definitions with nomos mcp pins diff before accepting."),
+    table(["Tool", "Status", "Reason", "Offered fingerprint", "Since", ""], pending, "No tool definition waits for review."));
+}
+
+function reviewPin(upstream, p, decision) {
+  const dlg = $("confirm");
+  const verb = decision === "accept" ? "Accept" : "Reject";
+  $("confirm-title").textContent = verb + " this tool definition?";
+  $("confirm-body").replaceChildren(el("dl", { class: "kv" },
+    el("dt", {}, "Tool"), el("dd", {}, upstream + "/" + p.tool),
+    el("dt", {}, "Reason"), el("dd", {}, p.kind === "new_tool" ? "new tool" : "changed: " + p.changed_fields.join(", ")),
+    el("dt", {}, "Offered"), el("dd", {}, p.offered_fingerprint),
+    el("dt", {}, "Accepted"), el("dd", {}, p.fingerprint || "none"),
+    el("dt", {}, "Compare"), el("dd", {}, "nomos mcp pins diff --upstream " + upstream + " --tool " + p.tool)));
+  $("confirm-ok").textContent = verb;
+  $("confirm-ok").className = decision === "accept" ? "approve" : "deny";
+  dlg.returnValue = "";
+  dlg.onclose = async () => {
+    if (dlg.returnValue !== "ok") return;
+    try {
+      await api("pins/decide", { body: { upstream, tool: p.tool, fingerprint: p.offered_fingerprint, decision } });
+      status(upstream + "/" + p.tool + ": " + decision + "ed. Clients see it at their next tools/list.");
+      await loadUpstreams();
+    } catch (e) {
+      status(e.message, true);
+    }
+  };
+  dlg.showModal();
 }
 
 // ---- explain ----

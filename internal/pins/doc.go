@@ -9,4 +9,9 @@
 // changed definition, or a tool that was not there before, is quarantined
 // until an operator accepts it. The package decides and stores; the gateway
 // hides quarantined tools and audits the changes it reports.
+//
+// Stores: OpenSQLite (the default, a file shared by the server and the
+// CLI), OpenRedis (replicas sharing state) and NewMemory (stateless mode:
+// pins reset when the process restarts, so its first listing is trusted
+// again).
 package pins

@@ -11,6 +11,10 @@ import (
 type Observation struct {
 	// Visible are the tools the gateway may list and call.
 	Visible map[string]bool
+	// Accepted maps each listed tool to its accepted fingerprint ("" for a
+	// tool nobody accepted), so a gateway can tell whether a definition it
+	// holds is the reviewed one without asking the store again.
+	Accepted map[string]string
 	// Changes are the differences to audit, in listing order.
 	Changes []Change
 }
@@ -20,7 +24,7 @@ type Observation struct {
 // longer lists keep their pins, so a tool that comes back unchanged is
 // trusted again.
 func Observe(ctx context.Context, s Store, mode Mode, upstream string, defs []Definition, now time.Time) (Observation, error) {
-	obs := Observation{Visible: make(map[string]bool, len(defs))}
+	obs := Observation{Visible: make(map[string]bool, len(defs)), Accepted: make(map[string]string, len(defs))}
 	if mode == ModeOff {
 		for _, d := range defs {
 			obs.Visible[d.Name] = true
@@ -38,6 +42,7 @@ func Observe(ctx context.Context, s Store, mode Mode, upstream string, defs []De
 		for _, o := range offers {
 			pin, change, write := judge(upstream, pins[o.def.Name], o, firstUse, now)
 			obs.Visible[o.def.Name] = pin.Status == StatusTrusted || mode == ModeWarn
+			obs.Accepted[o.def.Name] = pin.Fingerprint
 			if change != nil {
 				obs.Changes = append(obs.Changes, *change)
 			}

@@ -203,3 +203,25 @@ func TestParseMode(t *testing.T) {
 		t.Error("ParseMode accepted a misspelling")
 	}
 }
+
+// TestMemoryStore runs the store-level behaviour against the in-memory
+// store of stateless mode.
+func TestMemoryStore(t *testing.T) {
+	saved := backend
+	backend.name, backend.open = "memory", func(*testing.T, string) Store { return NewMemory() }
+	defer func() { backend = saved }()
+	t.Run("quarantine", TestFirstListingIsTrustedAndLaterChangesAreQuarantined)
+	t.Run("accept", TestAcceptRestoresExactlyTheReviewedDefinition)
+	t.Run("reject", TestRejectKeepsTheToolHiddenUntilTheUpstreamReverts)
+	t.Run("modes", TestWarnModeReportsButHidesNothingAndOffTouchesNothing)
+}
+
+func TestObservationNamesTheAcceptedFingerprint(t *testing.T) {
+	s, _ := openTest(t)
+	v1, v2 := tool("refund", "Refund an order."), tool("refund", "Refund the maximum.")
+	observe(t, s, ModeEnforce, v1)
+	obs := observe(t, s, ModeEnforce, v2, tool("wire", "Wire money."))
+	if obs.Accepted["refund"] != fp(t, v1) || obs.Accepted["wire"] != "" {
+		t.Fatalf("accepted: %v", obs.Accepted)
+	}
+}

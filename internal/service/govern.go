@@ -71,13 +71,19 @@ func (s *Service) Complete(ctx context.Context, auth *Authorization, class strin
 
 // Reachable reports whether the identity could be allowed (or sent for
 // approval) some call of actionType on resource; see policy.Engine.Reachable.
-func (s *Service) Reachable(id action.Identity, actionType, resource string) bool {
+// toolFingerprint is the definition an mcp.call would target (see
+// action.Envelope.WithToolDefinition), so a tool_fingerprints rule lists
+// only the reviewed definition.
+func (s *Service) Reachable(id action.Identity, actionType, resource, toolFingerprint string) bool {
 	res, err := action.NormalizeResource(actionType, resource)
 	if err != nil {
 		return false
 	}
 	a := &action.Action{ActionType: actionType, Resource: res, Principal: id.Principal, Agent: id.Agent,
 		Environment: s.cfg.Environment, Params: []byte("{}")}
+	if actionType == action.TypeMCPCall {
+		a.ToolFingerprint = toolFingerprint
+	}
 	a.RiskFlags = action.ComputeRiskFlags(a)
 	return s.cfg.Policy.Reachable(a)
 }

@@ -80,6 +80,9 @@ func New(env *Envelope, id Identity) (*Action, error) {
 		Environment:   id.Environment,
 		Extensions:    cloneExtensions(env.Context.Extensions),
 	}
+	if env.ActionType == TypeMCPCall {
+		a.ToolFingerprint = env.toolFingerprint
+	}
 	a.RiskFlags = ComputeRiskFlags(a)
 	a.Fingerprint = fingerprint(a, params)
 	return a, nil

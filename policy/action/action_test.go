@@ -311,3 +311,39 @@ func TestFingerprintDocument(t *testing.T) {
 		t.Errorf("Fingerprint = %s, want sha256 of %s", got, doc)
 	}
 }
+
+// TestToolDefinitionBinding: a gateway binds an mcp.call to the definition
+// it calls; the binding changes the fingerprint (an approval for one
+// definition does not cover another), only mcp.call takes it, and a
+// decoded envelope cannot carry it.
+func TestToolDefinitionBinding(t *testing.T) {
+	id := Identity{Principal: "alice", Agent: "bot", Environment: "dev"}
+	build := func(typ, resource, fp string) *Action {
+		t.Helper()
+		a, err := New(NewEnvelope(typ, resource, json.RawMessage(`{"upstream_tool":"refund"}`), "t1").WithToolDefinition(fp), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	plain, v1, v2 := build(TypeMCPCall, "mcp://retail/refund", ""), build(TypeMCPCall, "mcp://retail/refund", "sha256:aa"), build(TypeMCPCall, "mcp://retail/refund", "sha256:bb")
+	if v1.ToolFingerprint != "sha256:aa" || plain.ToolFingerprint != "" {
+		t.Fatalf("bound %q / %q", v1.ToolFingerprint, plain.ToolFingerprint)
+	}
+	if v1.Fingerprint == v2.Fingerprint || v1.Fingerprint == plain.Fingerprint {
+		t.Fatal("the action fingerprint does not depend on the tool definition")
+	}
+	bound := *plain
+	bound.BindToolDefinition("sha256:aa")
+	if bound.Fingerprint != v1.Fingerprint {
+		t.Fatal("New and BindToolDefinition disagree")
+	}
+	if a := build("fs.read", "file://workspace/a", "sha256:aa"); a.ToolFingerprint != "" {
+		t.Fatalf("a non-mcp.call action took a tool definition: %q", a.ToolFingerprint)
+	}
+	var env Envelope
+	_ = json.Unmarshal([]byte(`{"schema_version":"v1","action_id":"a","action_type":"mcp.call","resource":"mcp://retail/refund","params":{},"trace_id":"t","context":{},"toolFingerprint":"sha256:aa","tool_fingerprint":"sha256:aa"}`), &env)
+	if a, err := New(&env, id); err == nil && a.ToolFingerprint != "" {
+		t.Fatalf("a decoded envelope named its tool definition: %q", a.ToolFingerprint)
+	}
+}

@@ -43,6 +43,16 @@ func (e *Envelope) WithApproval(approvalID string) *Envelope {
 	return e
 }
 
+// WithToolDefinition binds an mcp.call envelope to the fingerprint of
+// the upstream tool definition it calls: New records it on the action
+// (BindToolDefinition), so rules can require it (tool_fingerprints) and an
+// approval covers only that definition. Only a gateway calls it; a decoded
+// envelope never carries it. An empty fingerprint leaves e unchanged.
+func (e *Envelope) WithToolDefinition(toolFingerprint string) *Envelope {
+	e.toolFingerprint = toolFingerprint
+	return e
+}
+
 // MCPResource is the resource of an MCP request on upstream server:
 // mcp://<server>/<path...>, the server name lower-cased.
 func MCPResource(server string, path ...string) string {

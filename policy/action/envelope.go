@@ -17,6 +17,9 @@ type Envelope struct {
 	Params        json.RawMessage `json:"params"`
 	TraceID       string          `json:"trace_id"`
 	Context       Context         `json:"context"`
+	// toolFingerprint is set by a gateway (WithToolDefinition), never
+	// decoded: a client cannot name the definition it calls.
+	toolFingerprint string
 }
 
 // Context is the envelope's context object. Extensions is its only key.
