@@ -28,12 +28,18 @@ const relayCaddyfile = `{
 		identity {
 			api_key {env.T_RELAY_KEY} tester
 		}
+		# pin warn: the everything server lists some tools only to clients
+		# that declare sampling, elicitation or roots, which enforce would
+		# hold for review as new tools (docs/mcp-gateway.md#tool-pinning);
+		# this test is about the relay, pins_e2e_test.go about pinning.
 		upstream ev_stdio {
 			command {NODE} {EVERYTHING} stdio
 			env_allowlist PATH
+			pin warn
 		}
 		upstream ev_http {
 			url http://127.0.0.1:{EVPORT}/mcp
+			pin warn
 		}
 	}
 }
