@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -15,6 +16,19 @@ const (
 	// remembered; the least recently authorized or reported go first.
 	DefaultReportCapacity = 32768
 )
+
+// ReportIndex remembers the external actions Nomos authorized, for
+// POST /actions/report. *Authorized keeps them in the process; the Redis
+// index (NewRedisReportIndex) shares them among replicas, so an action
+// authorized by one can be reported to another. An error means the index
+// could not answer: the action is denied, the report refused.
+type ReportIndex interface {
+	// Add remembers that the action was authorized for principal at now.
+	Add(ctx context.Context, principal, traceID, actionID string, now time.Time) error
+	// Reportable reports whether the action was authorized for principal
+	// and its window has not passed at now.
+	Reportable(ctx context.Context, principal, traceID, actionID string, now time.Time) (bool, error)
+}
 
 // Authorized remembers the external actions Nomos authorized, so that
 // POST /actions/report accepts a report only from the principal an action
@@ -47,22 +61,25 @@ func NewAuthorized(capacity int, window time.Duration) (*Authorized, error) {
 	return &Authorized{cache: c, window: window}, nil
 }
 
-// add remembers that the action was authorized for principal at now.
-func (m *Authorized) add(principal, traceID, actionID string, now time.Time) {
+// Add implements ReportIndex; it never fails.
+func (m *Authorized) Add(_ context.Context, principal, traceID, actionID string, now time.Time) error {
 	m.cache.Add(authorizedKey{principal, traceID, actionID}, now.Add(m.window))
+	return nil
 }
 
-// reportable reports whether the action was authorized for principal and
-// its window has not passed at now. An expired entry is dropped.
-func (m *Authorized) reportable(principal, traceID, actionID string, now time.Time) bool {
+// Reportable implements ReportIndex. An expired entry is dropped.
+func (m *Authorized) Reportable(_ context.Context, principal, traceID, actionID string, now time.Time) (bool, error) {
 	k := authorizedKey{principal, traceID, actionID}
 	until, ok := m.cache.Get(k)
 	if !ok {
-		return false
+		return false, nil
 	}
 	if !now.Before(until) {
 		m.cache.Remove(k)
-		return false
+		return false, nil
 	}
-	return true
+	return true, nil
 }
+
+// Interface guards
+var _ ReportIndex = (*Authorized)(nil)

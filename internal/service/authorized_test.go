@@ -77,12 +77,17 @@ func TestAuthorizedIsBounded(t *testing.T) {
 	}
 	now := time.Now()
 	for _, id := range []string{"a", "b", "c"} {
-		m.add("alice", "t", id, now)
+		_ = m.Add(context.Background(), "alice", "t", id, now)
 	}
-	if m.cache.Len() != 2 || m.reportable("alice", "t", "a", now) || !m.reportable("alice", "t", "c", now) {
-		t.Fatalf("len %d; a reportable %v", m.cache.Len(), m.reportable("alice", "t", "a", now))
+	if m.cache.Len() != 2 || reportable(m, "alice", "t", "a", now) || !reportable(m, "alice", "t", "c", now) {
+		t.Fatalf("len %d; a reportable %v", m.cache.Len(), reportable(m, "alice", "t", "a", now))
 	}
-	if m.reportable("alice", "t", "c", now.Add(time.Minute)) || m.cache.Len() != 1 {
+	if reportable(m, "alice", "t", "c", now.Add(time.Minute)) || m.cache.Len() != 1 {
 		t.Fatalf("expired entry kept: len %d", m.cache.Len())
 	}
+}
+
+func reportable(m ReportIndex, principal, traceID, actionID string, now time.Time) bool {
+	ok, err := m.Reportable(context.Background(), principal, traceID, actionID, now)
+	return ok && err == nil
 }

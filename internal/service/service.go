@@ -60,7 +60,7 @@ type Config struct {
 	// Authorized remembers the external actions authorized, for
 	// /actions/report. Default: a new one with the default capacity and
 	// window (a caller that wants it to survive reloads passes its own).
-	Authorized *Authorized
+	Authorized ReportIndex
 	// Executor is nil when built-in actions are not executed.
 	Executor Executor
 	Redactor Redactor
