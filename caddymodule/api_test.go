@@ -260,7 +260,9 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 		"redis unset password": {func(a *App) {
 			a.State = &StateConfig{Redis: &RedisConfig{Address: "127.0.0.1:1", Password: "{env.T_UNSET_VAR}"}}
 		}, "password"},
-		"bad advertise": {func(a *App) { a.State = &StateConfig{Redis: &RedisConfig{Address: "127.0.0.1:1"}, Advertise: "ftp://x"} }, "advertise"},
+		"bad advertise": {func(a *App) {
+			a.State = &StateConfig{Redis: &RedisConfig{Address: "127.0.0.1:1"}, Advertise: "ftp://x"}
+		}, "advertise"},
 		"bad redaction pattern": {func(a *App) { a.Redaction = &RedactionConfig{Patterns: []string{"("}} }, "redaction"},
 	}
 	for name, c := range cases {
