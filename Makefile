@@ -52,7 +52,7 @@ bench-guard: build
 ## the rate-limit check and the approval lookup against their local
 ## equivalents in the same run (docs/scale-out.md). Needs redis-server.
 bench-state:
-	$(GO) test -run '^$$' -bench 'RateLimitCheck|ApprovalLookup' -benchtime 5000x -count 1 ./internal/sharedstate/ ./internal/approvals/
+	$(GO) test -run '^$$' -bench 'RateLimitCheck|ApprovalLookup' -benchtime 5000x -count 1 ./internal/ratelimit/ ./internal/approvals/
 
 ## fuzz: every fuzz target for a short, fixed budget each.
 fuzz:

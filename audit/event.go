@@ -85,6 +85,7 @@ const (
 	ResultExecTimeout         = "EXEC_TIMEOUT"
 	ResultOutputLimit         = "OUTPUT_LIMIT"
 	ResultRateLimitExceeded   = "RATE_LIMIT_EXCEEDED"
+	ResultLoopBreakerTripped  = "LOOP_BREAKER_TRIPPED"
 	ResultToolError           = "TOOL_ERROR"
 	ResultUpstreamError       = "UPSTREAM_ERROR"
 	ResultUpstreamUnavailable = "UPSTREAM_UNAVAILABLE"
@@ -101,7 +102,7 @@ const (
 // being changed, because the cause is time, load or a human.
 func IsRetryable(classification string) bool {
 	switch classification {
-	case ResultRequireApproval, ResultExecTimeout, ResultRateLimitExceeded,
+	case ResultRequireApproval, ResultExecTimeout, ResultRateLimitExceeded, ResultLoopBreakerTripped,
 		ResultUpstreamError, ResultUpstreamUnavailable, ResultUpstreamTimeout,
 		ResultUpstreamCanceled, ResultInternalError, ResultStateUnavailable:
 		return true

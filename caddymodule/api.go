@@ -123,6 +123,9 @@ func (h *APIHandler) guarded(w http.ResponseWriter, r *http.Request, withAgent b
 	}
 	defer h.app.release()
 	setPlaceholder(r, "principal", id.Principal)
+	if !h.app.allowRequest(id.Principal) {
+		return writeError(w, service.Errorf(http.StatusTooManyRequests, service.CodeRateLimited, "rate_limit_per_minute reached for this principal"))
+	}
 	resp, err := fn(body, id)
 	if err != nil {
 		se := service.AsError(err)

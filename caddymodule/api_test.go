@@ -322,38 +322,3 @@ func TestUnchangedReloadSharesState(t *testing.T) {
 	}
 	_ = newApp.Cleanup()
 }
-
-// TestDecisionMetric: every decided action is counted in Caddy's metrics
-// registry with bounded labels.
-func TestDecisionMetric(t *testing.T) {
-	app := newTestApp(t, nil)
-	h := newTestHandler(t, app, nil)
-	serve(t, h, signed(orderBody), nil)
-	serve(t, h, signed(strings.Replace(orderBody, "orders.read", "orders.delete", 1)), nil)
-	families, err := app.ctx.GetMetricsRegistry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, f := range families {
-		if f.GetName() != decisionsMetric {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			key := ""
-			for _, l := range m.GetLabel() {
-				key += l.GetName() + "=" + l.GetValue() + ","
-			}
-			got[key] = m.GetCounter().GetValue()
-		}
-	}
-	want := map[string]float64{
-		"action_type=custom,decision=ALLOW,reason=allow_by_rule,":  1,
-		"action_type=custom,decision=DENY,reason=deny_by_default,": 1,
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
-		}
-	}
-}

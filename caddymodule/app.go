@@ -14,6 +14,7 @@ import (
 	"github.com/caddy-nomos/nomos/internal/approvals"
 	"github.com/caddy-nomos/nomos/internal/credentials"
 	"github.com/caddy-nomos/nomos/internal/identity"
+	"github.com/caddy-nomos/nomos/internal/loopguard"
 	"github.com/caddy-nomos/nomos/internal/ratelimit"
 	"github.com/caddy-nomos/nomos/internal/redact"
 	"github.com/caddy-nomos/nomos/internal/service"
@@ -75,7 +76,10 @@ type App struct {
 	brokerValues []string
 	services     map[string]*service.Service
 	upstreams    map[string]*mcp.Upstream
-	limiter      *ratelimit.Limiter
+	limiter      *ratelimit.Rules
+	loopGuard    *loopguard.Guard
+	window       *ratelimit.Window
+	metrics      *metrics
 	slots        chan struct{}
 	assurance    string
 	// guardKeys counts nomos_guard breaker keys in this config.
@@ -101,10 +105,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	steps := []func() error{a.provisionPolicies, a.provisionRedaction, a.provisionAudit, a.provisionState,
-		a.provisionApprovals, a.provisionIdentity, a.provisionExecutor, a.provisionRateLimit, a.provisionServices,
-		a.provisionUpstreams}
+		a.provisionApprovals, a.provisionIdentity, a.provisionExecutor, a.provisionLimits, a.provisionMetrics,
+		a.provisionServices, a.provisionUpstreams}
 	for _, step := range steps {
 		if err := step(); err != nil {
+			a.recordRefusedReload(err)
 			return err
 		}
 	}
@@ -174,8 +179,16 @@ func (a *App) policyNames() []string {
 	return names
 }
 
-// Start implements caddy.App. Background work lives in pooled components.
-func (a *App) Start() error { return nil }
+// Start implements caddy.App: the config now serves. It records
+// runtime.reload and points the state metrics at this config. Background
+// work lives in pooled components.
+func (a *App) Start() error {
+	if err := a.recordReload(); err != nil {
+		return err
+	}
+	a.metrics.goLive(a)
+	return nil
+}
 
 // Stop implements caddy.App.
 func (a *App) Stop() error { return nil }

@@ -347,6 +347,9 @@ func unmarshalExecutor(d *caddyfile.Dispenser, c *ExecutorConfig) error {
 //		strong_guarantee
 //		evidence runtime_isolation|workload_identity|durable_audit...
 //		rate_limit <events> <interval> [burst <n>]
+//		rate_limit_per_minute <n>
+//		rate_limits { ... }
+//		loop_breakers { ... }
 //	}
 func unmarshalRuntime(d *caddyfile.Dispenser, c *RuntimeConfig) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
@@ -364,6 +367,12 @@ func unmarshalRuntime(d *caddyfile.Dispenser, c *RuntimeConfig) error {
 			err = unmarshalEvidence(d, c)
 		case "rate_limit":
 			err = unmarshalRateLimit(d, c)
+		case "rate_limit_per_minute":
+			err = setInt(d, &c.RateLimitPerMinute)
+		case "rate_limits":
+			err = unmarshalRateLimits(d, c)
+		case "loop_breakers":
+			err = unmarshalLoopBreakers(d, c)
 		default:
 			return d.Errf("unrecognized runtime subdirective %q", d.Val())
 		}

@@ -19,7 +19,6 @@ import (
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/approvals"
 	"github.com/caddy-nomos/nomos/internal/identity"
-	"github.com/caddy-nomos/nomos/internal/ratelimit"
 	"github.com/caddy-nomos/nomos/internal/service"
 	"github.com/caddy-nomos/nomos/policy"
 )
@@ -466,33 +465,9 @@ func jwtConfig(c *JWTConfig) (*identity.JWTConfig, error) {
 	return out, nil
 }
 
-// provisionRateLimit builds the shared buckets, pooled so a reload keeps
-// their levels.
-func (a *App) provisionRateLimit() error {
-	rl := a.Runtime.RateLimit
-	if rl == nil {
-		return nil
-	}
-	key := configKey("ratelimit", rl)
-	a.track(key)
-	l, err := loadPooled(key, func() (*ratelimit.Limiter, func() error, error) {
-		l, err := ratelimit.New(ratelimit.Config{Events: rl.Events, Interval: time.Duration(rl.Interval), Burst: rl.Burst})
-		return l, nil, err
-	})
-	if err != nil {
-		return fmt.Errorf("nomos: runtime: rate_limit: %w", err)
-	}
-	a.limiter = l
-	return nil
-}
-
 // provisionServices binds one pipeline per policy set.
 func (a *App) provisionServices() error {
 	a.assurance = assuranceLevel(a.Runtime, a.Audit, a.Identity, a.Executor)
-	decisions, err := registerDecisions(a.ctx)
-	if err != nil {
-		return fmt.Errorf("nomos: metrics: %w", err)
-	}
 	authorized, err := a.provisionAuthorized()
 	if err != nil {
 		return err
@@ -500,10 +475,12 @@ func (a *App) provisionServices() error {
 	a.services = map[string]*service.Service{}
 	for _, name := range a.policyNames() {
 		cfg := service.Config{
-			Environment: a.Environment, Policy: a.engines[name], Audit: a.recorder, RateLimit: a.limiter,
+			Environment: a.Environment, Policy: a.engines[name], Audit: a.metrics.auditObserver(a.recorder),
+			RateLimits: a.limiter, SharedRateLimits: a.sharedLimits(), LoopGuard: a.loopGuard,
 			Executor: a.exec, Redactor: a.redactor, AssuranceLevel: a.assurance, Logger: a.slog,
-			Observe: observeDecision(decisions), Authorized: authorized,
+			Authorized: authorized,
 		}
+		a.metrics.hook(&cfg, a.policyActionTypes())
 		if a.approvals != nil {
 			cfg.Approvals, cfg.ApprovalTTL = a.approvals, time.Duration(a.Approvals.TTL)
 			cfg.Approvers, cfg.SingleUseApprovals = a.Approvals.Approvers, a.Approvals.SingleUse

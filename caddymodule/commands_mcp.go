@@ -123,7 +123,7 @@ func serveMCPStdio(ctx context.Context, o stdioOptions, in io.Reader, out io.Wri
 	defer closeGateway()
 	stdioLog().Info("serving MCP on stdio", zap.String("policy", o.policy),
 		zap.String("principal", o.principal), zap.String("agent", o.agent))
-	if err := srv.Serve(ctx, in, out); err != nil {
+	if err := srv.Serve(service.WithFrontDoor(ctx, service.FrontDoorMCPStdio), in, out); err != nil {
 		return &cliError{"MCP_STDIO_ERROR", err}
 	}
 	return nil

@@ -261,14 +261,24 @@ type RuntimeConfig struct {
 	// Evidence is what the operator has verified about the deployment.
 	// Default: nothing verified.
 	Evidence *EvidenceConfig `json:"evidence,omitempty"`
-	// RateLimit bounds actions per principal, agent and action type,
-	// across every Nomos handler; more are denied as rate_limited.
-	// Default: none.
+	// RateLimit is shorthand for one rate_limits rule: a principal_action
+	// bucket on every action type (id runtime.rate_limit) refilling Events
+	// per Interval. Default: none.
 	RateLimit *RateLimitConfig `json:"rate_limit,omitempty"`
+	// RateLimitPerMinute is the legacy transport guard: requests per
+	// principal per calendar minute on nomos_api's POST endpoints; more
+	// get HTTP 429 rate_limited before the body is decoded. Default: none.
+	RateLimitPerMinute int `json:"rate_limit_per_minute,omitempty"`
+	// RateLimits are the service-stage token buckets, checked in every
+	// front door after normalization and before policy. Default: none.
+	RateLimits *RateLimitsConfig `json:"rate_limits,omitempty"`
+	// LoopBreakers cap what one MCP session and one agent may do per
+	// window. Default: none.
+	LoopBreakers *LoopBreakersConfig `json:"loop_breakers,omitempty"`
 }
 
-// RateLimitConfig is a token bucket: Events per Interval, up to Burst at
-// once.
+// RateLimitConfig is the runtime rate_limit shorthand: Events per
+// Interval, up to Burst at once.
 type RateLimitConfig struct {
 	// Events per Interval refill the bucket. Default: none (required).
 	Events int `json:"events"`

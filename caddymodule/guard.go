@@ -196,7 +196,7 @@ func (h *GuardHandler) admit(r *http.Request) (*guarded, *service.Error) {
 	if err != nil {
 		return nil, h.reject(r, env, id, err)
 	}
-	auth, err := h.svc.Authorize(r.Context(), env, id, h.evidence())
+	auth, err := h.svc.Authorize(service.WithFrontDoor(r.Context(), service.FrontDoorGuard), env, id, h.evidence())
 	if err != nil {
 		return nil, h.failure(r, err)
 	}

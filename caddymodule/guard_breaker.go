@@ -191,12 +191,5 @@ func registerBreakerTransitions(ctx caddy.Context) (breakerObserver, error) {
 		Name: guardBreakerMetric,
 		Help: "Circuit breaker state changes of nomos_guard handlers, by guard name and states.",
 	}, []string{"guard", "from_state", "to_state"})
-	err := ctx.GetMetricsRegistry().Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-			return existing, nil
-		}
-	}
-	return c, err
+	return registerOnce(ctx.GetMetricsRegistry(), c)
 }

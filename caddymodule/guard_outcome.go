@@ -37,9 +37,9 @@ func (h *GuardHandler) refuse(w http.ResponseWriter, r *http.Request, g *guarded
 			Decision: resp.Decision, ApprovalID: resp.ApprovalID, ApprovalExpiresAt: resp.ApprovalExpiresAt,
 			Reason: withMessage(resp.Reason, "approval required; retry the same request with header "+headerApprovalID+" once it is approved"),
 		})
-	case resp.Reason == service.ReasonRateLimited:
-		w.Header().Set("Retry-After", strconv.Itoa(h.retryAfterSeconds()))
-		return writeError(w, service.Errorf(http.StatusTooManyRequests, service.CodeRateLimited, "rate limit exceeded"))
+	case isLimitDenial(resp.Reason):
+		w.Header().Set("Retry-After", strconv.FormatInt(max(1, resp.RetryAfterSeconds), 10))
+		return writeJSON(w, http.StatusTooManyRequests, errorBody{Decision: policy.Deny, Reason: resp.Reason})
 	}
 	return writeJSON(w, http.StatusForbidden, errorBody{Decision: policy.Deny, Reason: withMessage(resp.Reason, denialMessage(resp.Reason))})
 }
@@ -63,15 +63,11 @@ func withMessage(reason, msg string) string {
 	return reason + ": " + msg
 }
 
-// retryAfterSeconds is the time one token of the runtime rate limit takes
-// to refill, rounded up to whole seconds.
-func (h *GuardHandler) retryAfterSeconds() int {
-	rl := h.app.Runtime.RateLimit
-	if rl == nil || rl.Events <= 0 {
-		return 1
-	}
-	per := time.Duration(rl.Interval) / time.Duration(rl.Events)
-	return max(1, int(math.Ceil(per.Seconds())))
+// isLimitDenial reports a DENY by a rate limit or a loop breaker, which the
+// guard answers 429 with Retry-After so HTTP clients back off.
+func isLimitDenial(reason string) bool {
+	code, _, _ := strings.Cut(reason, ":")
+	return code == service.ReasonRateLimitExceeded || code == service.ReasonLoopBreakerTripped
 }
 
 // forward calls next under the breaker with the response filtered, and

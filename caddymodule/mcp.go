@@ -63,6 +63,7 @@ type MCPHandler struct {
 	slot    *gatewaySlot
 	slotKey string
 	logger  *zap.Logger
+	metrics *metrics
 }
 
 // gatewaySlot is pooled per route configuration so that the gateway a
@@ -104,6 +105,9 @@ func (h *MCPHandler) bind(app *App) error {
 		return err
 	}
 	h.adopt(gw)
+	if h.metrics = app.metrics; h.metrics != nil {
+		h.metrics.trackGateway(gw)
+	}
 	return nil
 }
 
@@ -196,6 +200,9 @@ func (h *MCPHandler) Cleanup() error {
 		_, _ = pool.Delete(h.slotKey)
 	}
 	if h.gw != nil {
+		if h.metrics != nil {
+			h.metrics.untrackGateway(h.gw)
+		}
 		return h.gw.Close()
 	}
 	return nil

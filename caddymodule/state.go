@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/caddy-nomos/nomos/internal/ratelimit"
 	"github.com/caddy-nomos/nomos/internal/sharedstate"
 )
 
@@ -39,9 +36,6 @@ func (a *App) provisionState() error {
 		return fmt.Errorf("nomos: state: %w", err)
 	}
 	a.shared, a.stateKey = c, key
-	if err := registerStateMetric(a.ctx, c); err != nil {
-		return fmt.Errorf("nomos: metrics: %w", err)
-	}
 	return nil
 }
 
@@ -81,56 +75,11 @@ func checkAdvertise(u string) error {
 	return nil
 }
 
-// stateMetric is the breaker state of the shared state client.
-const stateMetric = "nomos_state_breaker"
-
-// stateCollector reports the breaker of the current config's client at
-// scrape time. One collector lives per metrics registry; a reload points it
-// at the new client.
-type stateCollector struct {
-	desc   *prometheus.Desc
-	client atomic.Pointer[sharedstate.Client]
-}
-
-func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- s.desc }
-
-func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	c := s.client.Load()
-	if c == nil {
-		return
+// sharedLimits puts the rate_limits buckets on the shared state, when
+// there is one, so N replicas allow each limit once.
+func (a *App) sharedLimits() *ratelimit.Shared {
+	if a.shared == nil || a.limiter == nil {
+		return nil
 	}
-	ch <- prometheus.MustNewConstMetric(s.desc, prometheus.GaugeValue, breakerValue(c.Health().Breaker))
+	return ratelimit.NewShared(a.limiter, a.shared)
 }
-
-// breakerValue encodes a breaker state as a gauge: 0 closed (healthy),
-// 1 half-open (probing), 2 open (Redis unreachable, decisions denied).
-func breakerValue(state string) float64 {
-	switch state {
-	case "closed":
-		return 0
-	case "half-open":
-		return 1
-	}
-	return 2
-}
-
-func registerStateMetric(ctx caddy.Context, c *sharedstate.Client) error {
-	col := &stateCollector{desc: prometheus.NewDesc(stateMetric,
-		"Breaker of the shared state (Redis) client: 0 closed, 1 half-open, 2 open (decisions needing it are denied as state_unavailable).",
-		nil, nil)}
-	err := ctx.GetMetricsRegistry().Register(col)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(*stateCollector); ok {
-			col, err = existing, nil
-		}
-	}
-	if err != nil {
-		return err
-	}
-	col.client.Store(c)
-	return nil
-}
-
-// Interface guards
-var _ prometheus.Collector = (*stateCollector)(nil)

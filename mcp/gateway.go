@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddy-nomos/nomos/internal/ratelimit"
@@ -28,6 +29,9 @@ type Gateway struct {
 	sessions sessionStore
 	// initLimit paces initialize per principal.
 	initLimit *ratelimit.Limiter
+	// successor adopted this gateway's sessions in a reload; requests the
+	// old configuration still serves find them there.
+	successor atomic.Pointer[Gateway]
 }
 
 // NewGateway builds a gateway for route over started upstreams (keyed by
@@ -118,6 +122,7 @@ func (g *Gateway) AdoptSessions(old *Gateway) int {
 	if old == nil || old == g {
 		return 0
 	}
+	old.successor.Store(g)
 	n := 0
 	for _, s := range old.sessions.all() {
 		if !s.usesOnly(g.byName) {

@@ -228,6 +228,9 @@ func (g *Gateway) sessionFor(w http.ResponseWriter, r *http.Request, id Identity
 		return nil, false
 	}
 	s := g.sessions.get(sid)
+	if s == nil {
+		s = g.adopted(sid)
+	}
 	now := g.now()
 	if s != nil && (s.expired(now, g.route.SessionTTL) || len(g.ups) == 1 && s.deadLink()) {
 		g.endSession(s)

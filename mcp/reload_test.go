@@ -56,3 +56,23 @@ func TestDefaultClientFallsBackToInitialize(t *testing.T) {
 		t.Fatalf("negotiated %q", got)
 	}
 }
+
+// TestOldGatewayFindsAdoptedSessions: between a reload's provisioning
+// (which moves the sessions) and the switch to the new config, requests
+// still reach the old gateway; they must find their session, not a 404.
+func TestOldGatewayFindsAdoptedSessions(t *testing.T) {
+	u := inprocUpstream(t, "a", newTestServer("a", nil), nil)
+	g1, c := newGateway(t, RouteConfig{}, newTestGovernor(), u)
+	c.initialize()
+	g2, _ := newGateway(t, RouteConfig{}, newTestGovernor(), u)
+	g3, _ := newGateway(t, RouteConfig{}, newTestGovernor(), u)
+	if n := g2.AdoptSessions(g1); n != 1 {
+		t.Fatalf("adopted %d", n)
+	}
+	if n := g3.AdoptSessions(g2); n != 1 {
+		t.Fatalf("adopted again %d", n)
+	}
+	if text, isErr := c.callTool("echo", `{"text":"old"}`); isErr || text != "a:old" {
+		t.Fatalf("request on the replaced gateway: %q", text)
+	}
+}

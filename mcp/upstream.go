@@ -37,6 +37,7 @@ type Upstream struct {
 	remote   *remoteClient
 	envShape string // digest of the stdio child's variable names
 	now      func() time.Time
+	obs      observer
 
 	ctx    context.Context // lives until Close
 	cancel context.CancelFunc
@@ -231,11 +232,13 @@ func (u *Upstream) dial(ctx context.Context, dedicated *session, initParams json
 	ctx, cancel := stageContext(ctx, u.cfg.Timeouts.Initialize)
 	defer cancel()
 	var rerr *rpcError
+	start := u.now()
 	err = u.breaker.do(func() error {
 		var e error
 		rerr, e = u.initialize(ctx, c, initParams)
 		return e
 	})
+	u.observe("initialize", start, rerr, err)
 	if err != nil || rerr != nil {
 		c.close()
 		return nil, rerr, err
@@ -321,11 +324,13 @@ func (u *Upstream) send(ctx context.Context, c *conn, id, method string, params 
 	defer cancel()
 	var res json.RawMessage
 	var rerr *rpcError
+	start := u.now()
 	err := u.breaker.do(func() error {
 		var e error
 		res, rerr, e = c.request(ctx, id, method, params)
 		return e
 	})
+	u.observe(method, start, rerr, err)
 	return res, rerr, err
 }
 

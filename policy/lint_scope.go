@@ -3,11 +3,20 @@ package policy
 import (
 	"fmt"
 	"strings"
+
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 // LintClassScopeOnAmount warns about approval_scope_class on a rule that
 // matches amount-like params: one approval would then cover every amount.
 const LintClassScopeOnAmount = "class_scope_on_amount"
+
+// LintClassScopeOnEffect warns about approval_scope_class on a rule whose
+// action's params are the effect itself: the content an fs.write writes,
+// the command process.exec runs, the request net.http_request sends, the
+// arguments of an MCP tool or a custom action. One approval would then
+// cover any content, command, request or arguments on that resource.
+const LintClassScopeOnEffect = "class_scope_on_effect"
 
 // amountWords are the last path segments that name a quantity of money or
 // goods. A numeric bound (lt, lte, gt, gte) on any param counts too.
@@ -30,7 +39,12 @@ func classScopeFinding(c *compiledRule) []Finding {
 				c.id, c.ob.ApprovalScopeClass, p.path))}
 		}
 	}
-	return nil
+	if c.rule.ActionType == action.TypeFSRead {
+		return nil // a read's params do not change what it does
+	}
+	return []Finding{warn(c.id, LintClassScopeOnEffect, fmt.Sprintf(
+		"rule %q scopes approvals to a class (approval_scope_class: %s): one approval of %s on a resource would cover any params, so whatever content, command, request or arguments come next; drop approval_scope_class to bind each approval to the exact action, or keep it only where that is intended",
+		c.id, c.ob.ApprovalScopeClass, c.rule.ActionType))}
 }
 
 func isAmountPath(path string) bool {

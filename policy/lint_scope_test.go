@@ -15,8 +15,14 @@ func TestLintClassScopeOnAmount(t *testing.T) {
 			"warning:class_scope_on_amount:priced"},
 		{"exact binding", `
   - {id: big, action_type: mcp.call, resource: 'mcp://retail/refund_order', decision: REQUIRE_APPROVAL, params_match: {tool_arguments.amount: {gt: 100}}}`, ""},
-		{"class scope without an amount", `
-  - {id: ci, action_type: fs.write, resource: 'file://workspace/.github/**', decision: REQUIRE_APPROVAL, params_match: {mode: {equals: replace}}, obligations: {approval_scope_class: action_type_resource}}`, ""},
+		{"class scope on a write", `
+  - {id: ci, action_type: fs.write, resource: 'file://workspace/.github/**', decision: REQUIRE_APPROVAL, params_match: {mode: {equals: replace}}, obligations: {approval_scope_class: action_type_resource}}`,
+			"warning:class_scope_on_effect:ci"},
+		{"class scope on a custom action without params_match", `
+  - {id: refunds, action_type: payments.refund, resource: 'payments://shop/**', decision: REQUIRE_APPROVAL, obligations: {approval_scope_class: action_type_resource}}`,
+			"warning:class_scope_on_effect:refunds"},
+		{"class scope on a read", `
+  - {id: logs, action_type: fs.read, resource: 'file://workspace/logs/**', decision: REQUIRE_APPROVAL, obligations: {approval_scope_class: action_type_resource}}`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -347,7 +347,7 @@ func TestGuardE2ERateLimit(t *testing.T) {
 		}
 	}
 	code, h, body := guardDo(t, "GET", s.base+"/api/orders", "")
-	if code != 429 || h.Get("Retry-After") != "30" || !strings.HasPrefix(body, `{"decision":"DENY","reason":"rate_limited: `) {
+	if code != 429 || h.Get("Retry-After") != "30" || !strings.HasPrefix(body, `{"decision":"DENY","reason":"RATE_LIMIT_EXCEEDED: retry after 30s`) {
 		t.Fatalf("%d Retry-After=%q %s", code, h.Get("Retry-After"), body)
 	}
 }

@@ -92,13 +92,20 @@ func stdioRetailMCP(t *testing.T, dir string) string {
 
 func startStdio(t *testing.T) *stdioRun {
 	t.Helper()
+	return startStdioConfig(t, stdioCaddyfile)
+}
+
+// startStdioConfig runs nomos mcp stdio on a Caddyfile shaped like
+// stdioCaddyfile.
+func startStdioConfig(t *testing.T, caddyfile string) *stdioRun {
+	t.Helper()
 	bin := nomosBinary(t)
 	dir := t.TempDir()
 	policy, err := filepath.Abs("../../examples/policies/retail.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf := strings.NewReplacer("{RETAIL_POLICY}", policy, "{RETAIL_MCP}", stdioRetailMCP(t, dir)).Replace(stdioCaddyfile)
+	cf := strings.NewReplacer("{RETAIL_POLICY}", policy, "{RETAIL_MCP}", stdioRetailMCP(t, dir)).Replace(caddyfile)
 	writeFiles(t, dir, map[string]string{
 		"Caddyfile": cf, "builtins.yaml": stdioBundle,
 		"ws/README.md": "# stdio workspace\n", "ws/.env": "API_TOKEN=do-not-leak\n", "ws/docs/keep": "",

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -41,14 +42,16 @@ func startScaleOut(t *testing.T) *scaleOut {
 		t.Fatal("redis-server is not installed: apt-get install redis-server (make test does this)")
 	}
 	retail := goBuild(t, "github.com/caddy-nomos/nomos/examples/retail/retail-mcp")
-	ports := []int{freePort(t), freePort(t), freePort(t), freePort(t)}
+	ports := []int{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
 	so := &scaleOut{t: t, dir: t.TempDir(), out: new(lockedBuffer), pids: map[string]int{}, redisPort: ports[0],
 		lb: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), r1: fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
-		r2: fmt.Sprintf("http://127.0.0.1:%d", ports[3]), r1Admin: ports[2] + 10}
+		r2: fmt.Sprintf("http://127.0.0.1:%d", ports[3]), r1Admin: ports[5]}
 	cmd := exec.Command("bash", "../../examples/scale-out/run.sh")
 	cmd.Env = append(os.Environ(), "NOMOS_BIN="+bin, "NOMOS_RETAIL_CMD="+retail, "NOMOS_SCALE_DIR="+so.dir,
 		fmt.Sprintf("NOMOS_SCALE_REDIS_PORT=%d", ports[0]), fmt.Sprintf("NOMOS_SCALE_LB_PORT=%d", ports[1]),
-		fmt.Sprintf("NOMOS_SCALE_R1_PORT=%d", ports[2]), fmt.Sprintf("NOMOS_SCALE_R2_PORT=%d", ports[3]))
+		fmt.Sprintf("NOMOS_SCALE_R1_PORT=%d", ports[2]), fmt.Sprintf("NOMOS_SCALE_R2_PORT=%d", ports[3]),
+		fmt.Sprintf("NOMOS_SCALE_LB_ADMIN_PORT=%d", ports[4]), fmt.Sprintf("NOMOS_SCALE_R1_ADMIN_PORT=%d", ports[5]),
+		fmt.Sprintf("NOMOS_SCALE_R2_ADMIN_PORT=%d", ports[6]))
 	cmd.Stdout, cmd.Stderr = so.out, so.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -56,8 +59,9 @@ func startScaleOut(t *testing.T) *scaleOut {
 	t.Cleanup(func() { so.stop(cmd) })
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(so.out.String(), "ready\n") {
-		if time.Now().After(deadline) || cmd.ProcessState != nil {
-			t.Fatalf("run.sh not ready:\n%s\n%s", so.out.String(), so.logs("replica1"))
+		if out := so.out.String(); time.Now().After(deadline) || strings.Contains(out, "exited") || strings.Contains(out, "not ready") {
+			t.Fatalf("run.sh not ready:\n%s\nreplica 1:\n%s\nreplica 2:\n%s\nload balancer:\n%s", so.out.String(),
+				so.logs("replica1"), so.logs("replica2"), so.logs("lb"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -225,6 +229,34 @@ func TestScaleOut(t *testing.T) {
 		}
 	})
 
+	t.Run("a rate limit holds across both replicas", func(t *testing.T) {
+		// orders-read: burst 10, refill 10 per minute, shared by the replicas.
+		allowed, limited := 0, 0
+		start := time.Now()
+		for i := 0; i < 30; i++ {
+			base := []string{so.r1, so.r2}[i%2]
+			code, resp := alice(base).post(t, "/action", envelope(fmt.Sprintf("so-read-%d", i), "orders.read", "shop://orders/1001", nil))
+			reason, _ := resp["reason"].(string)
+			switch {
+			case code == 200 && resp["decision"] == "ALLOW":
+				allowed++
+			case code == 200 && resp["decision"] == "DENY" && strings.HasPrefix(reason, "RATE_LIMIT_EXCEEDED"):
+				limited++
+			default:
+				t.Fatalf("read %d on %s: %d %v", i, base, code, resp)
+			}
+		}
+		// At most the burst plus what refilled while the calls ran; with a
+		// bucket per replica it would be the burst twice (20).
+		most := 10 + int(math.Ceil(time.Since(start).Minutes()*10))
+		if most >= 20 {
+			t.Fatalf("30 calls took %s: too slow to tell one shared bucket from two", time.Since(start))
+		}
+		if allowed < 10 || allowed > most || limited == 0 {
+			t.Fatalf("allowed %d (at most %d), rate limited %d of 30 with a shared burst of 10", allowed, most, limited)
+		}
+	})
+
 	t.Run("redis killed: denied as state_unavailable, audited, then recovery", func(t *testing.T) {
 		testRedisOutage(t, so)
 	})
@@ -260,8 +292,9 @@ func testRedisOutage(t *testing.T, so *scaleOut) {
 	if st, _, body := mcpPost(t, so.r1, "dev-alice-key", "", initializeMessage); st != 503 || !strings.Contains(body, "state_unavailable") {
 		t.Errorf("initialize with redis down: %d %s", st, body)
 	}
-	if m := scrape(t, "http://127.0.0.1:"+strconv.Itoa(so.r1Admin)+"/metrics", "nomos_state_breaker"); m == "" || m == "0" {
-		t.Errorf("nomos_state_breaker = %q with redis down, want half-open (1) or open (2)", m)
+	m := scrape(t, "127.0.0.1:"+strconv.Itoa(so.r1Admin))
+	if v, ok := m[`nomos_state_breaker_state{state="closed"}`]; !ok || v != 0 {
+		t.Errorf(`nomos_state_breaker_state{state="closed"} = %v (present %v) with redis down, want 0`, v, ok)
 	}
 
 	so.restartRedis()
@@ -421,21 +454,4 @@ func mcpPostForwarded(t *testing.T, base, sid string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-// scrape returns the value of an unlabelled metric on a Prometheus page.
-func scrape(t *testing.T, url, name string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }

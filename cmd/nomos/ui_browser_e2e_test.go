@@ -175,12 +175,18 @@ func TestOperatorUIApprovalFlow(t *testing.T) {
 		t.Fatalf("retry after approval: %d %v", code, retry)
 	}
 
+	// Opening the tab runs an unfiltered search; it must have rendered
+	// before the filtered one is submitted, or its late answer replaces
+	// the filtered table under the click.
+	onlyTrace := `(() => { const b = [...document.querySelectorAll("#events button.link")];
+		return b.length > 0 && b.every((x) => x.textContent === "trace-refund-ui"); })()`
 	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`#tabs button[data-view="activity"]`)),
 		chromedp.WaitVisible(chromedp.ID("search")),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#status").textContent.includes("event(s)")`),
 		chromedp.SetValue(chromedp.CSS(`#search input[name="trace_id"]`), "trace-refund-ui"),
 		chromedp.Click(chromedp.CSS(`#search button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS("#events table")),
+		chromedp.Poll[chromedp.Void](onlyTrace),
 		chromedp.Click(chromedp.CSS(`#events button.link`)),
 		chromedp.WaitVisible(chromedp.CSS("#timeline ol.timeline li:nth-child(8)")),
 	)

@@ -8,7 +8,8 @@
 # a new temporary directory). Prints `ready` when everything answers;
 # SIGINT or SIGTERM stops everything. Run it from anywhere after
 # `make build`; redis-server comes from Debian (apt-get install redis-server).
-# Ports can be moved with NOMOS_SCALE_{REDIS,LB,R1,R2}_PORT (the tests do).
+# Ports can be moved with NOMOS_SCALE_{REDIS,LB,R1,R2}_PORT and the admin
+# endpoints (default: port + 10) with NOMOS_SCALE_{LB,R1,R2}_ADMIN_PORT.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -55,12 +56,12 @@ replica() {
 	pids+=($!)
 	echo "replica $1 pid $! on 127.0.0.1:$2 (data $d)"
 }
-replica 1 "$r1_port" "$((r1_port + 10))"
-replica 2 "$r2_port" "$((r2_port + 10))"
+replica 1 "$r1_port" "${NOMOS_SCALE_R1_ADMIN_PORT:-$((r1_port + 10))}"
+replica 2 "$r2_port" "${NOMOS_SCALE_R2_ADMIN_PORT:-$((r2_port + 10))}"
 
 mkdir -p "$dir/lb/data" "$dir/lb/config"
 (cd "$root" && XDG_DATA_HOME="$dir/lb/data" XDG_CONFIG_HOME="$dir/lb/config" \
-	NOMOS_LB_PORT="$lb_port" NOMOS_LB_ADMIN="127.0.0.1:$((lb_port + 10))" \
+	NOMOS_LB_PORT="$lb_port" NOMOS_LB_ADMIN="127.0.0.1:${NOMOS_SCALE_LB_ADMIN_PORT:-$((lb_port + 10))}" \
 	NOMOS_REPLICA_1="127.0.0.1:$r1_port" NOMOS_REPLICA_2="127.0.0.1:$r2_port" \
 	exec "$bin" run --config "$here/lb.Caddyfile" --adapter caddyfile) >"$dir/lb/nomos.log" 2>&1 &
 pids+=($!)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/caddy-nomos/nomos/internal/sqlitefile"
 )
 
 // TestPreviewKeptAndCapped: a reviewer sees the preview the service gave,
@@ -36,7 +38,7 @@ func TestPreviewKeptAndCapped(t *testing.T) {
 // keeps its records and gains the preview column.
 func TestSQLiteMigratesVersion1(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "approvals.db")
-	db, err := openSQLiteDB(path)
+	db, err := sqlitefile.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}

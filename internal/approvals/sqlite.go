@@ -5,12 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/caddy-nomos/nomos/internal/sqlitefile"
 )
 
 // sqliteSchemaVersion 2 added params_preview; migrations upgrades older
@@ -60,7 +57,7 @@ type sqliteStore struct {
 // OpenSQLite opens (creating if needed, with mode 0600) the approvals
 // database at path.
 func OpenSQLite(path string) (Store, error) {
-	db, err := openSQLiteDB(path)
+	db, err := sqlitefile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("approvals: open sqlite %s: %w", path, err)
 	}
@@ -69,34 +66,6 @@ func OpenSQLite(path string) (Store, error) {
 		return nil, fmt.Errorf("approvals: migrate sqlite %s: %w", path, err)
 	}
 	return &sqliteStore{db: db}, nil
-}
-
-func openSQLiteDB(path string) (*sql.DB, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, err
-	}
-	// Create the file ourselves so it (and SQLite's -wal and -shm files,
-	// which copy its mode) is private to the owner.
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	f.Close()
-	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() +
-		"?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, err
-	}
-	// One connection: in-process callers queue in database/sql instead of
-	// spinning on SQLite's busy handler; other processes use busy_timeout.
-	db.SetMaxOpenConns(1)
-	if err := db.Ping(); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
 }
 
 // migrations upgrade a file from version i+1 to i+2 (version 0 is an

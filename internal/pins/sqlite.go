@@ -5,11 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/caddy-nomos/nomos/internal/sqlitefile"
 )
 
 const sqliteSchema = `
@@ -29,7 +26,7 @@ type sqliteStore struct{ db *sql.DB }
 
 // OpenSQLite opens (creating if needed, mode 0600) the pin store at path.
 func OpenSQLite(path string) (Store, error) {
-	db, err := openDB(path)
+	db, err := sqlitefile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("pins: open sqlite %s: %w", path, err)
 	}
@@ -38,32 +35,6 @@ func OpenSQLite(path string) (Store, error) {
 		return nil, fmt.Errorf("pins: create schema in %s: %w", path, err)
 	}
 	return &sqliteStore{db: db}, nil
-}
-
-func openDB(path string) (*sql.DB, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	f.Close()
-	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, err
-	}
-	db.SetMaxOpenConns(1)
-	if err := db.Ping(); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
 }
 
 func (s *sqliteStore) Update(ctx context.Context, upstream string, fn func(map[string]Pin) ([]Pin, error)) error {

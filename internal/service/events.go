@@ -73,9 +73,7 @@ func (s *Service) finish(ctx context.Context, r *run, resp *Response) {
 		ev.ExecutorMetadata = withMeta(ev.ExecutorMetadata, "execution_mode", resp.ExecutionMode)
 	}
 	ev.ResultRedactedSummary = s.resultSummary(resp)
-	if s.cfg.Observe != nil {
-		s.cfg.Observe(resp.Decision, resp.Reason, r.a.ActionType)
-	}
+	s.observe(r.door, resp.Decision, resp.Reason, r.a.ActionType)
 	_ = s.record(ctx, ev)
 	_ = s.record(ctx, s.event(r.a, audit.EventTraceEnd))
 }
@@ -105,9 +103,10 @@ func withMeta(m map[string]any, k string, v any) map[string]any {
 
 // auditRejected records a request refused before policy. Without an
 // envelope there are no ids, but the principal and the reason remain.
-func (s *Service) auditRejected(ctx context.Context, env *action.Envelope, id action.Identity, class string, cause error) {
+func (s *Service) auditRejected(ctx context.Context, door string, env *action.Envelope, id action.Identity, class string, cause error) {
 	ev := s.rejectedEvent(env, id)
 	ev.Decision, ev.Reason, ev.ResultClassification = policy.Deny, s.summary(cause.Error()), class
+	s.observe(door, policy.Deny, class, ev.ActionType)
 	_ = s.record(ctx, ev)
 }
 

@@ -26,10 +26,10 @@ func (s *Service) Authorize(ctx context.Context, env *action.Envelope, id action
 	id.Environment = s.cfg.Environment
 	a, err := action.New(env, id)
 	if err != nil {
-		s.auditRejected(ctx, env, id, classOf(err), err)
+		s.auditRejected(ctx, transportDoor(meta), env, id, classOf(err), err)
 		return nil, Errorf(400, CodeValidation, "%s", s.cfg.Redactor.String(err.Error()))
 	}
-	r := &run{a: a, start: s.cfg.Clock(), meta: meta}
+	r := &run{a: a, start: s.cfg.Clock(), meta: meta, door: transportDoor(meta)}
 	if err := s.record(ctx, s.event(a, audit.EventTraceStart)); err != nil {
 		return nil, err
 	}
@@ -99,6 +99,7 @@ func (s *Service) Reject(ctx context.Context, env *action.Envelope, id action.Id
 	ev.Retryable = audit.IsRetryable(class)
 	ev.ExecutorMetadata = meta
 	ev.PolicyBundleHash = s.cfg.Policy.Hash()
+	s.observe(transportDoor(meta), policy.Deny, class, ev.ActionType)
 	_ = s.record(ctx, ev)
 }
 

@@ -19,7 +19,6 @@ const (
 	ReasonApprovalDenied      = "approval_denied"
 	ReasonApprovalsNotEnabled = "approvals_not_enabled"
 	ReasonUnsupportedAction   = "unsupported_action"
-	ReasonRateLimited         = "rate_limited"
 	// ReasonStateUnavailable denies a decision that needs the shared state
 	// (Redis) while it cannot be reached; nothing falls back to local state.
 	ReasonStateUnavailable = errcode.StateUnavailable
@@ -38,6 +37,11 @@ type run struct {
 	// class and meta describe the outcome for action.completed.
 	class string
 	meta  map[string]any
+	// door is the front door, for metrics.
+	door string
+	// retryAfter and limit describe a rate-limit or loop-breaker denial.
+	retryAfter int64
+	limit      *LimitInfo
 	// external: an allowed custom action is entered in the report index
 	// (the HTTP API's external_authorized mode).
 	external bool
@@ -56,7 +60,7 @@ func (s *Service) ProcessWith(ctx context.Context, body []byte, id action.Identi
 	if err != nil {
 		return nil, err
 	}
-	r := &run{a: a, start: s.cfg.Clock(), meta: meta, external: true}
+	r := &run{a: a, start: s.cfg.Clock(), meta: meta, door: doorOf(ctx, meta), external: true}
 	if err := s.record(ctx, s.event(a, audit.EventTraceStart)); err != nil {
 		return nil, err
 	}
@@ -74,12 +78,12 @@ func (s *Service) prepare(ctx context.Context, body []byte, id action.Identity) 
 	id.Environment = s.cfg.Environment
 	env, err := action.DecodeEnvelope(body)
 	if err != nil {
-		s.auditRejected(ctx, nil, id, audit.ResultValidationError, err)
+		s.auditRejected(ctx, frontDoor(ctx), nil, id, audit.ResultValidationError, err)
 		return nil, Errorf(http.StatusBadRequest, CodeValidation, "%s", s.cfg.Redactor.String(err.Error()))
 	}
 	a, err := action.New(env, id)
 	if err != nil {
-		s.auditRejected(ctx, env, id, classOf(err), err)
+		s.auditRejected(ctx, frontDoor(ctx), env, id, classOf(err), err)
 		return nil, Errorf(http.StatusBadRequest, CodeValidation, "%s", s.cfg.Redactor.String(err.Error()))
 	}
 	return a, nil
@@ -97,10 +101,7 @@ func classOf(err error) string {
 // decide evaluates policy, resolves approvals and commits the decision to
 // audit before anything runs. A decision that cannot be recorded denies.
 func (s *Service) decide(ctx context.Context, r *run) error {
-	if s.limited(r.a) {
-		r.d = policy.Decision{Decision: policy.Deny, ReasonCode: ReasonRateLimited, PolicyBundleHash: s.cfg.Policy.Hash()}
-		r.class = audit.ResultRateLimitExceeded
-	} else {
+	if !s.limited(ctx, r) {
 		d, class := s.evaluate(r.a)
 		res := s.evaluateTargets(r.a, d, class)
 		r.d, r.class, r.targets, r.resolved = res.d, res.class, res.targets, res.resolved
@@ -134,15 +135,6 @@ func (s *Service) indexExternal(ctx context.Context, r *run) {
 		s.cfg.Logger.Error("report index: shared state unavailable; action denied", "trace_id", r.a.TraceID, "error", err)
 		stateDenied(r)
 	}
-}
-
-// limited takes a token from the action's bucket, reporting when there was
-// none. Rate limits run before policy and can only deny.
-func (s *Service) limited(a *action.Action) bool {
-	if s.cfg.RateLimit == nil {
-		return false
-	}
-	return !s.cfg.RateLimit.Allow(a.Principal+"|"+a.Agent+"|"+a.ActionType, s.cfg.Clock())
 }
 
 // evaluate runs policy; apply_patch additionally checks every touched path
@@ -180,7 +172,9 @@ func (s *Service) baseResponse(r *run) *Response {
 		TraceID:  r.a.TraceID,
 		ActionID: r.a.ActionID,
 		RuleIDs:  r.d.MatchedRuleIDs,
+		Limit:    r.limit,
 	}
+	resp.RetryAfterSeconds = r.retryAfter
 	if r.d.Decision != policy.Deny {
 		resp.Obligations = obligationsOrNil(r.d.Obligations)
 	}

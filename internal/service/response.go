@@ -37,6 +37,10 @@ type Response struct {
 	StatusCode          int                 `json:"status_code,omitempty"`
 	CredentialLeaseID   string              `json:"credential_lease_id,omitempty"`
 	Obligations         *policy.Obligations `json:"obligations,omitempty"`
+	// RetryAfterSeconds and Limit are set on a RATE_LIMIT_EXCEEDED or
+	// LOOP_BREAKER_TRIPPED denial: wait that long, then retry.
+	RetryAfterSeconds int64      `json:"retry_after_seconds,omitempty"`
+	Limit             *LimitInfo `json:"limit,omitempty"`
 	// RuleIDs are the matched rule ids, for access-log placeholders and
 	// audit only; clients never see them.
 	RuleIDs []string `json:"-"`

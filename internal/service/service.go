@@ -8,6 +8,7 @@ import (
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/approvals"
 	"github.com/caddy-nomos/nomos/internal/executor"
+	"github.com/caddy-nomos/nomos/internal/loopguard"
 	"github.com/caddy-nomos/nomos/internal/ratelimit"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
@@ -54,9 +55,16 @@ type Config struct {
 	AllowSelfApproval bool
 	// SingleUseApprovals consumes an approval on its first use.
 	SingleUseApprovals bool
-	// RateLimit, when set, bounds actions per principal, agent and action
-	// type; an action over the limit is denied as rate_limited.
-	RateLimit *ratelimit.Limiter
+	// RateLimits, when set, are the rate_limits token buckets checked
+	// after normalization and before policy; an action over one is denied
+	// as RATE_LIMIT_EXCEEDED.
+	RateLimits *ratelimit.Rules
+	// SharedRateLimits, when set, checks the RateLimits rules on buckets
+	// the replicas share (Redis); an error denies as state_unavailable.
+	SharedRateLimits *ratelimit.Shared
+	// LoopGuard, when set, caps what each MCP session and agent may do
+	// per window; a tripped cap denies as LOOP_BREAKER_TRIPPED.
+	LoopGuard *loopguard.Guard
 	// Authorized remembers the external actions authorized, for
 	// /actions/report. Default: a new one with the default capacity and
 	// window (a caller that wants it to survive reloads passes its own).
@@ -64,12 +72,18 @@ type Config struct {
 	// Executor is nil when built-in actions are not executed.
 	Executor Executor
 	Redactor Redactor
-	// Observe, when set, is told the final decision of every action (for
-	// metrics). It must not block.
-	Observe        func(decision, reason, actionType string)
-	AssuranceLevel string
-	Logger         *slog.Logger
-	Clock          func() time.Time
+	// Observe, when set, is told the final decision of every action and
+	// refusal, from every front door (for metrics). It must not block.
+	Observe func(Observation)
+	// ObserveRateLimit, when set, is told each matching bucket of each
+	// check: result allowed, exceeded (the empty bucket) or not_consumed
+	// (a bucket with a token that another bucket's denial left untouched).
+	ObserveRateLimit func(result, ruleID, scope string)
+	// ObserveLoopBreaker, when set, is told each tripped loop breaker.
+	ObserveLoopBreaker func(scope, limit string)
+	AssuranceLevel     string
+	Logger             *slog.Logger
+	Clock              func() time.Time
 }
 
 // Service runs the pipeline. It is immutable after New and safe for

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/approvals"
 	"github.com/caddy-nomos/nomos/internal/executor"
-	"github.com/caddy-nomos/nomos/internal/ratelimit"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
@@ -457,39 +455,6 @@ func TestExplainMatchesActionForPatches(t *testing.T) {
 	}
 	if ex.Decision != resp.Decision || ex.Decision != policy.Deny || ex.WhyDenied == nil {
 		t.Fatalf("explain %s, action %s", ex.Decision, resp.Decision)
-	}
-}
-
-// TestRateLimitDeniesBeforePolicy: over the limit an action is denied as
-// rate_limited (audited RATE_LIMIT_EXCEEDED) and nothing executes; other
-// identities keep their own buckets.
-func TestRateLimitDeniesBeforePolicy(t *testing.T) {
-	f := newFixture(t, false)
-	l, err := ratelimit.New(ratelimit.Config{Events: 2, Interval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.svc.cfg.RateLimit = l
-	ctx := context.Background()
-	for i := 0; i < 2; i++ {
-		resp, _ := f.svc.Process(ctx, body(fmt.Sprint("rl", i), "fs.read", "file://workspace/a", nil, ""), alice)
-		if resp.Decision != policy.Allow {
-			t.Fatalf("within the limit: %+v", resp)
-		}
-	}
-	resp, _ := f.svc.Process(ctx, body("rl-over", "fs.read", "file://workspace/a", nil, ""), alice)
-	if resp.Decision != policy.Deny || resp.Reason != ReasonRateLimited {
-		t.Fatalf("over the limit: %+v", resp)
-	}
-	if ev := f.rec.last(audit.EventActionCompleted); ev.ResultClassification != audit.ResultRateLimitExceeded || !ev.Retryable {
-		t.Fatalf("audit: %+v", ev)
-	}
-	if len(f.exec.calls) != 2 {
-		t.Fatalf("executed %d times", len(f.exec.calls))
-	}
-	bob := action.Identity{Principal: "bob", Agent: "bot"}
-	if resp, _ := f.svc.Process(ctx, body("rl-bob", "fs.read", "file://workspace/a", nil, ""), bob); resp.Decision != policy.Allow {
-		t.Fatalf("another principal was limited: %+v", resp)
 	}
 }
 

@@ -1,7 +1,8 @@
-// Package ratelimit holds per-key token buckets for the pipeline's rate
-// limits: one bucket per principal, agent and action type, kept in a
-// bounded LRU so an attacker minting keys cannot grow memory.
 package ratelimit
+
+// Limiter (below) is a plain per-key token bucket (x/time/rate in a
+// bounded LRU, so minting keys cannot grow memory), for transport pacing
+// such as the MCP gateway's initialize limit.
 
 import (
 	"errors"
