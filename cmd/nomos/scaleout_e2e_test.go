@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -332,31 +333,132 @@ func testRedisOutage(t *testing.T, so *scaleOut) {
 	}
 }
 
+// testMCPThroughLB drives one session of the official TypeScript SDK
+// client (examples/clients/ts/session.mjs) through the load balancer.
 func testMCPThroughLB(t *testing.T, so *scaleOut) {
-	s := mcpInitialize(t, so.lb, "dev-alice-key")
+	c := startTSSession(t, so.lb, "dev-alice-key")
+	sid := c.sessionID
+	lookup := `call lookup_order {"order_id":"1002"}`
 	for i := 0; i < 50; i++ {
-		if text, isErr := s.call(t, "lookup_order", map[string]any{"order_id": "1002"}); isErr || !strings.Contains(text, "order 1002") {
-			t.Fatalf("call %d through the load balancer: %s", i, text)
+		if out := c.do(t, lookup); out.Error != "" || out.Result.IsError || !strings.Contains(out.text(), "order 1002") || out.SessionID != sid {
+			t.Fatalf("call %d through the load balancer: %+v", i, out)
 		}
 	}
 	for _, base := range []string{so.r1, so.r2} {
-		st, _, body := mcpPost(t, base, "dev-reviewer-key", s.id, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+		st, _, body := mcpPost(t, base, "dev-reviewer-key", sid, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
 		if st != 403 || !strings.Contains(body, "session_identity_mismatch") {
 			t.Errorf("another principal on %s: %d %s", base, st, body)
 		}
 	}
 	owner := "replica 2"
-	if st := mcpPostForwarded(t, so.r1, s.id); st == 200 {
+	if st := mcpPostForwarded(t, so.r1, sid); st == 200 {
 		owner = "replica 1"
 	}
 	so.kill(owner, syscall.SIGTERM)
-	if st, _, body := mcpPost(t, so.lb, "dev-alice-key", s.id, `{"jsonrpc":"2.0","id":99,"method":"tools/list"}`); st != 404 {
-		t.Fatalf("session of a stopped replica: %d %s, want 404", st, body)
+	if out := c.do(t, lookup); out.Status != 404 {
+		t.Fatalf("session of a stopped replica: %+v, want HTTP 404", out)
 	}
-	again := mcpInitialize(t, so.lb, "dev-alice-key")
-	if text, isErr := again.call(t, "lookup_order", map[string]any{"order_id": "1002"}); isErr {
-		t.Fatalf("new session after the owner stopped: %s", text)
+	again := c.do(t, "reconnect")
+	if again.SessionID == "" || again.SessionID == sid {
+		t.Fatalf("reconnect: %+v", again)
 	}
+	if out := c.do(t, lookup); out.Error != "" || out.Result.IsError || out.SessionID != again.SessionID {
+		t.Fatalf("new session after the owner stopped: %+v", out)
+	}
+	c.do(t, "exit")
+}
+
+// tsSession is session.mjs running: commands in, one JSON line out each.
+type tsSession struct {
+	stdin     io.WriteCloser
+	lines     *bufio.Scanner
+	sessionID string
+}
+
+type tsSessionOutput struct {
+	SessionID string `json:"session_id"`
+	Result    struct {
+		Content []struct{ Text string } `json:"content"`
+		IsError bool                    `json:"isError"`
+	} `json:"result"`
+	Error  string `json:"error"`
+	Status int    `json:"status"`
+}
+
+func (o tsSessionOutput) text() string {
+	var parts []string
+	for _, c := range o.Result.Content {
+		parts = append(parts, c.Text)
+	}
+	return strings.Join(parts, "\n")
+}
+
+func startTSSession(t *testing.T, base, key string) *tsSession {
+	t.Helper()
+	tools := needNodeTools(t)
+	dir := t.TempDir()
+	for _, f := range []string{"session.mjs", "package.json"} {
+		data, err := os.ReadFile(filepath.Join("../../examples/clients/ts", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(tools.nodeModules, filepath.Join(dir, "node_modules")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	cmd := exec.CommandContext(ctx, tools.node, filepath.Join(dir, "session.mjs"), "--url", base+"/mcp")
+	cmd.Env = append(os.Environ(), "NOMOS_MCP_TOKEN="+key)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	stderr := new(lockedBuffer)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		_ = cmd.Wait()
+		cancel()
+		if t.Failed() {
+			t.Logf("session.mjs stderr: %s", stderr.String())
+		}
+	})
+	s := &tsSession{stdin: stdin, lines: bufio.NewScanner(stdout)}
+	s.lines.Buffer(make([]byte, 1<<20), 1<<20)
+	first := s.read(t)
+	if first.SessionID == "" {
+		t.Fatalf("session.mjs did not connect: %+v; stderr: %s", first, stderr.String())
+	}
+	s.sessionID = first.SessionID
+	return s
+}
+
+func (s *tsSession) read(t *testing.T) tsSessionOutput {
+	t.Helper()
+	if !s.lines.Scan() {
+		t.Fatalf("session.mjs ended: %v", s.lines.Err())
+	}
+	var out tsSessionOutput
+	if err := json.Unmarshal(s.lines.Bytes(), &out); err != nil {
+		t.Fatalf("session.mjs printed %q: %v", s.lines.Text(), err)
+	}
+	return out
+}
+
+// do sends one command and reads its answer ("exit" has none).
+func (s *tsSession) do(t *testing.T, cmd string) tsSessionOutput {
+	t.Helper()
+	if _, err := io.WriteString(s.stdin, cmd+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	if cmd == "exit" {
+		return tsSessionOutput{}
+	}
+	return s.read(t)
 }
 
 const initializeMessage = `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"scale-out-test","version":"1"}}}`
