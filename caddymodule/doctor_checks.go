@@ -338,7 +338,11 @@ func (in *doctorInput) checkApprovals(ctx context.Context) []doctorCheck {
 	if err != nil {
 		return []doctorCheck{c.fail(err.Error(), "repair or move the approval store")}
 	}
-	out := []doctorCheck{c.pass(fmt.Sprintf("%s store opens; %d pending", a.Store, len(pending)), "path "+a.Path)}
+	where := "path " + a.Path
+	if a.Store == "redis" {
+		where = "on the shared state (state redis)"
+	}
+	out := []doctorCheck{c.pass(fmt.Sprintf("%s store opens; %d pending", a.Store, len(pending)), where)}
 	ap := doctorCheck{ID: "approvals.approvers"}
 	if len(a.Approvers) == 0 {
 		return append(out, ap.warn("no approvers: nobody can approve, so every REQUIRE_APPROVAL waits until it expires",

@@ -290,6 +290,10 @@ func testRedisOutage(t *testing.T, so *scaleOut) {
 	if reason, _ := resp["reason"].(string); code != 503 || !strings.HasPrefix(reason, "state_unavailable") {
 		t.Errorf("signed request with redis down: %d %v", code, resp)
 	}
+	code, resp = reviewer(so.r1).post(t, "/approvals/decide", map[string]any{"approval_id": "apr_unknown", "decision": "APPROVE"})
+	if reason, _ := resp["reason"].(string); code != 503 || !strings.HasPrefix(reason, "state_unavailable") {
+		t.Errorf("approval decision with redis down: %d %v", code, resp)
+	}
 	if st, _, body := mcpPost(t, so.r1, "dev-alice-key", "", initializeMessage); st != 503 || !strings.Contains(body, "state_unavailable") {
 		t.Errorf("initialize with redis down: %d %s", st, body)
 	}
