@@ -20,7 +20,9 @@ var errDown = fmt.Errorf("approvals: redis get: %w: dial tcp: connection refused
 func (downStore) CreateOrGetPending(context.Context, approvals.Request, time.Duration, time.Time) (approvals.Record, bool, error) {
 	return approvals.Record{}, false, errDown
 }
-func (downStore) Get(context.Context, string) (approvals.Record, error) { return approvals.Record{}, errDown }
+func (downStore) Get(context.Context, string) (approvals.Record, error) {
+	return approvals.Record{}, errDown
+}
 func (downStore) Use(context.Context, string, string, string, string, string, time.Time) (approvals.Record, error) {
 	return approvals.Record{}, errDown
 }
