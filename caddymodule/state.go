@@ -3,12 +3,12 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/caddy-nomos/nomos/internal/ratelimit"
 	"github.com/caddy-nomos/nomos/internal/sharedstate"
+	"github.com/caddy-nomos/nomos/mcp"
 )
 
 // provisionState opens the shared Redis client, pooled by its resolved
@@ -68,11 +68,8 @@ func checkAdvertise(u string) error {
 	if u == "" {
 		return nil
 	}
-	p, err := url.Parse(u)
-	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.Path != "" && p.Path != "/" {
-		return fmt.Errorf("advertise %q must be an http(s) URL with a host and no path", u)
-	}
-	return nil
+	_, err := mcp.ParseAdvertise(u)
+	return err
 }
 
 // sharedLimits puts the rate_limits buckets on the shared state, when

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -66,9 +68,13 @@ func (g *Gateway) forwardForeign(w http.ResponseWriter, r *http.Request, body []
 		httpDeny(w, http.StatusServiceUnavailable, errcode.StateUnavailable, "shared state unavailable; retry later")
 		return true
 	}
-	target, err := url.Parse(owner)
-	if owner == "" || err != nil || (target.Scheme != "http" && target.Scheme != "https") {
+	if owner == "" {
 		return false // unknown here and everywhere: 404 below
+	}
+	target, err := ParseAdvertise(owner)
+	if err != nil {
+		g.log.Error("mcp session registry names an owner this replica will not forward to", "error", err)
+		return false
 	}
 	g.forwardToOwner(w, r, body, target, sid)
 	return true
@@ -105,6 +111,24 @@ func (g *Gateway) forwardToOwner(w http.ResponseWriter, r *http.Request, body []
 	}
 	out.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	rp.ServeHTTP(w, out)
+}
+
+// ParseAdvertise checks the URL a replica advertises to the others (and
+// the owner URL read back from the registry): http or https, an IP address
+// that is loopback or private, a port, no path. Requests carry the
+// client's credentials to it, so a registry entry naming any other place
+// is refused rather than followed.
+func ParseAdvertise(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Port() == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return nil, fmt.Errorf("advertise %q must be http(s)://<ip>:<port> with no path", raw)
+	}
+	ip := net.ParseIP(u.Hostname())
+	if ip == nil || !(ip.IsLoopback() || ip.IsPrivate()) {
+		return nil, fmt.Errorf("advertise %q must name a loopback or private IP address, not a public one or a host name", raw)
+	}
+	return u, nil
 }
 
 // shareAdmit binds a new session in the registry. A refusal has been

@@ -66,3 +66,19 @@ func TestRedisRegistryAcrossReplicas(t *testing.T) {
 		t.Fatalf("redis down: %v", err)
 	}
 }
+
+// Only loopback and private IP addresses are forwarded to: a registry entry
+// naming anything else would carry clients' credentials away.
+func TestParseAdvertise(t *testing.T) {
+	for _, ok := range []string{"http://127.0.0.1:8281", "https://10.0.3.4:443", "http://[fd00::1]:8281/", "http://192.168.1.2:80"} {
+		if _, err := ParseAdvertise(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "ftp://127.0.0.1:1", "http://127.0.0.1", "http://replica-1:8281", "http://8.8.8.8:80",
+		"http://127.0.0.1:8281/mcp", "http://u:p@127.0.0.1:8281", "http://127.0.0.1:8281?x=1"} {
+		if _, err := ParseAdvertise(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
