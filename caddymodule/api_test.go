@@ -260,6 +260,11 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 		"redis unset password": {func(a *App) {
 			a.State = &StateConfig{Redis: &RedisConfig{Address: "127.0.0.1:1", Password: "{env.T_UNSET_VAR}"}}
 		}, "password"},
+		"redis literal password": {func(a *App) { a.State = &StateConfig{Redis: &RedisConfig{Address: "127.0.0.1:1", Password: "hunter2"}} }, "placeholder"},
+		"redis url password":     {func(a *App) { a.State = &StateConfig{Redis: &RedisConfig{URL: "redis://:hunter2@127.0.0.1:1"}} }, "must not carry a password"},
+		"public advertise": {func(a *App) {
+			a.State = &StateConfig{Redis: &RedisConfig{Address: "127.0.0.1:1"}, Advertise: "http://8.8.8.8:8281"}
+		}, "loopback or private"},
 		"bad advertise": {func(a *App) {
 			a.State = &StateConfig{Redis: &RedisConfig{Address: "127.0.0.1:1"}, Advertise: "ftp://x"}
 		}, "advertise"},

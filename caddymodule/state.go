@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -57,6 +58,11 @@ func (a *App) stateConfig() (sharedstate.Config, error) {
 	}
 	if r.Password != "" && !strings.HasPrefix(r.Password, "{") {
 		return cfg, errors.New("redis password must be a placeholder such as {env.NOMOS_REDIS_PASSWORD}, not the secret itself")
+	}
+	if u, err := url.Parse(r.URL); err == nil && u.User != nil {
+		if _, literal := u.User.Password(); literal {
+			return cfg, errors.New("redis url must not carry a password; set password {env.NOMOS_REDIS_PASSWORD}")
+		}
 	}
 	if r.Password != "" && cfg.Password == "" {
 		return cfg, fmt.Errorf("redis password %s is empty (unset environment variable?)", r.Password)
