@@ -9,7 +9,7 @@ export NOMOS_API_KEY ?= dev-alice-key
 export NOMOS_REVIEWER_KEY ?= dev-reviewer-key
 export NOMOS_AGENT_SECRET ?= dev-agent-secret
 
-.PHONY: build run test test-unit bench bench-e2e bench-guard screenshots fuzz lint clean
+.PHONY: build run test test-unit bench bench-e2e bench-guard bench-state screenshots fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/nomos
@@ -47,6 +47,12 @@ screenshots: build
 bench-guard: build
 	NOMOS_BIN=$(CURDIR)/$(BIN) NOMOS_BENCH_GUARD=1 NOMOS_BENCH_GUARD_OUT=$(CURDIR)/docs/benchmarks.md \
 		$(GO) test ./cmd/nomos/ -run '^TestBenchGuardLatency$$' -count 1 -v -timeout 15m
+
+## bench-state: what the shared state (Redis on loopback) adds to a decision:
+## the rate-limit check and the approval lookup against their local
+## equivalents in the same run (docs/scale-out.md). Needs redis-server.
+bench-state:
+	$(GO) test -run '^$$' -bench 'RateLimitCheck|ApprovalLookup' -benchtime 5000x -count 1 ./internal/ratelimit/ ./internal/approvals/
 
 ## fuzz: every fuzz target for a short, fixed budget each.
 fuzz:

@@ -96,6 +96,9 @@ const (
 	ResultUpstreamTimeout     = "UPSTREAM_TIMEOUT"
 	ResultUpstreamCanceled    = "UPSTREAM_CANCELED"
 	ResultInternalError       = "INTERNAL_ERROR"
+	// ResultStateUnavailable: the shared state (Redis) a decision needs
+	// could not be reached, so the action was denied.
+	ResultStateUnavailable = "STATE_UNAVAILABLE"
 )
 
 // IsRetryable reports the default Retryable value for a result
@@ -105,7 +108,7 @@ func IsRetryable(classification string) bool {
 	switch classification {
 	case ResultRequireApproval, ResultExecTimeout, ResultRateLimitExceeded, ResultLoopBreakerTripped,
 		ResultUpstreamError, ResultUpstreamUnavailable, ResultUpstreamTimeout,
-		ResultUpstreamCanceled, ResultInternalError:
+		ResultUpstreamCanceled, ResultInternalError, ResultStateUnavailable:
 		return true
 	}
 	return false

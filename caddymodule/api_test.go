@@ -241,7 +241,7 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 		"unset secret":          {func(a *App) { a.Identity.APIKeys[0].Key = "{env.T_UNSET_VAR}" }, "unset environment variable"},
 		"unknown sink":          {func(a *App) { a.Audit.Sinks[0].Type = "kafka" }, "unknown sink type"},
 		"bad webhook url":       {func(a *App) { a.Audit.Sinks[0] = SinkConfig{Type: "webhook", URL: "ftp://x"} }, "webhook url"},
-		"stateless approvals":   {func(a *App) { a.Runtime = &RuntimeConfig{Stateless: true} }, "approvals must be disabled"},
+		"stateless approvals":   {func(a *App) { a.Runtime = &RuntimeConfig{Stateless: true} }, "need an external store"},
 		"stateless sqlite":      {func(a *App) { a.Runtime = &RuntimeConfig{Stateless: true}; a.Approvals = nil }, "sqlite audit sink is not allowed"},
 		"bad deployment mode":   {func(a *App) { a.Runtime = &RuntimeConfig{DeploymentMode: "cloud"} }, "deployment_mode"},
 		"executor without root": {func(a *App) { a.Executor = &ExecutorConfig{} }, "workspace_root is required"},
@@ -253,7 +253,21 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 		"upstream without either": {func(a *App) { a.Upstreams = map[string]*UpstreamConfig{"x": {}} }, "needs url and no command"},
 		"unknown sandbox profile": {func(a *App) { a.Executor = &ExecutorConfig{WorkspaceRoot: os.TempDir(), SandboxProfile: "vm"} },
 			"unknown sandbox profile"},
-		"bad approvals store":   {func(a *App) { a.Approvals.Store = "redis" }, "unknown store"},
+		"bad approvals store":   {func(a *App) { a.Approvals.Store = "memcached" }, "unknown store"},
+		"redis store alone":     {func(a *App) { a.Approvals.Store, a.Approvals.Path = "redis", "" }, "store redis needs state redis"},
+		"state without redis":   {func(a *App) { a.State = &StateConfig{} }, "state: redis is required"},
+		"redis address and url": {func(a *App) { a.State = &StateConfig{Redis: &RedisConfig{Address: "a:1", URL: "redis://a:1"}} }, "mutually exclusive"},
+		"redis unset password": {func(a *App) {
+			a.State = &StateConfig{Redis: &RedisConfig{Address: "127.0.0.1:1", Password: "{env.T_UNSET_VAR}"}}
+		}, "password"},
+		"redis literal password": {func(a *App) { a.State = &StateConfig{Redis: &RedisConfig{Address: "127.0.0.1:1", Password: "hunter2"}} }, "placeholder"},
+		"redis url password":     {func(a *App) { a.State = &StateConfig{Redis: &RedisConfig{URL: "redis://:hunter2@127.0.0.1:1"}} }, "must not carry a password"},
+		"public advertise": {func(a *App) {
+			a.State = &StateConfig{Redis: &RedisConfig{Address: "127.0.0.1:1"}, Advertise: "http://8.8.8.8:8281"}
+		}, "loopback or private"},
+		"bad advertise": {func(a *App) {
+			a.State = &StateConfig{Redis: &RedisConfig{Address: "127.0.0.1:1"}, Advertise: "ftp://x"}
+		}, "advertise"},
 		"bad redaction pattern": {func(a *App) { a.Redaction = &RedactionConfig{Patterns: []string{"("}} }, "redaction"},
 	}
 	for name, c := range cases {

@@ -19,6 +19,7 @@ import (
 	"github.com/caddy-nomos/nomos/internal/ratelimit"
 	"github.com/caddy-nomos/nomos/internal/redact"
 	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/internal/sharedstate"
 	"github.com/caddy-nomos/nomos/mcp"
 	"github.com/caddy-nomos/nomos/policy"
 )
@@ -52,6 +53,8 @@ type App struct {
 	// Runtime holds operational switches. Default: the defaults of
 	// RuntimeConfig.
 	Runtime *RuntimeConfig `json:"runtime,omitempty"`
+	// State is the state replicas share (Redis). Default: none (local).
+	State *StateConfig `json:"state,omitempty"`
 	// Upstreams are the upstream MCP servers nomos_mcp routes expose, by
 	// name. Default: none.
 	Upstreams map[string]*UpstreamConfig `json:"upstreams,omitempty"`
@@ -67,6 +70,8 @@ type App struct {
 	engines   map[string]*policy.Engine
 	recorder  *audit.Recorder
 	approvals approvals.Store
+	shared    *sharedstate.Client
+	stateKey  string // pool key of shared
 	auth      *identity.Authenticator
 	exec      service.Executor
 	redactor  service.Redactor
@@ -107,7 +112,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.validateRuntime(); err != nil {
 		return err
 	}
-	steps := []func() error{a.provisionPolicies, a.provisionRedaction, a.provisionAudit,
+	steps := []func() error{a.provisionPolicies, a.provisionRedaction, a.provisionAudit, a.provisionState,
 		a.provisionApprovals, a.provisionIdentity, a.provisionExecutor, a.provisionLimits, a.provisionMetrics,
 		a.provisionServices, a.provisionUpstreams}
 	for _, step := range steps {
@@ -153,8 +158,8 @@ func (a *App) validateRuntime() error {
 	if !a.Runtime.Stateless {
 		return nil
 	}
-	if a.Approvals != nil {
-		return fmt.Errorf("nomos: runtime: approvals must be disabled in stateless mode")
+	if a.Approvals != nil && a.Approvals.Store != "redis" {
+		return fmt.Errorf("nomos: runtime: approvals in stateless mode need an external store (store redis)")
 	}
 	for _, s := range a.Audit.Sinks {
 		if s.Type == "sqlite" {

@@ -25,10 +25,11 @@ func init() {
 //		}
 //		identity { ... }
 //		audit { sink stdout | sink sqlite [<path>] | sink webhook <url> { ... } }
-//		approvals { store sqlite|file [<path>]; ttl <dur>; approvers <p>...; single_use; allow_self_approval }
+//		approvals { store sqlite|file [<path>] | store redis; ttl <dur>; approvers <p>...; single_use; allow_self_approval }
 //		executor { workspace_root <dir>; sandbox_profile none|local|landlock|container; ... }
 //		credential <id> <env_key> <value> [<ttl>]
 //		redact <regexp>
+//		state { redis { address <host:port> | url <url>; password {env.X}; ... }; advertise <url> }
 //		runtime { stateless; deployment_mode <mode>; concurrency_limit <n>; ... }
 //		upstream <name> { command <path> [<args>...] | url <url>; ...; pin off|warn|enforce }
 //		pins { path <file> }
@@ -104,6 +105,12 @@ func (a *App) unmarshalDirective(d *caddyfile.Dispenser) error {
 		}
 		a.Pins = new(PinsConfig)
 		return unmarshalPins(d, a.Pins)
+	case "state":
+		if a.State != nil {
+			return d.Err("state already configured")
+		}
+		a.State = new(StateConfig)
+		return unmarshalState(d, a.State)
 	case "runtime":
 		if a.Runtime == nil {
 			a.Runtime = new(RuntimeConfig)

@@ -277,8 +277,9 @@ func unmarshalApprovals(d *caddyfile.Dispenser, c *ApprovalsConfig) error {
 				return d.Err("store already set")
 			}
 			args := d.RemainingArgs()
-			if len(args) < 1 || len(args) > 2 || (args[0] != "sqlite" && args[0] != "file") {
-				return d.Err("usage: store sqlite|file [<path>]")
+			if len(args) < 1 || len(args) > 2 || (args[0] != "sqlite" && args[0] != "file" && args[0] != "redis") ||
+				args[0] == "redis" && len(args) == 2 {
+				return d.Err("usage: store sqlite|file [<path>] | store redis")
 			}
 			c.Store = args[0]
 			if len(args) == 2 {

@@ -266,14 +266,17 @@ func (a *App) provisionApprovals() error {
 	if c.Store == "" {
 		c.Store = "sqlite"
 	}
+	if c.TTL <= 0 {
+		c.TTL = caddy.Duration(15 * time.Minute)
+	}
+	if c.Store == "redis" {
+		return a.provisionRedisApprovals()
+	}
 	if c.Path == "" {
 		c.Path = dataPath(map[string]string{"sqlite": "approvals.db", "file": "approvals.json"}[c.Store])
 	}
 	if c.Store != "sqlite" && c.Store != "file" {
-		return fmt.Errorf("nomos: approvals: unknown store %q (want sqlite or file)", c.Store)
-	}
-	if c.TTL <= 0 {
-		c.TTL = caddy.Duration(15 * time.Minute)
+		return fmt.Errorf("nomos: approvals: unknown store %q (want sqlite, file or redis)", c.Store)
 	}
 	key := configKey("approvals", c.Store, c.Path)
 	a.track(key)
@@ -288,6 +291,19 @@ func (a *App) provisionApprovals() error {
 		return fmt.Errorf("nomos: approvals: %w", err)
 	}
 	a.approvals = st
+	return nil
+}
+
+// provisionRedisApprovals puts approvals on the shared state; the store
+// holds nothing but the pooled client.
+func (a *App) provisionRedisApprovals() error {
+	if a.Approvals.Path != "" {
+		return errors.New("nomos: approvals: store redis takes no path")
+	}
+	if a.shared == nil {
+		return errors.New("nomos: approvals: store redis needs state redis (state { redis { address <host:port> } })")
+	}
+	a.approvals = approvals.OpenRedis(a.shared)
 	return nil
 }
 
@@ -308,10 +324,11 @@ func (a *App) provisionIdentity() error {
 	if err != nil {
 		return fmt.Errorf("nomos: identity: %w", err)
 	}
-	if cfg.ReplayStore, err = a.replayCache(cfg); err != nil {
+	replayKey, err := a.replayStore(&cfg)
+	if err != nil {
 		return fmt.Errorf("nomos: identity: %w", err)
 	}
-	key := configKey("identity", cfg)
+	key := configKey("identity", cfg, replayKey)
 	a.track(key)
 	auth, err := loadPooled(key, func() (*identity.Authenticator, func() error, error) {
 		auth, err := identity.New(cfg)
@@ -327,6 +344,20 @@ func (a *App) provisionIdentity() error {
 	}
 	a.auth = auth
 	return nil
+}
+
+// replayStore sets the replay store of cfg and returns the pool key of
+// what it is built on, which keys the authenticator too: with shared state
+// the nonces live in Redis, seen by every replica; otherwise in a local
+// cache.
+func (a *App) replayStore(cfg *identity.Config) (string, error) {
+	if a.shared != nil {
+		cfg.ReplayStore = identity.NewSharedReplay(a.shared, cfg.MaxClockSkew)
+		return a.stateKey, nil
+	}
+	rc, err := a.replayCache(*cfg)
+	cfg.ReplayStore = rc
+	return "local", err
 }
 
 // replayCache is pooled apart from the authenticator, keyed only by its
@@ -445,7 +476,7 @@ func (a *App) provisionServices() error {
 	for _, name := range a.policyNames() {
 		cfg := service.Config{
 			Environment: a.Environment, Policy: a.engines[name], Audit: a.metrics.auditObserver(a.recorder),
-			RateLimits: a.limiter, LoopGuard: a.loopGuard,
+			RateLimits: a.limiter, SharedRateLimits: a.sharedLimits(), LoopGuard: a.loopGuard,
 			Executor: a.exec, Redactor: a.redactor, AssuranceLevel: a.assurance, Logger: a.slog,
 			Authorized: authorized,
 		}
@@ -467,7 +498,10 @@ func (a *App) provisionServices() error {
 // provisionAuthorized shares one memory of authorized external actions
 // across policy sets and reloads, so an action authorized before a reload
 // can still be reported after it.
-func (a *App) provisionAuthorized() (*service.Authorized, error) {
+func (a *App) provisionAuthorized() (service.ReportIndex, error) {
+	if a.shared != nil {
+		return service.NewRedisReportIndex(a.shared, 0), nil
+	}
 	key := configKey("authorized", a.Environment)
 	a.track(key)
 	m, err := loadPooled(key, func() (*service.Authorized, func() error, error) {

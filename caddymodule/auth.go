@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddy-nomos/nomos/internal/identity"
 	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/internal/sharedstate"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
@@ -79,6 +80,9 @@ func clientRequestLine(r *http.Request) (method, target string) {
 }
 
 func authError(err error) *service.Error {
+	if errors.Is(err, sharedstate.ErrUnavailable) {
+		return service.Errorf(http.StatusServiceUnavailable, service.CodeStateUnavailable, "shared state unavailable; retry later")
+	}
 	msg := "authentication failed"
 	if errors.Is(err, identity.ErrAuth) {
 		msg = err.Error()

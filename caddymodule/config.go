@@ -172,9 +172,12 @@ type SinkConfig struct {
 
 // ApprovalsConfig enables human approval for REQUIRE_APPROVAL decisions.
 type ApprovalsConfig struct {
-	// Store is sqlite or file. Default: sqlite.
+	// Store is sqlite, file or redis. redis keeps approvals on the app's
+	// shared state (state { redis { ... } }), so every replica sees them;
+	// it is the only store allowed in stateless mode. Default: sqlite.
 	Store string `json:"store,omitempty"`
-	// Path of the store. Default: <data dir>/nomos/approvals.db (or .json).
+	// Path of the store (sqlite and file only). Default:
+	// <data dir>/nomos/approvals.db (or .json).
 	Path string `json:"path,omitempty"`
 	// TTL of a pending or approved approval. Default: 15m.
 	TTL caddy.Duration `json:"ttl,omitempty"`
@@ -191,10 +194,62 @@ type ApprovalsConfig struct {
 	AllowSelfApproval bool `json:"allow_self_approval,omitempty"`
 }
 
+// StateConfig is the state replicas share. Without it every piece of state
+// (approvals aside) is local to the process.
+type StateConfig struct {
+	// Redis is the shared Redis (or Valkey) server. When set, agent
+	// signature nonces, the authorized-action index of /actions/report,
+	// per-principal MCP session caps and MCP session bindings live there;
+	// approvals do with approvals { store redis }. Default: none.
+	Redis *RedisConfig `json:"redis,omitempty"`
+	// Advertise is the URL other replicas use to reach this one's nomos_mcp
+	// routes when they receive a request for an MCP session it owns (a
+	// loopback or private address; the same path is kept). Required for
+	// nomos_mcp behind a load balancer that does not pin sessions.
+	// Default: none (sessions of other replicas answer 404).
+	Advertise string `json:"advertise,omitempty"`
+}
+
+// RedisConfig says how to reach the shared Redis. Exactly one of Address
+// and URL is set. A replica starts while Redis is down; every decision
+// that needs it is then denied as state_unavailable.
+type RedisConfig struct {
+	// Address is host:port. Default: none.
+	Address string `json:"address,omitempty"`
+	// URL is a redis:// or rediss:// URL (it may carry the database).
+	// Default: none.
+	URL string `json:"url,omitempty"`
+	// Username for Redis ACLs. Default: none.
+	Username string `json:"username,omitempty"`
+	// Password, usually a placeholder such as {env.NOMOS_REDIS_PASSWORD},
+	// resolved at provision time (never written resolved into the config).
+	// Default: none.
+	Password string `json:"password,omitempty"`
+	// DB is the database number. Default: 0.
+	DB int `json:"db,omitempty"`
+	// TLS connects with TLS. Default: false (on with a rediss:// URL).
+	TLS bool `json:"tls,omitempty"`
+	// TLSCAFile is a PEM file of CAs to trust for the server's certificate.
+	// Default: the system roots.
+	TLSCAFile string `json:"tls_ca_file,omitempty"`
+	// TLSServerName overrides the name checked in the server's certificate.
+	// Default: the host of Address or URL.
+	TLSServerName string `json:"tls_server_name,omitempty"`
+	// KeyPrefix starts every key, so deployments can share a server.
+	// Default: nomos:.
+	KeyPrefix string `json:"key_prefix,omitempty"`
+	// DialTimeout bounds connecting. Default: 2s.
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+	// ReadTimeout bounds reading a reply. Default: 1s.
+	ReadTimeout caddy.Duration `json:"read_timeout,omitempty"`
+	// WriteTimeout bounds writing a command. Default: 1s.
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+}
+
 // RuntimeConfig holds operational switches.
 type RuntimeConfig struct {
-	// Stateless forbids local state: no sqlite sink, no approvals.
-	// Default: false.
+	// Stateless forbids local state: no sqlite sink, and approvals only in
+	// an external store (store redis). Default: false.
 	Stateless bool `json:"stateless,omitempty"`
 	// DeploymentMode is ci, k8s, remote_dev or unmanaged. Default: unmanaged.
 	DeploymentMode string `json:"deployment_mode,omitempty"`

@@ -50,6 +50,7 @@ func (in *doctorInput) run(ctx context.Context) []doctorCheck {
 	out = append(out, in.checkSecrets()...)
 	out = append(out, in.checkAnonymous())
 	out = append(out, in.checkAuditSinks()...)
+	out = append(out, in.checkState(ctx)...)
 	out = append(out, in.checkApprovals(ctx)...)
 	out = append(out, in.checkUpstreams(ctx)...)
 	out = append(out, in.checkPins(ctx)...)
@@ -338,7 +339,11 @@ func (in *doctorInput) checkApprovals(ctx context.Context) []doctorCheck {
 	if err != nil {
 		return []doctorCheck{c.fail(err.Error(), "repair or move the approval store")}
 	}
-	out := []doctorCheck{c.pass(fmt.Sprintf("%s store opens; %d pending", a.Store, len(pending)), "path "+a.Path)}
+	where := "path " + a.Path
+	if a.Store == "redis" {
+		where = "on the shared state (state redis)"
+	}
+	out := []doctorCheck{c.pass(fmt.Sprintf("%s store opens; %d pending", a.Store, len(pending)), where)}
 	ap := doctorCheck{ID: "approvals.approvers"}
 	if len(a.Approvers) == 0 {
 		return append(out, ap.warn("no approvers: nobody can approve, so every REQUIRE_APPROVAL waits until it expires",
@@ -352,6 +357,13 @@ func (in *doctorInput) approvalStore() (approvals.Store, func(), error) {
 		return in.live.approvals, func() {}, nil
 	}
 	a := in.app.Approvals
+	if a.Store == "redis" {
+		c, closeClient, err := in.sharedClient()
+		if err != nil {
+			return nil, nil, err
+		}
+		return approvals.OpenRedis(c), closeClient, nil
+	}
 	if a.Store == "" {
 		a.Store = "sqlite"
 	}
@@ -470,10 +482,10 @@ func (in *doctorInput) checkMTLS() doctorCheck {
 func (in *doctorInput) checkStateless() doctorCheck {
 	c := doctorCheck{ID: "runtime.stateless"}
 	if err := in.app.validateRuntime(); err != nil {
-		return c.fail(err.Error(), "remove approvals and sqlite sinks, or turn stateless off")
+		return c.fail(err.Error(), "use approvals { store redis } with state redis, remove sqlite sinks, or turn stateless off")
 	}
 	if in.app.Runtime.Stateless {
-		return c.pass("stateless: no local state (no sqlite sink, no approvals)")
+		return c.pass("stateless: no local state (no sqlite sink; approvals only in the shared redis store)")
 	}
 	return c.pass("stateful: local state allowed")
 }

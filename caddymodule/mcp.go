@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-nomos/nomos/internal/service"
 	"github.com/caddy-nomos/nomos/mcp"
 )
 
@@ -119,6 +120,9 @@ func (h *MCPHandler) newGateway(app *App) (*mcp.Gateway, error) {
 	gov := &governor{svc: svc, red: app.red}
 	auth := func(r *http.Request, body []byte) (mcp.Identity, error) {
 		id, e := h.authenticate(app, r, body, true)
+		if e != nil && e.Code == service.CodeStateUnavailable {
+			return mcp.Identity{}, mcp.ErrStateUnavailable
+		}
 		if e != nil { // the gateway adds the code, as the HTTP API does
 			return mcp.Identity{}, errors.New(e.Msg)
 		}
@@ -132,7 +136,13 @@ func (h *MCPHandler) newGateway(app *App) (*mcp.Gateway, error) {
 		}
 		opts = append(opts, mcp.WithBuiltins(set))
 	}
-	return mcp.NewGateway(h.routeConfig(), ups, gov, auth, app.slog.With("route", "nomos_mcp"), opts...)
+	route := h.routeConfig()
+	if app.shared != nil {
+		// Scoped by the route's config, which every replica shares, so the
+		// cap per principal is the route's, as on one replica.
+		route.Registry = mcp.NewRedisRegistry(app.shared, configKey("mcp_route", route, h.Policy), app.State.Advertise)
+	}
+	return mcp.NewGateway(route, ups, gov, auth, app.slog.With("route", "nomos_mcp"), opts...)
 }
 
 func (h *MCPHandler) routeConfig() mcp.RouteConfig {

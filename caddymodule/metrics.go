@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/internal/sharedstate"
 	"github.com/caddy-nomos/nomos/mcp"
 )
 
@@ -225,7 +226,7 @@ func (m *metrics) goLive(a *App) {
 	for i, n := range names {
 		ups[i] = a.upstreams[n]
 	}
-	m.state.current.Store(&liveState{upstreams: ups, recorder: a.recorder})
+	m.state.current.Store(&liveState{upstreams: ups, recorder: a.recorder, shared: a.shared})
 }
 
 // trackGateway counts a nomos_mcp route's live sessions until untracked.
@@ -236,6 +237,7 @@ func (m *metrics) untrackGateway(g *mcp.Gateway) { m.state.gateways.Delete(g) }
 type liveState struct {
 	upstreams []*mcp.Upstream
 	recorder  *audit.Recorder
+	shared    *sharedstate.Client // nil without state { redis }
 }
 
 // stateCollector reads gauges and totals at scrape time.
@@ -243,7 +245,7 @@ type stateCollector struct {
 	current  atomic.Pointer[liveState]
 	gateways sync.Map // *mcp.Gateway -> true
 
-	breaker, sessions, events, dropped *prometheus.Desc
+	breaker, sessions, events, dropped, sharedBreaker *prometheus.Desc
 }
 
 // breakerStates are the values of the state label.
@@ -260,6 +262,9 @@ func newStateCollector() *stateCollector {
 			"Audit events stored by every sink of the audit recorder in use.", nil, nil),
 		dropped: prometheus.NewDesc("nomos_audit_dropped_total",
 			"Audit events a sink refused (the action they belonged to was denied or its failure logged); must stay 0.", nil, nil),
+		sharedBreaker: prometheus.NewDesc("nomos_state_breaker_state",
+			"1 for the current circuit breaker state of the shared state (Redis) client (closed, half-open, open), 0 for the others; while it is not closed, decisions that need Redis are denied as state_unavailable.",
+			[]string{"state"}, nil),
 	}
 }
 
@@ -268,6 +273,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.sessions
 	ch <- c.events
 	ch <- c.dropped
+	ch <- c.sharedBreaker
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -289,6 +295,16 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				v = 1
 			}
 			ch <- prometheus.MustNewConstMetric(c.breaker, prometheus.GaugeValue, v, u.Name(), s)
+		}
+	}
+	if st.shared != nil {
+		now := st.shared.Health().Breaker
+		for _, s := range breakerStates[:3] {
+			v := 0.0
+			if s == now {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.sharedBreaker, prometheus.GaugeValue, v, s)
 		}
 	}
 	if st.recorder != nil {

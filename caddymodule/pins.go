@@ -37,9 +37,13 @@ func (a *App) pinStorePath() (string, error) {
 	return dataPath("pins.db"), nil
 }
 
-// pinStoreChoice is the one place the pin store is chosen: a sqlite file,
-// or memory in stateless mode. A shared backend (Redis) plugs in here.
+// pinStoreChoice is the one place the pin store is chosen: the shared
+// Redis when state { redis } is configured, else a sqlite file, or memory
+// in stateless mode.
 func (a *App) pinStoreChoice() (key string, open func() (pins.Store, error), err error) {
+	if a.shared != nil { // replicas share one review: a pin accepted on one holds on all
+		return configKey("pins", "redis", a.stateKey), func() (pins.Store, error) { return pins.OpenRedis(a.shared), nil }, nil
+	}
 	path, err := a.pinStorePath()
 	if err != nil {
 		return "", nil, err

@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 )
@@ -117,6 +118,9 @@ type Outcome struct {
 // the already read (capped) request body, empty for GET and DELETE. An error
 // is answered with HTTP 401 {"decision":"DENY","reason":"auth_error: <its
 // message>"}, so its message must not carry the code itself.
+//
+// An error wrapping ErrStateUnavailable (the shared state that checks
+// signature replays is down) is answered with HTTP 503 state_unavailable.
 type Authenticator func(r *http.Request, body []byte) (Identity, error)
 
 // Builtins are tools a door answers itself, listed ahead of the upstreams'
@@ -142,3 +146,7 @@ type BuiltinCall struct {
 	Name      string
 	Arguments json.RawMessage
 }
+
+// ErrStateUnavailable marks an Authenticator failure caused by shared
+// state that could not be reached rather than by the credentials.
+var ErrStateUnavailable = errors.New("shared state unavailable")

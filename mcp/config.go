@@ -269,6 +269,10 @@ type RouteConfig struct {
 	// of that size, refilled over a minute); beyond it initialize is
 	// refused with 429 rate_limited. Default: 600.
 	InitializePerMinute int
+	// Registry, when set, shares the route's sessions with other replicas
+	// (bindings and per-principal caps, on Redis). Default: none (sessions
+	// and caps are local to this process).
+	Registry SessionRegistry `json:"-"`
 	// Transport is the downstream transport recorded in audit:
 	// streamable_http, or stdio when nomos mcp stdio bridges to the
 	// gateway in process. Default: streamable_http.

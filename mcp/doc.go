@@ -12,6 +12,11 @@
 // request goes through Path, the one governed-call path of every MCP front
 // door, which asks a Governor supplied by the caller.
 //
+// Replicas behind a load balancer share downstream sessions through a
+// SessionRegistry (NewRedisRegistry): the replica that answers initialize
+// owns the session and its upstream sessions; another replica forwards the
+// session's requests to it, and answers 404 once it is gone.
+//
 // The package never imports Caddy or zap; it logs with log/slog. The Caddy
 // handler nomos_mcp wraps Gateway, and the nomos app pools Upstream values by
 // Key so that a reload keeps unchanged upstreams and their children alive.

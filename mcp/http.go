@@ -48,7 +48,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if g.forwardForeign(w, r, body) {
+		return
+	}
 	id, err := g.auth(r, body)
+	if errors.Is(err, ErrStateUnavailable) {
+		httpDeny(w, http.StatusServiceUnavailable, errcode.StateUnavailable, "shared state unavailable; retry later")
+		return
+	}
 	if err != nil {
 		httpDeny(w, http.StatusUnauthorized, errcode.Auth, err.Error())
 		return
@@ -242,11 +249,14 @@ func (g *Gateway) sessionFor(w http.ResponseWriter, r *http.Request, id Identity
 		return nil, false
 	}
 	g.sessions.touch(s, now)
+	g.shareTouch(r.Context(), s, now)
 	return s, true
 }
 
 func (g *Gateway) endSession(s *session) {
-	g.sessions.remove(s.id)
+	if g.sessions.remove(s.id) != nil {
+		g.shareRelease(s)
+	}
 	s.close()
 }
 

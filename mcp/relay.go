@@ -18,6 +18,7 @@ import (
 // session for stdio upstreams.
 func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, id Identity, m *message) {
 	for _, old := range g.sessions.sweep(g.now(), g.route.SessionTTL) {
+		g.shareRelease(old)
 		old.close()
 	}
 	if !g.admit(w, id, m) {
@@ -28,15 +29,21 @@ func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, id Ide
 		writeJSON(w, http.StatusInternalServerError, jsonrpc.ErrorResponse(m.ID, jsonrpc.CodeInternalError, "session id", nil))
 		return
 	}
+	if !g.shareAdmit(w, r, s) {
+		s.close()
+		return
+	}
 	params, version := downstreamInitParams(m.Params)
 	s.protocolVersion, s.initParams, s.caps = version, params, capabilitiesOf(params)
 	results, resp := g.initUpstreams(r.Context(), s, m, params)
 	if resp != nil {
+		g.shareRelease(s)
 		s.close()
 		writeJSON(w, http.StatusOK, resp)
 		return
 	}
 	if !g.sessions.add(s, g.route.MaxSessionsPerPrincipal) { // lost a race for the last slot
+		g.shareRelease(s)
 		s.close()
 		g.denySessionLimit(w, id)
 		return

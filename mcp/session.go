@@ -25,6 +25,7 @@ type session struct {
 	identity Identity
 	gw       atomic.Pointer[Gateway] // swapped when a reload adopts the session
 	lastSeen atomic.Int64            // unix nanoseconds
+	sharedAt atomic.Int64            // last registry refresh, unix nanoseconds
 	idle     *list.Element           // in sessionStore.idle, guarded by the store's lock
 	nextID   atomic.Int64
 	done     chan struct{}

@@ -566,6 +566,8 @@ func TestOpenAPIContract(t *testing.T) {
 		t.Errorf("decide without approvals: %v", out)
 	}
 
+	openAPIStateDown(t, run, env)
+
 	for _, d := range []string{"ALLOW/external_authorized", "ALLOW/executed", "DENY", "REQUIRE_APPROVAL"} {
 		if !seen[d] {
 			t.Errorf("no action outcome %s was exercised", d)
@@ -581,6 +583,58 @@ func TestOpenAPIContract(t *testing.T) {
 			t.Errorf("%s was never produced", key)
 		}
 	}
+}
+
+// openAPIStateDownCaddyfile shares state on a Redis that is not there.
+const openAPIStateDownCaddyfile = `{
+	admin 127.0.0.1:{ADMIN}
+	nomos {
+		environment dev
+		policy default {
+			bundle shop.yaml
+		}
+		identity {
+			api_key {env.T_ALICE_KEY} alice
+			api_key {env.T_REVIEWER_KEY} reviewer
+			agent_secret shop-agent {env.T_AGENT_SECRET}
+		}
+		state {
+			redis {
+				address 127.0.0.1:{REDIS}
+			}
+		}
+		audit {
+			sink sqlite
+		}
+		approvals {
+			store redis
+			approvers reviewer
+		}
+	}
+}
+
+http://127.0.0.1:{PORT} {
+	nomos_api
+}
+`
+
+// openAPIStateDown produces the 503 state_unavailable of every action
+// endpoint: the signed request's nonce cannot be checked, and the approval
+// decision cannot reach its store.
+func openAPIStateDown(t *testing.T, run *openAPIRun, env []string) {
+	caddyfile := strings.ReplaceAll(openAPIStateDownCaddyfile, "{REDIS}", fmt.Sprint(freePort(t)))
+	down := startServer(t, caddyfile, map[string]string{"shop.yaml": shopBundle}, env...)
+	run.base = down.base
+	agent := client{base: down.base, apiKey: "alice-key", agent: "shop-agent", secret: "agent-secret"}
+	for _, path := range []string{"/action", "/run", "/explain", "/actions/report"} {
+		body := any(envelope("oa-down-1", "orders.read", "shop://orders/1", nil))
+		if path == "/actions/report" {
+			body = map[string]any{"action_id": "oa-down-1", "trace_id": "trace-oa-down-1", "outcome": "SUCCEEDED"}
+		}
+		run.call(openAPICall{name: path + " state down", path: path, as: agent, body: body, want: 503})
+	}
+	run.call(openAPICall{name: "decide state down", path: "/approvals/decide", as: client{base: down.base, apiKey: "reviewer-key"}, want: 503,
+		body: map[string]any{"approval_id": "apr_000000000000000000000000", "decision": "APPROVE"}})
 }
 
 // openAPIDecisions covers every decision of POST /action and /run and

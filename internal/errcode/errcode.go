@@ -18,6 +18,9 @@ const (
 	SessionIdentity   = "session_identity_mismatch"
 	SessionLimit      = "session_limit"
 	Conflict          = "conflict"
+	// StateUnavailable: the shared state (Redis) could not be reached;
+	// the request is refused rather than decided on local state.
+	StateUnavailable = "state_unavailable"
 )
 
 // Reason is the reason member of the error shape: "<code>: <message>".

@@ -38,8 +38,20 @@ func replayError(err error) error {
 	case errors.Is(err, ErrReplayWindow):
 		return agentError(ErrReplayWindow.Error())
 	}
-	return agentError("replay check unavailable")
+	return &unavailableError{agentError("replay check unavailable"), err}
 }
+
+// unavailableError is an agent failure because the replay store could not
+// answer: it is an auth failure (ErrAuth) that also carries the store's
+// error (the shared state's ErrUnavailable), so the front door can answer
+// state_unavailable instead of a plain 401.
+type unavailableError struct {
+	auth  error
+	cause error
+}
+
+func (e *unavailableError) Error() string   { return e.auth.Error() }
+func (e *unavailableError) Unwrap() []error { return []error{e.auth, e.cause} }
 
 // ReplayCache remembers authentic agent signatures (v2: agent and nonce;
 // legacy: the MAC) for as long as their timestamp is inside the clock skew

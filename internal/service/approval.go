@@ -81,9 +81,17 @@ func (s *Service) useApproval(ctx context.Context, r *run, id string) (bool, err
 		r.approval = &approvalInfo{id: rec.ID, fingerprint: rec.Fingerprint, expiresAt: rec.ExpiresAt, applied: true}
 		return true, nil
 	}
+	if isStateDown(err) {
+		stateDenied(r)
+		return true, nil
+	}
 	rec, gerr := st.Get(ctx, id)
 	if errors.Is(gerr, approvals.ErrNotFound) {
 		return false, nil
+	}
+	if isStateDown(gerr) {
+		stateDenied(r)
+		return true, nil
 	}
 	if gerr != nil {
 		return false, Errorf(http.StatusInternalServerError, CodeInternal, "approval store unavailable")
@@ -94,6 +102,15 @@ func (s *Service) useApproval(ctx context.Context, r *run, id string) (bool, err
 		return true, nil
 	}
 	return false, nil
+}
+
+// stateDenied turns the run into a DENY because the shared state it
+// needs is unreachable. The decision is audited like any other.
+func stateDenied(r *run) {
+	r.d.Decision, r.d.ReasonCode = policy.Deny, ReasonStateUnavailable
+	r.d.Obligations = policy.Obligations{}
+	r.class = audit.ResultStateUnavailable
+	r.approval = nil
 }
 
 func sameIdentity(rec approvals.Record, a *action.Action) bool {
@@ -111,6 +128,11 @@ func (s *Service) pendingApproval(ctx context.Context, r *run) error {
 		SingleUse: s.cfg.SingleUseApprovals,
 	}
 	rec, created, err := s.cfg.Approvals.CreateOrGetPending(ctx, req, s.cfg.ApprovalTTL, s.cfg.Clock())
+	if isStateDown(err) {
+		s.cfg.Logger.Error("approvals: shared state unavailable; action denied", "trace_id", r.a.TraceID, "error", err)
+		stateDenied(r)
+		return nil
+	}
 	if err != nil {
 		s.cfg.Logger.Error("approvals: could not create pending approval", "trace_id", r.a.TraceID, "error", err)
 		return Errorf(http.StatusInternalServerError, CodeInternal, "approval store unavailable")
@@ -201,6 +223,8 @@ func (s *Service) notApprover(ctx context.Context, id, principal string) error {
 
 func decideError(err error) error {
 	switch {
+	case isStateDown(err):
+		return stateError()
 	case errors.Is(err, approvals.ErrNotFound):
 		return Errorf(http.StatusNotFound, CodeApproval, "approval not found")
 	case errors.Is(err, approvals.ErrConflict):

@@ -2,6 +2,7 @@ package service
 
 import (
 	"container/list"
+	"context"
 	"sync"
 	"time"
 
@@ -22,6 +23,19 @@ const (
 // principalShare is how many principals at their quota it takes to fill
 // the memory: one principal holds at most capacity/principalShare entries.
 const principalShare = 8
+
+// ReportIndex remembers the external actions Nomos authorized, for
+// POST /actions/report. *Authorized keeps them in the process; the Redis
+// index (NewRedisReportIndex) shares them among replicas, so an action
+// authorized by one can be reported to another. An error means the index
+// could not answer: the action is denied, the report refused.
+type ReportIndex interface {
+	// Add remembers that the action was authorized for principal at now.
+	Add(ctx context.Context, principal, traceID, actionID string, now time.Time) error
+	// Reportable reports whether the action was authorized for principal
+	// and its window has not passed at now.
+	Reportable(ctx context.Context, principal, traceID, actionID string, now time.Time) (bool, error)
+}
 
 // Authorized remembers the external actions Nomos authorized, so that
 // POST /actions/report accepts a report only from the principal an action
@@ -64,7 +78,7 @@ func NewAuthorized(capacity int, window time.Duration) (*Authorized, error) {
 }
 
 // forget drops an entry the LRU evicted or removed from its principal's
-// list. It runs inside add or reportable, with mu held.
+// list. It runs inside Add or Reportable, with mu held.
 func (m *Authorized) forget(k authorizedKey, _ time.Time) {
 	el, ok := m.elems[k]
 	if !ok {
@@ -78,9 +92,9 @@ func (m *Authorized) forget(k authorizedKey, _ time.Time) {
 	}
 }
 
-// add remembers that the action was authorized for principal at now. A
-// principal at its quota gives up its own oldest entry first.
-func (m *Authorized) add(principal, traceID, actionID string, now time.Time) {
+// Add implements ReportIndex; it never fails. A principal at its quota
+// gives up its own oldest entry first.
+func (m *Authorized) Add(_ context.Context, principal, traceID, actionID string, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := authorizedKey{principal, traceID, actionID}
@@ -96,21 +110,24 @@ func (m *Authorized) add(principal, traceID, actionID string, now time.Time) {
 		m.elems[k] = l.PushBack(k)
 	}
 	m.cache.Add(k, now.Add(m.window))
+	return nil
 }
 
-// reportable reports whether the action was authorized for principal and
-// its window has not passed at now. An expired entry is dropped.
-func (m *Authorized) reportable(principal, traceID, actionID string, now time.Time) bool {
+// Reportable implements ReportIndex. An expired entry is dropped.
+func (m *Authorized) Reportable(_ context.Context, principal, traceID, actionID string, now time.Time) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := authorizedKey{principal, traceID, actionID}
 	until, ok := m.cache.Get(k)
 	if !ok {
-		return false
+		return false, nil
 	}
 	if !now.Before(until) {
 		m.cache.Remove(k)
-		return false
+		return false, nil
 	}
-	return true
+	return true, nil
 }
+
+// Interface guards
+var _ ReportIndex = (*Authorized)(nil)

@@ -77,17 +77,17 @@ func TestAuthorizedIsBounded(t *testing.T) {
 	}
 	now := time.Now()
 	for _, id := range []string{"a", "b", "c"} {
-		m.add("alice", "t", id, now)
+		_ = m.Add(context.Background(), "alice", "t", id, now)
 	}
-	if m.cache.Len() != 2 || m.reportable("alice", "t", "a", now) || !m.reportable("alice", "t", "c", now) {
-		t.Fatalf("len %d; a reportable %v", m.cache.Len(), m.reportable("alice", "t", "a", now))
+	if m.cache.Len() != 2 || reportable(m, "alice", "t", "a", now) || !reportable(m, "alice", "t", "c", now) {
+		t.Fatalf("len %d; a reportable %v", m.cache.Len(), reportable(m, "alice", "t", "a", now))
 	}
-	if m.reportable("alice", "t", "c", now.Add(time.Minute)) || m.cache.Len() != 1 {
+	if reportable(m, "alice", "t", "c", now.Add(time.Minute)) || m.cache.Len() != 1 {
 		t.Fatalf("expired entry kept: len %d", m.cache.Len())
 	}
 	for p := range 12 {
 		for _, id := range []string{"x", "y"} {
-			m.add(fmt.Sprint("p", p), "t", id, now)
+			_ = m.Add(context.Background(), fmt.Sprint("p", p), "t", id, now)
 		}
 	}
 	if m.cache.Len() != 16 || len(m.elems) != 16 {
@@ -103,17 +103,22 @@ func TestAuthorizedFloodKeepsOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	m.add("bob", "t", "bob-1", now)
+	_ = m.Add(context.Background(), "bob", "t", "bob-1", now)
 	for i := range 10000 {
-		m.add("alice", "t", fmt.Sprint(i), now)
+		_ = m.Add(context.Background(), "alice", "t", fmt.Sprint(i), now)
 	}
-	if !m.reportable("bob", "t", "bob-1", now) {
+	if !reportable(m, "bob", "t", "bob-1", now) {
 		t.Fatal("alice's flood evicted bob's authorized action")
 	}
-	if !m.reportable("alice", "t", "9999", now) || m.reportable("alice", "t", "9991", now) {
+	if !reportable(m, "alice", "t", "9999", now) || reportable(m, "alice", "t", "9991", now) {
 		t.Fatal("alice keeps other than her 8 newest")
 	}
 	if m.cache.Len() != 9 {
 		t.Fatalf("len %d, want 9", m.cache.Len())
 	}
+}
+
+func reportable(m ReportIndex, principal, traceID, actionID string, now time.Time) bool {
+	ok, err := m.Reportable(context.Background(), principal, traceID, actionID, now)
+	return ok && err == nil
 }

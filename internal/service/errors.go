@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/caddy-nomos/nomos/internal/errcode"
+	"github.com/caddy-nomos/nomos/internal/sharedstate"
 )
 
 // Error codes of the stable HTTP error shape; the list lives in errcode,
@@ -22,6 +23,7 @@ const (
 	CodeInternal          = errcode.Internal
 	CodeMethod            = errcode.Method
 	CodeTooLarge          = errcode.TooLarge
+	CodeStateUnavailable  = errcode.StateUnavailable
 )
 
 // Error is a transport-level failure: the request was not evaluated, or its
@@ -38,6 +40,16 @@ func (e *Error) Error() string { return errcode.Reason(e.Code, e.Msg) }
 func Errorf(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Msg: fmt.Sprintf(format, args...)}
 }
+
+// stateError is the 503 of a request that is not an action decision (an
+// approval decision, a report) refused because the shared state is down.
+func stateError() *Error {
+	return Errorf(http.StatusServiceUnavailable, CodeStateUnavailable, "shared state unavailable; retry later")
+}
+
+// isStateDown reports whether err says the shared state could not be
+// reached.
+func isStateDown(err error) bool { return errors.Is(err, sharedstate.ErrUnavailable) }
 
 // AsError maps any error to an *Error, defaulting to a 500 that does not leak
 // the underlying message.

@@ -92,8 +92,8 @@ func transportDoor(meta map[string]any) string {
 
 // limited runs the loop breakers, then the rate limits, before policy. A
 // limit can only deny; it never turns a deny into an allow.
-func (s *Service) limited(r *run) bool {
-	return s.loopTripped(r) || s.rateLimited(r)
+func (s *Service) limited(ctx context.Context, r *run) bool {
+	return s.loopTripped(r) || s.rateLimited(ctx, r)
 }
 
 func (s *Service) loopTripped(r *run) bool {
@@ -119,11 +119,17 @@ func (s *Service) loopTripped(r *run) bool {
 	return true
 }
 
-func (s *Service) rateLimited(r *run) bool {
+func (s *Service) rateLimited(ctx context.Context, r *run) bool {
 	if s.cfg.RateLimits == nil {
 		return false
 	}
-	v := s.cfg.RateLimits.Check(ratelimit.Action{Principal: r.a.Principal, ActionType: r.a.ActionType, Resource: r.a.Resource}, s.cfg.Clock())
+	v, err := s.checkRateLimits(ctx, r)
+	if err != nil {
+		s.cfg.Logger.Error("rate limits: shared state unavailable; action denied", "trace_id", r.a.TraceID, "error", err)
+		r.d = policy.Decision{PolicyBundleHash: s.cfg.Policy.Hash()}
+		stateDenied(r)
+		return true
+	}
 	s.observeRateLimit(v)
 	if v.Allowed {
 		return false
@@ -137,6 +143,16 @@ func (s *Service) rateLimited(r *run) bool {
 		"rate_limit_remaining_tokens": h.Remaining, "rate_limit_refill_per_minute": h.RefillPerMinute,
 	})
 	return true
+}
+
+// checkRateLimits runs the rate_limits check, on the shared buckets when
+// the replicas share them.
+func (s *Service) checkRateLimits(ctx context.Context, r *run) (ratelimit.Verdict, error) {
+	a := ratelimit.Action{Principal: r.a.Principal, ActionType: r.a.ActionType, Resource: r.a.Resource}
+	if s.cfg.SharedRateLimits != nil {
+		return s.cfg.SharedRateLimits.Check(ctx, a)
+	}
+	return s.cfg.RateLimits.Check(a, s.cfg.Clock()), nil
 }
 
 func (s *Service) observeRateLimit(v ratelimit.Verdict) {

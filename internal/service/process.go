@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/caddy-nomos/nomos/audit"
+	"github.com/caddy-nomos/nomos/internal/errcode"
 	"github.com/caddy-nomos/nomos/internal/executor"
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
@@ -18,6 +19,9 @@ const (
 	ReasonApprovalDenied      = "approval_denied"
 	ReasonApprovalsNotEnabled = "approvals_not_enabled"
 	ReasonUnsupportedAction   = "unsupported_action"
+	// ReasonStateUnavailable denies a decision that needs the shared state
+	// (Redis) while it cannot be reached; nothing falls back to local state.
+	ReasonStateUnavailable = errcode.StateUnavailable
 )
 
 // run is the state of one request through the pipeline.
@@ -38,6 +42,9 @@ type run struct {
 	// retryAfter and limit describe a rate-limit or loop-breaker denial.
 	retryAfter int64
 	limit      *LimitInfo
+	// external: an allowed custom action is entered in the report index
+	// (the HTTP API's external_authorized mode).
+	external bool
 }
 
 // Process decodes, normalizes, decides, records and (for built-in types)
@@ -53,7 +60,7 @@ func (s *Service) ProcessWith(ctx context.Context, body []byte, id action.Identi
 	if err != nil {
 		return nil, err
 	}
-	r := &run{a: a, start: s.cfg.Clock(), meta: meta, door: doorOf(ctx, meta)}
+	r := &run{a: a, start: s.cfg.Clock(), meta: meta, door: doorOf(ctx, meta), external: true}
 	if err := s.record(ctx, s.event(a, audit.EventTraceStart)); err != nil {
 		return nil, err
 	}
@@ -94,7 +101,7 @@ func classOf(err error) string {
 // decide evaluates policy, resolves approvals and commits the decision to
 // audit before anything runs. A decision that cannot be recorded denies.
 func (s *Service) decide(ctx context.Context, r *run) error {
-	if !s.limited(r) {
+	if !s.limited(ctx, r) {
 		d, class := s.evaluate(r.a)
 		res := s.evaluateTargets(r.a, d, class)
 		r.d, r.class, r.targets, r.resolved = res.d, res.class, res.targets, res.resolved
@@ -107,12 +114,27 @@ func (s *Service) decide(ctx context.Context, r *run) error {
 			return err
 		}
 	}
+	s.indexExternal(ctx, r)
 	ev := s.decisionEvent(r, audit.EventActionDecision)
 	if err := s.cfg.Audit.Record(ctx, ev); err != nil {
 		s.cfg.Logger.Error("audit: decision not recorded; action denied", "trace_id", r.a.TraceID, "action_id", r.a.ActionID, "error", err)
 		return Errorf(http.StatusInternalServerError, CodeAudit, "could not record authorization decision; action not authorized")
 	}
 	return s.recordApprovalEvent(ctx, r)
+}
+
+// indexExternal enters an allowed custom action in the report index before
+// the decision is recorded, so an index that cannot be written denies the
+// action (state_unavailable) instead of authorizing one that could never
+// be reported.
+func (s *Service) indexExternal(ctx context.Context, r *run) {
+	if !r.external || r.d.Decision != policy.Allow || action.IsBuiltin(r.a.ActionType) {
+		return
+	}
+	if err := s.cfg.Authorized.Add(ctx, r.a.Principal, r.a.TraceID, r.a.ActionID, s.cfg.Clock()); err != nil {
+		s.cfg.Logger.Error("report index: shared state unavailable; action denied", "trace_id", r.a.TraceID, "error", err)
+		stateDenied(r)
+	}
 }
 
 // evaluate runs policy; apply_patch additionally checks every touched path
@@ -135,7 +157,6 @@ func (s *Service) respond(ctx context.Context, r *run) *Response {
 	if !action.IsBuiltin(r.a.ActionType) {
 		resp.ExecutionMode = ModeExternalAuthorized
 		resp.ReportPath = ReportPath
-		s.cfg.Authorized.add(r.a.Principal, r.a.TraceID, r.a.ActionID, s.cfg.Clock())
 		return resp
 	}
 	if s.cfg.Executor == nil {

@@ -43,7 +43,12 @@ func (s *Service) Report(ctx context.Context, body []byte, id action.Identity) (
 	if err := validateReport(req); err != nil {
 		return nil, err
 	}
-	if !s.cfg.Authorized.reportable(id.Principal, req.TraceID, req.ActionID, s.cfg.Clock()) {
+	ok, err := s.cfg.Authorized.Reportable(ctx, id.Principal, req.TraceID, req.ActionID, s.cfg.Clock())
+	if err != nil {
+		s.cfg.Logger.Error("report index: shared state unavailable; report refused", "trace_id", req.TraceID, "error", err)
+		return nil, stateError()
+	}
+	if !ok {
 		return nil, Errorf(http.StatusNotFound, CodeNotFound, "no action with this trace_id and action_id was authorized for this principal, or its report window has passed")
 	}
 	class := audit.ResultSuccess

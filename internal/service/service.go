@@ -59,13 +59,16 @@ type Config struct {
 	// after normalization and before policy; an action over one is denied
 	// as RATE_LIMIT_EXCEEDED.
 	RateLimits *ratelimit.Rules
+	// SharedRateLimits, when set, checks the RateLimits rules on buckets
+	// the replicas share (Redis); an error denies as state_unavailable.
+	SharedRateLimits *ratelimit.Shared
 	// LoopGuard, when set, caps what each MCP session and agent may do
 	// per window; a tripped cap denies as LOOP_BREAKER_TRIPPED.
 	LoopGuard *loopguard.Guard
 	// Authorized remembers the external actions authorized, for
 	// /actions/report. Default: a new one with the default capacity and
 	// window (a caller that wants it to survive reloads passes its own).
-	Authorized *Authorized
+	Authorized ReportIndex
 	// Executor is nil when built-in actions are not executed.
 	Executor Executor
 	Redactor Redactor

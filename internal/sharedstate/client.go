@@ -154,6 +154,10 @@ func options(cfg Config) (*redis.Options, error) {
 	}
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = cfg.DialTimeout, cfg.ReadTimeout, cfg.WriteTimeout
 	opts.MaxRetries = 0 // one try; the breaker, not retries, absorbs outages
+	// One dial per operation too: go-redis otherwise dials five times with
+	// backoff, so each request waits seconds while Redis is down, before
+	// the breaker opens.
+	opts.DialerRetries = 1
 	if cfg.TLS || cfg.CAFile != "" || cfg.ServerName != "" {
 		tc, err := tlsConfig(cfg, opts.TLSConfig)
 		if err != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/caddy-nomos/nomos/internal/sharedstate/redistest"
 )
 
-func open(t *testing.T, addr string) *Client {
+func open(t testing.TB, addr string) *Client {
 	t.Helper()
 	c, err := Open(Config{Address: addr, KeyPrefix: "test:" + t.Name() + ":", FailureThreshold: 3, OpenTimeout: 200 * time.Millisecond})
 	if err != nil {
