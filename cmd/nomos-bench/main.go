@@ -32,6 +32,7 @@ type options struct {
 	rules      int
 	out        string
 	keep       bool
+	profile    string
 }
 
 func main() {
@@ -64,6 +65,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.rules, "rules", 1000, "rules in configuration D's policy")
 	fs.StringVar(&o.out, "out", "", "markdown file whose bench-e2e section is replaced with the table (stdout only when empty)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the working directory (configs, logs, audit files)")
+	fs.StringVar(&o.profile, "profile", "", "directory for a CPU profile of each nomos configuration, taken from its admin endpoint during its first fixed-rate point of round 1")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
