@@ -14,9 +14,10 @@ import (
 // batch of rows is committed before Write or WriteBatch returns, so a
 // decision recorded there survives a crash of the process that acts on it.
 type SQLiteSink struct {
-	db  *sql.DB
-	key *CheckpointKey
-	now func() time.Time
+	db   *sql.DB
+	key  *CheckpointKey
+	sync string
+	now  func() time.Time
 }
 
 // auditSchema is append-only by convention. seq and id are AUTOINCREMENT so
@@ -59,18 +60,24 @@ func WithCheckpointKey(k *CheckpointKey) SQLiteOption {
 	return func(s *SQLiteSink) { s.key = k }
 }
 
+// WithSynchronous sets the file's synchronous mode, SyncFull or SyncNormal
+// (see both). Default: SyncFull.
+func WithSynchronous(mode string) SQLiteOption {
+	return func(s *SQLiteSink) { s.sync = mode }
+}
+
 // OpenSQLite opens or creates the audit database at path, creating its
 // directory. A file that already holds checkpoints is refused without a
 // key: rows appended unsigned would make it fail verification.
 func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteSink, error) {
-	s := &SQLiteSink{now: time.Now}
+	s := &SQLiteSink{now: time.Now, sync: SyncFull}
 	for _, opt := range opts {
 		opt(s)
 	}
 	if s.key != nil && !s.key.CanSign() {
 		return nil, fmt.Errorf("audit: open sqlite %q: the checkpoint key cannot sign (a public key)", path)
 	}
-	db, err := openWritable(path)
+	db, err := openWritableSync(path, s.sync)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open sqlite %q: %w", path, err)
 	}

@@ -33,6 +33,7 @@ var configs = []config{
 	{name: "D", what: "`nomos_mcp`, HTTP upstream, 1,000 rules, rate limits that never bind, breaker, sqlite audit with keyed checkpoints", caddyfile: fullPipeline, auth: true},
 	{name: "E", what: "`nomos_mcp`, HTTP upstream, allow-all, stdout audit", caddyfile: gatewayStdout, auth: true},
 	{name: "S", what: "E with sqlite audit (keyed checkpoints) and stdout", caddyfile: gatewaySqlite, auth: true},
+	{name: "N", what: "S with `synchronous normal` (durable against a crash of the process, not against power loss)", caddyfile: gatewaySqliteNormal, auth: true},
 	{name: "F", what: "`nomos_mcp`, stdio upstream, allow-all, stdout audit", caddyfile: gatewayStdio, auth: true},
 }
 
@@ -65,7 +66,7 @@ func nomosApp(bundle string, sinks []string, extra string) string {
 	b.WriteString("\t\taudit {\n")
 	for _, s := range sinks {
 		b.WriteString("\t\t\tsink " + s + "\n")
-		if s == "sqlite" { // the keyed chain, as a production deployment runs it
+		if strings.HasPrefix(s, "sqlite") { // the keyed chain, as a production deployment runs it
 			b.WriteString("\t\t\tcheckpoint hmac-sha256 {\n\t\t\t\tkey {env.NOMOS_BENCH_AUDIT_KEY}\n\t\t\t}\n")
 		}
 	}
@@ -89,6 +90,12 @@ func gatewayStdout(e *bench, port, admin int) string {
 
 func gatewaySqlite(e *bench, port, admin int) string {
 	return global(admin, nomosApp(e.allowAll, []string{"stdout", "sqlite"}, httpUpstream(e))) +
+		site(port, "\tnomos_mcp everything\n")
+}
+
+func gatewaySqliteNormal(e *bench, port, admin int) string {
+	sqlite := "sqlite {\n\t\t\t\tsynchronous normal\n\t\t\t}"
+	return global(admin, nomosApp(e.allowAll, []string{"stdout", sqlite}, httpUpstream(e))) +
 		site(port, "\tnomos_mcp everything\n")
 }
 
