@@ -30,6 +30,7 @@ var configs = []config{
 	{name: "A", what: "direct to the everything-server (stateless Streamable HTTP)"},
 	{name: "B", what: "bare Caddy `reverse_proxy`", caddyfile: bareProxy},
 	{name: "C", what: "`nomos_guard` allow-all + `reverse_proxy`, stdout audit", module: "http.handlers.nomos_guard", caddyfile: guardProxy, auth: true},
+	{name: "G", what: "`nomos_guard` + `reverse_proxy`, 1,000 rules, sqlite audit with keyed checkpoints", module: "http.handlers.nomos_guard", caddyfile: guardFull, auth: true},
 	{name: "D", what: "`nomos_mcp`, HTTP upstream, 1,000 rules, rate limits that never bind, breaker, sqlite audit with keyed checkpoints", caddyfile: fullPipeline, auth: true},
 	{name: "E", what: "`nomos_mcp`, HTTP upstream, allow-all, stdout audit", caddyfile: gatewayStdout, auth: true},
 	{name: "S", what: "E with sqlite audit (keyed checkpoints) and stdout", caddyfile: gatewaySqlite, auth: true},
@@ -83,6 +84,13 @@ func guardProxy(e *bench, port, admin int) string {
 		site(port, fmt.Sprintf("\tnomos_guard\n\treverse_proxy %s\n", e.upstreamAddr))
 }
 
+// guardFull is issue 10's second guard scenario: a 1,000-rule policy in
+// which one rule allows the proxied requests, and durable sqlite audit.
+func guardFull(e *bench, port, admin int) string {
+	return global(admin, nomosApp(e.bigGuardPolicy, []string{"sqlite"}, "")) +
+		site(port, fmt.Sprintf("\tnomos_guard\n\treverse_proxy %s\n", e.upstreamAddr))
+}
+
 func gatewayStdout(e *bench, port, admin int) string {
 	return global(admin, nomosApp(e.allowAll, []string{"stdout"}, httpUpstream(e))) +
 		site(port, "\tnomos_mcp everything\n")
@@ -124,13 +132,21 @@ func (e *bench) writePolicies(n int) error {
 		return err
 	}
 	e.bigPolicy = filepath.Join(e.dir, "policy-big.yaml")
-	return os.WriteFile(e.bigPolicy, []byte(bigPolicy(n)), 0o644)
+	tool := "  - id: allow-bench-tool\n    action_type: mcp.call\n    resource: mcp://everything/test_simple_text\n    decision: ALLOW\n"
+	if err := os.WriteFile(e.bigPolicy, []byte(bigPolicy(n, tool)), 0o644); err != nil {
+		return err
+	}
+	e.bigGuardPolicy = filepath.Join(e.dir, "policy-big-guard.yaml")
+	proxied := "  - id: allow-bench-proxy\n    action_type: net.http_request\n    resource: \"**\"\n    decision: ALLOW\n"
+	return os.WriteFile(e.bigGuardPolicy, []byte(bigPolicy(n, proxied)), 0o644)
 }
 
-func bigPolicy(n int) string {
+// bigPolicy is allow, the one rule that allows the benchmarked request,
+// followed by n-1 generated rules.
+func bigPolicy(n int, allow string) string {
 	var b strings.Builder
 	b.WriteString("version: v1\nrules:\n")
-	b.WriteString("  - id: allow-bench-tool\n    action_type: mcp.call\n    resource: mcp://everything/test_simple_text\n    decision: ALLOW\n")
+	b.WriteString(allow)
 	for i := 1; i < n; i++ {
 		b.WriteString(genRule(i))
 	}

@@ -20,7 +20,9 @@ type bench struct {
 	upstreamAddr string
 	allowAll     string
 	bigPolicy    string
-	procs        []*exec.Cmd
+	// bigGuardPolicy is bigPolicy with nomos_guard's request allowed.
+	bigGuardPolicy string
+	procs          []*exec.Cmd
 }
 
 func freePort() (int, error) {

@@ -43,7 +43,7 @@ func TestFlagsRefuseUnknownConfigurationsAndRates(t *testing.T) {
 		}
 	}
 	o, err := parseFlags(nil)
-	if err != nil || len(o.configs) != 7 || len(o.rates) != 2 {
+	if err != nil || len(o.configs) != 9 || len(o.rates) != 2 {
 		t.Fatalf("defaults: %+v, %v", o, err)
 	}
 }
