@@ -81,14 +81,14 @@ func httpUpstream(e *bench) string {
 
 func guardProxy(e *bench, port, admin int) string {
 	return global(admin, nomosApp(e.allowAll, []string{"stdout"}, "")) +
-		site(port, fmt.Sprintf("\tnomos_guard\n\treverse_proxy %s\n", e.upstreamAddr))
+		site(port, fmt.Sprintf("\tnomos_guard {\n\t\trequire_agent false\n\t}\n\treverse_proxy %s\n", e.upstreamAddr))
 }
 
 // guardFull is issue 10's second guard scenario: a 1,000-rule policy in
 // which one rule allows the proxied requests, and durable sqlite audit.
 func guardFull(e *bench, port, admin int) string {
 	return global(admin, nomosApp(e.bigGuardPolicy, []string{"sqlite"}, "")) +
-		site(port, fmt.Sprintf("\tnomos_guard\n\treverse_proxy %s\n", e.upstreamAddr))
+		site(port, fmt.Sprintf("\tnomos_guard {\n\t\trequire_agent false\n\t}\n\treverse_proxy %s\n", e.upstreamAddr))
 }
 
 func gatewayStdout(e *bench, port, admin int) string {
