@@ -5,6 +5,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-nomos/nomos/audit"
 )
 
 // unmarshalIdentity parses:
@@ -246,8 +248,8 @@ func unmarshalSQLiteSink(d *caddyfile.Dispenser, s *SinkConfig) error {
 			if err := setOnce(d, &s.Synchronous); err != nil {
 				return err
 			}
-			if s.Synchronous != "full" && s.Synchronous != "normal" {
-				return d.Errf("synchronous %q: want full or normal", s.Synchronous)
+			if s.Synchronous != audit.SyncFull && s.Synchronous != audit.SyncNormal {
+				return d.Errf("synchronous %q: want %s or %s", s.Synchronous, audit.SyncFull, audit.SyncNormal)
 			}
 		default:
 			return d.Errf("unrecognized sqlite sink subdirective %q", d.Val())
