@@ -38,6 +38,9 @@ func summarize(samples []sample, nRates int) summary {
 	}
 	sort.Float64s(sats)
 	s.sat = sats[len(sats)/2]
+	if len(sats)%2 == 0 {
+		s.sat = (sats[len(sats)/2-1] + sats[len(sats)/2]) / 2
+	}
 	return s
 }
 
@@ -47,6 +50,9 @@ func medianDur(samples []sample, f func(sample) time.Duration) time.Duration {
 		v = append(v, f(x))
 	}
 	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+	if len(v)%2 == 0 { // the mean of the middle two, not the upper one
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
 	return v[len(v)/2]
 }
 
