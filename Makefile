@@ -9,7 +9,7 @@ export NOMOS_API_KEY ?= dev-alice-key
 export NOMOS_REVIEWER_KEY ?= dev-reviewer-key
 export NOMOS_AGENT_SECRET ?= dev-agent-secret
 
-.PHONY: build run test test-unit bench bench-e2e bench-guard bench-state screenshots fuzz lint clean
+.PHONY: build run test test-unit bench bench-e2e bench-state screenshots fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/nomos
@@ -33,20 +33,15 @@ bench:
 ## bench-e2e: the end-to-end table in docs/benchmarks.md: a governed MCP
 ## tools/call through the built binary at fixed rates and at saturation, every
 ## configuration interleaved in one run (see cmd/nomos-bench); then the audit
-## durability test with 20 SIGKILL trials.
+## durability test with 20 SIGKILL trials. BENCH_FLAGS adds nomos-bench flags
+## (e.g. -rounds 1 -duration 5s on a busy machine, -profile DIR for CPU profiles).
 bench-e2e: build
-	$(GO) run ./cmd/nomos-bench -nomos $(CURDIR)/$(BIN) -out docs/benchmarks.md
+	$(GO) run ./cmd/nomos-bench -nomos $(CURDIR)/$(BIN) -out docs/benchmarks.md $(BENCH_FLAGS)
 	NOMOS_BIN=$(CURDIR)/$(BIN) NOMOS_DURABILITY_TRIALS=20 $(GO) test -count=1 -run TestAuditSurvivesSIGKILL -v ./cmd/nomos/ | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|trial'
 
 ## screenshots: refresh the operator UI pictures in docs/img from the browser test.
 screenshots: build
 	NOMOS_BIN=$(CURDIR)/$(BIN) NOMOS_SCREENSHOT_DIR=$(CURDIR)/docs/img $(GO) test -count=1 -run TestOperatorUIApprovalFlow ./cmd/nomos/
-
-## bench-guard: added latency of nomos_guard + reverse_proxy against a bare
-## reverse_proxy (built binary, loopback, 200 rps); writes docs/benchmarks.md.
-bench-guard: build
-	NOMOS_BIN=$(CURDIR)/$(BIN) NOMOS_BENCH_GUARD=1 NOMOS_BENCH_GUARD_OUT=$(CURDIR)/docs/benchmarks.md \
-		$(GO) test ./cmd/nomos/ -run '^TestBenchGuardLatency$$' -count 1 -v -timeout 15m
 
 ## bench-state: what the shared state (Redis on loopback) adds to a decision:
 ## the rate-limit check and the approval lookup against their local

@@ -205,26 +205,72 @@ func resumeHead(sinks []Sink, timeout time.Duration) (string, error) {
 // abort the write (an executed action must still get its completion event);
 // the write timeout bounds each commit instead.
 func (r *Recorder) Record(ctx context.Context, e *Event) error {
-	if e == nil {
+	return r.RecordAll(ctx, e)
+}
+
+// RecordAll is Record for several events of one action that may be stored
+// together: they become consecutive links of the chain, in order, and are
+// normally committed in one transaction (one fsync), so an action's
+// trace.start and action.decision cost one durable commit, not two. It
+// returns once every event is stored; a non-nil error means some event may
+// not be, and the caller must treat all of them as not audited.
+func (r *Recorder) RecordAll(ctx context.Context, events ...*Event) error {
+	if len(events) == 0 || slices.Contains(events, nil) {
 		return errors.New("audit: record: nil event")
 	}
-	p, err := r.enqueue(e)
+	ps, err := r.enqueue(events)
 	if err != nil {
-		r.dropped.Add(1)
+		r.dropped.Add(uint64(len(events)))
 		return err
 	}
-	<-p.done
-	e.PrevEventHash, e.EventHash = p.sealed.PrevEventHash, p.sealed.EventHash
-	if p.err != nil {
-		r.dropped.Add(1)
-		return p.err
+	var errs []error
+	for i, p := range ps {
+		<-p.done
+		events[i].PrevEventHash, events[i].EventHash = p.sealed.PrevEventHash, p.sealed.EventHash
+		if p.err != nil {
+			r.dropped.Add(1)
+			errs = append(errs, p.err)
+			continue
+		}
+		r.events.Add(1)
 	}
-	r.events.Add(1)
+	if len(errs) > 0 {
+		return errs[0]
+	}
 	return nil
 }
 
-// enqueue prepares e, links it to the head and hands it to the commit loop.
-func (r *Recorder) enqueue(e *Event) (*pendingEvent, error) {
+// enqueue prepares events, links them to the head one after the other and
+// hands them to the commit loop together.
+func (r *Recorder) enqueue(events []*Event) ([]*pendingEvent, error) {
+	ps := make([]*pendingEvent, len(events))
+	for i, e := range events {
+		p, err := r.pend(e)
+		if err != nil {
+			return nil, err
+		}
+		ps[i] = p
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	head := r.head
+	for _, p := range ps {
+		if err := r.link(p, head); err != nil {
+			return nil, err
+		}
+		head = p.sealed.EventHash
+	}
+	r.head = head
+	r.pending = append(r.pending, ps...)
+	r.cond.Signal()
+	return ps, nil
+}
+
+// pend stamps and prepares one event, outside the lock.
+func (r *Recorder) pend(e *Event) (*pendingEvent, error) {
 	if err := r.stamp(e); err != nil {
 		return nil, err
 	}
@@ -235,17 +281,6 @@ func (r *Recorder) enqueue(e *Event) (*pendingEvent, error) {
 	p := &pendingEvent{prep: prep, done: make(chan struct{})}
 	p.sealed = Event{SchemaVersion: e.SchemaVersion, EventID: e.EventID, Timestamp: e.Timestamp,
 		EventType: e.EventType, TraceID: e.TraceID, ActionID: e.ActionID}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil, ErrClosed
-	}
-	if err := r.link(p, r.head); err != nil {
-		return nil, err
-	}
-	r.head = p.sealed.EventHash
-	r.pending = append(r.pending, p)
-	r.cond.Signal()
 	return p, nil
 }
 

@@ -378,3 +378,49 @@ func TestStatsCountDroppedEvents(t *testing.T) {
 		t.Fatalf("stats %+v, want 2 events and 2 dropped", st)
 	}
 }
+
+// TestRecordAllIsOneCommitOfConsecutiveLinks: the events of one RecordAll
+// reach the sink in one batch, in order, each linking to the one before,
+// and the file verifies.
+func TestRecordAllIsOneCommitOfConsecutiveLinks(t *testing.T) {
+	path, db := openTestSQLite(t)
+	g := &gateSink{SQLiteSink: db, entered: make(chan struct{}), release: make(chan struct{})}
+	close(g.release)
+	r := newTestRecorder(t, []Sink{g})
+	recordN(t, r, 0, 1)
+	events := []*Event{testEvent(1), testEvent(2), testEvent(3)}
+	if err := r.RecordAll(context.Background(), events...); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if got := g.sizes; len(got) != 2 || got[1] != len(events) {
+		t.Fatalf("batch sizes %v, want [1 %d]", got, len(events))
+	}
+	for i := 1; i < len(events); i++ {
+		if events[i].PrevEventHash != events[i-1].EventHash || events[i].EventHash == "" {
+			t.Fatalf("event %d does not link to event %d", i, i-1)
+		}
+	}
+	if rep := mustVerify(t, path); !rep.OK || rep.Events != 4 {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
+
+// TestRecordAllFailsAsAWhole: a nil among the events refuses the call
+// before any is linked; when the commit fails, RecordAll reports it and
+// counts each of its events as dropped.
+func TestRecordAllFailsAsAWhole(t *testing.T) {
+	var out lineCollector
+	r := newTestRecorder(t, []Sink{NewFuncSink("stdout", out.write)})
+	defer r.Close()
+	if err := r.RecordAll(context.Background(), testEvent(0), nil); err == nil {
+		t.Fatal("RecordAll accepted a nil event")
+	}
+	out.setFail(true)
+	if err := r.RecordAll(context.Background(), testEvent(1), testEvent(2)); err == nil {
+		t.Fatal("RecordAll succeeded although the only sink failed")
+	}
+	if st := r.Stats(); st.Events != 0 || st.Dropped != 2 {
+		t.Fatalf("stats %+v, want 0 events and 2 dropped", st)
+	}
+}

@@ -14,9 +14,43 @@ import (
 // batch of rows is committed before Write or WriteBatch returns, so a
 // decision recorded there survives a crash of the process that acts on it.
 type SQLiteSink struct {
-	db  *sql.DB
-	key *CheckpointKey
-	now func() time.Time
+	db   *sql.DB
+	key  *CheckpointKey
+	sync string
+	now  func() time.Time
+	// stmts are the statements of a commit, prepared once: database/sql
+	// keeps them prepared on each connection that runs them.
+	stmts sinkStmts
+}
+
+type sinkStmts struct {
+	lastRow, insertEvent, insertCheckpoint, eventHash *sql.Stmt
+}
+
+const (
+	sqlLastRow     = `SELECT event_hash, seq FROM audit_events ORDER BY seq DESC LIMIT 1`
+	sqlInsertEvent = `INSERT INTO audit_events
+		(event_id, event_type, trace_id, action_id, timestamp, json, prev_event_hash, event_hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertCheckpoint = `INSERT INTO audit_checkpoints
+		(seq, event_hash, signed_at, algorithm, key_id, signature) VALUES (?, ?, ?, ?, ?, ?)`
+	sqlEventHash = `SELECT event_hash FROM audit_events WHERE event_id = ?`
+)
+
+// prepare prepares the commit's statements; the schema must exist.
+func (s *SQLiteSink) prepare() error {
+	for _, p := range []struct {
+		dst   **sql.Stmt
+		query string
+	}{{&s.stmts.lastRow, sqlLastRow}, {&s.stmts.insertEvent, sqlInsertEvent},
+		{&s.stmts.insertCheckpoint, sqlInsertCheckpoint}, {&s.stmts.eventHash, sqlEventHash}} {
+		st, err := s.db.Prepare(p.query)
+		if err != nil {
+			return err
+		}
+		*p.dst = st
+	}
+	return nil
 }
 
 // auditSchema is append-only by convention. seq and id are AUTOINCREMENT so
@@ -59,18 +93,24 @@ func WithCheckpointKey(k *CheckpointKey) SQLiteOption {
 	return func(s *SQLiteSink) { s.key = k }
 }
 
+// WithSynchronous sets the file's synchronous mode, SyncFull or SyncNormal
+// (see both). Default: SyncFull.
+func WithSynchronous(mode string) SQLiteOption {
+	return func(s *SQLiteSink) { s.sync = mode }
+}
+
 // OpenSQLite opens or creates the audit database at path, creating its
 // directory. A file that already holds checkpoints is refused without a
 // key: rows appended unsigned would make it fail verification.
 func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteSink, error) {
-	s := &SQLiteSink{now: time.Now}
+	s := &SQLiteSink{now: time.Now, sync: SyncFull}
 	for _, opt := range opts {
 		opt(s)
 	}
 	if s.key != nil && !s.key.CanSign() {
 		return nil, fmt.Errorf("audit: open sqlite %q: the checkpoint key cannot sign (a public key)", path)
 	}
-	db, err := openWritable(path)
+	db, err := openWritableSync(path, s.sync)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open sqlite %q: %w", path, err)
 	}
@@ -85,6 +125,10 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteSink, error) {
 	if err := s.checkKeyed(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("audit: open sqlite %q: %w", path, err)
+	}
+	if err := s.prepare(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("audit: open sqlite %q: prepare: %w", path, err)
 	}
 	return s, nil
 }
@@ -122,6 +166,9 @@ func (s *SQLiteSink) Write(ctx context.Context, e *Event, line []byte) error {
 // processes appending to one file cannot fork the chain. The one that lost
 // the race gets ErrStaleHead and relinks.
 func (s *SQLiteSink) WriteBatch(ctx context.Context, batch []Sealed) (err error) {
+	if s.stmts.insertEvent == nil {
+		return errors.New("the file is open for reading only")
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -131,7 +178,7 @@ func (s *SQLiteSink) WriteBatch(ctx context.Context, batch []Sealed) (err error)
 			_ = tx.Rollback()
 		}
 	}()
-	tail, lastSeq, err := lastRow(ctx, tx)
+	tail, lastSeq, err := lastRow(ctx, tx.StmtContext(ctx, s.stmts.lastRow))
 	if err != nil {
 		return err
 	}
@@ -139,12 +186,12 @@ func (s *SQLiteSink) WriteBatch(ctx context.Context, batch []Sealed) (err error)
 	for _, b := range batch {
 		e := b.Event
 		if e.PrevEventHash != tail {
-			if err := checkSameEvent(ctx, tx, e); err != nil {
+			if err := checkSameEvent(ctx, tx.StmtContext(ctx, s.stmts.eventHash), e); err != nil {
 				return err
 			}
 			continue
 		}
-		if lastSeq, err = insertEvent(ctx, tx, e, b.Line); err != nil {
+		if lastSeq, err = insertEvent(ctx, tx.StmtContext(ctx, s.stmts.insertEvent), e, b.Line); err != nil {
 			return err
 		}
 		tail, inserted = e.EventHash, true
@@ -160,11 +207,10 @@ func (s *SQLiteSink) WriteBatch(ctx context.Context, batch []Sealed) (err error)
 	return nil
 }
 
-func lastRow(ctx context.Context, tx *sql.Tx) (string, int64, error) {
+func lastRow(ctx context.Context, st *sql.Stmt) (string, int64, error) {
 	var h string
 	var seq int64
-	err := tx.QueryRowContext(ctx,
-		`SELECT event_hash, seq FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&h, &seq)
+	err := st.QueryRowContext(ctx).Scan(&h, &seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", 0, nil
 	}
@@ -174,10 +220,8 @@ func lastRow(ctx context.Context, tx *sql.Tx) (string, int64, error) {
 	return h, seq, nil
 }
 
-func insertEvent(ctx context.Context, tx *sql.Tx, e *Event, line []byte) (int64, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO audit_events
-		(event_id, event_type, trace_id, action_id, timestamp, json, prev_event_hash, event_hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+func insertEvent(ctx context.Context, st *sql.Stmt, e *Event, line []byte) (int64, error) {
+	res, err := st.ExecContext(ctx,
 		e.EventID, e.EventType, e.TraceID, e.ActionID, formatTimestamp(e.Timestamp),
 		string(line), e.PrevEventHash, e.EventHash)
 	if err != nil {
@@ -189,8 +233,7 @@ func insertEvent(ctx context.Context, tx *sql.Tx, e *Event, line []byte) (int64,
 func (s *SQLiteSink) insertCheckpoint(ctx context.Context, tx *sql.Tx, seq int64, hash string) error {
 	c := &checkpoint{seq: seq, eventHash: hash, signedAt: formatTimestamp(s.now())}
 	s.key.sign(c)
-	_, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints
-		(seq, event_hash, signed_at, algorithm, key_id, signature) VALUES (?, ?, ?, ?, ?, ?)`,
+	_, err := tx.StmtContext(ctx, s.stmts.insertCheckpoint).ExecContext(ctx,
 		c.seq, c.eventHash, c.signedAt, c.alg, c.keyID, c.signature)
 	if err != nil {
 		return fmt.Errorf("insert checkpoint: %w", err)
@@ -201,10 +244,9 @@ func (s *SQLiteSink) insertCheckpoint(ctx context.Context, tx *sql.Tx, seq int64
 // checkSameEvent explains an event that does not link to the last row: it
 // is already stored (a replay, fine), or another writer appended first
 // (stale head).
-func checkSameEvent(ctx context.Context, tx *sql.Tx, e *Event) error {
+func checkSameEvent(ctx context.Context, st *sql.Stmt, e *Event) error {
 	var stored string
-	err := tx.QueryRowContext(ctx,
-		`SELECT event_hash FROM audit_events WHERE event_id = ?`, e.EventID).Scan(&stored)
+	err := st.QueryRowContext(ctx, e.EventID).Scan(&stored)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrStaleHead
 	}
@@ -229,7 +271,14 @@ func (s *SQLiteSink) LastEventHash(ctx context.Context) (string, error) {
 }
 
 // Close implements Sink.
-func (s *SQLiteSink) Close() error { return s.db.Close() }
+func (s *SQLiteSink) Close() error {
+	for _, st := range []*sql.Stmt{s.stmts.lastRow, s.stmts.insertEvent, s.stmts.insertCheckpoint, s.stmts.eventHash} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	return s.db.Close()
+}
 
 // Filter selects events for Query. Empty fields match everything.
 type Filter struct {

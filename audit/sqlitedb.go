@@ -15,17 +15,40 @@ import (
 // failing at once with SQLITE_BUSY.
 const busyTimeoutMS = 5000
 
+// The synchronous modes of a writable file. Both keep WAL, so a commit is
+// atomic either way; they differ in what a committed row survives.
+const (
+	// SyncFull fsyncs the WAL at every commit: a committed row survives
+	// power loss and an operating system crash.
+	SyncFull = "full"
+	// SyncNormal fsyncs only at WAL checkpoints: a committed row survives
+	// a crash or SIGKILL of the process (it is in the operating system's
+	// page cache), but the last commits before a power loss or kernel crash
+	// may be lost. The chain still verifies after such a loss: it ends
+	// early, it does not fork.
+	SyncNormal = "normal"
+)
+
 // openWritable opens (creating if needed) a SQLite file for appending
 // evidence: WAL so readers never block the writer, synchronous=FULL so a
 // committed row survives power loss, and BEGIN IMMEDIATE so a transaction
 // takes the write lock up front rather than failing midway.
 func openWritable(path string) (*sql.DB, error) {
+	return openWritableSync(path, SyncFull)
+}
+
+// openWritableSync is openWritable with an explicit synchronous mode.
+func openWritableSync(path, sync string) (*sql.DB, error) {
+	pragma := map[string]string{SyncFull: "FULL", SyncNormal: "NORMAL"}[sync]
+	if pragma == "" {
+		return nil, fmt.Errorf("synchronous %q: want %s or %s", sync, SyncFull, SyncNormal)
+	}
 	abs, err := prepareFile(path)
 	if err != nil {
 		return nil, err
 	}
 	dsn := fileURI(abs) + fmt.Sprintf(
-		"?_busy_timeout=%d&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate", busyTimeoutMS)
+		"?_busy_timeout=%d&_journal_mode=WAL&_synchronous=%s&_txlock=immediate", busyTimeoutMS, pragma)
 	return openPinged(dsn)
 }
 

@@ -30,7 +30,7 @@ rules:
 `
 
 // newTestApp provisions a nomos app from JSON with its state in a temp dir.
-func newTestApp(t *testing.T, mutate func(*App)) *App {
+func newTestApp(t testing.TB, mutate func(*App)) *App {
 	t.Helper()
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "b.yaml")

@@ -5,6 +5,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-nomos/nomos/audit"
 )
 
 // unmarshalIdentity parses:
@@ -151,7 +153,7 @@ func unmarshalTrustedHeaders(d *caddyfile.Dispenser, c *TrustedHeadersConfig) er
 //
 //	audit {
 //		sink stdout
-//		sink sqlite [<path>]
+//		sink sqlite [<path>] { synchronous full|normal }
 //		sink webhook <url> { outbox <path>; header <name> <value>; batch_size <n>; flush_interval <dur> }
 //		checkpoint hmac-sha256|ed25519 { key <value> | key_file <path> }
 //	}
@@ -227,13 +229,33 @@ func unmarshalSink(d *caddyfile.Dispenser) (SinkConfig, error) {
 	if d.NextArg() {
 		return s, d.ArgErr()
 	}
-	if s.Type != "webhook" {
-		if d.NextBlock(d.Nesting()) {
-			return s, d.Errf("sink %s takes no block", s.Type)
-		}
-		return s, nil
+	switch s.Type {
+	case "webhook":
+		return s, unmarshalWebhook(d, &s)
+	case "sqlite":
+		return s, unmarshalSQLiteSink(d, &s)
 	}
-	return s, unmarshalWebhook(d, &s)
+	if d.NextBlock(d.Nesting()) {
+		return s, d.Errf("sink %s takes no block", s.Type)
+	}
+	return s, nil
+}
+
+func unmarshalSQLiteSink(d *caddyfile.Dispenser, s *SinkConfig) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "synchronous":
+			if err := setOnce(d, &s.Synchronous); err != nil {
+				return err
+			}
+			if s.Synchronous != audit.SyncFull && s.Synchronous != audit.SyncNormal {
+				return d.Errf("synchronous %q: want %s or %s", s.Synchronous, audit.SyncFull, audit.SyncNormal)
+			}
+		default:
+			return d.Errf("unrecognized sqlite sink subdirective %q", d.Val())
+		}
+	}
+	return nil
 }
 
 func unmarshalWebhook(d *caddyfile.Dispenser, s *SinkConfig) error {

@@ -177,6 +177,12 @@ func normalizeSink(s SinkConfig) (SinkConfig, error) {
 		if s.Path == "" {
 			s.Path = dataPath("audit.db")
 		}
+		if s.Synchronous == "" {
+			s.Synchronous = audit.SyncFull
+		}
+		if s.Synchronous != audit.SyncFull && s.Synchronous != audit.SyncNormal {
+			return s, fmt.Errorf("sqlite sink: synchronous %q: want %s or %s", s.Synchronous, audit.SyncFull, audit.SyncNormal)
+		}
 	case "webhook":
 		s.URL = resolve(s.URL)
 		if !strings.HasPrefix(s.URL, "http://") && !strings.HasPrefix(s.URL, "https://") {
@@ -229,10 +235,11 @@ func openSink(c SinkConfig, ck *audit.CheckpointKey) (audit.Sink, error) {
 		if err := os.MkdirAll(filepath.Dir(c.Path), 0o700); err != nil {
 			return nil, err
 		}
+		opts := []audit.SQLiteOption{audit.WithSynchronous(c.Synchronous)}
 		if ck != nil {
-			return audit.OpenSQLite(c.Path, audit.WithCheckpointKey(ck))
+			opts = append(opts, audit.WithCheckpointKey(ck))
 		}
-		return audit.OpenSQLite(c.Path)
+		return audit.OpenSQLite(c.Path, opts...)
 	}
 	if err := os.MkdirAll(filepath.Dir(c.Outbox), 0o700); err != nil {
 		return nil, err

@@ -157,6 +157,13 @@ type SinkConfig struct {
 	Type string `json:"type"`
 	// Path of the sqlite file. Default: <data dir>/nomos/audit.db.
 	Path string `json:"path,omitempty"`
+	// Synchronous is the sqlite file's durability: "full" fsyncs every
+	// commit, so a recorded decision survives power loss; "normal" (WAL,
+	// fsync at checkpoints only) survives a crash or kill of the process
+	// but may lose the last commits to a power loss or kernel crash, in
+	// exchange for commits that do not wait for the disk. See
+	// docs/audit.md. Default: full.
+	Synchronous string `json:"synchronous,omitempty"`
 	// URL of the webhook collector. Default: none (required for webhook).
 	URL string `json:"url,omitempty"`
 	// Outbox is the webhook's durable queue. Default: <data dir>/nomos/outbox-<hash>.db.

@@ -174,7 +174,7 @@ func TestOneUpstreamDownDoesNotTakeTheRouteDown(t *testing.T) {
 	sb := newTestServer("b", nil)
 	flaky := &flakyHandler{next: sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return sb }, nil)}
 	srv := httptest.NewServer(flaky)
-	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	t.Cleanup(func() { closeServer(srv) })
 	b, err := NewUpstream(UpstreamConfig{Name: "b", URL: srv.URL}, quietLog())
 	if err != nil {
 		t.Fatal(err)

@@ -94,8 +94,7 @@ func TestClientsSeeNoInternals(t *testing.T) {
 	gov := newTestGovernor()
 	_, c := newGateway(t, RouteConfig{}, gov, u)
 	c.initialize()
-	srv.CloseClientConnections()
-	srv.Close()
+	closeServer(srv)
 	host := strings.TrimPrefix(srv.URL, "http://")
 	for _, call := range []string{`{"name":"echo","arguments":{"text":"x"}}`, `{"name":"nope"}`} {
 		m := c.call("tools/call", call)

@@ -148,10 +148,26 @@ func serveGateway(t *testing.T, g *Gateway) *httptest.Server {
 	srv := httptest.NewServer(g)
 	t.Cleanup(func() {
 		_ = g.Close()
-		srv.CloseClientConnections()
-		srv.Close()
+		closeServer(srv)
 	})
 	return srv
+}
+
+// closeServer stops a test server that clients keep reconnecting to (an
+// upstream's SSE stream comes back right after its connection is cut):
+// httptest's Close closes the listener, then waits for active requests,
+// so the connections are cut again until it returns.
+func closeServer(srv *httptest.Server) {
+	done := make(chan struct{})
+	go func() { srv.Close(); close(done) }()
+	for {
+		srv.CloseClientConnections()
+		select {
+		case <-done:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // eventually polls cond until it holds or a 10s deadline passes: the SDK

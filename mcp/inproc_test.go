@@ -86,7 +86,7 @@ func inprocUpstream(t *testing.T, name string, s *sdk.Server, mutate func(*Upstr
 	t.Helper()
 	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, nil)
 	srv := httptest.NewServer(h)
-	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	t.Cleanup(func() { closeServer(srv) })
 	cfg := UpstreamConfig{Name: name, URL: srv.URL}
 	if mutate != nil {
 		mutate(&cfg)

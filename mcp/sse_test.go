@@ -21,7 +21,7 @@ func TestLegacySSEUpstream(t *testing.T) {
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Config.Handler = server.NewSSEServer(ms, server.WithBaseURL("http://"+srv.Listener.Addr().String()))
 	srv.Start()
-	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	t.Cleanup(func() { closeServer(srv) })
 
 	u, err := NewUpstream(UpstreamConfig{Name: "legacy", Transport: TransportSSE, URL: srv.URL + "/sse"}, quietLog())
 	if err != nil {

@@ -30,9 +30,11 @@ var configs = []config{
 	{name: "A", what: "direct to the everything-server (stateless Streamable HTTP)"},
 	{name: "B", what: "bare Caddy `reverse_proxy`", caddyfile: bareProxy},
 	{name: "C", what: "`nomos_guard` allow-all + `reverse_proxy`, stdout audit", module: "http.handlers.nomos_guard", caddyfile: guardProxy, auth: true},
+	{name: "G", what: "`nomos_guard` + `reverse_proxy`, 1,000 rules, sqlite audit with keyed checkpoints", module: "http.handlers.nomos_guard", caddyfile: guardFull, auth: true},
 	{name: "D", what: "`nomos_mcp`, HTTP upstream, 1,000 rules, rate limits that never bind, breaker, sqlite audit with keyed checkpoints", caddyfile: fullPipeline, auth: true},
 	{name: "E", what: "`nomos_mcp`, HTTP upstream, allow-all, stdout audit", caddyfile: gatewayStdout, auth: true},
 	{name: "S", what: "E with sqlite audit (keyed checkpoints) and stdout", caddyfile: gatewaySqlite, auth: true},
+	{name: "N", what: "S with `synchronous normal` (durable against a crash of the process, not against power loss)", caddyfile: gatewaySqliteNormal, auth: true},
 	{name: "F", what: "`nomos_mcp`, stdio upstream, allow-all, stdout audit", caddyfile: gatewayStdio, auth: true},
 }
 
@@ -65,7 +67,7 @@ func nomosApp(bundle string, sinks []string, extra string) string {
 	b.WriteString("\t\taudit {\n")
 	for _, s := range sinks {
 		b.WriteString("\t\t\tsink " + s + "\n")
-		if s == "sqlite" { // the keyed chain, as a production deployment runs it
+		if strings.HasPrefix(s, "sqlite") { // the keyed chain, as a production deployment runs it
 			b.WriteString("\t\t\tcheckpoint hmac-sha256 {\n\t\t\t\tkey {env.NOMOS_BENCH_AUDIT_KEY}\n\t\t\t}\n")
 		}
 	}
@@ -79,7 +81,14 @@ func httpUpstream(e *bench) string {
 
 func guardProxy(e *bench, port, admin int) string {
 	return global(admin, nomosApp(e.allowAll, []string{"stdout"}, "")) +
-		site(port, fmt.Sprintf("\tnomos_guard\n\treverse_proxy %s\n", e.upstreamAddr))
+		site(port, fmt.Sprintf("\tnomos_guard {\n\t\trequire_agent false\n\t}\n\treverse_proxy %s\n", e.upstreamAddr))
+}
+
+// guardFull is issue 10's second guard scenario: a 1,000-rule policy in
+// which one rule allows the proxied requests, and durable sqlite audit.
+func guardFull(e *bench, port, admin int) string {
+	return global(admin, nomosApp(e.bigGuardPolicy, []string{"sqlite"}, "")) +
+		site(port, fmt.Sprintf("\tnomos_guard {\n\t\trequire_agent false\n\t}\n\treverse_proxy %s\n", e.upstreamAddr))
 }
 
 func gatewayStdout(e *bench, port, admin int) string {
@@ -89,6 +98,12 @@ func gatewayStdout(e *bench, port, admin int) string {
 
 func gatewaySqlite(e *bench, port, admin int) string {
 	return global(admin, nomosApp(e.allowAll, []string{"stdout", "sqlite"}, httpUpstream(e))) +
+		site(port, "\tnomos_mcp everything\n")
+}
+
+func gatewaySqliteNormal(e *bench, port, admin int) string {
+	sqlite := "sqlite {\n\t\t\t\tsynchronous normal\n\t\t\t}"
+	return global(admin, nomosApp(e.allowAll, []string{"stdout", sqlite}, httpUpstream(e))) +
 		site(port, "\tnomos_mcp everything\n")
 }
 
@@ -117,13 +132,21 @@ func (e *bench) writePolicies(n int) error {
 		return err
 	}
 	e.bigPolicy = filepath.Join(e.dir, "policy-big.yaml")
-	return os.WriteFile(e.bigPolicy, []byte(bigPolicy(n)), 0o644)
+	tool := "  - id: allow-bench-tool\n    action_type: mcp.call\n    resource: mcp://everything/test_simple_text\n    decision: ALLOW\n"
+	if err := os.WriteFile(e.bigPolicy, []byte(bigPolicy(n, tool)), 0o644); err != nil {
+		return err
+	}
+	e.bigGuardPolicy = filepath.Join(e.dir, "policy-big-guard.yaml")
+	proxied := "  - id: allow-bench-proxy\n    action_type: net.http_request\n    resource: \"**\"\n    decision: ALLOW\n"
+	return os.WriteFile(e.bigGuardPolicy, []byte(bigPolicy(n, proxied)), 0o644)
 }
 
-func bigPolicy(n int) string {
+// bigPolicy is allow, the one rule that allows the benchmarked request,
+// followed by n-1 generated rules.
+func bigPolicy(n int, allow string) string {
 	var b strings.Builder
 	b.WriteString("version: v1\nrules:\n")
-	b.WriteString("  - id: allow-bench-tool\n    action_type: mcp.call\n    resource: mcp://everything/test_simple_text\n    decision: ALLOW\n")
+	b.WriteString(allow)
 	for i := 1; i < n; i++ {
 		b.WriteString(genRule(i))
 	}

@@ -22,6 +22,7 @@ const (
 // endpoint is one configuration's MCP URL with the sessions opened on it.
 type endpoint struct {
 	url      string
+	admin    string // the nomos admin address, "" for the direct configuration
 	header   http.Header
 	sessions []string // "" for a stateless server
 }

@@ -32,6 +32,7 @@ type options struct {
 	rules      int
 	out        string
 	keep       bool
+	profile    string
 }
 
 func main() {
@@ -54,7 +55,7 @@ func parseFlags(args []string) (options, error) {
 	var configs, rates string
 	fs.StringVar(&o.nomos, "nomos", "bin/nomos", "the nomos binary under test")
 	fs.StringVar(&o.everything, "everything", "", "the everything-server binary (built from the Go MCP SDK when empty)")
-	fs.StringVar(&configs, "configs", "A,B,C,D,E,S,F", "configurations to measure, in interleaving order")
+	fs.StringVar(&configs, "configs", "A,B,C,G,D,E,S,N,F", "configurations to measure, in interleaving order")
 	fs.StringVar(&rates, "rates", "200,400", "fixed request rates (requests/s) for the latency points")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each fixed-rate point")
 	fs.IntVar(&o.satWorkers, "sat-workers", 32, "concurrent workers for the saturation point")
@@ -64,6 +65,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.rules, "rules", 1000, "rules in configuration D's policy")
 	fs.StringVar(&o.out, "out", "", "markdown file whose bench-e2e section is replaced with the table (stdout only when empty)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the working directory (configs, logs, audit files)")
+	fs.StringVar(&o.profile, "profile", "", "directory for a CPU profile of each nomos configuration, taken from its admin endpoint during its first fixed-rate point of round 1")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

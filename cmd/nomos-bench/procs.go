@@ -20,7 +20,9 @@ type bench struct {
 	upstreamAddr string
 	allowAll     string
 	bigPolicy    string
-	procs        []*exec.Cmd
+	// bigGuardPolicy is bigPolicy with nomos_guard's request allowed.
+	bigGuardPolicy string
+	procs          []*exec.Cmd
 }
 
 func freePort() (int, error) {
@@ -116,25 +118,25 @@ func (e *bench) hasModule(id string) bool {
 }
 
 // startNomos writes the configuration's Caddyfile and runs it.
-func (e *bench) startNomos(ctx context.Context, c config) (string, error) {
+func (e *bench) startNomos(ctx context.Context, c config) (url, adminAddr string, err error) {
 	port, err := freePort()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	admin, err := freePort()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	dir := filepath.Join(e.dir, c.name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+		return "", "", err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(c.caddyfile(e, port, admin)), 0o644); err != nil {
-		return "", err
+		return "", "", err
 	}
 	env := []string{"XDG_DATA_HOME=" + filepath.Join(dir, "data"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "config"), "HOME=" + dir,
 		"NOMOS_BENCH_AUDIT_KEY=" + benchAuditKey}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	err = e.start(ctx, "nomos-"+c.name+".log", addr, dir, env, e.o.nomos, "run", "--config", "Caddyfile", "--adapter", "caddyfile")
-	return "http://" + addr + "/mcp", err
+	return "http://" + addr + "/mcp", fmt.Sprintf("127.0.0.1:%d", admin), err
 }

@@ -38,6 +38,9 @@ func summarize(samples []sample, nRates int) summary {
 	}
 	sort.Float64s(sats)
 	s.sat = sats[len(sats)/2]
+	if len(sats)%2 == 0 {
+		s.sat = (sats[len(sats)/2-1] + sats[len(sats)/2]) / 2
+	}
 	return s
 }
 
@@ -47,6 +50,9 @@ func medianDur(samples []sample, f func(sample) time.Duration) time.Duration {
 		v = append(v, f(x))
 	}
 	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+	if len(v)%2 == 0 { // the mean of the middle two, not the upper one
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
 	return v[len(v)/2]
 }
 
@@ -120,6 +126,7 @@ func ratio(ok bool, v, base float64) string {
 // targets checks the targets at the first fixed rate.
 func targets(sums map[string]summary) string {
 	b, e, s, f := sums["B"], sums["E"], sums["S"], sums["F"]
+	c, g, n := sums["C"], sums["G"], sums["N"]
 	have := func(x summary) bool { return len(x.p50) > 0 }
 	var lines []string
 	add := func(ok bool, name, got string) {
@@ -130,8 +137,8 @@ func targets(sums map[string]summary) string {
 		lines = append(lines, fmt.Sprintf("- %s: %s (%s)", name, verdict, got))
 	}
 	if have(b) && have(e) {
-		add(e.p50[0]-b.p50[0] <= 300*time.Microsecond, "E adds ≤ 300 µs at p50 over B", "+"+us(e.p50[0]-b.p50[0]))
-		add(e.p99[0]-b.p99[0] <= time.Millisecond, "E adds ≤ 1 ms at p99 over B", "+"+us(e.p99[0]-b.p99[0]))
+		add(e.p50[0]-b.p50[0] <= 300*time.Microsecond, "E adds ≤ 300 µs at p50 over B", us(e.p50[0]-b.p50[0]))
+		add(e.p99[0]-b.p99[0] <= time.Millisecond, "E adds ≤ 1 ms at p99 over B", us(e.p99[0]-b.p99[0]))
 		add(e.sat >= 0.6*b.sat, "E saturation ≥ 0.6× B", fmt.Sprintf("%.2f×", e.sat/b.sat))
 	}
 	if have(s) {
@@ -140,13 +147,25 @@ func targets(sums map[string]summary) string {
 			add(s.sat >= 0.5*b.sat, "S saturation ≥ 0.5× B", fmt.Sprintf("%.2f×", s.sat/b.sat))
 		}
 	}
+	if have(n) {
+		add(n.p99[0] <= 5*time.Millisecond, "N (S with synchronous normal) p99 ≤ 5 ms", ms(n.p99[0]))
+	}
+	if have(b) && have(c) {
+		add(c.p50[0]-b.p50[0] <= 100*time.Microsecond, "C (guard, allow-all, stdout) adds ≤ 100 µs at p50 over B", us(c.p50[0]-b.p50[0]))
+		add(c.p99[0]-b.p99[0] <= 500*time.Microsecond, "C adds ≤ 500 µs at p99 over B", us(c.p99[0]-b.p99[0]))
+	}
+	if have(b) && have(g) {
+		add(g.p50[0]-b.p50[0] <= 300*time.Microsecond, "G (guard, 1,000 rules, sqlite) adds ≤ 300 µs at p50 over B", us(g.p50[0]-b.p50[0]))
+	}
 	if have(e) && have(f) {
-		add(f.p50[0]-e.p50[0] <= 300*time.Microsecond, "F p50 within 300 µs of E", "+"+us(f.p50[0]-e.p50[0]))
+		add(f.p50[0]-e.p50[0] <= 300*time.Microsecond, "F p50 within 300 µs of E", us(f.p50[0]-e.p50[0]))
 	}
 	return "Targets (at the first rate):\n\n" + strings.Join(lines, "\n")
 }
 
-func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
+func us(d time.Duration) string {
+	return fmt.Sprintf("%+.0f µs", float64(d)/float64(time.Microsecond))
+}
 
 func machine(o options) string {
 	model := "unknown CPU"

@@ -36,6 +36,16 @@ func TestSummaryTakesMediansOverRounds(t *testing.T) {
 	}
 }
 
+func TestSummaryOfTwoRoundsIsTheirMean(t *testing.T) {
+	round := func(p50 time.Duration, sat float64) sample {
+		return sample{rates: []point{{p50: p50, p90: p50, p99: p50}}, sat: point{okPerSecond: sat}}
+	}
+	s := summarize([]sample{round(4*time.Millisecond, 100), round(2*time.Millisecond, 300)}, 1)
+	if s.p50[0] != 3*time.Millisecond || s.p99[0] != 3*time.Millisecond || s.sat != 200 {
+		t.Fatalf("summary = %+v", s)
+	}
+}
+
 func TestFlagsRefuseUnknownConfigurationsAndRates(t *testing.T) {
 	for _, args := range [][]string{{"-configs", "A,Z"}, {"-rates", "200,x"}, {"-rates", "0"}, {"-rounds", "0"}} {
 		if _, err := parseFlags(args); err == nil {
@@ -43,7 +53,7 @@ func TestFlagsRefuseUnknownConfigurationsAndRates(t *testing.T) {
 		}
 	}
 	o, err := parseFlags(nil)
-	if err != nil || len(o.configs) != 7 || len(o.rates) != 2 {
+	if err != nil || len(o.configs) != 9 || len(o.rates) != 2 {
 		t.Fatalf("defaults: %+v, %v", o, err)
 	}
 }

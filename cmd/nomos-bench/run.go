@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 )
 
 // sample is one configuration's measurements in one round: a point per
@@ -38,7 +42,11 @@ func run(ctx context.Context, o options) error {
 			if eps[name] == nil || ctx.Err() != nil {
 				continue
 			}
-			s := measure(eps[name], o)
+			prof := ""
+			if round == 1 && o.profile != "" {
+				prof = filepath.Join(o.profile, name+".pprof")
+			}
+			s := measure(eps[name], o, prof)
 			fmt.Fprintf(os.Stderr, "round %d %s: %s\n", round, name, s)
 			results[name] = append(results[name], s)
 		}
@@ -86,17 +94,31 @@ func (e *bench) setUpOne(ctx context.Context, c config) (*endpoint, error) {
 		fmt.Fprintf(os.Stderr, "configuration %s skipped: the binary has no %s\n", c.name, c.module)
 		return nil, nil
 	}
-	url, err := e.startNomos(ctx, c)
+	url, admin, err := e.startNomos(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	return openSessions(url, c.auth, e.o.sessions)
+	ep, err := openSessions(url, c.auth, e.o.sessions)
+	if ep != nil {
+		ep.admin = admin
+	}
+	return ep, err
 }
 
-func measure(ep *endpoint, o options) sample {
+// measure runs the fixed-rate points, then the saturation point. With a
+// profile path, a CPU profile covers most of the first fixed-rate point.
+func measure(ep *endpoint, o options, profile string) sample {
 	var s sample
-	for _, r := range o.rates {
+	for i, r := range o.rates {
+		var done chan struct{}
+		if i == 0 && profile != "" && ep.admin != "" {
+			done = make(chan struct{})
+			go func() { defer close(done); cpuProfile(ep.admin, o.duration-time.Second, profile) }()
+		}
 		s.rates = append(s.rates, attack(ep, r, 0, o.duration))
+		if done != nil {
+			<-done
+		}
 	}
 	s.sat = attack(ep, 0, o.satWorkers, o.satLength)
 	return s
@@ -125,4 +147,22 @@ func firstError(s sample) string {
 
 func splitLines(s string) []string {
 	return strings.Split(strings.TrimSpace(s), "\n")
+}
+
+// cpuProfile saves a CPU profile of length d from a nomos admin endpoint
+// (Caddy serves net/http/pprof there). A failure is reported, not fatal.
+func cpuProfile(admin string, d time.Duration, path string) {
+	secs := max(1, int(d.Seconds()))
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs))
+	if err == nil {
+		defer resp.Body.Close()
+		var f *os.File
+		if f, err = os.Create(path); err == nil {
+			_, err = io.Copy(f, resp.Body)
+			f.Close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+	}
 }

@@ -249,8 +249,8 @@ func durabilityTrials(t *testing.T) int {
 // TestAuditSurvivesSIGKILL kills the gateway with SIGKILL at a random
 // moment during concurrent mixed traffic, restarts it on the same files,
 // and checks after every restart that each decision a client saw answered
-// has its audit row with that decision, that the signed chain verifies,
-// and that no action was recorded twice.
+// has its audit row with that decision and its complete trace, that the
+// signed chain verifies, and that no event of an action was recorded twice.
 func TestAuditSurvivesSIGKILL(t *testing.T) {
 	env := append(slicesClone(gatewayEnv), "T_AUDIT_KEY="+auditKey)
 	s := startServer(t, keyedCaddyfile(hmacCheckpoint), map[string]string{"shop.yaml": shopBundle}, env...)
@@ -342,8 +342,11 @@ func relaunch(t *testing.T, old *server, env []string) *server {
 	return s
 }
 
-// checkDurable verifies the signed chain and finds every answered decision
-// in it exactly once.
+// checkDurable verifies the signed chain and finds every answered action in
+// it with its decision, and with its trace.start, action.decision,
+// action.completed and trace.end exactly once: the completion is committed
+// before the answer is released, so an answer a client saw has its whole
+// trace.
 func checkDurable(t *testing.T, s *server, answered map[string]string) {
 	t.Helper()
 	if out, errOut, code := runCLI(t, s.dir, "audit", "verify", "--db", s.auditDB(), "--key-env", "T_AUDIT_KEY"); code != 0 {
@@ -351,29 +354,41 @@ func checkDurable(t *testing.T, s *server, answered map[string]string) {
 	}
 	db := openDB(t, s.auditDB())
 	defer db.Close()
-	rows, err := db.Query(`SELECT action_id, json FROM audit_events WHERE event_type = 'action.decision'`)
+	rows, err := db.Query(`SELECT action_id, event_type, json FROM audit_events`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	stored := map[string]string{}
+	count := map[[2]string]int{}
 	for rows.Next() {
-		var id, line string
-		if err := rows.Scan(&id, &line); err != nil {
+		var id, typ, line string
+		if err := rows.Scan(&id, &typ, &line); err != nil {
 			t.Fatal(err)
+		}
+		if id == "" { // an event of no action (a refused request, a listing)
+			continue
+		}
+		if count[[2]string{id, typ}]++; count[[2]string{id, typ}] == 2 {
+			t.Errorf("action %s has two %s events", id, typ)
+		}
+		if typ != audit.EventActionDecision {
+			continue
 		}
 		var e audit.Event
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatal(err)
-		}
-		if _, dup := stored[id]; dup {
-			t.Errorf("action %s has two decision events", id)
 		}
 		stored[id] = e.Decision
 	}
 	for id, decision := range answered {
 		if stored[id] != decision {
 			t.Errorf("client saw %s for %s, audit holds %q", decision, id, stored[id])
+		}
+		for _, typ := range []string{audit.EventTraceStart, audit.EventActionCompleted, audit.EventTraceEnd} {
+			if count[[2]string{id, typ}] != 1 {
+				t.Errorf("client saw an answer for %s, audit holds %d %s events", id, count[[2]string{id, typ}], typ)
+			}
 		}
 	}
 }

@@ -148,17 +148,17 @@ func (s *Service) paramsPreview(a *action.Action) string {
 	return out
 }
 
-// recordApprovalEvent writes approval.requested or approval.applied after
-// the decision event.
-func (s *Service) recordApprovalEvent(ctx context.Context, r *run) error {
+// approvalEvent is the approval.requested or approval.applied event that
+// follows the decision event, or nil.
+func (s *Service) approvalEvent(r *run) *audit.Event {
 	if r.approval == nil {
 		return nil
 	}
 	switch {
 	case r.approval.applied:
-		return s.record(ctx, s.decisionEvent(r, audit.EventApprovalApplied))
+		return s.decisionEvent(r, audit.EventApprovalApplied)
 	case r.d.Decision == policy.RequireApproval:
-		return s.record(ctx, s.decisionEvent(r, audit.EventApprovalRequested))
+		return s.decisionEvent(r, audit.EventApprovalRequested)
 	}
 	return nil
 }

@@ -60,9 +60,11 @@ func (s *Service) decisionEvent(r *run, typ string) *audit.Event {
 	return ev
 }
 
-// finish writes action.completed and trace.end. The action has already
-// happened, so a failure here cannot be undone: it is logged loudly and
-// the response still reaches the caller.
+// finish writes action.completed and trace.end in one durable commit,
+// before the response is released, so an answer a client saw always has
+// its complete trace. The action has already happened, so a failure here
+// cannot be undone: it is logged loudly and the response still reaches the
+// caller.
 func (s *Service) finish(ctx context.Context, r *run, resp *Response) {
 	ev := s.decisionEvent(r, audit.EventActionCompleted)
 	ev.Decision, ev.Reason = resp.Decision, resp.Reason
@@ -74,8 +76,10 @@ func (s *Service) finish(ctx context.Context, r *run, resp *Response) {
 	}
 	ev.ResultRedactedSummary = s.resultSummary(resp)
 	s.observe(r.door, resp.Decision, resp.Reason, r.a.ActionType)
-	_ = s.record(ctx, ev)
-	_ = s.record(ctx, s.event(r.a, audit.EventTraceEnd))
+	end := s.event(r.a, audit.EventTraceEnd)
+	if err := s.cfg.Audit.RecordAll(ctx, ev, end); err != nil {
+		s.cfg.Logger.Error("audit: completion not recorded", "trace_id", r.a.TraceID, "action_id", r.a.ActionID, "error", err)
+	}
 }
 
 func classify(r *run, resp *Response) string {

@@ -30,9 +30,7 @@ func (s *Service) Authorize(ctx context.Context, env *action.Envelope, id action
 		return nil, Errorf(400, CodeValidation, "%s", s.cfg.Redactor.String(err.Error()))
 	}
 	r := &run{a: a, start: s.cfg.Clock(), meta: meta, door: transportDoor(meta)}
-	if err := s.record(ctx, s.event(a, audit.EventTraceStart)); err != nil {
-		return nil, err
-	}
+	r.traceStart = s.event(a, audit.EventTraceStart)
 	if err := s.decide(ctx, r); err != nil {
 		return nil, err
 	}

@@ -34,6 +34,8 @@ type run struct {
 	targets  []executor.Target
 	resolved []string
 	start    time.Time
+	// traceStart is recorded in the same commit as the decision.
+	traceStart *audit.Event
 	// class and meta describe the outcome for action.completed.
 	class string
 	meta  map[string]any
@@ -61,9 +63,7 @@ func (s *Service) ProcessWith(ctx context.Context, body []byte, id action.Identi
 		return nil, err
 	}
 	r := &run{a: a, start: s.cfg.Clock(), meta: meta, door: doorOf(ctx, meta), external: true}
-	if err := s.record(ctx, s.event(a, audit.EventTraceStart)); err != nil {
-		return nil, err
-	}
+	r.traceStart = s.event(a, audit.EventTraceStart)
 	if err := s.decide(ctx, r); err != nil {
 		return nil, err
 	}
@@ -100,6 +100,8 @@ func classOf(err error) string {
 
 // decide evaluates policy, resolves approvals and commits the decision to
 // audit before anything runs. A decision that cannot be recorded denies.
+// trace.start, action.decision and the approval event are one durable
+// commit: none is worth a wait of its own before the action runs.
 func (s *Service) decide(ctx context.Context, r *run) error {
 	if !s.limited(ctx, r) {
 		d, class := s.evaluate(r.a)
@@ -111,16 +113,20 @@ func (s *Service) decide(ctx context.Context, r *run) error {
 	}
 	if r.d.Decision == policy.RequireApproval {
 		if err := s.resolveApproval(ctx, r); err != nil {
+			_ = s.record(ctx, r.traceStart)
 			return err
 		}
 	}
 	s.indexExternal(ctx, r)
-	ev := s.decisionEvent(r, audit.EventActionDecision)
-	if err := s.cfg.Audit.Record(ctx, ev); err != nil {
+	events := []*audit.Event{r.traceStart, s.decisionEvent(r, audit.EventActionDecision)}
+	if ev := s.approvalEvent(r); ev != nil {
+		events = append(events, ev)
+	}
+	if err := s.cfg.Audit.RecordAll(ctx, events...); err != nil {
 		s.cfg.Logger.Error("audit: decision not recorded; action denied", "trace_id", r.a.TraceID, "action_id", r.a.ActionID, "error", err)
 		return Errorf(http.StatusInternalServerError, CodeAudit, "could not record authorization decision; action not authorized")
 	}
-	return s.recordApprovalEvent(ctx, r)
+	return nil
 }
 
 // indexExternal enters an allowed custom action in the report index before

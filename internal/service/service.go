@@ -24,6 +24,9 @@ const ReportPath = "/actions/report"
 // not stored.
 type Recorder interface {
 	Record(ctx context.Context, e *audit.Event) error
+	// RecordAll records events of one action as consecutive links, in
+	// one durable commit where the recorder can (see audit.Recorder).
+	RecordAll(ctx context.Context, events ...*audit.Event) error
 }
 
 // Executor runs a built-in action that policy allowed. Targets names the

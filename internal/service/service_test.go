@@ -65,13 +65,20 @@ type recorder struct {
 	failOn string
 }
 
-func (r *recorder) Record(_ context.Context, e *audit.Event) error {
+func (r *recorder) Record(ctx context.Context, e *audit.Event) error {
+	return r.RecordAll(ctx, e)
+}
+
+// RecordAll stores all events or, like one failed commit, none of them.
+func (r *recorder) RecordAll(_ context.Context, events ...*audit.Event) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.failOn == e.EventType {
-		return errors.New("disk full")
+	for _, e := range events {
+		if r.failOn == e.EventType {
+			return errors.New("disk full")
+		}
 	}
-	r.events = append(r.events, e)
+	r.events = append(r.events, events...)
 	return nil
 }
 

@@ -138,6 +138,17 @@ func parse(raw []byte, fold bool) (*node, error) {
 	if err := checkSurrogates(raw); err != nil {
 		return nil, err
 	}
+	if json.Valid(raw) {
+		p := validParser{in: raw, fold: fold}
+		return p.value(0)
+	}
+	return parseTokens(raw, fold)
+}
+
+// parseTokens parses with json.Decoder.Token, whose errors say what is
+// wrong with an invalid document; valid ones take validParser, which builds
+// the same tree without a Token's allocations.
+func parseTokens(raw []byte, fold bool) (*node, error) {
 	p := parser{dec: json.NewDecoder(bytes.NewReader(raw)), input: raw, fold: fold}
 	p.dec.UseNumber()
 	n, err := p.spanValue(0)

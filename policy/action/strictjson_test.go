@@ -210,3 +210,46 @@ func checkNoFoldedKeys(t *testing.T, n *node) {
 		checkNoFoldedKeys(t, el)
 	}
 }
+
+// FuzzValidParser holds the parser of valid documents to the Token parser:
+// for every input both accept or both refuse, with the same error, and
+// build the same tree (keys, canonical scalars, raw spans).
+func FuzzValidParser(f *testing.F) {
+	for _, s := range []string{`{"b":1,"a":"x","c":[true,2,null,false]}`, ` { "x" : 1.5e3 , "y" : [ -0 , 0.0 ] } `,
+		`"<&>\u2028"`, `{"\u0061":1,"a":2}`, `{"k":"\ud83d\ude00","é":{}}`, `[[[[]]]]`, `{"a":1,"A":2}`,
+		`{"s":"a\"b\\c\/d\n"}`, `123456789012345678901234567890`, `-1E-7`, `[]`, `{}`} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte, fold bool) {
+		if !json.Valid(raw) || !utf8.Valid(raw) || checkSurrogates(raw) != nil {
+			return
+		}
+		want, werr := parseTokens(raw, fold)
+		p := validParser{in: raw, fold: fold}
+		got, gerr := p.value(0)
+		if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
+			t.Fatalf("%q: Token parser error %v, valid parser error %v", raw, werr, gerr)
+		}
+		if werr == nil {
+			sameNode(t, raw, want, got)
+		}
+	})
+}
+
+func sameNode(t *testing.T, raw []byte, a, b *node) {
+	t.Helper()
+	if a.kind != b.kind || !bytes.Equal(a.scalar, b.scalar) || !bytes.Equal(a.raw, b.raw) ||
+		len(a.entries) != len(b.entries) || len(a.elems) != len(b.elems) {
+		t.Fatalf("%q: trees differ at %q: %q vs %q", raw, a.raw, a.scalar, b.scalar)
+	}
+	for i := range a.entries {
+		if a.entries[i].key != b.entries[i].key {
+			t.Fatalf("%q: key %q vs %q", raw, a.entries[i].key, b.entries[i].key)
+		}
+		sameNode(t, raw, a.entries[i].val, b.entries[i].val)
+	}
+	for i := range a.elems {
+		sameNode(t, raw, a.elems[i], b.elems[i])
+	}
+}
