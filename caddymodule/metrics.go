@@ -197,10 +197,25 @@ type observedRecorder struct {
 }
 
 func (o *observedRecorder) Record(ctx context.Context, e *audit.Event) error {
-	err := o.Recorder.Record(ctx, e)
-	if err != nil {
+	if err := o.Recorder.Record(ctx, e); err != nil {
 		return err
 	}
+	o.count(e)
+	return nil
+}
+
+// RecordAll counts the events of one commit once it is durable.
+func (o *observedRecorder) RecordAll(ctx context.Context, events ...*audit.Event) error {
+	if err := o.Recorder.RecordAll(ctx, events...); err != nil {
+		return err
+	}
+	for _, e := range events {
+		o.count(e)
+	}
+	return nil
+}
+
+func (o *observedRecorder) count(e *audit.Event) {
 	switch e.EventType {
 	case audit.EventApprovalRequested:
 		o.approvals.WithLabelValues("requested").Inc()
@@ -209,7 +224,6 @@ func (o *observedRecorder) Record(ctx context.Context, e *audit.Event) error {
 	case audit.EventApprovalDecided:
 		o.approvals.WithLabelValues(strings.ToLower(e.Decision)).Inc()
 	}
-	return nil
 }
 
 // goLive makes the app the one the state metrics describe: its upstreams'
