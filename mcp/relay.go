@@ -195,6 +195,14 @@ func (g *Gateway) withToolsCapability(res any) any {
 	if json.Unmarshal(b, &r) != nil {
 		return res
 	}
+	DeclareTools(r)
+	return r
+}
+
+// DeclareTools turns the tools capability on in an initialize result, for
+// a door that offers tools of its own (the built-in nomos_* tools) whatever
+// the upstreams declare.
+func DeclareTools(r map[string]json.RawMessage) {
 	var caps map[string]json.RawMessage
 	_ = json.Unmarshal(r["capabilities"], &caps)
 	if caps == nil {
@@ -204,7 +212,6 @@ func (g *Gateway) withToolsCapability(res any) any {
 		caps["tools"] = json.RawMessage(`{}`)
 	}
 	r["capabilities"], _ = json.Marshal(caps)
-	return r
 }
 
 // answeredVersion keeps a remote upstream's own answer when the gateway

@@ -294,15 +294,7 @@ func (s *Server) decorateInit(m *message) []byte {
 	if m.Error != nil || json.Unmarshal(m.Result, &r) != nil {
 		return nil
 	}
-	var caps map[string]json.RawMessage
-	_ = json.Unmarshal(r["capabilities"], &caps)
-	if caps == nil {
-		caps = map[string]json.RawMessage{}
-	}
-	if _, ok := caps["tools"]; !ok {
-		caps["tools"] = json.RawMessage(`{}`)
-	}
-	r["capabilities"], _ = json.Marshal(caps)
+	mcp.DeclareTools(r)
 	r["serverInfo"], _ = json.Marshal(s.serverInfo())
 	var version string
 	_ = json.Unmarshal(r["protocolVersion"], &version)
