@@ -483,7 +483,7 @@ func (a *App) provisionServices() error {
 	for _, name := range a.policyNames() {
 		cfg := service.Config{
 			Environment: a.Environment, Policy: a.engines[name], Audit: a.metrics.auditObserver(a.recorder),
-			RateLimits: a.limiter, SharedRateLimits: a.sharedLimits(), LoopGuard: a.loopGuard,
+			RateLimits: a.limiter, SharedRateLimits: a.sharedLimits(), LoopGuard: a.loopGuard, SharedLoopGuard: a.sharedLoopGuard(),
 			Executor: a.exec, Redactor: a.redactor, AssuranceLevel: a.assurance, Logger: a.slog,
 			Authorized: authorized,
 		}

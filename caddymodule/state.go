@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-nomos/nomos/internal/loopguard"
 	"github.com/caddy-nomos/nomos/internal/ratelimit"
 	"github.com/caddy-nomos/nomos/internal/sharedstate"
 	"github.com/caddy-nomos/nomos/mcp"
@@ -85,4 +86,13 @@ func (a *App) sharedLimits() *ratelimit.Shared {
 		return nil
 	}
 	return ratelimit.NewShared(a.limiter, a.shared)
+}
+
+// sharedLoopGuard puts the loop breakers' agent windows on the shared
+// state, when there is one.
+func (a *App) sharedLoopGuard() *loopguard.Shared {
+	if a.shared == nil || a.loopGuard == nil {
+		return nil
+	}
+	return loopguard.NewShared(a.loopGuard, a.shared)
 }

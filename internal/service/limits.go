@@ -93,18 +93,20 @@ func transportDoor(meta map[string]any) string {
 // limited runs the loop breakers, then the rate limits, before policy. A
 // limit can only deny; it never turns a deny into an allow.
 func (s *Service) limited(ctx context.Context, r *run) bool {
-	return s.loopTripped(r) || s.rateLimited(ctx, r)
+	return s.loopTripped(ctx, r) || s.rateLimited(ctx, r)
 }
 
-func (s *Service) loopTripped(r *run) bool {
+func (s *Service) loopTripped(ctx context.Context, r *run) bool {
 	if s.cfg.LoopGuard == nil {
 		return false
 	}
-	session, _ := r.meta["downstream_session_id"].(string)
-	v := s.cfg.LoopGuard.Check(loopguard.Call{
-		SessionID: session, Principal: r.a.Principal, Agent: r.a.Agent, ActionType: r.a.ActionType,
-		Resource: r.a.Resource, ParamsHash: r.a.ParamsHash, RiskFlags: r.a.RiskFlags,
-	}, s.cfg.Clock())
+	v, err := s.checkLoopGuard(ctx, r)
+	if err != nil {
+		s.cfg.Logger.Error("loop breakers: shared state unavailable; action denied", "trace_id", r.a.TraceID, "error", err)
+		r.d = policy.Decision{PolicyBundleHash: s.cfg.Policy.Hash()}
+		stateDenied(r)
+		return true
+	}
 	if !v.Tripped {
 		return false
 	}
@@ -117,6 +119,20 @@ func (s *Service) loopTripped(r *run) bool {
 	r.meta = mergeMeta(r.meta, map[string]any{"loop_breaker_scope": v.Scope, "loop_breaker_limit": v.Limit,
 		"loop_breaker_max": v.Max, "loop_breaker_budget": v.Budget})
 	return true
+}
+
+// checkLoopGuard runs the loop breakers, with the agent windows on the
+// shared state when the replicas share them.
+func (s *Service) checkLoopGuard(ctx context.Context, r *run) (loopguard.Verdict, error) {
+	session, _ := r.meta["downstream_session_id"].(string)
+	c := loopguard.Call{
+		SessionID: session, Principal: r.a.Principal, Agent: r.a.Agent, ActionType: r.a.ActionType,
+		Resource: r.a.Resource, ParamsHash: r.a.ParamsHash, RiskFlags: r.a.RiskFlags,
+	}
+	if s.cfg.SharedLoopGuard != nil {
+		return s.cfg.SharedLoopGuard.Check(ctx, c, s.cfg.Clock())
+	}
+	return s.cfg.LoopGuard.Check(c, s.cfg.Clock()), nil
 }
 
 func (s *Service) rateLimited(ctx context.Context, r *run) bool {

@@ -68,6 +68,10 @@ type Config struct {
 	// LoopGuard, when set, caps what each MCP session and agent may do
 	// per window; a tripped cap denies as LOOP_BREAKER_TRIPPED.
 	LoopGuard *loopguard.Guard
+	// SharedLoopGuard, when set, checks LoopGuard's caps with the agent
+	// windows the replicas share (Redis); an error denies as
+	// state_unavailable.
+	SharedLoopGuard *loopguard.Shared
 	// Authorized remembers the external actions authorized, for
 	// /actions/report. Default: a new one with the default capacity and
 	// window (a caller that wants it to survive reloads passes its own).
