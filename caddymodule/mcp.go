@@ -140,7 +140,9 @@ func (h *MCPHandler) newGateway(app *App) (*mcp.Gateway, error) {
 	if app.shared != nil {
 		// Scoped by the route's config, which every replica shares, so the
 		// cap per principal is the route's, as on one replica.
-		route.Registry = mcp.NewRedisRegistry(app.shared, configKey("mcp_route", route, h.Policy), app.State.Advertise)
+		scope := configKey("mcp_route", route, h.Policy)
+		route.Registry = mcp.NewRedisRegistry(app.shared, scope, app.State.Advertise)
+		route.InitPacer = mcp.NewRedisInitPacer(app.shared, scope)
 	}
 	return mcp.NewGateway(route, ups, gov, auth, app.slog.With("route", "nomos_mcp"), opts...)
 }

@@ -269,6 +269,11 @@ type RouteConfig struct {
 	// of that size, refilled over a minute); beyond it initialize is
 	// refused with 429 rate_limited. Default: 600.
 	InitializePerMinute int
+	// InitPacer, when set, paces initialize per principal for every
+	// replica together (a shared bucket of InitializePerMinute, on Redis);
+	// when it cannot answer, initialize is refused with 503
+	// state_unavailable. Default: none (each process paces its own).
+	InitPacer InitPacer `json:"-"`
 	// Registry, when set, shares the route's sessions with other replicas
 	// (bindings and per-principal caps, on Redis). Default: none (sessions
 	// and caps are local to this process).

@@ -21,7 +21,7 @@ func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, id Ide
 		g.shareRelease(old)
 		old.close()
 	}
-	if !g.admit(w, id, m) {
+	if !g.admit(r.Context(), w, id, m) {
 		return
 	}
 	s, err := newSession(g, id)
@@ -59,8 +59,14 @@ const maxInitParamsBytes = 64 << 10
 // admit decides whether id may open one more session: initialize is paced
 // per principal, its params are bounded, and a principal holds at most
 // MaxSessionsPerPrincipal live sessions. A refusal has been answered.
-func (g *Gateway) admit(w http.ResponseWriter, id Identity, m *message) bool {
-	if !g.initLimit.Allow(id.Principal, g.now()) {
+func (g *Gateway) admit(ctx context.Context, w http.ResponseWriter, id Identity, m *message) bool {
+	paced, err := g.paceInitialize(ctx, id.Principal)
+	if err != nil {
+		g.log.Error("mcp initialize pacing: shared state unavailable", "error", err)
+		httpDeny(w, http.StatusServiceUnavailable, errcode.StateUnavailable, "shared state unavailable; retry later")
+		return false
+	}
+	if !paced {
 		g.log.Warn("mcp initialize rate limited", "principal", id.Principal)
 		httpDeny(w, http.StatusTooManyRequests, errcode.RateLimited, "too many initialize requests; retry later")
 		return false
@@ -74,6 +80,17 @@ func (g *Gateway) admit(w http.ResponseWriter, id Identity, m *message) bool {
 		return false
 	}
 	return true
+}
+
+// paceInitialize takes one initialize from the principal's bucket: the
+// route's shared one when replicas share state, else this process's.
+func (g *Gateway) paceInitialize(ctx context.Context, principal string) (bool, error) {
+	if g.route.InitPacer == nil {
+		return g.initLimit.Allow(principal, g.now()), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, registryTimeout)
+	defer cancel()
+	return g.route.InitPacer.Allow(ctx, principal, g.route.InitializePerMinute)
 }
 
 func (g *Gateway) denySessionLimit(w http.ResponseWriter, id Identity) {
