@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,9 +43,13 @@ func (p *Pins) now() time.Time {
 // configuration's last) and, per tool, the accepted fingerprint as of the
 // last observation. The call path reads only this memory.
 type pinState struct {
-	mu        sync.Mutex
-	bindings  []*Pins
-	accepted  map[string]string
+	mu       sync.Mutex
+	bindings []*Pins
+	accepted map[string]string
+	// settled is the listing (store, mode, names and fingerprints) whose
+	// last observation found every tool trusted and changed nothing: the
+	// same listing again needs no store transaction (tools/list is hot).
+	settled   string
 	recheckAt time.Time
 	// refreshing and again coalesce background re-enumerations.
 	refreshing, again bool
@@ -127,6 +134,13 @@ func (u *Upstream) observePins(ctx context.Context, defs []*toolDef) error {
 		}
 		list = append(list, d.pinDef)
 	}
+	sig := listingSignature(b, u.cfg.Pin, defs)
+	u.pins.mu.Lock()
+	settled := u.pins.settled == sig
+	u.pins.mu.Unlock()
+	if settled {
+		return nil
+	}
 	obs, err := pins.Observe(ctx, b.Store, u.cfg.Pin, u.cfg.Name, list, b.now())
 	if err != nil {
 		return err
@@ -135,12 +149,32 @@ func (u *Upstream) observePins(ctx context.Context, defs []*toolDef) error {
 	if u.pins.accepted == nil {
 		u.pins.accepted = map[string]string{}
 	}
+	allTrusted := len(obs.Changes) == 0 && len(list) == len(defs)
+	for _, d := range defs {
+		allTrusted = allTrusted && obs.Accepted[d.name] != "" && obs.Accepted[d.name] == d.fingerprint
+	}
 	for name, fp := range obs.Accepted {
 		u.pins.accepted[name] = fp
+	}
+	u.pins.settled = ""
+	if allTrusted {
+		u.pins.settled = sig
 	}
 	u.pins.mu.Unlock()
 	u.recordPinChanges(ctx, b, obs.Changes)
 	return nil
+}
+
+// listingSignature names one listing as observed against one store in one
+// mode, for the settled shortcut.
+func listingSignature(b *Pins, mode pins.Mode, defs []*toolDef) string {
+	parts := make([]string, 0, len(defs)+1)
+	parts = append(parts, fmt.Sprintf("%p|%s", b, mode))
+	for _, d := range defs {
+		parts = append(parts, d.name+"|"+d.fingerprint)
+	}
+	sort.Strings(parts[1:])
+	return strings.Join(parts, "\n")
 }
 
 func (u *Upstream) recordPinChanges(ctx context.Context, b *Pins, changes []pins.Change) {

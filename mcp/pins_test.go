@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,7 +43,7 @@ func (f *pinFixture) advance(d time.Duration) {
 
 func newPinFixture(t *testing.T, mode pins.Mode) *pinFixture {
 	t.Helper()
-	f := &pinFixture{srv: newTestServer("a", nil), store: pins.NewMemory(), now: time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)}
+	f := &pinFixture{srv: newTestServer("a", nil), store: &countingStore{Store: pins.NewMemory()}, now: time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)}
 	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return f.srv }, nil)
 	hs := httptest.NewServer(h)
 	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close() })
@@ -68,6 +69,42 @@ func newPinFixture(t *testing.T, mode pins.Mode) *pinFixture {
 	}
 	f.up = u
 	return f
+}
+
+// countingStore counts the store transactions observations open.
+type countingStore struct {
+	pins.Store
+	updates atomic.Int64
+}
+
+func (c *countingStore) Update(ctx context.Context, upstream string, fn func(map[string]pins.Pin) ([]pins.Pin, error)) error {
+	c.updates.Add(1)
+	return c.Store.Update(ctx, upstream, fn)
+}
+
+// TestSettledListingSkipsTheStore: once a listing has been observed with
+// every tool trusted, listing the same definitions again opens no store
+// transaction; a changed definition does, and is quarantined as before.
+func TestSettledListingSkipsTheStore(t *testing.T) {
+	f := newPinFixture(t, pins.ModeEnforce)
+	cs := f.store.(*countingStore)
+	_, c := newGateway(t, RouteConfig{}, newTestGovernor(), f.up)
+	c.initialize()
+	toolNames(t, c)
+	before := cs.updates.Load()
+	for range 3 {
+		if names := toolNames(t, c); len(names) != 6 {
+			t.Fatalf("tools = %v", names)
+		}
+	}
+	if got := cs.updates.Load(); got != before {
+		t.Fatalf("unchanged listings opened %d store transactions", got-before)
+	}
+	f.rugPull()
+	eventually(t, "echo to leave tools/list", func() bool { return !slices.Contains(toolNames(t, c), "echo") })
+	if cs.updates.Load() == before {
+		t.Fatal("a changed definition skipped the store")
+	}
 }
 
 // rugPull changes the echo tool's description, as a compromised upstream
