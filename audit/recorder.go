@@ -23,10 +23,13 @@ const maxBatch = 256
 
 // Recorder seals events into one hash chain and writes each to every sink.
 // It is safe for concurrent use. Events are encoded and redacted in their
-// callers' goroutines, linked in arrival order, and written by one commit
-// loop in batches (group commit): concurrent events share one transaction
-// and one fsync of each durable sink. Record still returns only once its
-// event is stored.
+// callers' goroutines, linked in arrival order, and written in batches
+// (group commit): concurrent events share one transaction and one fsync of
+// each durable sink. One batch is written at a time. A caller that finds
+// no commit running writes the batch itself, so an uncontended event costs
+// no hand-off between goroutines; events queued behind a running commit
+// are written by the commit loop as the next batch. Record still returns
+// only once its event is stored.
 type Recorder struct {
 	sinks   []Sink
 	chain   []bool // chain[i]: sink i's copy of the chain must stay linear
@@ -45,8 +48,11 @@ type Recorder struct {
 	stored  string // the hash of the last event a chain sink stored
 	pending []*pendingEvent
 	scratch []byte
-	closed  bool
-	exited  chan struct{}
+	// committing is set while one batch is being written, by a caller or
+	// by the commit loop: batches are written one at a time, in order.
+	committing bool
+	closed     bool
+	exited     chan struct{}
 
 	// backlog is owned by the commit loop.
 	backlog []replay
@@ -218,10 +224,13 @@ func (r *Recorder) RecordAll(ctx context.Context, events ...*Event) error {
 	if len(events) == 0 || slices.Contains(events, nil) {
 		return errors.New("audit: record: nil event")
 	}
-	ps, err := r.enqueue(events)
+	ps, lead, err := r.enqueue(events)
 	if err != nil {
 		r.dropped.Add(uint64(len(events)))
 		return err
+	}
+	if lead {
+		r.lead()
 	}
 	var errs []error
 	for i, p := range ps {
@@ -240,33 +249,61 @@ func (r *Recorder) RecordAll(ctx context.Context, events ...*Event) error {
 	return nil
 }
 
-// enqueue prepares events, links them to the head one after the other and
-// hands them to the commit loop together.
-func (r *Recorder) enqueue(events []*Event) ([]*pendingEvent, error) {
-	ps := make([]*pendingEvent, len(events))
+// enqueue prepares events and links them to the head one after the other.
+// lead reports that no commit was running: the caller writes the next
+// batch itself (lead). Otherwise the commit loop writes them once the
+// running commit ends.
+func (r *Recorder) enqueue(events []*Event) (ps []*pendingEvent, lead bool, err error) {
+	ps = make([]*pendingEvent, len(events))
 	for i, e := range events {
 		p, err := r.pend(e)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		ps[i] = p
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
 	head := r.head
 	for _, p := range ps {
 		if err := r.link(p, head); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		head = p.sealed.EventHash
 	}
 	r.head = head
 	r.pending = append(r.pending, ps...)
-	r.cond.Signal()
-	return ps, nil
+	if r.committing {
+		return ps, false, nil
+	}
+	r.committing = true
+	return ps, true, nil
+}
+
+// lead writes one batch, the oldest pending events, in the caller's
+// goroutine, then leaves what queued meanwhile to the commit loop.
+func (r *Recorder) lead() {
+	r.mu.Lock()
+	batch := r.takeLocked()
+	r.mu.Unlock()
+	if batch != nil {
+		r.commitSafely(batch)
+	}
+	r.endCommit()
+}
+
+// endCommit lets the next batch be written: the commit loop wakes when
+// events queued behind this commit, or when Close waits for it.
+func (r *Recorder) endCommit() {
+	r.mu.Lock()
+	r.committing = false
+	if len(r.pending) > 0 || r.closed {
+		r.cond.Signal()
+	}
+	r.mu.Unlock()
 }
 
 // pend stamps and prepares one event, outside the lock.
@@ -332,8 +369,8 @@ func (r *Recorder) relink(prev string, batch []*pendingEvent) error {
 	return nil
 }
 
-// run is the commit loop: it takes every pending event (up to maxBatch)
-// and writes them as one batch.
+// run is the commit loop: it writes the events that queued while another
+// commit ran, every pending event (up to maxBatch) as one batch.
 func (r *Recorder) run() {
 	defer close(r.exited)
 	for {
@@ -342,17 +379,28 @@ func (r *Recorder) run() {
 			return
 		}
 		r.commitSafely(batch)
+		r.endCommit()
 	}
 }
 
-// take waits for pending events; nil means closed with nothing left.
-// Events queued while a commit runs form the next batch.
+// take waits until events are pending and no commit runs, and claims the
+// next batch; nil means closed with nothing left.
 func (r *Recorder) take() []*pendingEvent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for len(r.pending) == 0 && !r.closed {
+	for r.committing || len(r.pending) == 0 && !r.closed {
 		r.cond.Wait()
 	}
+	batch := r.takeLocked()
+	if batch != nil {
+		r.committing = true
+	}
+	return batch
+}
+
+// takeLocked removes the oldest pending events (up to the batch size) for
+// one commit. The caller holds r.mu.
+func (r *Recorder) takeLocked() []*pendingEvent {
 	n := min(len(r.pending), r.batch)
 	if n == 0 {
 		return nil

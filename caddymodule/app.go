@@ -89,7 +89,9 @@ type App struct {
 	pinBinding   *mcp.Pins
 	pinReleases  []func()
 	slots        chan struct{}
-	assurance    string
+	// after runs completions recorded once the client has its answer.
+	after     afterResponse
+	assurance string
 	// guardKeys counts nomos_guard breaker keys in this config.
 	guardKeys map[string]int
 }
@@ -204,6 +206,10 @@ func (a *App) Stop() error { return nil }
 // Cleanup releases this config's hold on pooled state; state shared with a
 // newer config survives.
 func (a *App) Cleanup() error {
+	if !a.after.close(afterResponseWait) && a.logger != nil {
+		a.logger.Error("audit completions still being recorded after the shutdown wait; they may be missing",
+			zap.Duration("waited", afterResponseWait))
+	}
 	for _, release := range a.pinReleases {
 		release()
 	}

@@ -53,7 +53,7 @@ type guardMCP struct {
 // bindMCP builds the governed-call path and takes the session bindings
 // from the pool, so an unchanged reload keeps its clients' sessions.
 func (h *GuardHandler) bindMCP(app *App) error {
-	gov := &governor{svc: h.svc, red: app.red}
+	gov := &governor{svc: h.svc, red: app.red, after: &app.after}
 	m := &guardMCP{path: mcp.NewPath(gov, mcp.DownstreamStreamableHTTP, app.slog.With("guard", h.Name))}
 	m.poolKey = app.uniqueGuardKey(configKey("guard_mcp_sessions", h.Name, h.MCP))
 	var err error

@@ -29,7 +29,7 @@ type approvalBody struct {
 // completes the action in audit.
 func (h *GuardHandler) refuse(w http.ResponseWriter, r *http.Request, g *guarded) error {
 	resp := g.auth.Response
-	defer h.svc.Complete(completionContext(r), g.auth, "", nil)
+	defer h.completeLater(r, g.auth, "", nil)
 	switch {
 	case resp.Decision == policy.RequireApproval:
 		w.Header().Set(headerApprovalID, resp.ApprovalID)
@@ -75,7 +75,7 @@ func isLimitDenial(reason string) bool {
 func (h *GuardHandler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, g *guarded) error {
 	red, err := redactorFor(h.app.red, g.auth.Obligations)
 	if err != nil {
-		h.svc.Complete(completionContext(r), g.auth, audit.ResultInternalError, nil)
+		h.completeLater(r, g.auth, audit.ResultInternalError, nil)
 		return writeError(w, service.Errorf(http.StatusInternalServerError, service.CodeInternal, "redaction obligation cannot be applied"))
 	}
 	done, open := h.breaker.allow()
@@ -91,7 +91,7 @@ func (h *GuardHandler) forward(w http.ResponseWriter, r *http.Request, next cadd
 // completed as UPSTREAM_UNAVAILABLE.
 func (h *GuardHandler) breakerOpen(w http.ResponseWriter, r *http.Request, g *guarded) error {
 	h.logger.Warn("guard breaker open; request not forwarded", zap.String("guard", h.Name), zap.String("action_id", g.auth.Response.ActionID))
-	h.svc.Complete(completionContext(r), g.auth, audit.ResultUpstreamUnavailable, map[string]any{"breaker_state": "open"})
+	h.completeLater(r, g.auth, audit.ResultUpstreamUnavailable, map[string]any{"breaker_state": "open"})
 	w.Header().Set("Retry-After", h.openRetryAfter())
 	return writeError(w, service.Errorf(http.StatusServiceUnavailable, audit.ResultUpstreamUnavailable, "upstream circuit breaker is open"))
 }
@@ -105,16 +105,20 @@ func (h *GuardHandler) openRetryAfter() string {
 // serveFiltered runs next through the filter. A panic (reverse_proxy
 // aborts a broken stream that way) is completed in audit, then goes on.
 func (h *GuardHandler) serveFiltered(fw *filterWriter, r *http.Request, next caddyhttp.Handler, g *guarded) error {
+	completed := false
 	defer func() {
 		if p := recover(); p != nil {
-			fw.abandon()
-			h.complete(r, g, fw, outcomeOf(r, fw, nil, true))
+			if !completed {
+				fw.abandon()
+				h.complete(r, g, fw, outcomeOf(r, fw, nil, true))
+			}
 			panic(p)
 		}
 	}()
 	err := next.ServeHTTP(fw, r)
 	fw.finish(err)
 	h.complete(r, g, fw, outcomeOf(r, fw, err, false))
+	completed = true
 	if fw.stop != nil {
 		// The client already has a status line; ending the connection is
 		// the only way left to tell it the body is incomplete.
@@ -124,7 +128,7 @@ func (h *GuardHandler) serveFiltered(fw *filterWriter, r *http.Request, next cad
 }
 
 // complete records action.completed with the response's status, size and
-// duration.
+// duration, once the client has the response.
 func (h *GuardHandler) complete(r *http.Request, g *guarded, fw *filterWriter, class string) {
 	resp := g.auth.Response
 	resp.StatusCode, resp.BytesWritten, resp.Truncated = fw.status, fw.written, fw.truncated
@@ -135,7 +139,16 @@ func (h *GuardHandler) complete(r *http.Request, g *guarded, fw *filterWriter, c
 	if fw.truncated {
 		meta["truncated"] = true
 	}
-	h.svc.Complete(completionContext(r), g.auth, class, meta)
+	h.completeLater(r, g.auth, class, meta)
+}
+
+// completeLater records the completion of a decided request (action.completed
+// and trace.end) after the handler returned, so no audit commit holds the
+// client's response: the decision was committed before anything went on.
+// The App waits for these at Cleanup (see afterResponse).
+func (h *GuardHandler) completeLater(r *http.Request, auth *service.Authorization, class string, meta map[string]any) {
+	ctx := completionContext(r)
+	h.app.after.run(func() { h.svc.Complete(ctx, auth, class, meta) })
 }
 
 // outcomeOf classifies how an allowed request ended.

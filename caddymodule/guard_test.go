@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -313,7 +314,8 @@ func TestGuardPlainResponseRedactedAcrossWrites(t *testing.T) {
 }
 
 func TestGuardOutputCapEndsTheResponse(t *testing.T) {
-	h := newGuard(t, newGuardApp(t, nil), nil)
+	app := newGuardApp(t, nil)
+	h := newGuard(t, app, nil)
 	up := &upstream{serve: func(w http.ResponseWriter, r *http.Request) error {
 		_, err := io.WriteString(w, "0123456789\nabcdefghij\n")
 		return err
@@ -331,6 +333,15 @@ func TestGuardOutputCapEndsTheResponse(t *testing.T) {
 	}()
 	if rec.Body.String() != "0123456789\na" {
 		t.Fatalf("client got %q, want the first 12 bytes", rec.Body)
+	}
+	var completions []string
+	for _, ev := range guardAuditEvents(t, app) {
+		if ev["event_type"] == "action.completed" {
+			completions = append(completions, fmt.Sprint(ev["result_classification"]))
+		}
+	}
+	if len(completions) != 1 || completions[0] != "OUTPUT_LIMIT" {
+		t.Fatalf("completions %v, want one OUTPUT_LIMIT (the abort must not complete the action twice)", completions)
 	}
 }
 
@@ -498,6 +509,9 @@ func TestGuardRefusesAmbiguousQueries(t *testing.T) {
 // guardAuditEvents reads every event of the test app's sqlite audit log.
 func guardAuditEvents(t *testing.T, app *App) []map[string]any {
 	t.Helper()
+	if !app.after.wait(5 * time.Second) { // completions are recorded after the response
+		t.Fatal("guard completions still running after 5s")
+	}
 	db, err := sql.Open("sqlite", app.Audit.Sinks[0].Path)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,9 @@ import (
 type governor struct {
 	svc *service.Service
 	red *redact.Redactor
+	// after, when set, records completions once the client has its answer
+	// (nomos_guard, whose upstream's response must not wait for audit).
+	after *afterResponse
 }
 
 // envelope is the action of a governed MCP request.
@@ -92,6 +95,10 @@ func (g *governor) Completed(ctx context.Context, _ mcp.AuthzRequest, res mcp.Au
 		if out.ErrorClass != "" {
 			meta["error_class"] = out.ErrorClass
 		}
+	}
+	if g.after != nil {
+		g.after.run(func() { g.svc.Complete(ctx, auth, out.Classification, meta) })
+		return
 	}
 	g.svc.Complete(ctx, auth, out.Classification, meta)
 }

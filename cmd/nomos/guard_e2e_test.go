@@ -196,7 +196,7 @@ func TestGuardE2E(t *testing.T) {
 		if auth, _ := u.lastAuth.Load().(string); auth != "" {
 			t.Errorf("upstream received Authorization %q", auth)
 		}
-		ev := auditEvents(t, s.auditDB(), h.Get("X-Nomos-Action-Id"))
+		ev := completedAuditEvents(t, s.auditDB(), h.Get("X-Nomos-Action-Id"))
 		done := ev["action.completed"]
 		if ev["action.decision"].Decision != "ALLOW" || done.Classification != "SUCCESS" || done.Metadata["status_code"] != float64(200) {
 			t.Fatalf("audit %v", ev)
@@ -267,7 +267,7 @@ func TestGuardE2E(t *testing.T) {
 		if code != 503 || !strings.Contains(body, "UPSTREAM_UNAVAILABLE") || u.hits.Load() != 2 {
 			t.Fatalf("open breaker: %d %s (upstream hits %d)", code, body, u.hits.Load())
 		}
-		if ev := auditEvents(t, s.auditDB(), h.Get("X-Nomos-Action-Id")); ev["action.completed"].Classification != "UPSTREAM_UNAVAILABLE" {
+		if ev := completedAuditEvents(t, s.auditDB(), h.Get("X-Nomos-Action-Id")); ev["action.completed"].Classification != "UPSTREAM_UNAVAILABLE" {
 			t.Fatalf("open breaker audit %v", ev)
 		}
 		u.failing.Store(false)
@@ -349,5 +349,19 @@ func TestGuardE2ERateLimit(t *testing.T) {
 	code, h, body := guardDo(t, "GET", s.base+"/api/orders", "")
 	if code != 429 || h.Get("Retry-After") != "30" || !strings.HasPrefix(body, `{"decision":"DENY","reason":"RATE_LIMIT_EXCEEDED: retry after 30s`) {
 		t.Fatalf("%d Retry-After=%q %s", code, h.Get("Retry-After"), body)
+	}
+}
+
+// completedAuditEvents is auditEvents once the action's trace has ended:
+// nomos_guard records completions just after the client has its answer.
+func completedAuditEvents(t *testing.T, dbPath, actionID string) map[string]auditEvent {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ev := auditEvents(t, dbPath, actionID)
+		if _, ok := ev["trace.end"]; ok || time.Now().After(deadline) {
+			return ev
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

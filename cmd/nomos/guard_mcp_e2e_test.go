@@ -230,7 +230,7 @@ func TestGuardMCPE2E(t *testing.T) {
 
 			if text, isErr, id := alice.call(t, "echo", `{"text":"hi"}`); isErr || text != "echo hi" {
 				t.Fatalf("allowed call: %q %v", text, isErr)
-			} else if ev := auditEvents(t, s.auditDB(), id); ev["action.decision"].Decision != "ALLOW" || ev["action.completed"].Classification != "SUCCESS" {
+			} else if ev := completedAuditEvents(t, s.auditDB(), id); ev["action.decision"].Decision != "ALLOW" || ev["action.completed"].Classification != "SUCCESS" {
 				t.Fatalf("allowed call audit: %v", ev)
 			}
 			if text, isErr, _ := alice.call(t, "wipe", `{}`); !isErr || !strings.Contains(text, "unknown tool: wipe") {
