@@ -184,3 +184,35 @@ func BenchmarkCheckpointSign(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecisionCommit is the commit a decision waits for before the
+// request goes on: one caller, trace.start and action.decision recorded
+// together into a real sqlite file with keyed checkpoints, as nomos_guard
+// records them; full and normal are the synchronous modes.
+func BenchmarkDecisionCommit(b *testing.B) {
+	for _, sync := range []string{SyncFull, SyncNormal} {
+		b.Run(sync, func(b *testing.B) {
+			key, err := ParseCheckpointKey(CheckpointHMACSHA256, []byte("0123456789abcdef0123456789abcdef"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			s, err := OpenSQLite(filepath.Join(b.TempDir(), "audit.db"), WithSynchronous(sync), WithCheckpointKey(key))
+			if err != nil {
+				b.Fatal(err)
+			}
+			r, err := NewRecorder([]Sink{s}, WithRedactor(benchRedactor(b)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close()
+			b.ReportAllocs()
+			for b.Loop() {
+				start, decision := toolCallEvent(), toolCallEvent()
+				start.EventType = EventTraceStart
+				if err := r.RecordAll(context.Background(), start, decision); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -9,21 +9,37 @@ import (
 // being recorded: a few commits at the recorder's write timeout.
 const afterResponseWait = 15 * time.Second
 
+// afterResponseWorkers bounds the goroutines that run after-response
+// work; more work waits in the queue. They are kept, so their stacks are
+// grown once rather than for every request.
+const afterResponseWorkers = 8
+
 // afterResponse runs the work a front door does once its client has the
 // answer: nomos_guard records an action's completion (action.completed and
 // trace.end) there, so the upstream's response is not held back by an
 // audit commit. The decision was committed before the request went on;
-// only the completion moves. The work is tracked, and Cleanup waits for it
-// before the recorder can be released, so a reload or shutdown loses none.
-// Once closed, work runs in the caller. The zero value is ready.
+// only the completion moves. The work is queued (never dropped) for a few
+// long-lived workers, and Cleanup waits for it before the recorder can be
+// released, so a reload or shutdown loses none. Once closed, work runs in
+// the caller. The zero value is ready.
 type afterResponse struct {
 	mu      sync.Mutex
-	running int
-	idle    *sync.Cond // signalled when running drops to 0
+	work    sync.Cond // a worker waits here for queued work
+	idle    sync.Cond // wait waits here for pending to reach 0
+	queue   []func()
+	pending int // queued or running
+	workers int
+	waiting int // workers waiting for work
 	closed  bool
 }
 
-// run starts fn in its own goroutine, or runs it now once closed.
+func (a *afterResponse) init() {
+	if a.work.L == nil {
+		a.work.L, a.idle.L = &a.mu, &a.mu
+	}
+}
+
+// run queues fn for a worker, or runs it now once closed.
 func (a *afterResponse) run(fn func()) {
 	a.mu.Lock()
 	if a.closed {
@@ -31,30 +47,51 @@ func (a *afterResponse) run(fn func()) {
 		fn()
 		return
 	}
-	a.running++
+	a.init()
+	a.pending++
+	a.queue = append(a.queue, fn)
+	switch {
+	case a.waiting > 0:
+		a.work.Signal()
+	case a.workers < afterResponseWorkers:
+		a.workers++
+		go a.worker()
+	}
 	a.mu.Unlock()
-	go func() {
-		defer a.finished()
-		fn()
-	}()
 }
 
-func (a *afterResponse) finished() {
+// worker runs queued work until the queue is closed and empty.
+func (a *afterResponse) worker() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.running--; a.running == 0 && a.idle != nil {
-		a.idle.Broadcast()
+	for {
+		for len(a.queue) == 0 && !a.closed {
+			a.waiting++
+			a.work.Wait()
+			a.waiting--
+		}
+		if len(a.queue) == 0 {
+			a.workers--
+			return
+		}
+		fn := a.queue[0]
+		a.queue[0] = nil
+		a.queue = a.queue[1:]
+		a.mu.Unlock()
+		fn()
+		a.mu.Lock()
+		if a.pending--; a.pending == 0 {
+			a.idle.Broadcast()
+		}
 	}
 }
 
-// wait waits up to timeout for the work started so far (and any started
+// wait waits up to timeout for the work queued so far (and any queued
 // meanwhile) to finish; it reports whether it did.
 func (a *afterResponse) wait(timeout time.Duration) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.idle == nil {
-		a.idle = sync.NewCond(&a.mu)
-	}
+	a.init()
 	expired := false
 	t := time.AfterFunc(timeout, func() {
 		a.mu.Lock()
@@ -63,16 +100,19 @@ func (a *afterResponse) wait(timeout time.Duration) bool {
 		a.mu.Unlock()
 	})
 	defer t.Stop()
-	for a.running > 0 && !expired {
+	for a.pending > 0 && !expired {
 		a.idle.Wait()
 	}
-	return a.running == 0
+	return a.pending == 0
 }
 
-// close stops new background work and waits up to timeout for what runs.
+// close stops queueing (later work runs in its caller), lets the workers
+// finish the queue and exit, and waits up to timeout for it.
 func (a *afterResponse) close(timeout time.Duration) bool {
 	a.mu.Lock()
+	a.init()
 	a.closed = true
+	a.work.Broadcast()
 	a.mu.Unlock()
 	return a.wait(timeout)
 }

@@ -17,8 +17,10 @@ import (
 //
 // Strings without escapes are parts of b as written, so a rule whose hints
 // occur nowhere in b cannot match them, nor can an exact secret that does
-// not occur in b: those are skipped for such strings. Strings with escapes
-// get every rule.
+// not occur in b: those are skipped for such strings. A string with escapes
+// is checked against the rules whose hints occur in its decoded text (a
+// hint may be spelled with escapes in b), which is what String would apply
+// to it: String skips a hinted rule whose hints are absent too.
 func (r *Redactor) cleanJSON(b []byte) bool {
 	s, _ := r.scanners.Get().(*scanner)
 	if s == nil {
@@ -42,34 +44,49 @@ type scanner struct {
 	active []rule
 	exact  *strings.Replacer
 	found  []bool
+	// escActive is active for the decoded text of one escaped string.
+	escActive []rule
 }
 
 // filter picks the rules and exact secrets that can occur in b, in one
 // pass over b with the hint index.
 func (s *scanner) filter(b []byte) {
+	s.active, s.exact = s.pick(s.view(b), s.active[:0])
+}
+
+// pick appends to dst the rules that can match in text (those without
+// hints, and those with a hint in text) and returns them with the exact
+// replacer when an exact secret occurs in text.
+func (s *scanner) pick(text string, dst []rule) ([]rule, *strings.Replacer) {
 	idx := s.r.hintIndex()
-	s.found = append(s.found[:0], make([]bool, len(s.r.rules))...)
-	for i, c := range b {
-		for _, h := range idx.byFirst[c] {
-			if !s.found[h.rule] && hasHintAt(b, i, h) {
+	n := len(s.r.rules)
+	if cap(s.found) < n {
+		s.found = make([]bool, n)
+	}
+	s.found = s.found[:n]
+	clear(s.found)
+	for i := 0; i < len(text); i++ {
+		for _, h := range idx.byFirst[text[i]] {
+			if !s.found[h.rule] && hasHintAt(text, i, h) {
 				s.found[h.rule] = true
 			}
 		}
 	}
-	s.active, s.exact = s.active[:0], nil
 	for i := range s.r.rules {
 		if len(s.r.rules[i].hints) == 0 || s.found[i] {
-			s.active = append(s.active, s.r.rules[i])
+			dst = append(dst, s.r.rules[i])
 		}
 	}
-	if s.r.replacer != nil && s.r.replacer.Replace(s.view(b)) != s.view(b) {
-		s.exact = s.r.replacer
+	var exact *strings.Replacer
+	if s.r.replacer != nil && s.r.replacer.Replace(text) != text {
+		exact = s.r.replacer
 	}
+	return dst, exact
 }
 
 // hasHintAt reports whether hint h occurs at b[i:], ASCII case folded when
 // the rule folds (its hints are lowercase then).
-func hasHintAt(b []byte, i int, h hintRef) bool {
+func hasHintAt(b string, i int, h hintRef) bool {
 	if len(b)-i < len(h.hint) {
 		return false
 	}
@@ -120,12 +137,15 @@ func buildHintIndex(rules []rule) *hintIndex {
 }
 
 // clean reports whether redaction leaves str unchanged; raw says str was
-// written without escapes, so the filtered rules suffice.
+// written without escapes, so the document's filtered rules suffice. An
+// escaped string gets the rules its own decoded text hints at.
 func (s *scanner) clean(str string, raw bool) bool {
 	if raw {
 		return applyRules(str, s.active, s.exact) == str
 	}
-	return s.r.String(str) == str
+	var exact *strings.Replacer
+	s.escActive, exact = s.pick(str, s.escActive[:0])
+	return applyRules(str, s.escActive, exact) == str
 }
 
 func (s *scanner) value(depth int) bool {
