@@ -55,7 +55,7 @@ rules:
 `
 
 // newGuardApp provisions a nomos app whose default policy is guardBundle.
-func newGuardApp(t *testing.T, mutate func(*App)) *App {
+func newGuardApp(t testing.TB, mutate func(*App)) *App {
 	t.Helper()
 	bundle := filepath.Join(t.TempDir(), "guard.yaml")
 	if err := os.WriteFile(bundle, []byte(guardBundle), 0o600); err != nil {
@@ -69,7 +69,7 @@ func newGuardApp(t *testing.T, mutate func(*App)) *App {
 	})
 }
 
-func newGuard(t *testing.T, app *App, h *GuardHandler) *GuardHandler {
+func newGuard(t testing.TB, app *App, h *GuardHandler) *GuardHandler {
 	t.Helper()
 	if h == nil {
 		h = new(GuardHandler)

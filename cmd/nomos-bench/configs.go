@@ -31,6 +31,7 @@ var configs = []config{
 	{name: "B", what: "bare Caddy `reverse_proxy`", caddyfile: bareProxy},
 	{name: "C", what: "`nomos_guard` allow-all + `reverse_proxy`, stdout audit", module: "http.handlers.nomos_guard", caddyfile: guardProxy, auth: true},
 	{name: "G", what: "`nomos_guard` + `reverse_proxy`, 1,000 rules, sqlite audit with keyed checkpoints", module: "http.handlers.nomos_guard", caddyfile: guardFull, auth: true},
+	{name: "H", what: "G with `synchronous normal` (durable against a crash of the process, not against power loss)", module: "http.handlers.nomos_guard", caddyfile: guardFullNormal, auth: true},
 	{name: "D", what: "`nomos_mcp`, HTTP upstream, 1,000 rules, rate limits that never bind, breaker, sqlite audit with keyed checkpoints", caddyfile: fullPipeline, auth: true},
 	{name: "E", what: "`nomos_mcp`, HTTP upstream, allow-all, stdout audit", caddyfile: gatewayStdout, auth: true},
 	{name: "S", what: "E with sqlite audit (keyed checkpoints) and stdout", caddyfile: gatewaySqlite, auth: true},
@@ -88,6 +89,13 @@ func guardProxy(e *bench, port, admin int) string {
 // which one rule allows the proxied requests, and durable sqlite audit.
 func guardFull(e *bench, port, admin int) string {
 	return global(admin, nomosApp(e.bigGuardPolicy, []string{"sqlite"}, "")) +
+		site(port, fmt.Sprintf("\tnomos_guard {\n\t\trequire_agent false\n\t}\n\treverse_proxy %s\n", e.upstreamAddr))
+}
+
+// guardFullNormal is guardFull without an fsync per commit.
+func guardFullNormal(e *bench, port, admin int) string {
+	sqlite := "sqlite {\n\t\t\t\tsynchronous normal\n\t\t\t}"
+	return global(admin, nomosApp(e.bigGuardPolicy, []string{sqlite}, "")) +
 		site(port, fmt.Sprintf("\tnomos_guard {\n\t\trequire_agent false\n\t}\n\treverse_proxy %s\n", e.upstreamAddr))
 }
 

@@ -55,7 +55,7 @@ func parseFlags(args []string) (options, error) {
 	var configs, rates string
 	fs.StringVar(&o.nomos, "nomos", "bin/nomos", "the nomos binary under test")
 	fs.StringVar(&o.everything, "everything", "", "the everything-server binary (built from the Go MCP SDK when empty)")
-	fs.StringVar(&configs, "configs", "A,B,C,G,D,E,S,N,F", "configurations to measure, in interleaving order")
+	fs.StringVar(&configs, "configs", "A,B,C,G,H,D,E,S,N,F", "configurations to measure, in interleaving order")
 	fs.StringVar(&rates, "rates", "200,400", "fixed request rates (requests/s) for the latency points")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each fixed-rate point")
 	fs.IntVar(&o.satWorkers, "sat-workers", 32, "concurrent workers for the saturation point")

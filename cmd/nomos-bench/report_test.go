@@ -53,7 +53,7 @@ func TestFlagsRefuseUnknownConfigurationsAndRates(t *testing.T) {
 		}
 	}
 	o, err := parseFlags(nil)
-	if err != nil || len(o.configs) != 9 || len(o.rates) != 2 {
+	if err != nil || len(o.configs) != 10 || len(o.rates) != 2 {
 		t.Fatalf("defaults: %+v, %v", o, err)
 	}
 }
@@ -69,5 +69,25 @@ func TestCallSucceededReadsToolErrors(t *testing.T) {
 		if got := callSucceeded([]byte(body)); got != want {
 			t.Errorf("callSucceeded(%s) = %v", body, got)
 		}
+	}
+}
+
+// What a configuration adds to B is paired round by round: a round where
+// the machine slowed both does not count as added latency.
+func TestAddedLatencyIsPairedByRound(t *testing.T) {
+	round := func(p50, p99 time.Duration) sample {
+		return sample{rates: []point{{p50: p50, p90: p50, p99: p99}}}
+	}
+	base := []sample{round(400*time.Microsecond, time.Millisecond), round(600*time.Microsecond, 3*time.Millisecond), round(450*time.Microsecond, time.Millisecond)}
+	own := []sample{round(480*time.Microsecond, 2*time.Millisecond), round(690*time.Microsecond, 3*time.Millisecond), round(560*time.Microsecond, time.Millisecond)}
+	var s summary
+	s.addOverB(own, base)
+	if !s.paired || s.added50 != 90*time.Microsecond || s.added99 != 0 {
+		t.Fatalf("added = %v / %v (paired %v), want 90µs / 0", s.added50, s.added99, s.paired)
+	}
+	var lone summary
+	lone.addOverB(own, base[:2])
+	if lone.paired {
+		t.Fatal("rounds without a B measurement were paired")
 	}
 }
