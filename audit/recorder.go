@@ -482,9 +482,10 @@ const maxRelinks = 32
 // relinked. stored reports whether a chain sink holds the batch.
 func (r *Recorder) writeAll(ctx context.Context, batch []*pendingEvent) (bool, error) {
 	sealed := make([]Sealed, len(batch))
+	events := make([]Event, len(batch)) // one allocation for the batch
 	for i, p := range batch {
-		ev := p.sealed
-		sealed[i] = Sealed{Event: &ev, Line: p.line}
+		events[i] = p.sealed
+		sealed[i] = Sealed{Event: &events[i], Line: p.line}
 	}
 	var errs []error
 	var failed []int

@@ -78,7 +78,7 @@ func (s *scanner) pick(text string, dst []rule) ([]rule, *strings.Replacer) {
 		}
 	}
 	var exact *strings.Replacer
-	if s.r.replacer != nil && s.r.replacer.Replace(text) != text {
+	if s.r.hasExact(text) {
 		exact = s.r.replacer
 	}
 	return dst, exact

@@ -49,6 +49,7 @@ type Redactor struct {
 	// exact are the exact secret values, sorted and deduplicated; replacer
 	// masks them and their common encodings.
 	exact    []string
+	needles  []string // exact and their encodings (exactNeedles)
 	replacer *strings.Replacer
 	cache    *patternCache
 	// scanners are reused by JSON's single-pass check; hints is built on
@@ -89,10 +90,12 @@ func (r *Redactor) With(patterns []string, exactSecrets []string) (*Redactor, er
 	if err != nil {
 		return nil, err
 	}
+	needles := exactNeedles(exact)
 	return &Redactor{
 		rules:    append(slices.Clip(r.rules), extra...),
 		exact:    exact,
-		replacer: exactReplacer(exact),
+		needles:  needles,
+		replacer: exactReplacer(needles),
 		cache:    r.cache,
 	}, nil
 }
@@ -312,12 +315,9 @@ func mergeExact(have, add []string) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
-// exactReplacer masks each value and its JSON- and URL-escaped forms. Longer
-// needles come first so that a secret containing another is masked whole.
-func exactReplacer(values []string) *strings.Replacer {
-	if len(values) == 0 {
-		return nil
-	}
+// exactNeedles lists each value and its JSON- and URL-escaped forms, longer
+// needles first so that a secret containing another is masked whole.
+func exactNeedles(values []string) []string {
 	var needles []string
 	for _, v := range values {
 		needles = append(needles, encodings(v)...)
@@ -328,7 +328,35 @@ func exactReplacer(values []string) *strings.Replacer {
 		}
 		return strings.Compare(a, b)
 	})
-	needles = slices.Compact(needles)
+	return slices.Compact(needles)
+}
+
+// maxContainsNeedles is how many needles hasExact checks one by one; past
+// it the replacer's single pass is cheaper.
+const maxContainsNeedles = 32
+
+// hasExact reports whether an exact secret (in any of its encodings)
+// occurs in text, without building the masked copy.
+func (r *Redactor) hasExact(text string) bool {
+	if r.replacer == nil {
+		return false
+	}
+	if len(r.needles) > maxContainsNeedles {
+		return r.replacer.Replace(text) != text
+	}
+	for _, n := range r.needles {
+		if strings.Contains(text, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// exactReplacer masks every needle (see exactNeedles).
+func exactReplacer(needles []string) *strings.Replacer {
+	if len(needles) == 0 {
+		return nil
+	}
 	pairs := make([]string, 0, 2*len(needles))
 	for _, n := range needles {
 		pairs = append(pairs, n, Mask)
