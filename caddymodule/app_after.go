@@ -14,6 +14,13 @@ const afterResponseWait = 15 * time.Second
 // grown once rather than for every request.
 const afterResponseWorkers = 8
 
+// afterResponseDelay is how long queued work waits before a worker takes
+// it. The client is still reading its response when the work is queued;
+// on a busy host the work would take the CPU the client's own process (or
+// the next request) needs at that moment. Waiting a moment moves it off
+// that instant and lets work queued meanwhile start together.
+const afterResponseDelay = time.Millisecond
+
 // afterResponse runs the work a front door does once its client has the
 // answer: nomos_guard records an action's completion (action.completed and
 // trace.end) there, so the upstream's response is not held back by an
@@ -29,7 +36,8 @@ type afterResponse struct {
 	queue   []func()
 	pending int // queued or running
 	workers int
-	waiting int // workers waiting for work
+	waiting int  // workers waiting for work
+	armed   bool // a kick is scheduled
 	closed  bool
 }
 
@@ -50,14 +58,34 @@ func (a *afterResponse) run(fn func()) {
 	a.init()
 	a.pending++
 	a.queue = append(a.queue, fn)
-	switch {
-	case a.waiting > 0:
+	if !a.armed {
+		a.armed = true
+		time.AfterFunc(afterResponseDelay, a.kick)
+	}
+	a.mu.Unlock()
+}
+
+// kick hands the queue to the workers, starting more (up to the bound)
+// when every worker is busy.
+func (a *afterResponse) kick() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.armed = false
+	a.wakeLocked()
+}
+
+// wakeLocked wakes a waiting worker per queued piece, and starts workers
+// (up to the bound) for the rest. A worker drains the whole queue before
+// it waits again, so no piece is left behind. The caller holds a.mu.
+func (a *afterResponse) wakeLocked() {
+	n := len(a.queue)
+	for w := a.waiting; n > 0 && w > 0; n, w = n-1, w-1 {
 		a.work.Signal()
-	case a.workers < afterResponseWorkers:
+	}
+	for ; n > 0 && a.workers < afterResponseWorkers; n-- {
 		a.workers++
 		go a.worker()
 	}
-	a.mu.Unlock()
 }
 
 // worker runs queued work until the queue is closed and empty.
@@ -85,7 +113,6 @@ func (a *afterResponse) worker() {
 		}
 	}
 }
-
 // wait waits up to timeout for the work queued so far (and any queued
 // meanwhile) to finish; it reports whether it did.
 func (a *afterResponse) wait(timeout time.Duration) bool {
@@ -113,6 +140,7 @@ func (a *afterResponse) close(timeout time.Duration) bool {
 	a.init()
 	a.closed = true
 	a.work.Broadcast()
+	a.wakeLocked() // work still waiting for its kick
 	a.mu.Unlock()
 	return a.wait(timeout)
 }
