@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -18,16 +19,30 @@ type SQLiteSink struct {
 	key  *CheckpointKey
 	sync string
 	now  func() time.Time
-	// stmts are the statements of a commit, prepared once: database/sql
-	// keeps them prepared on each connection that runs them.
-	stmts sinkStmts
+	// writable is false for a file opened to be read (search, verify).
+	writable bool
+	// mu serializes commits on w, the one connection that writes; w is
+	// nil until the first commit after a failed one reopens it.
+	mu sync.Mutex
+	w  *sinkWriter
 }
 
-type sinkStmts struct {
+// sinkWriter is the connection a sink commits on, with the statements of a
+// commit prepared on it once. It is kept out of database/sql's pool and
+// its transaction is driven by statements, not by sql.Tx: a commit is on
+// the path of every decision, and sql.Tx (and a cancellable context)
+// would start a goroutine per transaction and per statement to watch for
+// cancellation. Lock waits are bounded by the busy timeout instead.
+type sinkWriter struct {
+	conn                                              *sql.Conn
+	begin, commit, rollback                           *sql.Stmt
 	lastRow, insertEvent, insertCheckpoint, eventHash *sql.Stmt
 }
 
 const (
+	sqlBegin       = `BEGIN IMMEDIATE`
+	sqlCommit      = `COMMIT`
+	sqlRollback    = `ROLLBACK`
 	sqlLastRow     = `SELECT event_hash, seq FROM audit_events ORDER BY seq DESC LIMIT 1`
 	sqlInsertEvent = `INSERT INTO audit_events
 		(event_id, event_type, trace_id, action_id, timestamp, json, prev_event_hash, event_hash)
@@ -37,20 +52,38 @@ const (
 	sqlEventHash = `SELECT event_hash FROM audit_events WHERE event_id = ?`
 )
 
-// prepare prepares the commit's statements; the schema must exist.
-func (s *SQLiteSink) prepare() error {
+// openWriter takes a connection for writing and prepares the commit's
+// statements on it; the schema must exist.
+func openWriter(db *sql.DB) (*sinkWriter, error) {
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &sinkWriter{conn: conn}
 	for _, p := range []struct {
 		dst   **sql.Stmt
 		query string
-	}{{&s.stmts.lastRow, sqlLastRow}, {&s.stmts.insertEvent, sqlInsertEvent},
-		{&s.stmts.insertCheckpoint, sqlInsertCheckpoint}, {&s.stmts.eventHash, sqlEventHash}} {
-		st, err := s.db.Prepare(p.query)
+	}{{&w.begin, sqlBegin}, {&w.commit, sqlCommit}, {&w.rollback, sqlRollback},
+		{&w.lastRow, sqlLastRow}, {&w.insertEvent, sqlInsertEvent},
+		{&w.insertCheckpoint, sqlInsertCheckpoint}, {&w.eventHash, sqlEventHash}} {
+		st, err := conn.PrepareContext(ctx, p.query)
 		if err != nil {
-			return err
+			w.close()
+			return nil, err
 		}
 		*p.dst = st
 	}
-	return nil
+	return w, nil
+}
+
+func (w *sinkWriter) close() {
+	for _, st := range []*sql.Stmt{w.begin, w.commit, w.rollback, w.lastRow, w.insertEvent, w.insertCheckpoint, w.eventHash} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	w.conn.Close()
 }
 
 // auditSchema is append-only by convention. seq and id are AUTOINCREMENT so
@@ -126,10 +159,11 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteSink, error) {
 		db.Close()
 		return nil, fmt.Errorf("audit: open sqlite %q: %w", path, err)
 	}
-	if err := s.prepare(); err != nil {
-		s.Close()
+	if s.w, err = openWriter(db); err != nil {
+		db.Close()
 		return nil, fmt.Errorf("audit: open sqlite %q: prepare: %w", path, err)
 	}
+	s.writable = true
 	return s, nil
 }
 
@@ -164,21 +198,34 @@ func (s *SQLiteSink) Write(ctx context.Context, e *Event, line []byte) error {
 // The transaction takes the write lock first (BEGIN IMMEDIATE), then reads
 // the file's last row: an event is inserted only if it links to it, so two
 // processes appending to one file cannot fork the chain. The one that lost
-// the race gets ErrStaleHead and relinks.
+// the race gets ErrStaleHead and relinks. ctx's values are kept but not its
+// deadline: a statement is not interrupted midway, and a wait for another
+// writer's lock ends after the busy timeout (5 s).
 func (s *SQLiteSink) WriteBatch(ctx context.Context, batch []Sealed) (err error) {
-	if s.stmts.insertEvent == nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.writable {
 		return errors.New("the file is open for reading only")
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
+	if s.w == nil {
+		if s.w, err = openWriter(s.db); err != nil {
+			return fmt.Errorf("reopen: %w", err)
+		}
+	}
+	ctx = context.WithoutCancel(ctx)
+	w := s.w
+	if _, err := w.begin.ExecContext(ctx); err != nil {
+		s.dropWriter()
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer func() {
 		if err != nil {
-			_ = tx.Rollback()
+			if _, rerr := w.rollback.ExecContext(ctx); rerr != nil {
+				s.dropWriter()
+			}
 		}
 	}()
-	tail, lastSeq, err := lastRow(ctx, tx.StmtContext(ctx, s.stmts.lastRow))
+	tail, lastSeq, err := lastRow(ctx, w.lastRow)
 	if err != nil {
 		return err
 	}
@@ -186,25 +233,35 @@ func (s *SQLiteSink) WriteBatch(ctx context.Context, batch []Sealed) (err error)
 	for _, b := range batch {
 		e := b.Event
 		if e.PrevEventHash != tail {
-			if err := checkSameEvent(ctx, tx.StmtContext(ctx, s.stmts.eventHash), e); err != nil {
+			if err := checkSameEvent(ctx, w.eventHash, e); err != nil {
 				return err
 			}
 			continue
 		}
-		if lastSeq, err = insertEvent(ctx, tx.StmtContext(ctx, s.stmts.insertEvent), e, b.Line); err != nil {
+		if lastSeq, err = insertEvent(ctx, w.insertEvent, e, b.Line); err != nil {
 			return err
 		}
 		tail, inserted = e.EventHash, true
 	}
 	if inserted && s.key != nil {
-		if err := s.insertCheckpoint(ctx, tx, lastSeq, tail); err != nil {
+		if err := s.insertCheckpoint(ctx, w.insertCheckpoint, lastSeq, tail); err != nil {
 			return err
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := w.commit.ExecContext(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// dropWriter closes a writer whose connection may be inside a transaction
+// it could not end; the next commit opens a fresh one. The caller holds
+// s.mu.
+func (s *SQLiteSink) dropWriter() {
+	if s.w != nil {
+		s.w.close()
+		s.w = nil
+	}
 }
 
 func lastRow(ctx context.Context, st *sql.Stmt) (string, int64, error) {
@@ -230,10 +287,10 @@ func insertEvent(ctx context.Context, st *sql.Stmt, e *Event, line []byte) (int6
 	return res.LastInsertId()
 }
 
-func (s *SQLiteSink) insertCheckpoint(ctx context.Context, tx *sql.Tx, seq int64, hash string) error {
+func (s *SQLiteSink) insertCheckpoint(ctx context.Context, st *sql.Stmt, seq int64, hash string) error {
 	c := &checkpoint{seq: seq, eventHash: hash, signedAt: formatTimestamp(s.now())}
 	s.key.sign(c)
-	_, err := tx.StmtContext(ctx, s.stmts.insertCheckpoint).ExecContext(ctx,
+	_, err := st.ExecContext(ctx,
 		c.seq, c.eventHash, c.signedAt, c.alg, c.keyID, c.signature)
 	if err != nil {
 		return fmt.Errorf("insert checkpoint: %w", err)
@@ -272,11 +329,10 @@ func (s *SQLiteSink) LastEventHash(ctx context.Context) (string, error) {
 
 // Close implements Sink.
 func (s *SQLiteSink) Close() error {
-	for _, st := range []*sql.Stmt{s.stmts.lastRow, s.stmts.insertEvent, s.stmts.insertCheckpoint, s.stmts.eventHash} {
-		if st != nil {
-			st.Close()
-		}
-	}
+	s.mu.Lock()
+	s.dropWriter()
+	s.writable = false
+	s.mu.Unlock()
 	return s.db.Close()
 }
 

@@ -231,3 +231,38 @@ func TestQueryFiltersAndLimits(t *testing.T) {
 		}
 	}
 }
+
+// A commit that fails midway is rolled back on the sink's writer, which
+// keeps working: the next batch is stored and nothing of the failed one is.
+// A writer that was dropped (its connection in an unknown state) is
+// reopened by the next commit.
+func TestSQLiteWriterRecoversAfterAFailedCommit(t *testing.T) {
+	_, db := openTestSQLite(t)
+	defer db.Close()
+	ctx := context.Background()
+	first := &Event{EventID: "e1", EventType: EventTraceStart, TraceID: "t", EventHash: "h1"}
+	if err := db.Write(ctx, first, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	good := Sealed{Event: &Event{EventID: "e2", EventType: EventActionDecision, TraceID: "t", PrevEventHash: "h1", EventHash: "h2"}, Line: []byte(`{}`)}
+	clash := Sealed{Event: &Event{EventID: "e1", EventType: EventTraceEnd, TraceID: "t", PrevEventHash: "x", EventHash: "other"}, Line: []byte(`{}`)}
+	if err := db.WriteBatch(ctx, []Sealed{good, clash}); err == nil {
+		t.Fatal("a batch reusing an event_id for other content was stored")
+	}
+	if evs, _ := db.Query(ctx, Filter{}); len(evs) != 1 {
+		t.Fatalf("%d rows after a failed batch, want the first event only", len(evs))
+	}
+	if err := db.WriteBatch(ctx, []Sealed{good}); err != nil {
+		t.Fatalf("the writer did not recover: %v", err)
+	}
+	db.mu.Lock()
+	db.dropWriter()
+	db.mu.Unlock()
+	third := Sealed{Event: &Event{EventID: "e3", EventType: EventTraceEnd, TraceID: "t", PrevEventHash: "h2", EventHash: "h3"}, Line: []byte(`{}`)}
+	if err := db.WriteBatch(ctx, []Sealed{third}); err != nil {
+		t.Fatalf("a dropped writer was not reopened: %v", err)
+	}
+	if evs, _ := db.Query(ctx, Filter{}); len(evs) != 3 {
+		t.Fatalf("%d rows, want 3", len(evs))
+	}
+}
