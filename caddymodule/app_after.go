@@ -113,6 +113,7 @@ func (a *afterResponse) worker() {
 		}
 	}
 }
+
 // wait waits up to timeout for the work queued so far (and any queued
 // meanwhile) to finish; it reports whether it did.
 func (a *afterResponse) wait(timeout time.Duration) bool {
