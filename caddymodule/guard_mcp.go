@@ -416,7 +416,7 @@ func (q *mcpRequest) govern(sid string, req mcp.AuthzRequest, params json.RawMes
 		q.decided(res)
 		return writeRaw(q.w, http.StatusOK, deny(q.msg.ID, res))
 	}
-	x.rethrow() // after the completion is recorded
+	x.rethrow() // after the completion is queued
 	if x.breakerOpen || err != nil && !x.sent {
 		// Nothing reached the client yet: it reads the failure as
 		// nomos_mcp answers it, not as a bare HTTP error.
@@ -462,7 +462,7 @@ func (q *mcpRequest) carry(x *mcpExchange, params json.RawMessage) error {
 		x.breakerOpen = true
 		q.w.Header().Set("Retry-After", q.h.openRetryAfter())
 		if x.gov != nil {
-			return nil // answered by govern once the outcome is recorded
+			return nil // answered by govern once the outcome is queued
 		}
 		return writeError(q.w, service.Errorf(http.StatusServiceUnavailable, audit.ResultUpstreamUnavailable, "upstream circuit breaker is open"))
 	}
@@ -481,7 +481,7 @@ func withParams(m *jsonrpc.Message, params json.RawMessage) ([]byte, error) {
 // serveMCPFiltered runs next through the filter. A panic of next
 // (reverse_proxy aborts a broken stream that way), or a response that
 // could not be delivered whole, is kept for x.rethrow, which the caller
-// runs once the outcome is recorded.
+// runs once the outcome is queued for audit.
 func serveMCPFiltered(fw *filterWriter, r *http.Request, next caddyhttp.Handler, x *mcpExchange) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
