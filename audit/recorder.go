@@ -54,7 +54,7 @@ type Recorder struct {
 	closed     bool
 	exited     chan struct{}
 
-	// backlog is owned by the commit loop.
+	// backlog is touched only by the one commit running (see committing).
 	backlog []replay
 
 	events, dropped, batches atomic.Uint64
