@@ -36,8 +36,11 @@ func TestAfterResponseRunsEveryPieceOnce(t *testing.T) {
 	if got := ran.Load(); got != senders*each {
 		t.Fatalf("ran %d pieces, want %d", got, senders*each)
 	}
-	if a.workers > afterResponseWorkers {
-		t.Fatalf("%d workers, want at most %d", a.workers, afterResponseWorkers)
+	a.mu.Lock()
+	workers := a.workers
+	a.mu.Unlock()
+	if workers > afterResponseWorkers {
+		t.Fatalf("%d workers, want at most %d", workers, afterResponseWorkers)
 	}
 
 	release := make(chan struct{})

@@ -14,10 +14,9 @@ import (
 // BenchmarkGuardAllow is the work nomos_guard does in the request's own
 // goroutine for an allowed GET in plain HTTP mode, with the stdout audit
 // sink (Caddy's logger): authenticate, map, decide, commit trace.start and
-// action.decision, filter the response. The completion it records after
-// the response is waited for outside the timed loop's hot path only at the
-// end. The end-to-end figure with a real reverse_proxy is make bench-e2e's
-// configuration C.
+// action.decision, filter the response. Completions run on the App's
+// workers beside the loop and are waited for once, after it. The end-to-end
+// figure with a real reverse_proxy is make bench-e2e's configuration C.
 func BenchmarkGuardAllow(b *testing.B) {
 	app := newGuardApp(b, func(a *App) { a.Audit.Sinks = []SinkConfig{{Type: "stdout"}} })
 	h := newGuard(b, app, nil)

@@ -33,14 +33,13 @@ func (s *summary) addOverB(own, base []sample) {
 	if len(own) == 0 || len(own) != len(base) {
 		return
 	}
-	d50 := make([]sample, len(own))
-	d99 := make([]sample, len(own))
+	d50 := make([]time.Duration, len(own))
+	d99 := make([]time.Duration, len(own))
 	for i := range own {
-		d50[i] = sample{rates: []point{{p50: own[i].rates[0].p50 - base[i].rates[0].p50}}}
-		d99[i] = sample{rates: []point{{p50: own[i].rates[0].p99 - base[i].rates[0].p99}}}
+		d50[i] = own[i].rates[0].p50 - base[i].rates[0].p50
+		d99[i] = own[i].rates[0].p99 - base[i].rates[0].p99
 	}
-	first := func(x sample) time.Duration { return x.rates[0].p50 }
-	s.added50, s.added99, s.paired = medianDur(d50, first), medianDur(d99, first), true
+	s.added50, s.added99, s.paired = median(d50), median(d99), true
 }
 
 func summarize(samples []sample, nRates int) summary {
@@ -70,6 +69,11 @@ func medianDur(samples []sample, f func(sample) time.Duration) time.Duration {
 	for _, x := range samples {
 		v = append(v, f(x))
 	}
+	return median(v)
+}
+
+// median sorts v and returns its middle value.
+func median(v []time.Duration) time.Duration {
 	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
 	if len(v)%2 == 0 { // the mean of the middle two, not the upper one
 		return (v[len(v)/2-1] + v[len(v)/2]) / 2

@@ -60,11 +60,12 @@ func (s *Service) decisionEvent(r *run, typ string) *audit.Event {
 	return ev
 }
 
-// finish writes action.completed and trace.end in one durable commit,
-// before the response is released, so an answer a client saw always has
-// its complete trace. The action has already happened, so a failure here
-// cannot be undone: it is logged loudly and the response still reaches the
-// caller.
+// finish writes action.completed and trace.end in one durable commit. The
+// HTTP API and nomos_mcp call it before the response is released, so an
+// answer a client saw always has its complete trace; nomos_guard calls it
+// just after its response ended (caddymodule's afterResponse). The action
+// has already happened, so a failure here cannot be undone: it is logged
+// loudly and the response still reaches the caller.
 func (s *Service) finish(ctx context.Context, r *run, resp *Response) {
 	ev := s.decisionEvent(r, audit.EventActionCompleted)
 	ev.Decision, ev.Reason = resp.Decision, resp.Reason
