@@ -64,9 +64,7 @@ func BenchmarkSeal(b *testing.B) {
 		for b.Loop() {
 			e := *tmpl
 			e.EventID, e.Timestamp = "", time.Time{}
-			if err := r.stamp(&e); err != nil {
-				b.Fatal(err)
-			}
+			r.stamp(&e)
 			p, err := r.prepare(&e)
 			if err != nil {
 				b.Fatal(err)
@@ -83,9 +81,7 @@ func BenchmarkSeal(b *testing.B) {
 		for b.Loop() {
 			e := *tmpl
 			e.EventID, e.Timestamp = "", time.Time{}
-			if err := r.stamp(&e); err != nil {
-				b.Fatal(err)
-			}
+			r.stamp(&e)
 			if _, _, err := referenceSeal(&e, red); err != nil {
 				b.Fatal(err)
 			}

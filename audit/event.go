@@ -33,7 +33,9 @@ const (
 // always present so a reader never has to guess whether a link is missing.
 type Event struct {
 	SchemaVersion string `json:"schema_version"`
-	// EventID is the idempotency id of the event: 128 random bits in hex.
+	// EventID is the idempotency id of the event: 32 hex characters, the
+	// millisecond it was made then 80 random bits (time-ordered, so the
+	// sqlite sink's index grows at its right edge).
 	// Collectors deduplicate on it, since delivery is at least once.
 	EventID   string    `json:"event_id"`
 	Timestamp time.Time `json:"timestamp"`

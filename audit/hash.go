@@ -2,13 +2,12 @@ package audit
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/caddy-nomos/nomos/internal/ids"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
@@ -76,12 +75,7 @@ func withEventHash(line []byte, hash string) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// newEventID returns 128 random bits in hex: unique without coordination
-// between replicas, which is what an idempotency id needs.
-func newEventID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("audit: event id: %w", err)
-	}
-	return hex.EncodeToString(b[:]), nil
-}
+// newEventID returns a time-ordered id (see internal/ids): unique without
+// coordination between replicas, which is what an idempotency id needs,
+// and cheap to index in the sqlite sink.
+func newEventID() string { return ids.New() }

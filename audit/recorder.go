@@ -308,9 +308,7 @@ func (r *Recorder) endCommit() {
 
 // pend stamps and prepares one event, outside the lock.
 func (r *Recorder) pend(e *Event) (*pendingEvent, error) {
-	if err := r.stamp(e); err != nil {
-		return nil, err
-	}
+	r.stamp(e)
 	prep, err := r.prepare(e)
 	if err != nil {
 		return nil, err
@@ -323,21 +321,16 @@ func (r *Recorder) pend(e *Event) (*pendingEvent, error) {
 
 // stamp fills the fields the Recorder owns. The caller's prev/event hashes
 // are cleared: only the Recorder knows the head.
-func (r *Recorder) stamp(e *Event) error {
+func (r *Recorder) stamp(e *Event) {
 	e.SchemaVersion = SchemaVersion
 	if e.EventID == "" {
-		id, err := newEventID()
-		if err != nil {
-			return err
-		}
-		e.EventID = id
+		e.EventID = newEventID()
 	}
 	if e.Timestamp.IsZero() {
 		e.Timestamp = r.now()
 	}
 	e.Timestamp = e.Timestamp.UTC()
 	e.PrevEventHash, e.EventHash = "", ""
-	return nil
 }
 
 // link seals p onto prev. The caller holds r.mu.

@@ -68,3 +68,47 @@ func TestAfterResponseRunsEveryPieceOnce(t *testing.T) {
 		}
 	}
 }
+
+// The clock stops once nothing has been queued for a while, and work
+// queued then still runs: run resumes it. close ends a stopped clock.
+func TestAfterResponseClockStopsAndResumes(t *testing.T) {
+	var a afterResponse
+	var ran atomic.Int64
+	a.run(func() { ran.Add(1) })
+	if !a.wait(10 * time.Second) {
+		t.Fatal("wait timed out")
+	}
+	stopped := func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.stopped
+	}
+	for deadline := time.Now().Add(10 * time.Second); !stopped(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the clock still runs with nothing queued")
+		}
+	}
+	a.run(func() { ran.Add(1) })
+	if !a.wait(10*time.Second) || ran.Load() != 2 {
+		t.Fatalf("work queued to a stopped clock: ran %d pieces, want 2", ran.Load())
+	}
+	for deadline := time.Now().Add(10 * time.Second); !stopped(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the clock did not stop again")
+		}
+	}
+	if !a.close(10 * time.Second) {
+		t.Fatal("close timed out")
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		a.mu.Lock()
+		clock := a.clock
+		a.mu.Unlock()
+		if !clock {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the clock goroutine outlived close")
+		}
+	}
+}

@@ -1,17 +1,18 @@
 package action
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"strings"
+
+	"github.com/caddy-nomos/nomos/internal/ids"
 )
 
-// NewActionID returns a fresh action id: "act-" and 96 random bits in hex.
+// NewActionID returns a fresh action id: "act-" and a time-ordered id
+// (32 hex characters: the millisecond it was made, then 80 random bits;
+// see internal/ids). Generated ids are also trace ids, and both are
+// indexed in the sqlite audit file.
 func NewActionID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	return "act-" + hex.EncodeToString(b[:])
+	return "act-" + ids.New()
 }
 
 // NewEnvelope builds the v1 envelope a front door sends through the
