@@ -25,7 +25,26 @@ type SQLiteSink struct {
 	// nil until the first commit after a failed one reopens it.
 	mu sync.Mutex
 	w  *sinkWriter
+	// frames estimates the WAL frames committed since the checkpointer
+	// was last asked to run (guarded by mu). kick asks it; stop and
+	// stopped end it (nil for a file opened to be read).
+	frames        int
+	kick          chan struct{}
+	stop, stopped chan struct{}
+	stopOnce      sync.Once
 }
+
+// WAL checkpoints copy committed pages from the -wal file into the
+// database file, so the WAL can start over instead of growing. SQLite runs
+// one in the commit that crosses 1,000 WAL pages, which put a checkpoint
+// (a burst of page writes and, in either synchronous mode, an fsync of the
+// database file) on the path of about one decision in a hundred. The sink
+// turns that off on its writer and runs checkpoints on a goroutine of its
+// own instead, beside the commits.
+//
+// walCheckpointFrames is how many WAL pages (estimated) the commits may
+// add before the checkpointer is asked to run: SQLite's default.
+const walCheckpointFrames = 1000
 
 // sinkWriter is the connection a sink commits on, with the statements of a
 // commit prepared on it once. It is kept out of database/sql's pool and
@@ -61,6 +80,12 @@ func openWriter(db *sql.DB) (*sinkWriter, error) {
 		return nil, err
 	}
 	w := &sinkWriter{conn: conn}
+	// Checkpoints run beside the commits (see walCheckpointFrames). The
+	// setting is the connection's own; readers never write.
+	if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	for _, p := range []struct {
 		dst   **sql.Stmt
 		query string
@@ -164,7 +189,60 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteSink, error) {
 		return nil, fmt.Errorf("audit: open sqlite %q: prepare: %w", path, err)
 	}
 	s.writable = true
+	s.kick, s.stop, s.stopped = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go s.checkpointer()
 	return s, nil
+}
+
+// checkpointer runs a WAL checkpoint each time the commits ask for one,
+// until Close.
+func (s *SQLiteSink) checkpointer() {
+	defer close(s.stopped)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.kick:
+			s.checkpoint()
+		}
+	}
+}
+
+// checkpoint copies the WAL's committed pages into the database file.
+// The bulk of the copy runs beside the commits (PASSIVE: it waits for no
+// one and takes no write lock). The WAL only starts over at a commit that
+// began after a checkpoint had copied all of it, which a commit in flight
+// during the copy prevents; a WAL that keeps growing is appended to, and
+// an append costs the fsync of every commit more than an overwrite. So a
+// second pass runs with commits held: it copies what landed during the
+// first (nothing, often, and then it neither writes nor syncs), and the
+// next commit starts the WAL over. A checkpoint that fails loses nothing:
+// the pages stay in the WAL and the next one copies them.
+func (s *SQLiteSink) checkpoint() {
+	ctx := context.Background()
+	if _, err := s.db.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, _ = s.db.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
+}
+
+// committed counts a commit's WAL pages toward the next checkpoint and
+// asks for it when they are enough. Each commit rewrites the sequence
+// table's page and the last page of the table and of each index it
+// touches, and each row adds about a page more; an estimate is enough.
+// The caller holds s.mu.
+func (s *SQLiteSink) committed(rows int) {
+	s.frames += 4 + 2*rows
+	if s.frames < walCheckpointFrames || s.kick == nil {
+		return
+	}
+	s.frames = 0
+	select {
+	case s.kick <- struct{}{}:
+	default: // one is already asked for
+	}
 }
 
 // checkKeyed refuses to append unsigned rows to a signed file.
@@ -229,7 +307,7 @@ func (s *SQLiteSink) WriteBatch(ctx context.Context, batch []Sealed) (err error)
 	if err != nil {
 		return err
 	}
-	inserted := false
+	inserted := 0
 	for _, b := range batch {
 		e := b.Event
 		if e.PrevEventHash != tail {
@@ -241,9 +319,10 @@ func (s *SQLiteSink) WriteBatch(ctx context.Context, batch []Sealed) (err error)
 		if lastSeq, err = insertEvent(ctx, w.insertEvent, e, b.Line); err != nil {
 			return err
 		}
-		tail, inserted = e.EventHash, true
+		tail = e.EventHash
+		inserted++
 	}
-	if inserted && s.key != nil {
+	if inserted > 0 && s.key != nil {
 		if err := s.insertCheckpoint(ctx, w.insertCheckpoint, lastSeq, tail); err != nil {
 			return err
 		}
@@ -251,6 +330,7 @@ func (s *SQLiteSink) WriteBatch(ctx context.Context, batch []Sealed) (err error)
 	if _, err := w.commit.ExecContext(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	s.committed(inserted)
 	return nil
 }
 
@@ -329,6 +409,10 @@ func (s *SQLiteSink) LastEventHash(ctx context.Context) (string, error) {
 
 // Close implements Sink.
 func (s *SQLiteSink) Close() error {
+	if s.stop != nil {
+		s.stopOnce.Do(func() { close(s.stop) })
+		<-s.stopped
+	}
 	s.mu.Lock()
 	s.dropWriter()
 	s.writable = false

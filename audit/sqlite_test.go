@@ -266,3 +266,45 @@ func TestSQLiteWriterRecoversAfterAFailedCommit(t *testing.T) {
 		t.Fatalf("%d rows, want 3", len(evs))
 	}
 }
+
+// The writer never checkpoints in a commit; the sink's own checkpointer
+// keeps the WAL from growing without bound beside a steady stream of
+// commits (without it, this test's WAL would hold every page it wrote).
+func TestSQLiteCheckpointsBesideTheCommits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := OpenSQLite(path, WithSynchronous(SyncNormal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRecorder([]Sink{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx := context.Background()
+	var auto int
+	if err := s.w.conn.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&auto); err != nil || auto != 0 {
+		t.Fatalf("the writer's wal_autocheckpoint is %d (%v), want 0", auto, err)
+	}
+	const commits = 3000
+	for range commits {
+		start, decision := toolCallEvent(), toolCallEvent()
+		start.EventType = EventTraceStart
+		if err := r.RecordAll(ctx, start, decision); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var busy, frames, copied int
+	if err := s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
+		t.Fatal(err)
+	}
+	// Without checkpoints the WAL would hold several frames per commit;
+	// with them it starts over after each.
+	if limit := 2 * walCheckpointFrames; frames > limit {
+		t.Fatalf("the WAL holds %d frames after %d commits, want at most %d", frames, commits, limit)
+	}
+	t.Logf("%d frames in the WAL after %d commits", frames, commits)
+	if n, err := s.Query(ctx, Filter{Limit: maxQueryLimit}); err != nil || len(n) != 2*commits {
+		t.Fatalf("%d rows (%v), want %d", len(n), err, 2*commits)
+	}
+}
