@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -261,8 +262,26 @@ func openSink(c SinkConfig, ck *audit.CheckpointKey) (audit.Sink, error) {
 // line is not copied: zap encodes the field before Info returns, and a
 // sealed line is never changed.
 func zapAuditWrite(line []byte) error {
-	caddy.Log().Named("nomos.audit").Info("audit event", zap.Reflect("event", json.RawMessage(line)))
+	auditLogger().Info("audit event", zap.Reflect("event", json.RawMessage(line)))
 	return nil
+}
+
+// namedAuditLogger is the nomos.audit child of one Caddy default logger.
+type namedAuditLogger struct{ base, named *zap.Logger }
+
+var auditLog atomic.Pointer[namedAuditLogger]
+
+// auditLogger is the nomos.audit child of Caddy's current default logger,
+// made again only when a config load replaced that logger (Named clones
+// the logger, which is not worth doing per event).
+func auditLogger() *zap.Logger {
+	base := caddy.Log()
+	if l := auditLog.Load(); l != nil && l.base == base {
+		return l.named
+	}
+	l := &namedAuditLogger{base: base, named: base.Named("nomos.audit")}
+	auditLog.Store(l)
+	return l.named
 }
 
 // provisionApprovals opens the approval store, if approvals are enabled.
