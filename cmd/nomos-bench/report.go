@@ -216,7 +216,7 @@ func machine(o options, disk string) string {
 	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	return fmt.Sprintf("Recorded %s on %s, %d CPUs, %s, commit %s. Open-loop load from vegeta's library on loopback, "+
 		"`tools/call` of the everything-server's `test_simple_text` over %d sessions per configuration; "+
-		"%d interleaved rounds of %s per rate and %s of saturation with %d workers; medians over rounds; "+
+		"%d interleaved rounds of %s per rate and %s of saturation with %d workers, the machine let settle (under 10%% CPU busy) after each saturation point; medians over rounds; "+
 		"latencies of successful calls only; \"added\" is the median over rounds of the configuration's p50 minus B's in the same round. %s",
 		time.Now().UTC().Format("2006-01-02"), model, runtime.NumCPU(), runtime.Version(), strings.TrimSpace(string(commit)),
 		o.sessions, o.rounds, o.duration, o.satLength, o.satWorkers, disk)

@@ -91,3 +91,14 @@ func TestAddedLatencyIsPairedByRound(t *testing.T) {
 		t.Fatal("rounds without a B measurement were paired")
 	}
 }
+
+// cpuBusy reads /proc/stat and gives a share between 0 and 1.
+func TestCPUBusyIsAShare(t *testing.T) {
+	busy, err := cpuBusy(50 * time.Millisecond)
+	if err != nil {
+		t.Skipf("no /proc/stat here: %v", err)
+	}
+	if busy < 0 || busy > 1 {
+		t.Fatalf("cpuBusy = %v, want a share in [0, 1]", busy)
+	}
+}

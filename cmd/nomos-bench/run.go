@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -38,6 +39,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	disk := diskSync(dir)
+	settle()
 	results := map[string][]sample{}
 	for round := 1; round <= o.rounds; round++ {
 		for _, name := range o.configs {
@@ -123,7 +125,65 @@ func measure(ep *endpoint, o options, profile string) sample {
 		}
 	}
 	s.sat = attack(ep, 0, o.satWorkers, o.satLength)
+	settle()
 	return s
+}
+
+// settle waits, after a saturation point, until the machine is quiet
+// again: every configuration runs for the whole run, and the one just
+// saturated may still be working off its backlog (completions queued
+// after the response, WAL checkpoints). Measuring the next configuration
+// meanwhile would charge it for that work. Quiet is less than 10% of the
+// CPUs busy over a quarter of a second; settle gives up after 15 s and
+// says so.
+func settle() {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		busy, err := cpuBusy(250 * time.Millisecond)
+		if err != nil || busy < 0.10 {
+			return
+		}
+	}
+	fmt.Fprintln(os.Stderr, "settle: the machine was still busy after 15s; measuring anyway")
+}
+
+// cpuBusy is the share of all CPUs' time spent working (not idle, not
+// waiting for I/O, not stolen by the hypervisor) over d, from /proc/stat.
+func cpuBusy(d time.Duration) (float64, error) {
+	read := func() (busy, total uint64, err error) {
+		b, err := os.ReadFile("/proc/stat")
+		if err != nil {
+			return 0, 0, err
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		f := strings.Fields(line)
+		if len(f) < 9 || f[0] != "cpu" {
+			return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+		}
+		for i, v := range f[1:9] {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return 0, 0, err
+			}
+			total += n
+			switch i {
+			case 3, 4, 7: // idle, iowait, steal
+			default:
+				busy += n
+			}
+		}
+		return busy, total, nil
+	}
+	b0, t0, err := read()
+	if err != nil {
+		return 0, err
+	}
+	time.Sleep(d)
+	b1, t1, err := read()
+	if err != nil || t1 == t0 {
+		return 0, err
+	}
+	return float64(b1-b0) / float64(t1-t0), nil
 }
 
 func (s sample) String() string {
