@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/caddy-nomos/nomos/internal/ids"
 	"github.com/caddy-nomos/nomos/policy/action"
 )
 
@@ -74,8 +73,3 @@ func withEventHash(line []byte, hash string) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
-
-// newEventID returns a time-ordered id (see internal/ids): unique without
-// coordination between replicas, which is what an idempotency id needs,
-// and cheap to index in the sqlite sink.
-func newEventID() string { return ids.New() }

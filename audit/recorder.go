@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/caddy-nomos/nomos/internal/ids"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -323,8 +324,8 @@ func (r *Recorder) pend(e *Event) (*pendingEvent, error) {
 // are cleared: only the Recorder knows the head.
 func (r *Recorder) stamp(e *Event) {
 	e.SchemaVersion = SchemaVersion
-	if e.EventID == "" {
-		e.EventID = newEventID()
+	if e.EventID == "" { // time-ordered: cheap to index in the sqlite sink
+		e.EventID = ids.New()
 	}
 	if e.Timestamp.IsZero() {
 		e.Timestamp = r.now()

@@ -216,8 +216,11 @@ func (s *SQLiteSink) checkpointer() {
 // an append costs the fsync of every commit more than an overwrite. So a
 // second pass runs with commits held: it copies what landed during the
 // first (nothing, often, and then it neither writes nor syncs), and the
-// next commit starts the WAL over. A checkpoint that fails loses nothing:
-// the pages stay in the WAL and the next one copies them.
+// next commit starts the WAL over. The second pass runs on the writer's
+// own connection, which is idle while commits are held: waiting for a
+// pool connection there (the UI's reads may hold them all) would hold up
+// every commit. A checkpoint that fails loses nothing: the pages stay in
+// the WAL and the next one copies them.
 func (s *SQLiteSink) checkpoint() {
 	ctx := context.Background()
 	if _, err := s.db.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
@@ -225,7 +228,9 @@ func (s *SQLiteSink) checkpoint() {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, _ = s.db.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
+	if s.w != nil {
+		_, _ = s.w.conn.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
+	}
 }
 
 // committed counts a commit's WAL pages toward the next checkpoint and
@@ -234,6 +239,9 @@ func (s *SQLiteSink) checkpoint() {
 // touches, and each row adds about a page more; an estimate is enough.
 // The caller holds s.mu.
 func (s *SQLiteSink) committed(rows int) {
+	if rows == 0 { // a replay of stored events writes nothing
+		return
+	}
 	s.frames += 4 + 2*rows
 	if s.frames < walCheckpointFrames || s.kick == nil {
 		return
