@@ -68,6 +68,14 @@ func (x *mcpExchange) message(data []byte) []byte {
 	case m.IsResponse() && x.reqID != nil && sameID(m.ID, x.reqID):
 		x.answered = true
 		return x.answer(m, data)
+	case m.IsResponse():
+		// Only the answer to this request was decided and can be shaped.
+		// Any other response (a GET stream replaying an earlier call's
+		// result after Last-Event-ID, an id this request did not send)
+		// would reach the client unredacted, uncapped and unfiltered.
+		x.q.h.logger.Warn("guard dropped an upstream response that does not answer this request",
+			zap.String("guard", x.q.h.Name), zap.String("id", string(m.ID)))
+		return nil
 	case m.IsRequest():
 		return x.serverRequest(m, data)
 	case x.gov != nil && x.gov.res.Redact != nil: // notifications of a governed request

@@ -512,6 +512,8 @@ func TestGuardMCPStreamOnlyCarriesReadableMessages(t *testing.T) {
 		"not json":      "data: secret\n\ndata: " + list + "\n\n",
 		"no final line": "data: " + list,
 		"case variant":  `data: {"jsonrpc":"2.0","id":3,"Result":{"tools":[{"name":"secret"}]},"result":{"tools":[]}}` + "\n\n",
+		// A response to another request (a replayed stream) is never shaped.
+		"foreign id": `data: {"jsonrpc":"2.0","id":99,"result":{"content":[{"type":"text","text":"secret"}]}}` + "\n\ndata: " + list + "\n\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			h, _ := newMCPGuard(t, nil)
