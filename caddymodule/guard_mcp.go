@@ -97,6 +97,7 @@ func (h *GuardHandler) serveMCP(w http.ResponseWriter, r *http.Request, next cad
 	if e != nil {
 		return writeError(w, e)
 	}
+	q.r = q.r.WithContext(service.WithFrontDoor(q.r.Context(), service.FrontDoorGuard))
 	if r.Method != http.MethodPost {
 		return q.serveStream()
 	}

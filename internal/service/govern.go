@@ -26,10 +26,10 @@ func (s *Service) Authorize(ctx context.Context, env *action.Envelope, id action
 	id.Environment = s.cfg.Environment
 	a, err := action.New(env, id)
 	if err != nil {
-		s.auditRejected(ctx, transportDoor(meta), env, id, classOf(err), err)
+		s.auditRejected(ctx, doorOf(ctx, meta), env, id, classOf(err), err)
 		return nil, Errorf(400, CodeValidation, "%s", s.cfg.Redactor.String(err.Error()))
 	}
-	r := &run{a: a, start: s.cfg.Clock(), meta: meta, door: transportDoor(meta)}
+	r := &run{a: a, start: s.cfg.Clock(), meta: meta, door: doorOf(ctx, meta)}
 	r.traceStart = s.event(a, audit.EventTraceStart)
 	if err := s.decide(ctx, r); err != nil {
 		return nil, err
@@ -103,7 +103,7 @@ func (s *Service) Reject(ctx context.Context, env *action.Envelope, id action.Id
 	ev.Retryable = audit.IsRetryable(class)
 	ev.ExecutorMetadata = meta
 	ev.PolicyBundleHash = s.cfg.Policy.Hash()
-	s.observe(transportDoor(meta), policy.Deny, class, ev.ActionType)
+	s.observe(doorOf(ctx, meta), policy.Deny, class, ev.ActionType)
 	_ = s.record(ctx, ev)
 }
 

@@ -56,35 +56,23 @@ type Observation struct {
 
 type frontDoorKey struct{}
 
-// WithFrontDoor tells the service which front door a Process call came
-// through (Authorize reads it from the transport metadata). Default:
-// http_api.
+// WithFrontDoor tells the service which front door a call came through
+// (nomos_guard, nomos mcp stdio); it wins over the transport's metadata.
 func WithFrontDoor(ctx context.Context, door string) context.Context {
 	return context.WithValue(ctx, frontDoorKey{}, door)
 }
 
-func frontDoor(ctx context.Context) string {
-	if d, ok := ctx.Value(frontDoorKey{}).(string); ok && d != "" {
-		return d
-	}
-	return FrontDoorHTTPAPI
-}
-
-// doorOf is the front door of a Process call: the one the caller named,
-// else the transport's (ProcessWith metadata), else the HTTP API.
+// doorOf is the front door of a call, for metrics and rejections: the one
+// the caller named, else the transport's (downstream_transport in meta),
+// else the HTTP API. Process, Authorize and Reject all ask it.
 func doorOf(ctx context.Context, meta map[string]any) string {
 	if d, ok := ctx.Value(frontDoorKey{}).(string); ok && d != "" {
 		return d
 	}
-	if meta["downstream_transport"] != nil {
-		return transportDoor(meta)
-	}
-	return FrontDoorHTTPAPI
-}
-
-// transportDoor is the front door of a transport-built request.
-func transportDoor(meta map[string]any) string {
-	if meta["downstream_transport"] == "stdio" {
+	switch meta["downstream_transport"] {
+	case nil:
+		return FrontDoorHTTPAPI
+	case "stdio":
 		return FrontDoorMCPStdio
 	}
 	return FrontDoorMCPHTTP

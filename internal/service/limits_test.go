@@ -143,3 +143,34 @@ func TestFrontDoorFromContext(t *testing.T) {
 		t.Fatalf("doors %v", doors)
 	}
 }
+
+// Authorize and Reject count a decision under the same door as Process:
+// the one the caller named (nomos_guard names itself, in both modes),
+// else the transport's.
+func TestFrontDoorOfAuthorizeAndReject(t *testing.T) {
+	f := newFixture(t, false)
+	var doors []string
+	f.svc.cfg.Observe = func(o Observation) { doors = append(doors, o.FrontDoor) }
+	env := func(id string) *action.Envelope {
+		return &action.Envelope{SchemaVersion: "v1", ActionID: id, TraceID: id, ActionType: "fs.read", Resource: "file://workspace/a", Params: json.RawMessage(`{}`)}
+	}
+	guard := WithFrontDoor(context.Background(), FrontDoorGuard)
+	mcpMeta := map[string]any{"downstream_transport": "streamable_http"}
+	authorize := func(ctx context.Context, id string, meta map[string]any) {
+		auth, err := f.svc.Authorize(ctx, env(id), alice, meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.svc.Complete(ctx, auth, "", nil)
+	}
+	authorize(guard, "a1", map[string]any{"guard": "g"})
+	authorize(guard, "a2", mcpMeta)
+	authorize(context.Background(), "a3", mcpMeta)
+	f.svc.Reject(guard, env("a4"), alice, mcpMeta, audit.ResultValidationError, "unknown tool")
+	if _, err := f.svc.ProcessWith(context.Background(), []byte(`{`), alice, map[string]any{"downstream_transport": "stdio"}); err == nil {
+		t.Fatal("a bad body was processed")
+	}
+	if got := strings.Join(doors, ","); got != "guard,guard,mcp_http,guard,mcp_stdio" {
+		t.Fatalf("doors %s", got)
+	}
+}

@@ -58,7 +58,7 @@ func (s *Service) Process(ctx context.Context, body []byte, id action.Identity) 
 // ProcessWith is Process for a front door that records transport evidence
 // (meta, e.g. downstream_transport) on the action's audit events.
 func (s *Service) ProcessWith(ctx context.Context, body []byte, id action.Identity, meta map[string]any) (*Response, error) {
-	a, err := s.prepare(ctx, body, id)
+	a, err := s.prepare(ctx, body, id, meta)
 	if err != nil {
 		return nil, err
 	}
@@ -74,16 +74,16 @@ func (s *Service) ProcessWith(ctx context.Context, body []byte, id action.Identi
 
 // prepare turns the raw body into a normalized action. Failures are audited
 // when enough of the envelope was readable to say what was asked.
-func (s *Service) prepare(ctx context.Context, body []byte, id action.Identity) (*action.Action, error) {
+func (s *Service) prepare(ctx context.Context, body []byte, id action.Identity, meta map[string]any) (*action.Action, error) {
 	id.Environment = s.cfg.Environment
 	env, err := action.DecodeEnvelope(body)
 	if err != nil {
-		s.auditRejected(ctx, frontDoor(ctx), nil, id, audit.ResultValidationError, err)
+		s.auditRejected(ctx, doorOf(ctx, meta), nil, id, audit.ResultValidationError, err)
 		return nil, Errorf(http.StatusBadRequest, CodeValidation, "%s", s.cfg.Redactor.String(err.Error()))
 	}
 	a, err := action.New(env, id)
 	if err != nil {
-		s.auditRejected(ctx, frontDoor(ctx), env, id, classOf(err), err)
+		s.auditRejected(ctx, doorOf(ctx, meta), env, id, classOf(err), err)
 		return nil, Errorf(http.StatusBadRequest, CodeValidation, "%s", s.cfg.Redactor.String(err.Error()))
 	}
 	return a, nil
