@@ -29,9 +29,12 @@ func NewSharedReplay(c *sharedstate.Client, skew time.Duration) *SharedReplay {
 }
 
 // Admit implements ReplayStore. The key is hashed: it holds agent ids and
-// nonces of any shape.
+// nonces of any shape. It lives until the signature expires on this
+// replica's clock plus one more skew window: a replica whose clock runs
+// behind (by up to the skew the signatures tolerate) still accepts the
+// timestamp after this one stopped, and must still find the nonce.
 func (s *SharedReplay) Admit(ctx context.Context, key string, ts, now time.Time) error {
-	ttl := ts.Add(s.skew).Sub(now) + time.Second
+	ttl := ts.Add(2 * s.skew).Sub(now)
 	if ttl < time.Second {
 		ttl = time.Second
 	}
