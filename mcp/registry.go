@@ -85,7 +85,8 @@ func (g *Gateway) forwardForeign(w http.ResponseWriter, r *http.Request, body []
 // authenticates the caller itself and checks that the session is bound to
 // it. Streams (SSE) are flushed as they come. An owner that cannot be
 // reached is gone: its binding is dropped and the client gets 404, so it
-// initializes a new session, as the MCP specification expects.
+// initializes a new session, as the MCP specification expects. A client
+// that goes away first says nothing about the owner: the binding stays.
 func (g *Gateway) forwardToOwner(w http.ResponseWriter, r *http.Request, body []byte, target *url.URL, sid string) {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -95,6 +96,9 @@ func (g *Gateway) forwardToOwner(w http.ResponseWriter, r *http.Request, body []
 		},
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			if r.Context().Err() != nil {
+				return // the client went away (a cancelled call), not the owner
+			}
 			g.log.Warn("mcp session owner unreachable; session dropped", "owner", target.Host, "error", err)
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), registryTimeout)
 			defer cancel()
