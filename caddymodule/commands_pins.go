@@ -84,13 +84,15 @@ func openPinsCLI(cmd *cobra.Command) (*pinsCLI, error) {
 		return nil, &cliError{"CONFIG_ERROR", err}
 	}
 	c := &pinsCLI{app: app, modes: modes, close: func() { _ = app.Cleanup(); cancel() }}
-	if app.Runtime.Stateless {
+	if app.Runtime.Stateless && app.shared == nil {
 		c.close()
-		return nil, &cliError{"PIN_ERROR", errors.New("in stateless mode pins are kept in the server's memory; no other process can review them")}
+		return nil, &cliError{"PIN_ERROR", errors.New("in stateless mode without state { redis } pins are kept in the server's memory; no other process can review them")}
 	}
-	if err := app.openPins(); err != nil {
-		c.close()
-		return nil, &cliError{"PIN_ERROR", err}
+	if app.pins == nil { // Provision opened it already for a pins { } block
+		if err := app.openPins(); err != nil {
+			c.close()
+			return nil, &cliError{"PIN_ERROR", err}
+		}
 	}
 	return c, nil
 }

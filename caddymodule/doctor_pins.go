@@ -78,12 +78,22 @@ func judgePins(c doctorCheck, mode pins.Mode, list []pins.Pin) doctorCheck {
 	return c.pass(fmt.Sprintf("pin %s; %d tool(s) pinned, none waits for review", mode, len(list)))
 }
 
-// pinList reads every pin: from the running app's store (live), or from
-// the config's file, which doctor never creates (no file: nothing pinned
-// yet). stateless reports pins kept in a server's memory.
+// pinList reads every pin from where the app keeps them (pinStoreChoice):
+// the running app's store (live), the shared Redis (in every mode), or the
+// config's file, which doctor never creates (no file: nothing pinned yet).
+// stateless reports pins kept in a server's memory.
 func (in *doctorInput) pinList(ctx context.Context) (list []pins.Pin, stateless bool, err error) {
 	if in.live != nil && in.live.pins != nil {
 		list, err = in.live.pins.List(ctx, "")
+		return list, false, err
+	}
+	if in.app.State != nil {
+		client, closeClient, err := in.sharedClient()
+		if err != nil {
+			return nil, false, err
+		}
+		defer closeClient()
+		list, err = pins.OpenRedis(client).List(ctx, "")
 		return list, false, err
 	}
 	path, err := in.app.pinStorePath()

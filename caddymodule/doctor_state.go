@@ -35,7 +35,7 @@ func (in *doctorInput) checkState(ctx context.Context) []doctorCheck {
 			"start Redis or fix address, password and tls; until then decisions that need it are denied as state_unavailable", evidence...)}
 	}
 	if h.Breaker != "closed" {
-		return []doctorCheck{c.warn("redis answers but the breaker is "+h.Breaker+" after recent failures", "watch nomos_state_breaker", evidence...)}
+		return []doctorCheck{c.warn("redis answers but the breaker is "+h.Breaker+" after recent failures", "watch nomos_state_breaker_state", evidence...)}
 	}
 	return []doctorCheck{c.pass("redis answers", evidence...)}
 }

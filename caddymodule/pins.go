@@ -42,6 +42,9 @@ func (a *App) pinStorePath() (string, error) {
 // in stateless mode.
 func (a *App) pinStoreChoice() (key string, open func() (pins.Store, error), err error) {
 	if a.shared != nil { // replicas share one review: a pin accepted on one holds on all
+		if a.Pins != nil && a.Pins.Path != "" {
+			return "", nil, fmt.Errorf("nomos: pins: a path is not used with state { redis } (pins are kept in the shared Redis)")
+		}
 		return configKey("pins", "redis", a.stateKey), func() (pins.Store, error) { return pins.OpenRedis(a.shared), nil }, nil
 	}
 	path, err := a.pinStorePath()
