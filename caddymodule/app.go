@@ -3,8 +3,8 @@ package caddymodule
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
-	"sort"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -181,12 +181,7 @@ func (a *App) Service(name string) (*service.Service, error) {
 }
 
 func (a *App) policyNames() []string {
-	names := make([]string, 0, len(a.Policies))
-	for n := range a.Policies {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(a.Policies))
 }
 
 // Start implements caddy.App: the config now serves. It records

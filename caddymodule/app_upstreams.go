@@ -3,7 +3,8 @@ package caddymodule
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/caddy-nomos/nomos/mcp"
 )
@@ -15,11 +16,7 @@ import (
 // upstream starts, since starting pins the first listing.
 func (a *App) provisionUpstreams() error {
 	a.upstreams = map[string]*mcp.Upstream{}
-	names := make([]string, 0, len(a.Upstreams))
-	for n := range a.Upstreams {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(a.Upstreams))
 	candidates := make([]*mcp.Upstream, len(names))
 	for i, name := range names {
 		u, err := a.newUpstream(name, a.Upstreams[name])

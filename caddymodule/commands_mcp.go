@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"syscall"
 	"time"
 
@@ -215,11 +216,7 @@ func newStdioServer(app *App, o stdioOptions) (*mcpstdio.Server, func(), error) 
 // stdioUpstreams are the named upstreams, or all of the app's.
 func (a *App) stdioUpstreams(named []string) ([]string, error) {
 	if len(named) == 0 {
-		for n := range a.upstreams {
-			named = append(named, n)
-		}
-		sort.Strings(named)
-		return named, nil
+		return slices.Sorted(maps.Keys(a.upstreams)), nil
 	}
 	for _, n := range named {
 		if _, ok := a.upstreams[n]; !ok {

@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"syscall"
 
 	"github.com/caddyserver/caddy/v2"
@@ -139,10 +140,7 @@ func serveHandler(nomosRaw json.RawMessage, o serveOptions) (map[string]any, err
 	}
 	names := o.upstreams
 	if len(names) == 0 {
-		for n := range app.Upstreams {
-			names = append(names, n)
-		}
-		sort.Strings(names)
+		names = slices.Sorted(maps.Keys(app.Upstreams))
 	}
 	for _, n := range names {
 		if _, ok := app.Upstreams[n]; !ok {

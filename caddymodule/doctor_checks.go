@@ -4,9 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -383,11 +384,7 @@ func (in *doctorInput) approvalStore() (approvals.Store, func(), error) {
 // checkUpstreams starts each upstream MCP server and lists its tools
 // (offline), or reports the running session (live).
 func (in *doctorInput) checkUpstreams(ctx context.Context) []doctorCheck {
-	names := make([]string, 0, len(in.app.Upstreams))
-	for n := range in.app.Upstreams {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(in.app.Upstreams))
 	out := make([]doctorCheck, 0, len(names))
 	for _, n := range names {
 		out = append(out, in.checkUpstream(ctx, n))

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 
 	"github.com/caddy-nomos/nomos/internal/pins"
 )
@@ -29,11 +30,7 @@ func (in *doctorInput) checkPins(ctx context.Context) []doctorCheck {
 	for _, p := range all {
 		byUpstream[p.Upstream] = append(byUpstream[p.Upstream], p)
 	}
-	names := make([]string, 0, len(in.app.Upstreams))
-	for n := range in.app.Upstreams {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(in.app.Upstreams))
 	out := make([]doctorCheck, 0, len(names))
 	for _, n := range names {
 		out = append(out, judgePins(doctorCheck{ID: "mcp.pins", Subject: n}, pinModeOf(in.app.Upstreams[n]), byUpstream[n]))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -70,13 +71,13 @@ type bodyParam struct {
 // collide and templates that cannot form a valid action.
 func newHTTPMapping(h *GuardHandler) (*httpMapping, error) {
 	m := &httpMapping{actionType: h.ActionType, resource: h.Resource}
-	for _, name := range sortedKeys(h.Params) {
+	for _, name := range slices.Sorted(maps.Keys(h.Params)) {
 		if err := checkParamName(name); err != nil {
 			return nil, err
 		}
 		m.templates = append(m.templates, templateParam{name, h.Params[name]})
 	}
-	for _, name := range sortedKeys(h.BodyParams) {
+	for _, name := range slices.Sorted(maps.Keys(h.BodyParams)) {
 		if err := checkParamName(name); err != nil {
 			return nil, err
 		}
@@ -316,15 +317,6 @@ func replacerOf(r *http.Request) *caddy.Replacer {
 		return repl
 	}
 	return caddy.NewReplacer()
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // newBodyReader restores the body that was read for the decision; an

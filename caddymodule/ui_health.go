@@ -4,8 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,11 +44,7 @@ func (h *UIHandler) apiUpstreams(r *http.Request, _ uiCaller, _ []byte) (any, er
 	if h.app.metrics != nil {
 		stats = upstreamStats(h.app.metrics.upstreamLatency)
 	}
-	names := make([]string, 0, len(h.app.upstreams))
-	for n := range h.app.upstreams {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(h.app.upstreams))
 	out := uiUpstreams{Upstreams: []uiUpstream{}, Source: "every upstream request since the process started (metric " + upstreamLatencyMetric + ")"}
 	pending := h.pendingPins(r.Context())
 	for _, n := range names {

@@ -3,7 +3,8 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -15,11 +16,7 @@ func (a *App) Validate() error {
 	if err := a.validateRuntime(); err != nil {
 		return err
 	}
-	names := make([]string, 0, len(a.Upstreams))
-	for n := range a.Upstreams {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(a.Upstreams))
 	for _, name := range names {
 		c := a.Upstreams[name]
 		if c == nil {
