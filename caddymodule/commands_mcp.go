@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 
@@ -48,6 +49,32 @@ type stdioOptions struct {
 	upstreams                                 []string
 }
 
+// appOptions are the flags nomos mcp stdio and serve share: the config
+// whose nomos app is served, the policy set and the upstreams exposed.
+type appOptions struct {
+	config, adapter, policy string
+	upstreams               []string
+}
+
+func addAppFlags(f *pflag.FlagSet, configHelp string) {
+	f.String("config", "", configHelp)
+	f.String("adapter", "", "config adapter, as for nomos run (caddyfile is inferred from the file name)")
+	f.String("policy", "default", "policy set of the nomos app")
+	f.StringArray("upstream", nil, "expose only this upstream of the nomos app (repeatable; default: all)")
+}
+
+func readAppFlags(f *pflag.FlagSet) (appOptions, error) {
+	var o appOptions
+	o.config, _ = f.GetString("config")
+	o.adapter, _ = f.GetString("adapter")
+	o.policy, _ = f.GetString("policy")
+	o.upstreams, _ = f.GetStringArray("upstream")
+	if o.config == "" {
+		return o, errors.New("--config is required")
+	}
+	return o, nil
+}
+
 func mcpCommands(cmd *cobra.Command) {
 	cmd.AddCommand(newStdioCommand(), newServeCommand(), pinsCommand())
 }
@@ -60,27 +87,22 @@ func newStdioCommand() *cobra.Command {
 		RunE:  runCLI(runMCPStdio),
 	}
 	f := stdio.Flags()
-	f.String("config", "", "Caddyfile or JSON config whose nomos app is used (required; only apps.nomos is read)")
-	f.String("adapter", "", "config adapter, as for nomos run (caddyfile is inferred from the file name)")
-	f.String("policy", "default", "policy set of the nomos app")
+	addAppFlags(f, "Caddyfile or JSON config whose nomos app is used (required; only apps.nomos is read)")
 	f.String("principal", "local", "principal bound to every action")
 	f.String("agent", "mcp-stdio", "agent bound to every action")
-	f.StringArray("upstream", nil, "expose only this upstream of the nomos app (repeatable; default: all)")
 	return stdio
 }
 
 func stdioFlags(cmd *cobra.Command) (stdioOptions, error) {
 	f := cmd.Flags()
-	var o stdioOptions
-	o.config, _ = f.GetString("config")
-	o.adapter, _ = f.GetString("adapter")
-	o.policy, _ = f.GetString("policy")
+	app, err := readAppFlags(f)
+	o := stdioOptions{config: app.config, adapter: app.adapter, policy: app.policy, upstreams: app.upstreams}
+	if err != nil {
+		return o, err
+	}
 	o.principal, _ = f.GetString("principal")
 	o.agent, _ = f.GetString("agent")
-	o.upstreams, _ = f.GetStringArray("upstream")
 	switch {
-	case o.config == "":
-		return o, errors.New("--config is required")
 	case o.config == "-":
 		return o, errors.New("--config - is not possible: stdin carries the MCP protocol")
 	case o.principal == "":

@@ -40,10 +40,7 @@ func newServeCommand() *cobra.Command {
 	f := serve.Flags()
 	f.Bool("http", false, "serve Streamable HTTP (required; for stdio use nomos mcp stdio)")
 	f.String("listen", "127.0.0.1:8080", "the address to listen on")
-	f.String("config", "", "Caddyfile or JSON config whose nomos app is served (required)")
-	f.String("adapter", "", "config adapter, as for nomos run (caddyfile is inferred from the file name)")
-	f.String("policy", "default", "policy set of the nomos app")
-	f.StringArray("upstream", nil, "expose only this upstream of the nomos app (repeatable; default: all)")
+	addAppFlags(f, "Caddyfile or JSON config whose nomos app is served (required)")
 	return serve
 }
 
@@ -52,16 +49,14 @@ func serveFlags(cmd *cobra.Command) (serveOptions, error) {
 	var o serveOptions
 	o.http, _ = f.GetBool("http")
 	o.listen, _ = f.GetString("listen")
-	o.config, _ = f.GetString("config")
-	o.adapter, _ = f.GetString("adapter")
-	o.policy, _ = f.GetString("policy")
-	o.upstreams, _ = f.GetStringArray("upstream")
-	switch {
-	case !o.http:
+	if !o.http {
 		return o, errors.New("--http is required (for stdio, use nomos mcp stdio)")
-	case o.config == "":
-		return o, errors.New("--config is required")
 	}
+	app, err := readAppFlags(f)
+	if err != nil {
+		return o, err
+	}
+	o.config, o.adapter, o.policy, o.upstreams = app.config, app.adapter, app.policy, app.upstreams
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
 		return o, fmt.Errorf("--listen %q: %w", o.listen, err)
 	}
