@@ -215,11 +215,12 @@ func (g *Gateway) upstreamTools(ctx context.Context, s *session, u *Upstream, ca
 	if err != nil {
 		return nil, err
 	}
+	_, cached := c.catalog.get()
 	defs, err := u.tools(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	if call == "" {
+	if call == "" && cached { // a fresh listing was observed by tools
 		if err := u.observePins(ctx, defs); err != nil {
 			return nil, newUpstreamError(ErrUpstreamUnavailable, err, "upstream %q: tool pins", u.cfg.Name)
 		}

@@ -48,7 +48,8 @@ func (e *Envelope) WithApproval(approvalID string) *Envelope {
 // the upstream tool definition it calls: New records it on the action
 // (BindToolDefinition), so rules can require it (tool_fingerprints) and an
 // approval covers only that definition. Only a gateway calls it; a decoded
-// envelope never carries it. An empty fingerprint leaves e unchanged.
+// envelope never carries it. An empty fingerprint binds none (it clears
+// one set before).
 func (e *Envelope) WithToolDefinition(toolFingerprint string) *Envelope {
 	e.toolFingerprint = toolFingerprint
 	return e
