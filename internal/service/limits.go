@@ -85,7 +85,7 @@ func (s *Service) limited(ctx context.Context, r *run) bool {
 }
 
 func (s *Service) loopTripped(ctx context.Context, r *run) bool {
-	if s.cfg.LoopGuard == nil {
+	if s.cfg.LoopGuard == nil && s.cfg.SharedLoopGuard == nil {
 		return false
 	}
 	v, err := s.checkLoopGuard(ctx, r)
@@ -124,7 +124,7 @@ func (s *Service) checkLoopGuard(ctx context.Context, r *run) (loopguard.Verdict
 }
 
 func (s *Service) rateLimited(ctx context.Context, r *run) bool {
-	if s.cfg.RateLimits == nil {
+	if s.cfg.RateLimits == nil && s.cfg.SharedRateLimits == nil {
 		return false
 	}
 	v, err := s.checkRateLimits(ctx, r)
