@@ -143,6 +143,12 @@ func (h *MCPHandler) newGateway(app *App) (*mcp.Gateway, error) {
 		scope := configKey("mcp_route", route, h.Policy)
 		route.Registry = mcp.NewRedisRegistry(app.shared, scope, app.State.Advertise)
 		route.InitPacer = mcp.NewRedisInitPacer(app.shared, scope)
+		route.UntrustedHeaders = func(in *http.Request) []string {
+			if fromTrustedProxy(in) {
+				return nil
+			}
+			return app.trustedHeaders()
+		}
 	}
 	return mcp.NewGateway(route, ups, gov, auth, app.slog.With("route", "nomos_mcp"), opts...)
 }

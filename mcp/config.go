@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path"
@@ -278,6 +279,13 @@ type RouteConfig struct {
 	// (bindings and per-principal caps, on Redis). Default: none (sessions
 	// and caps are local to this process).
 	Registry SessionRegistry `json:"-"`
+	// UntrustedHeaders, when set, names the headers a request forwarded
+	// to the session's owner must lose: the identity headers only a
+	// trusted proxy may set, when in (the client's request) did not come
+	// from one. The owner sees this replica as the peer, which an operator
+	// may trust; the client's own copies must not ride on that trust.
+	// Default: none.
+	UntrustedHeaders func(in *http.Request) []string `json:"-"`
 	// Transport is the downstream transport recorded in audit:
 	// streamable_http, or stdio when nomos mcp stdio bridges to the
 	// gateway in process. Default: streamable_http.

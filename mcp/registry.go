@@ -109,6 +109,11 @@ func (g *Gateway) forwardToOwner(w http.ResponseWriter, r *http.Request, body []
 		},
 	}
 	out := r.Clone(r.Context())
+	if g.route.UntrustedHeaders != nil {
+		for _, name := range g.route.UntrustedHeaders(r) {
+			out.Header.Del(name)
+		}
+	}
 	out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 	if len(body) == 0 {
 		out.Body = http.NoBody

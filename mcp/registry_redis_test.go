@@ -3,6 +3,11 @@ package mcp
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"testing"
 	"time"
 
@@ -79,6 +84,46 @@ func TestParseAdvertise(t *testing.T) {
 		"http://127.0.0.1:8281/mcp", "http://u:p@127.0.0.1:8281", "http://127.0.0.1:8281?x=1"} {
 		if _, err := ParseAdvertise(bad); err == nil {
 			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+// A request forwarded to the session's owner loses the headers the route
+// names as untrusted for it (trusted identity headers the client sent
+// itself): the owner sees this replica as the peer and may trust it.
+func TestForwardToOwnerDropsUntrustedHeaders(t *testing.T) {
+	var got http.Header
+	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer owner.Close()
+	target, err := url.Parse(owner.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &Gateway{log: slog.New(slog.NewTextHandler(io.Discard, nil)), route: RouteConfig{
+		UntrustedHeaders: func(in *http.Request) []string {
+			if in.Header.Get("X-From-Trusted-Proxy") != "" {
+				return nil
+			}
+			return []string{"X-Principal"}
+		},
+	}}
+	for _, trusted := range []bool{false, true} {
+		r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+		r.Header.Set("X-Principal", "admin")
+		r.Header.Set("Authorization", "Bearer k")
+		if trusted {
+			r.Header.Set("X-From-Trusted-Proxy", "1")
+		}
+		w := httptest.NewRecorder()
+		g.forwardToOwner(w, r, []byte(`{}`), target, "sid")
+		if w.Code != http.StatusAccepted {
+			t.Fatalf("forward: %d", w.Code)
+		}
+		if (got.Get("X-Principal") != "") != trusted || got.Get("Authorization") != "Bearer k" {
+			t.Fatalf("trusted=%v: owner got X-Principal %q, Authorization %q", trusted, got.Get("X-Principal"), got.Get("Authorization"))
 		}
 	}
 }
