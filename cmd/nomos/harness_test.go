@@ -23,6 +23,24 @@ import (
 	"github.com/caddy-nomos/nomos/internal/identity"
 )
 
+// Every request the tests send with http.DefaultClient (or http.Get) may
+// be resent by Go's transport when the keep-alive connection it reused was
+// closed under it before any answer: a reload closes the old server's idle
+// connections, and a request racing that close never reached Nomos (nothing
+// of it is audited). Clients retry such requests, as docs/deployment.md
+// says; Go's transport does it for requests marked idempotent.
+func init() { http.DefaultClient.Transport = replayOnClose{http.DefaultTransport} }
+
+type replayOnClose struct{ next http.RoundTripper }
+
+func (rt replayOnClose) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("Idempotency-Key") == "" && (req.Body == nil || req.GetBody != nil) {
+		req = req.Clone(req.Context())
+		req.Header.Set("Idempotency-Key", newNonce())
+	}
+	return rt.next.RoundTrip(req)
+}
+
 // nomosBin is the binary under test: $NOMOS_BIN (make test builds it), or
 // one built once for this test run.
 var (

@@ -22,7 +22,6 @@ func postMCP(url, key, session, body string) (int, map[string]any, error) {
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Mcp-Session-Id", session)
 	req.Header.Set("MCP-Protocol-Version", "2025-06-18")
-	replayable(req)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, nil, err
@@ -37,15 +36,6 @@ func postMCP(url, key, session, body string) (int, map[string]any, error) {
 		return resp.StatusCode, nil, fmt.Errorf("non-JSON answer %d: %s", resp.StatusCode, data)
 	}
 	return resp.StatusCode, out, nil
-}
-
-// replayable lets Go's transport resend a POST whose reused keep-alive
-// connection was closed under it before any answer: during a reload Caddy
-// closes the old server's idle connections, and a request racing that
-// close never reached Nomos (so nothing of it is audited). Clients retry
-// such requests, as docs/deployment.md says.
-func replayable(req *http.Request) {
-	req.Header.Set("Idempotency-Key", req.Header.Get("X-Nomos-Agent-Signature")+"-"+fmt.Sprint(req.ContentLength))
 }
 
 func toolCall(tool, args string) string {
@@ -76,8 +66,7 @@ func startLoad(t *testing.T, api client, mcpURL, session string) *load {
 			id := fmt.Sprintf("load-%d", i)
 			raw, _ := json.Marshal(envelope(id, "orders.list", "shop://orders/all", nil))
 			req := api.request("/action", raw)
-			replayable(req)
-			resp, err := http.DefaultClient.Do(req)
+					resp, err := http.DefaultClient.Do(req)
 			l.note(id, err, resp, true)
 			code, out, err := postMCP(mcpURL, "alice-key", session, toolCall("lookup", fmt.Sprintf(`{"id":"%s"}`, id)))
 			text, isErr := toolText(out)
