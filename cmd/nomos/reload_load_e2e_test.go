@@ -66,7 +66,7 @@ func startLoad(t *testing.T, api client, mcpURL, session string) *load {
 			id := fmt.Sprintf("load-%d", i)
 			raw, _ := json.Marshal(envelope(id, "orders.list", "shop://orders/all", nil))
 			req := api.request("/action", raw)
-					resp, err := http.DefaultClient.Do(req)
+			resp, err := http.DefaultClient.Do(req)
 			l.note(id, err, resp, true)
 			code, out, err := postMCP(mcpURL, "alice-key", session, toolCall("lookup", fmt.Sprintf(`{"id":"%s"}`, id)))
 			text, isErr := toolText(out)
