@@ -289,7 +289,13 @@ func (q *mcpRequest) callTool(sid string) error {
 		Arguments json.RawMessage `json:"arguments"`
 	}
 	bad := json.Unmarshal(q.msg.Params, &p) != nil || p.Name == ""
-	bare := q.inSession(mcp.NewRequest(q.id, action.TypeMCPCall, q.h.MCP.Server, []string{p.Name}, nil), sid, "upstream_tool", p.Name)
+	// The call is bound to the definition this session was shown; a
+	// session shown none (or no session) has no fingerprint.
+	fp := ""
+	if sid != "" && !bad {
+		fp = q.h.mcp.sessions.toolFingerprint(sid, p.Name)
+	}
+	bare := q.inSession(mcp.NewRequest(q.id, action.TypeMCPCall, q.h.MCP.Server, []string{p.Name}, nil), sid, "upstream_tool", p.Name).WithToolFingerprint(fp)
 	if bad {
 		const reason = "tools/call needs a tool name"
 		q.refuse(bare, audit.ResultValidationError, reason)
@@ -305,7 +311,7 @@ func (q *mcpRequest) callTool(sid string) error {
 		q.refuse(bare, audit.ResultValidationError, reason)
 		return writeRaw(q.w, http.StatusOK, mcp.ToolErrorResult(q.msg.ID, audit.ResultValidationError, reason))
 	}
-	return q.govern(sid, req, params, "content", mcp.DeniedToolResult)
+	return q.govern(sid, req.WithToolFingerprint(fp), params, "content", mcp.DeniedToolResult)
 }
 
 // callRequest builds the mcp.call of a tool call and the params to send

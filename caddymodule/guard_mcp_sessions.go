@@ -1,7 +1,10 @@
 package caddymodule
 
 import (
+	"crypto/sha256"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,12 +33,30 @@ type mcpBindings struct {
 	count        map[string]int // live bindings per principal
 	// initLimit paces initialize per principal.
 	initLimit *ratelimit.Limiter
+	// listings interns the sessions' tool listings by content.
+	listings *lru.Cache[[sha256.Size]byte, toolListing]
 }
 
 type mcpBinding struct {
 	id       mcp.Identity
 	lastSeen time.Time
+	// tools is what the session was shown by tools/list; its calls are
+	// bound to these definitions (tool_fingerprints).
+	tools toolListing
 }
+
+// toolListing maps the tools a session was shown to the fingerprints of
+// their definitions ("" for one that cannot be fingerprinted). It is
+// immutable once interned, and shared by the sessions shown the same.
+type toolListing map[string]string
+
+const (
+	// maxToolListings bounds the distinct listings a guard interns.
+	maxToolListings = 1024
+	// maxListedTools bounds the tools remembered for one session; a call
+	// of a tool past it has no known definition (see policy toolMatches).
+	maxListedTools = 10000
+)
 
 func newMCPBindings(c *GuardMCPConfig) (*mcpBindings, error) {
 	limit, err := ratelimit.New(ratelimit.Config{Events: c.InitializePerMinute, Interval: time.Minute})
@@ -45,6 +66,7 @@ func newMCPBindings(c *GuardMCPConfig) (*mcpBindings, error) {
 	b := &mcpBindings{ttl: time.Duration(c.SessionTTL), perPrincipal: c.MaxSessionsPerPrincipal, now: time.Now,
 		count: map[string]int{}, initLimit: limit}
 	// The eviction callback runs inside Add and Remove, under b.mu.
+	b.listings, _ = lru.New[[sha256.Size]byte, toolListing](maxToolListings)
 	b.byID, _ = lru.NewWithEvict(maxGuardSessions, func(_ string, v *mcpBinding) {
 		if b.count[v.id.Principal]--; b.count[v.id.Principal] <= 0 {
 			delete(b.count, v.id.Principal)
@@ -108,4 +130,56 @@ func (b *mcpBindings) full(principal string) bool {
 		b.byID.Remove(sid)
 	}
 	return b.count[principal] >= b.perPrincipal
+}
+
+// listed records the tools session sid was shown: the first page of a
+// tools/list (no cursor) replaces what it was shown before, a later page
+// adds to it.
+func (b *mcpBindings) listed(sid string, page toolListing, nextPage bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.byID.Peek(sid)
+	if !ok {
+		return
+	}
+	merged := page
+	if nextPage && len(s.tools) > 0 {
+		merged = maps.Clone(s.tools)
+		for name, fp := range page {
+			if _, seen := merged[name]; seen || len(merged) < maxListedTools {
+				merged[name] = fp
+			}
+		}
+	}
+	key := listingKey(merged)
+	if l, ok := b.listings.Get(key); ok {
+		s.tools = l
+		return
+	}
+	b.listings.Add(key, merged)
+	s.tools = merged
+}
+
+// toolFingerprint is the fingerprint of the definition of tool that
+// session sid was last shown, "" when it was shown none.
+func (b *mcpBindings) toolFingerprint(sid, tool string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s, ok := b.byID.Peek(sid); ok {
+		return s.tools[tool]
+	}
+	return ""
+}
+
+func listingKey(l toolListing) [sha256.Size]byte {
+	h := sha256.New()
+	for _, name := range slices.Sorted(maps.Keys(l)) {
+		h.Write([]byte(name))
+		h.Write([]byte{0})
+		h.Write([]byte(l[name]))
+		h.Write([]byte{0})
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	return key
 }

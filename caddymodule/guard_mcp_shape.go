@@ -114,15 +114,26 @@ func (x *mcpExchange) answer(m *jsonrpc.Message, data []byte) []byte {
 	server, id := x.q.h.MCP.Server, x.q.id
 	switch x.method {
 	case "tools/list":
-		return x.filterList(m, "tools", "name", func(name string) mcp.AuthzRequest {
-			return mcp.NewRequest(id, action.TypeMCPCall, server, []string{name}, nil)
+		shown := toolListing{}
+		out := x.filterList(m, "tools", "name", func(name string, item map[string]json.RawMessage) mcp.AuthzRequest {
+			fp := mcp.ToolFingerprint(name, item)
+			if len(shown) < maxListedTools {
+				shown[name] = fp
+			}
+			req := mcp.NewRequest(id, action.TypeMCPCall, server, []string{name}, nil)
+			req.Metadata = map[string]string{}
+			return req.WithToolFingerprint(fp)
 		})
+		if x.sid != "" && !x.rpcErr {
+			x.q.h.mcp.sessions.listed(x.sid, shown, hasCursor(x.q.msg.Params))
+		}
+		return out
 	case "prompts/list":
-		return x.filterList(m, "prompts", "name", func(name string) mcp.AuthzRequest {
+		return x.filterList(m, "prompts", "name", func(name string, _ map[string]json.RawMessage) mcp.AuthzRequest {
 			return mcp.PromptRequest(id, server, name, nil)
 		})
 	case "resources/list":
-		return x.filterList(m, "resources", "uri", func(uri string) mcp.AuthzRequest {
+		return x.filterList(m, "resources", "uri", func(uri string, _ map[string]json.RawMessage) mcp.AuthzRequest {
 			return mcp.ResourceRequest(id, server, uri)
 		})
 	}
@@ -136,7 +147,7 @@ func (x *mcpExchange) answer(m *jsonrpc.Message, data []byte) []byte {
 
 // filterList keeps the items the caller could use; a tools/list is
 // recorded as mcp.tools_list. A list that cannot be read is refused.
-func (x *mcpExchange) filterList(m *jsonrpc.Message, key, field string, request func(string) mcp.AuthzRequest) []byte {
+func (x *mcpExchange) filterList(m *jsonrpc.Message, key, field string, request func(string, map[string]json.RawMessage) mcp.AuthzRequest) []byte {
 	var result map[string]json.RawMessage
 	var items []json.RawMessage
 	if json.Unmarshal(m.Result, &result) != nil || json.Unmarshal(result[key], &items) != nil {
@@ -151,6 +162,14 @@ func (x *mcpExchange) filterList(m *jsonrpc.Message, key, field string, request 
 	}
 	result[key], _ = json.Marshal(kept)
 	return jsonrpc.Result(m.ID, result)
+}
+
+// hasCursor reports whether list params ask for a later page.
+func hasCursor(params json.RawMessage) bool {
+	var p struct {
+		Cursor json.RawMessage `json:"cursor"`
+	}
+	return json.Unmarshal(params, &p) == nil && len(p.Cursor) > 0 && string(p.Cursor) != "null"
 }
 
 // qualified names tools "<server>/<tool>", as mcp.tools_list records them.

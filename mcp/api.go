@@ -85,6 +85,17 @@ type AuthzRequest struct {
 	Metadata map[string]string
 }
 
+// WithToolFingerprint binds an mcp.call to the fingerprint of the tool
+// definition it targets ("" binds none) and records it as evidence
+// (metadata tool_fingerprint). Metadata must be set.
+func (r AuthzRequest) WithToolFingerprint(fingerprint string) AuthzRequest {
+	r.ToolFingerprint = fingerprint
+	if fingerprint != "" {
+		r.Metadata["tool_fingerprint"] = fingerprint
+	}
+	return r
+}
+
 // AuthzResult is the Governor's decision and its output obligations.
 type AuthzResult struct {
 	// Decision is ALLOW, DENY or REQUIRE_APPROVAL (policy.Allow, ...).

@@ -64,7 +64,7 @@ func (p *Path) Visible(ctx context.Context, req AuthzRequest) bool {
 // the item's member field, is visible to the caller: a list never shows
 // what the caller could not use. It also returns the names shown and
 // hidden; an item without a string field is dropped as hidden.
-func (p *Path) VisibleItems(ctx context.Context, items []json.RawMessage, field string, request func(string) AuthzRequest) (kept []json.RawMessage, shown, hidden []string) {
+func (p *Path) VisibleItems(ctx context.Context, items []json.RawMessage, field string, request func(name string, item map[string]json.RawMessage) AuthzRequest) (kept []json.RawMessage, shown, hidden []string) {
 	kept = items[:0:0]
 	for _, it := range items {
 		var obj map[string]json.RawMessage
@@ -73,7 +73,7 @@ func (p *Path) VisibleItems(ctx context.Context, items []json.RawMessage, field 
 			hidden = append(hidden, name)
 			continue
 		}
-		if !p.Visible(ctx, request(name)) {
+		if !p.Visible(ctx, request(name, obj)) {
 			hidden = append(hidden, name)
 			continue
 		}

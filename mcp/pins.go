@@ -283,6 +283,18 @@ func (u *Upstream) refreshOnce() {
 	}
 }
 
+// ToolFingerprint is the fingerprint of a tools/list item as pinning
+// computes it ("sha256:<hex>"), "" when a part of it cannot be pinned. A
+// door that sees the listings itself (nomos_guard) binds calls with it.
+func ToolFingerprint(name string, item map[string]json.RawMessage) string {
+	def, ok := pinDefinition(name, item)
+	if !ok {
+		return ""
+	}
+	fp, _ := pins.Fingerprint(def)
+	return fp
+}
+
 // pinDefinition extracts the pinned parts of a tool object, read by exact
 // member name. ok is false when a part has the wrong JSON type: such a
 // definition cannot be pinned and is never accepted.

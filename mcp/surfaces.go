@@ -33,7 +33,7 @@ func (g *Gateway) listNamed(ctx context.Context, s *session, m *message, key str
 // item's member field) is visible to the caller: a list never shows what
 // the caller could not use.
 func (g *Gateway) visibleItems(ctx context.Context, s *session, u *Upstream, items []json.RawMessage, field string, request func(string) AuthzRequest) []json.RawMessage {
-	out, _, _ := g.path.VisibleItems(ctx, items, field, request)
+	out, _, _ := g.path.VisibleItems(ctx, items, field, func(name string, _ map[string]json.RawMessage) AuthzRequest { return request(name) })
 	return out
 }
 

@@ -223,11 +223,7 @@ func (g *Gateway) callRequest(s *session, ref toolRef, args json.RawMessage, app
 // withToolDefinition binds req to the definition it targets, and records
 // its fingerprint as evidence (tool_fingerprint) in every audit event.
 func withToolDefinition(req AuthzRequest, d *toolDef) AuthzRequest {
-	req.ToolFingerprint = d.fingerprint
-	if d.fingerprint != "" {
-		req.Metadata["tool_fingerprint"] = d.fingerprint
-	}
-	return req
+	return req.WithToolFingerprint(d.fingerprint)
 }
 
 // request builds the governed request of session s on upstream u (nil

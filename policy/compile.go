@@ -69,6 +69,20 @@ func newStrSet(vals []string) strSet {
 	return s
 }
 
+// toolMatches applies tool_fingerprints to the fingerprint of the tool
+// definition an action calls. An action without one (an envelope sent to
+// the HTTP API, a definition that cannot be fingerprinted, a tool the
+// guard's session was not shown) never satisfies an ALLOW rule's list and
+// always satisfies a DENY or REQUIRE_APPROVAL rule's: a definition Nomos
+// cannot name might be the one the rule names, and what Nomos cannot
+// verify never loosens a decision.
+func (c *compiledRule) toolMatches(fingerprint string) bool {
+	if fingerprint == "" {
+		return c.tools.any || c.class != classAllow
+	}
+	return c.tools.has(fingerprint)
+}
+
 func (s *strSet) has(v string) bool {
 	if s.any {
 		return true

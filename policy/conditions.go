@@ -122,7 +122,7 @@ func (c *compiledRule) cheapFailures(st *evalState) condMask {
 	fail(condAgent, c.agents.has(a.Agent))
 	fail(condEnvironment, c.envs.has(a.Environment))
 	fail(condRiskFlags, c.risk&^st.risk == 0)
-	fail(condToolFingerprint, c.tools.has(a.ToolFingerprint))
+	fail(condToolFingerprint, c.toolMatches(a.ToolFingerprint))
 	return failed
 }
 

@@ -75,7 +75,7 @@ func (e *Engine) checkAll(st *evalState, list []int32) {
 func (c *compiledRule) matches(st *evalState) (bool, error) {
 	a := st.a
 	if c.risk&^st.risk != 0 || !c.principals.has(a.Principal) || !c.agents.has(a.Agent) || !c.envs.has(a.Environment) ||
-		!c.tools.has(a.ToolFingerprint) {
+		!c.toolMatches(a.ToolFingerprint) {
 		return false, nil
 	}
 	if !c.glob.match(a.Resource) {

@@ -116,7 +116,19 @@ func covers(a, b *compiledRule) bool {
 		globCovers(a.glob.segs, b.glob.segs) &&
 		setCovers(&a.principals, &b.principals) && setCovers(&a.agents, &b.agents) && setCovers(&a.envs, &b.envs) &&
 		a.risk&^(b.risk|impliedRisk(b.rule.ActionType)) == 0 &&
-		argvCovers(a.argv, b.argv) && paramsCover(a.params, b.params)
+		toolsCover(a, b) && argvCovers(a.argv, b.argv) && paramsCover(a.params, b.params)
+}
+
+// toolsCover: every fingerprint b's tool_fingerprints accepts, a's does,
+// the missing one included (see toolMatches).
+func toolsCover(a, b *compiledRule) bool {
+	switch {
+	case a.tools.any:
+		return true
+	case b.tools.any || !subsetSorted(b.tools.vals, a.tools.vals):
+		return false
+	}
+	return a.class != classAllow || b.class == classAllow
 }
 
 func setCovers(a, b *strSet) bool {

@@ -36,5 +36,5 @@ func (c *compiledRule) appliesTo(st *evalState) bool {
 		return false
 	}
 	return c.risk&^st.risk == 0 && c.principals.has(a.Principal) && c.agents.has(a.Agent) &&
-		c.envs.has(a.Environment) && c.tools.has(a.ToolFingerprint) && c.glob.match(a.Resource)
+		c.envs.has(a.Environment) && c.toolMatches(a.ToolFingerprint) && c.glob.match(a.Resource)
 }

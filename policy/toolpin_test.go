@@ -70,3 +70,71 @@ func TestToolFingerprintsAreValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestToolFingerprintsUnknownNeverLoosens: an action without a fingerprint
+// (the HTTP API, nomos_guard's call of a tool its session was not shown)
+// is caught by a DENY or REQUIRE_APPROVAL rule naming definitions, since
+// it might be one of them, while an ALLOW rule naming them never takes it.
+func TestToolFingerprintsUnknownNeverLoosens(t *testing.T) {
+	e := mustLoad(t, "pinned.yaml", `version: v1
+rules:
+  - id: retail-tools
+    action_type: mcp.call
+    resource: mcp://retail/**
+    decision: ALLOW
+  - id: known-bad-refund
+    action_type: mcp.call
+    resource: mcp://retail/refund_order
+    decision: DENY
+    tool_fingerprints: [`+changedRefund+`]
+  - id: lookup-reviewed
+    action_type: mcp.call
+    resource: mcp://retail/lookup_order
+    decision: REQUIRE_APPROVAL
+    tool_fingerprints: [`+changedRefund+`]
+`)
+	checkDecision(t, e.Evaluate(mcpCall(t, reviewedRefund)), Allow, ReasonAllowByRule, "retail-tools")
+	checkDecision(t, e.Evaluate(mcpCall(t, changedRefund)), Deny, ReasonDenyByRule, "known-bad-refund")
+	checkDecision(t, e.Evaluate(mcpCall(t, "")), Deny, ReasonDenyByRule, "known-bad-refund")
+	if e.Reachable(mcpCall(t, "")) || e.Reachable(mcpCall(t, changedRefund)) || !e.Reachable(mcpCall(t, reviewedRefund)) {
+		t.Error("Reachable disagrees with Evaluate on a missing fingerprint")
+	}
+	lookup := act(t, action.TypeMCPCall, "mcp://retail/lookup_order", `{"order_id":"1001"}`)
+	checkDecision(t, e.Evaluate(lookup), RequireApproval, ReasonRequireApprovalByRule, "lookup-reviewed")
+}
+
+// TestLintWeighsToolFingerprints: a rule naming definitions covers only
+// the rules naming fewer of them, never a rule naming none.
+func TestLintWeighsToolFingerprints(t *testing.T) {
+	e := mustLoad(t, "lint.yaml", `version: v1
+rules:
+  - id: deny-one-version
+    action_type: mcp.call
+    resource: mcp://retail/**
+    decision: DENY
+    tool_fingerprints: [`+changedRefund+`]
+  - id: allow-refunds
+    action_type: mcp.call
+    resource: mcp://retail/refund_order
+    decision: ALLOW
+  - id: deny-both-versions
+    action_type: mcp.call
+    resource: mcp://retail/**
+    decision: DENY
+    tool_fingerprints: [`+reviewedRefund+`, `+changedRefund+`]
+  - id: deny-again
+    action_type: mcp.call
+    resource: mcp://retail/refund_order
+    decision: DENY
+    tool_fingerprints: [`+changedRefund+`]
+`)
+	var got []string
+	for _, f := range Lint(e) {
+		got = append(got, f.RuleID+":"+f.Code)
+	}
+	// allow-refunds is not covered: it takes the versions nobody named.
+	want := []string{"deny-one-version:" + LintShadowedRule, "deny-again:" + LintShadowedRule}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("lint findings %v, want %v", got, want)
+	}
+}
