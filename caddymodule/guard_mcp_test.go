@@ -631,7 +631,10 @@ rules:
 	unknown := func(tool string) string {
 		return `{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"unknown tool: ` + tool + `"}}`
 	}
-	ran := func(body string) bool { text, isErr := guardToolText(t, body); return !isErr && strings.HasPrefix(text, "ran ") }
+	ran := func(body string) bool {
+		text, isErr := guardToolText(t, body)
+		return !isErr && strings.HasPrefix(text, "ran ")
+	}
 
 	sid := initSession(t, h, up, "alice-key")
 	for _, tool := range []string{"echo", "pay"} {
