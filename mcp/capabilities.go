@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"bytes"
 	"encoding/json"
 
 	"github.com/caddy-nomos/nomos/internal/jsonrpc"
@@ -15,7 +16,8 @@ var mirroredCapabilities = []string{"elicitation", "experimental", "roots", "sam
 
 // maxStdioChildren bounds the shared children of one stdio upstream: one
 // per distinct set of client capabilities (the control child, with none,
-// included). A further set evicts a child no session uses, or is refused.
+// included). A further set evicts a child no session uses; when all are in
+// use, its session is served by the child of the largest set within it.
 const maxStdioChildren = 8
 
 // clientCapabilities is what a downstream client declared at initialize,
@@ -55,6 +57,17 @@ func capabilitiesOf(params json.RawMessage) clientCapabilities {
 		return noCapabilities
 	}
 	return clientCapabilities{key: string(key), caps: caps}
+}
+
+// within reports whether every capability cc declares, d declares
+// exactly so.
+func (cc clientCapabilities) within(d clientCapabilities) bool {
+	for name, v := range cc.caps {
+		if !bytes.Equal(d.caps[name], v) {
+			return false
+		}
+	}
+	return true
 }
 
 func isJSONObject(v json.RawMessage) bool {

@@ -198,27 +198,40 @@ func TestGatewayBuiltinsShadowUpstreamTools(t *testing.T) {
 }
 
 // TestStdioChildrenBounded: one stdio upstream runs at most
-// maxStdioChildren children; a further capability set is refused while
-// every child is in use, and replaces an unused one once a session ends.
+// maxStdioChildren children. While every child is in use, a further
+// capability set is never refused: its session is served by the child of
+// the largest set within it (sessions declaring made-up sets cannot lock
+// others out); once a session ends, a new set replaces its unused child.
 func TestStdioChildrenBounded(t *testing.T) {
 	u := stdioHelper(t, nil)
 	_, first := newGateway(t, RouteConfig{}, newTestGovernor(), u)
 	clients := make([]*rawClient, 0, maxStdioChildren-1)
-	for i := range maxStdioChildren - 1 { // the control child is the first
-		c := &rawClient{t: t, url: first.url, principal: "alice"}
+	for i := range maxStdioChildren - 2 { // the control child is the first
+		c := &rawClient{t: t, url: first.url, principal: "mallory"}
 		c.initializeWith(initWithCaps(fmt.Sprintf(`{"experimental":{"set":%d}}`, i)))
 		clients = append(clients, c)
 	}
+	roots := &rawClient{t: t, url: first.url, principal: "alice"}
+	roots.initializeWith(initWithCaps(`{"roots":{}}`))
+	clients = append(clients, roots)
+
+	late := &rawClient{t: t, url: first.url, principal: "alice"}
+	late.initializeWith(initWithCaps(`{"roots":{},"sampling":{}}`))
+	if text, isErr := late.callTool("caps", `{}`); isErr || !strings.Contains(text, "roots") || strings.Contains(text, "sampling") {
+		t.Fatalf("a set past the bound is not served by the largest set within it: %q %v", text, isErr)
+	}
 	extra := &rawClient{t: t, url: first.url, principal: "alice"}
-	resp := extra.do(http.MethodPost, initWithCaps(`{"experimental":{"set":"one too many"}}`), nil)
-	var m message
-	_ = json.NewDecoder(resp.Body).Decode(&m)
-	if m.Error == nil || !strings.Contains(m.Error.Message, "UPSTREAM_UNAVAILABLE") {
-		t.Fatalf("a ninth capability set was admitted: %s %v", m.Result, m.Error)
+	extra.initializeWith(initWithCaps(`{"experimental":{"set":"one too many"}}`))
+	if text, isErr := extra.callTool("caps", `{}`); isErr || strings.Contains(text, "one too many") {
+		t.Fatalf("a set past the bound got a child of its own: %q %v", text, isErr)
+	}
+	if r := extra.do(http.MethodDelete, "", nil); r.StatusCode >= 300 {
+		t.Fatalf("DELETE: %d", r.StatusCode)
 	}
 	if r := clients[0].do(http.MethodDelete, "", nil); r.StatusCode >= 300 {
 		t.Fatalf("DELETE: %d", r.StatusCode)
 	}
+	extra = &rawClient{t: t, url: first.url, principal: "alice"}
 	extra.initializeWith(initWithCaps(`{"experimental":{"set":"one too many"}}`))
 	if text, isErr := extra.callTool("caps", `{}`); isErr || !strings.Contains(text, "one too many") {
 		t.Fatalf("the new set's child: %q %v", text, isErr)

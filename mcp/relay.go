@@ -142,7 +142,7 @@ func (g *Gateway) initUpstreams(ctx context.Context, s *session, m *message, par
 
 func (g *Gateway) initUpstream(ctx context.Context, s *session, u *Upstream, m *message, params json.RawMessage) (json.RawMessage, []byte) {
 	if u.cfg.Transport == TransportStdio {
-		c, err := u.sharedConn(ctx, s.capabilities())
+		c, err := u.sharedConn(ctx, s)
 		if err != nil {
 			return nil, g.upstreamRPCError(m.ID, u, err)
 		}

@@ -275,6 +275,17 @@ func (s *session) capabilities() clientCapabilities {
 	return s.caps
 }
 
+// narrowCapabilities serves the session with cc, a part of what it
+// declared, when a stdio upstream has no child for all of it: the child
+// never asks for more, and requests route to that child from then on.
+func (s *session) narrowCapabilities(cc clientCapabilities) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cc.within(s.caps) {
+		s.caps = cc
+	}
+}
+
 func (s *session) initParamsCopy() json.RawMessage {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -206,11 +206,21 @@ func (u *Upstream) ToolNames() []string {
 
 // sharedConn returns the shared stdio child of the clients that declared
 // cc, starting it (or restarting a crashed one once its back-off has
-// elapsed) when needed.
-func (u *Upstream) sharedConn(ctx context.Context, cc clientCapabilities) (*conn, error) {
+// elapsed) when needed. When every child serves another capability set
+// still in use, it is the child of the largest set within cc (at least
+// the control child's, which declares nothing), and the session is
+// narrowed to that set: a client is served with less, never refused, so
+// sessions declaring made-up sets cannot lock others out.
+func (u *Upstream) sharedConn(ctx context.Context, s *session) (*conn, error) {
+	cc := s.capabilities()
 	ch, err := u.childFor(cc)
 	if err != nil {
 		return nil, err
+	}
+	if ch.caps.key != cc.key {
+		u.log.Warn("mcp upstream serves its maximum of capability sets; the session is served with fewer capabilities",
+			"downstream_session_id", s.id, "client_capabilities", cc.key, "served_capabilities", ch.caps.key)
+		s.narrowCapabilities(ch.caps)
 	}
 	if c := ch.conn.Load(); c != nil && !c.dead.Load() {
 		return c, nil
@@ -225,7 +235,7 @@ func (u *Upstream) sharedConn(ctx context.Context, cc clientCapabilities) (*conn
 		return nil, err
 	}
 	u.mu.Lock()
-	stale := u.closed || u.children[cc.key] != ch
+	stale := u.closed || u.children[ch.caps.key] != ch
 	u.mu.Unlock()
 	if stale { // closed or evicted while it started
 		ch.conn.CompareAndSwap(c, nil)
@@ -244,10 +254,10 @@ func (u *Upstream) childFor(cc clientCapabilities) (*child, error) {
 	}
 	ch := u.children[cc.key]
 	if ch == nil {
-		var err error
-		if ch, err = u.newChildLocked(cc); err != nil {
-			return nil, err
-		}
+		ch = u.newChildLocked(cc)
+	}
+	if ch == nil {
+		return nil, newUpstreamError(ErrUpstreamUnavailable, nil, "upstream %q has no child for capability set %s", u.cfg.Name, cc.key)
 	}
 	ch.lastUsed = u.now()
 	return ch, nil
@@ -255,13 +265,13 @@ func (u *Upstream) childFor(cc clientCapabilities) (*child, error) {
 
 // newChildLocked makes room for one more capability set: beyond
 // maxStdioChildren it evicts the least recently used child no session
-// uses, and refuses when every child is in use.
-func (u *Upstream) newChildLocked(cc clientCapabilities) (*child, error) {
+// uses; when every child is in use it returns the child of the largest
+// set within cc instead.
+func (u *Upstream) newChildLocked(cc clientCapabilities) *child {
 	if len(u.children) >= maxStdioChildren {
 		victim := u.idleChildLocked()
 		if victim == nil {
-			return nil, newUpstreamError(ErrUpstreamUnavailable, nil,
-				"upstream %q serves %d capability sets already; no client session may declare another until one ends", u.cfg.Name, maxStdioChildren)
+			return u.largestWithinLocked(cc)
 		}
 		delete(u.children, victim.caps.key)
 		if c := victim.conn.Swap(nil); c != nil {
@@ -270,7 +280,23 @@ func (u *Upstream) newChildLocked(cc clientCapabilities) (*child, error) {
 	}
 	ch := &child{caps: cc, backoff: minRestartBackoff}
 	u.children[cc.key] = ch
-	return ch, nil
+	return ch
+}
+
+// largestWithinLocked is the child declaring the most capabilities, each
+// exactly as cc declares it (ties: the smaller key).
+func (u *Upstream) largestWithinLocked(cc clientCapabilities) *child {
+	var best *child
+	for _, ch := range u.children {
+		if !ch.caps.within(cc) {
+			continue
+		}
+		if best == nil || len(ch.caps.caps) > len(best.caps.caps) ||
+			(len(ch.caps.caps) == len(best.caps.caps) && ch.caps.key < best.caps.key) {
+			best = ch
+		}
+	}
+	return best
 }
 
 func (u *Upstream) idleChildLocked() *child {
@@ -436,7 +462,7 @@ func (u *Upstream) recoverPanic(where string) {
 // the shared one (stdio) or its dedicated one (remote).
 func (u *Upstream) connFor(ctx context.Context, s *session) (*conn, error) {
 	if u.cfg.Transport == TransportStdio {
-		c, err := u.sharedConn(ctx, s.capabilities())
+		c, err := u.sharedConn(ctx, s)
 		if err == nil && s.link(u.cfg.Name) != c {
 			s.setLink(u.cfg.Name, c)
 		}
