@@ -101,23 +101,10 @@ func (h *APIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 // front half of every POST endpoint.
 func (h *APIHandler) guarded(w http.ResponseWriter, r *http.Request, withAgent bool,
 	fn func(body []byte, id action.Identity) (any, error)) error {
-	// The principal's credentials are in the headers: a caller without
-	// valid ones is refused before its body is read, so unauthenticated
-	// clients cost neither a slot nor a body buffer.
-	if _, e := h.authenticate(h.app, r, nil, false); e != nil {
-		return writeError(w, e)
-	}
-	body, e := readBody(r, maxBody)
+	body, id, e := h.admit(h.app, r, maxBody, withAgent)
 	if e != nil {
 		return writeError(w, e)
 	}
-	id, e := h.authenticate(h.app, r, body, withAgent)
-	if e != nil {
-		return writeError(w, e)
-	}
-	// The slot is taken only now: a client that trickles its body or
-	// fails to authenticate never holds one (the server's read timeouts
-	// bound how long it can trickle).
 	if !h.app.acquire() {
 		return writeError(w, service.Errorf(http.StatusTooManyRequests, service.CodeRateLimited, "concurrency limit reached"))
 	}

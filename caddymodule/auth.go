@@ -35,33 +35,84 @@ func (ra *RouteAuth) requireAgent() bool { return ra.RequireAgent == nil || *ra.
 // authenticate verifies the caller. withAgent demands an agent identity
 // (action endpoints) unless the route turned that off.
 func (ra *RouteAuth) authenticate(app *App, r *http.Request, body []byte, withAgent bool) (action.Identity, *service.Error) {
-	auth := app.auth
+	p, e := ra.principal(app, r)
+	if e != nil || !withAgent {
+		return p.identity(), e
+	}
+	return ra.agent(app, r, body, p)
+}
+
+// admit is the front half of every door that decides a request: the
+// principal is authenticated from the headers before the body is read,
+// so a client without valid credentials costs no body buffer; then the
+// body is read (when maxBody > 0) and the caller's agent verified over
+// it. The caller takes its concurrency slot only after admit: a client
+// that trickles its body or fails to authenticate never holds one (the
+// server's read timeouts bound how long it can trickle).
+func (ra *RouteAuth) admit(app *App, r *http.Request, maxBody int64, withAgent bool) ([]byte, action.Identity, *service.Error) {
+	p, e := ra.principal(app, r)
+	if e != nil {
+		return nil, action.Identity{}, e
+	}
+	var body []byte
+	if maxBody > 0 {
+		if body, e = readBody(r, maxBody); e != nil {
+			return nil, action.Identity{}, e
+		}
+	}
+	if !withAgent {
+		return body, p.identity(), nil
+	}
+	id, e := ra.agent(app, r, body, p)
+	return body, id, e
+}
+
+// routePrincipal is an authenticated principal, before its agent is.
+type routePrincipal struct {
+	res       identity.Result
+	anonymous bool // the route's anonymous principal: no credentials at all
+	agent     string
+}
+
+func (p routePrincipal) identity() action.Identity {
+	return action.Identity{Principal: p.res.Principal, Agent: p.agent}
+}
+
+func (ra *RouteAuth) principal(app *App, r *http.Request) (routePrincipal, *service.Error) {
 	if ra.Anonymous != "" && !presentsCredentials(r, app.trustedHeaders()) && ra.upstreamPrincipal(r) == "" {
 		agent := ra.AnonymousAgent
 		if agent == "" {
 			agent = "anonymous"
 		}
-		return action.Identity{Principal: ra.Anonymous, Agent: agent}, nil
+		return routePrincipal{res: identity.Result{Principal: ra.Anonymous}, anonymous: true, agent: agent}, nil
 	}
-	method, target := clientRequestLine(r)
-	in := identity.Input{
-		Header: r.Header, Body: body, TLS: r.TLS, Method: method, Target: target,
-		UpstreamPrincipal: ra.upstreamPrincipal(r), FromTrustedProxy: fromTrustedProxy(r),
+	res, err := app.auth.AuthenticatePrincipal(r.Context(), ra.identityInput(r, nil))
+	if err != nil {
+		return routePrincipal{}, authError(err)
 	}
-	var res identity.Result
-	var err error
-	if withAgent {
-		res, err = auth.Authenticate(r.Context(), in)
-	} else {
-		res, err = auth.AuthenticatePrincipal(r.Context(), in)
+	return routePrincipal{res: res}, nil
+}
+
+func (ra *RouteAuth) agent(app *App, r *http.Request, body []byte, p routePrincipal) (action.Identity, *service.Error) {
+	if p.anonymous {
+		return p.identity(), nil
 	}
+	res, err := app.auth.AuthenticateAgent(r.Context(), ra.identityInput(r, body), p.res)
 	if err != nil {
 		return action.Identity{}, authError(err)
 	}
-	if withAgent && ra.requireAgent() && res.Agent == "" {
+	if ra.requireAgent() && res.Agent == "" {
 		return action.Identity{}, service.Errorf(http.StatusUnauthorized, service.CodeAuth, "agent authentication failed: signed agent required")
 	}
 	return action.Identity{Principal: res.Principal, Agent: res.Agent}, nil
+}
+
+func (ra *RouteAuth) identityInput(r *http.Request, body []byte) identity.Input {
+	method, target := clientRequestLine(r)
+	return identity.Input{
+		Header: r.Header, Body: body, TLS: r.TLS, Method: method, Target: target,
+		UpstreamPrincipal: ra.upstreamPrincipal(r), FromTrustedProxy: fromTrustedProxy(r),
+	}
 }
 
 // clientRequestLine returns the method and request target the client sent,

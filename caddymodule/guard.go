@@ -178,7 +178,7 @@ func (h *GuardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	if h.MCP != nil {
 		return h.serveMCP(w, r, next)
 	}
-	g, e := h.admit(r)
+	g, e := h.decide(r)
 	if e != nil {
 		return writeError(w, e)
 	}
@@ -198,22 +198,19 @@ type guarded struct {
 
 func (g *guarded) allowed() bool { return g.auth.Response.Decision == policy.Allow }
 
-// admit runs the front half inside a concurrency slot: read the body,
-// authenticate, map the request to an action and decide it. The slot is
-// released before next runs, so long responses do not hold it.
-func (h *GuardHandler) admit(r *http.Request) (*guarded, *service.Error) {
+// decide runs the front half: authenticate the caller and read the body
+// (RouteAuth.admit), then, inside a concurrency slot, map the request to
+// an action and decide it. The slot is released before next runs, so long
+// responses do not hold it.
+func (h *GuardHandler) decide(r *http.Request) (*guarded, *service.Error) {
+	body, id, e := h.admit(h.app, r, h.MaxBodyBytes, true)
+	if e != nil {
+		return nil, e
+	}
 	if !h.app.acquire() {
 		return nil, service.Errorf(http.StatusTooManyRequests, service.CodeRateLimited, "concurrency limit reached")
 	}
 	defer h.app.release()
-	body, e := readBody(r, h.MaxBodyBytes)
-	if e != nil {
-		return nil, e
-	}
-	id, e := h.authenticate(h.app, r, body, true)
-	if e != nil {
-		return nil, e
-	}
 	setPlaceholder(r, "principal", id.Principal)
 	env, err := h.mapping.envelope(r, body)
 	if err != nil {

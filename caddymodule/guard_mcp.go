@@ -77,6 +77,16 @@ type mcpRequest struct {
 	body []byte
 	id   mcp.Identity
 	msg  *jsonrpc.Message // nil for GET and DELETE
+	// holdsSlot: the request holds a concurrency slot (see serveMCP).
+	holdsSlot bool
+}
+
+// releaseSlot gives the request's concurrency slot back, once.
+func (q *mcpRequest) releaseSlot() {
+	if q.holdsSlot {
+		q.holdsSlot = false
+		q.h.app.release()
+	}
 }
 
 // serveMCP is the guard's MCP mode: the Streamable HTTP checks of nomos_mcp,
@@ -97,6 +107,13 @@ func (h *GuardHandler) serveMCP(w http.ResponseWriter, r *http.Request, next cad
 	if e != nil {
 		return writeError(w, e)
 	}
+	// The slot covers the checks and the decision, not the upstream
+	// exchange: carry releases it before next runs.
+	if !h.app.acquire() {
+		return writeError(w, service.Errorf(http.StatusTooManyRequests, service.CodeRateLimited, "concurrency limit reached"))
+	}
+	q.holdsSlot = true
+	defer q.releaseSlot()
 	q.r = q.r.WithContext(service.WithFrontDoor(q.r.Context(), service.FrontDoorGuard))
 	if r.Method != http.MethodPost {
 		return q.serveStream()
@@ -111,18 +128,11 @@ func mcpDeny(w http.ResponseWriter, status int, code, msg string) error {
 
 // admitMCP reads the body and authenticates inside a concurrency slot.
 func (h *GuardHandler) admitMCP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (*mcpRequest, *service.Error) {
-	if !h.app.acquire() {
-		return nil, service.Errorf(http.StatusTooManyRequests, service.CodeRateLimited, "concurrency limit reached")
-	}
-	defer h.app.release()
-	var body []byte
+	maxBody := int64(0) // a GET or DELETE has no body to read
 	if r.Method == http.MethodPost {
-		var e *service.Error
-		if body, e = readBody(r, h.MaxBodyBytes); e != nil {
-			return nil, e
-		}
+		maxBody = h.MaxBodyBytes
 	}
-	id, e := h.authenticate(h.app, r, body, true)
+	body, id, e := h.admit(h.app, r, maxBody, true)
 	if e != nil {
 		return nil, e
 	}
@@ -456,6 +466,7 @@ func setParam(raw json.RawMessage, key string, value json.RawMessage) (json.RawM
 // params is set, the forwarded message carries it in place of the
 // client's params (the approval id removed).
 func (q *mcpRequest) carry(x *mcpExchange, params json.RawMessage) error {
+	q.releaseSlot()
 	r := q.r
 	if params != nil {
 		body, err := withParams(q.msg, params)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -685,5 +686,87 @@ rules:
 	other := initSession(t, h, up, "alice-key")
 	if got := strings.TrimSpace(call(other, "echo")); got != unknown("echo") {
 		t.Fatalf("a session never shown echo called it: %s", got)
+	}
+}
+
+// TestGuardSlotsOnlyAfterAuthentication: in both modes a caller takes a
+// concurrency slot only once its body is read and it is authenticated,
+// so clients trickling their bodies, with or without valid credentials,
+// cannot hold the slots (shared with nomos_api) and lock out the others;
+// a slot is taken for the decision and given back before next runs.
+func TestGuardSlotsOnlyAfterAuthentication(t *testing.T) {
+	one := func(a *App) { a.Runtime = &RuntimeConfig{ConcurrencyLimit: 1} }
+	plain := newGuard(t, newGuardApp(t, one), nil)
+	mcpGuard, mcpApp := newMCPGuard(t, nil)
+	mcpApp.slots = make(chan struct{}, 1)
+	for _, tc := range []struct {
+		name string
+		h    *GuardHandler
+		app  *App
+		req  func(body io.Reader) *http.Request
+	}{
+		{"plain", plain, plain.app, func(body io.Reader) *http.Request {
+			req := httptest.NewRequest(http.MethodGet, "http://api.test/v1/orders", body)
+			req.Header.Set("Authorization", "Bearer alice-key")
+			return req
+		}},
+		{"mcp", mcpGuard, mcpApp, func(body io.Reader) *http.Request {
+			req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1/mcp", body)
+			req.Header.Set("Authorization", "Bearer alice-key")
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			return req
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var wg sync.WaitGroup
+			var pipes []*io.PipeWriter
+			for _, key := range []string{"alice-key", "", "wrong-key"} {
+				pr, pw := io.Pipe()
+				pipes = append(pipes, pw)
+				req := tc.req(pr)
+				if key == "" {
+					req.Header.Del("Authorization")
+				} else {
+					req.Header.Set("Authorization", "Bearer "+key)
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, _, _ = serveGuard(t, tc.h, req, new(upstream))
+				}()
+				if key == "alice-key" {
+					_, _ = pw.Write([]byte("{")) // the handler is reading the body now
+				}
+			}
+			if !tc.app.acquire() {
+				t.Fatal("a client whose body has not arrived holds the only slot")
+			}
+			rec, _, _ := serveGuard(t, tc.h, tc.req(strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`)), new(upstream))
+			if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), "concurrency limit reached") {
+				t.Fatalf("a request past the limit: %d %s", rec.Code, rec.Body)
+			}
+			tc.app.release()
+			held := false
+			next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+				held = !tc.app.acquire()
+				if !held {
+					tc.app.release()
+				}
+				w.Header().Set("Content-Type", "application/json")
+				_, err := io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+				return err
+			})
+			if rec, _, _ := serveGuard(t, tc.h, tc.req(strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`)), next); rec.Code != http.StatusOK {
+				t.Fatalf("a request with the slot free: %d %s", rec.Code, rec.Body)
+			}
+			if held {
+				t.Error("the slot is held while next runs")
+			}
+			for _, pw := range pipes {
+				_ = pw.CloseWithError(io.ErrUnexpectedEOF)
+			}
+			wg.Wait()
+		})
 	}
 }

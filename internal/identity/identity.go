@@ -89,12 +89,19 @@ func (a *Authenticator) Authenticate(ctx context.Context, in Input) (Result, err
 	if err != nil {
 		return Result{}, err
 	}
-	agent, err := a.agent(ctx, in, res.Principal, res.Method == MethodAnonymous)
+	return a.AuthenticateAgent(ctx, in, res)
+}
+
+// AuthenticateAgent completes Authenticate for principal, the result of
+// AuthenticatePrincipal on the same request (whose body, which an agent
+// signature covers, may have been read since): it verifies the agent.
+func (a *Authenticator) AuthenticateAgent(ctx context.Context, in Input, principal Result) (Result, error) {
+	agent, err := a.agent(ctx, in, principal.Principal, principal.Method == MethodAnonymous)
 	if err != nil {
 		return Result{}, err
 	}
-	res.Agent = agent
-	return res, nil
+	principal.Agent = agent
+	return principal, nil
 }
 
 // AuthenticatePrincipal authenticates the principal only, for operator
