@@ -40,6 +40,11 @@ func (h *GuardHandler) refuse(w http.ResponseWriter, r *http.Request, g *guarded
 	case isLimitDenial(resp.Reason):
 		w.Header().Set("Retry-After", strconv.FormatInt(max(1, resp.RetryAfterSeconds), 10))
 		return writeJSON(w, http.StatusTooManyRequests, errorBody{Decision: policy.Deny, Reason: resp.Reason})
+	case reasonCode(resp.Reason) == service.ReasonStateUnavailable:
+		// Refused, but not by policy: the client may retry the same request.
+		w.Header().Set("Retry-After", "1")
+		return writeJSON(w, http.StatusServiceUnavailable, errorBody{Decision: policy.Deny,
+			Reason: withMessage(resp.Reason, "shared state unavailable; retry later")})
 	}
 	return writeJSON(w, http.StatusForbidden, errorBody{Decision: policy.Deny, Reason: withMessage(resp.Reason, denialMessage(resp.Reason))})
 }
@@ -66,7 +71,7 @@ func withMessage(reason, msg string) string {
 // isLimitDenial reports a DENY by a rate limit or a loop breaker, which the
 // guard answers 429 with Retry-After so HTTP clients back off.
 func isLimitDenial(reason string) bool {
-	code, _, _ := strings.Cut(reason, ":")
+	code := reasonCode(reason)
 	return code == service.ReasonRateLimitExceeded || code == service.ReasonLoopBreakerTripped
 }
 

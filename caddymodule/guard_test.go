@@ -665,3 +665,29 @@ func TestGuardCleanupReleasesBreaker(t *testing.T) {
 		t.Fatal("breaker still pooled after the last guard was cleaned up")
 	}
 }
+
+// TestGuardStateUnavailableIs503: a decision that needs the shared state
+// while Redis is unreachable is refused (and audited) as a DENY
+// state_unavailable, answered 503 with Retry-After, not the 403 of a
+// policy denial: the client may retry the same request.
+func TestGuardStateUnavailableIs503(t *testing.T) {
+	app := newGuardApp(t, func(a *App) {
+		a.State = &StateConfig{Redis: &RedisConfig{Address: "127.0.0.1:1", KeyPrefix: "guard-test:"}}
+		a.Approvals.Store, a.Approvals.Path = "redis", ""
+	})
+	h := refundGuard(t, app)
+	up := new(upstream)
+	rec, _, _ := serveGuard(t, h, guardRequest(http.MethodPost, "/refunds", `{"refund":{"amount":400}}`), up)
+	got := decode(t, rec)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" || got["decision"] != "DENY" ||
+		!strings.HasPrefix(fmt.Sprint(got["reason"]), "state_unavailable: ") || up.calls != 0 {
+		t.Fatalf("got %d %v (Retry-After %q, upstream calls %d)", rec.Code, got, rec.Header().Get("Retry-After"), up.calls)
+	}
+	found := false
+	for _, ev := range guardAuditEvents(t, app) {
+		found = found || (ev["event_type"] == "action.decision" && ev["decision"] == "DENY" && ev["reason"] == "state_unavailable")
+	}
+	if !found {
+		t.Error("the refusal is not audited")
+	}
+}
