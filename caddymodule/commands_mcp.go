@@ -258,7 +258,7 @@ func (a *App) stdioGateway(svc *service.Service, id action.Identity, names []str
 	who := mcp.Identity{Principal: id.Principal, Agent: id.Agent}
 	auth := func(*http.Request, []byte) (mcp.Identity, error) { return who, nil }
 	route := mcp.RouteConfig{Upstreams: names, SessionTTL: stdioSessionTTL, Transport: mcp.DownstreamStdio}
-	return mcp.NewGateway(route, ups, &governor{svc: svc, red: a.red}, auth, stdioSlog())
+	return mcp.NewGateway(route, ups, &governor{svc: svc, red: a.red}, auth, stdioSlog(), mcp.WithRedactor(a.red.String))
 }
 
 // stdioLog is Caddy's default logger, which writes to stderr: without a

@@ -78,10 +78,10 @@ func (x *mcpExchange) message(data []byte) []byte {
 		return nil
 	case m.IsRequest():
 		return x.serverRequest(m, data)
-	case x.gov != nil && x.gov.res.Redact != nil: // notifications of a governed request
-		return x.redacted(data)
 	}
-	return data
+	// Notifications (progress, log messages, resource updates) are the
+	// server's output too.
+	return mcp.RedactMessage(data, x.redactor())
 }
 
 // unreadable answers the request once with an error when the upstream
@@ -181,35 +181,37 @@ func qualified(server string, names []string) []string {
 	return out
 }
 
-// redacted redacts every string of a message with the decision's rules.
-func (x *mcpExchange) redacted(data []byte) []byte {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if dec.Decode(&v) != nil {
-		return data
+// redactor is what the upstream's messages on this exchange are redacted
+// with: the decision's rules (the app's and its redact obligations), or
+// the app's alone on an exchange nothing was decided on.
+func (x *mcpExchange) redactor() func(string) string {
+	if x.gov != nil && x.gov.res.Redact != nil {
+		return x.gov.res.Redact
 	}
-	out, err := json.Marshal(mcp.RedactValue(v, x.gov.res.Redact))
-	if err != nil {
-		return nil
-	}
-	return out
+	return x.q.h.app.red.String
 }
 
 // serverRequest governs an upstream→client request: sampling and
 // elicitation go on mcp.Path; a refused one never reaches the client, and
 // the upstream gets the refusal as the client's answer.
 func (x *mcpExchange) serverRequest(m *jsonrpc.Message, data []byte) []byte {
+	// A server request is the server's output too: it is redacted with the
+	// rules of the exchange it arrives on (the governed call's, or the
+	// app's), and an allowed sampling or elicitation also with its own.
+	redact := x.redactor()
 	req, governed := mcp.ServerRequest(x.q.id, x.q.h.MCP.Server, m.Method, m.Params)
 	if !governed {
-		return data
+		return mcp.RedactMessage(data, redact)
 	}
 	req = x.q.inSession(req, x.sid, "upstream_method", m.Method)
 	res, ok := x.q.h.mcp.path.Run(x.q.r.Context(), req, func(mcp.AuthzResult) mcp.Outcome {
 		return mcp.Outcome{Classification: audit.ResultSuccess} // relayed to the client
 	})
 	if ok {
-		return data
+		if own := res.Redact; own != nil {
+			return mcp.RedactMessage(data, func(s string) string { return redact(own(s)) })
+		}
+		return mcp.RedactMessage(data, redact)
 	}
 	x.q.answerUpstream(m.ID, mcp.DeniedErrorOf(res))
 	return nil

@@ -770,3 +770,36 @@ func TestGuardSlotsOnlyAfterAuthentication(t *testing.T) {
 		})
 	}
 }
+
+// TestGuardMCPRedactsEveryServerMessage: what the server sends besides the
+// answer (notifications, sampling and other requests) is redacted with
+// the rules of the exchange it arrives on: the governed call's redact
+// obligations and the app's rules, or the app's alone on an exchange
+// nothing was decided on.
+func TestGuardMCPRedactsEveryServerMessage(t *testing.T) {
+	const token = "ghp_0123456789abcdefghijABCDEFGHIJ012345" // an app (built-in) rule
+	h, _ := newMCPGuardWith(t, nil, guardMCPBundle+`  - id: sampling
+    action_type: mcp.sample
+    resource: "mcp://remote/sample"
+    decision: ALLOW
+`)
+	event := func(msg string) string { return "event: message\ndata: " + msg + "\n\n" }
+	up := &fakeMCP{rawSSE: map[string]string{
+		"tools/call": event(`{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{"messages":[{"role":"user","content":{"type":"text","text":"refund acct-12345 `+token+`"}}],"maxTokens":5}}`) +
+			event(`{"jsonrpc":"2.0","id":"s2","method":"x/custom","params":{"note":"acct-12345"}}`) +
+			event(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"acct-12345 `+token+`"}}`) +
+			event(`{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"done"}]}}`),
+		"ping": event(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"`+token+`"}}`) +
+			event(`{"jsonrpc":"2.0","id":8,"result":{}}`),
+	}}
+	sid := initSession(t, h, up, "alice-key")
+	res := mcpSend(t, h, up, "alice-key", sid, callBody("echo", `{}`))
+	if strings.Contains(res.body, "acct-12345") || strings.Contains(res.body, token) ||
+		!strings.Contains(res.body, "sampling/createMessage") || !strings.Contains(res.body, "x/custom") {
+		t.Fatalf("the governed call's stream: %s", res.body)
+	}
+	res = mcpSend(t, h, up, "alice-key", sid, `{"jsonrpc":"2.0","id":8,"method":"ping"}`)
+	if strings.Contains(res.body, token) || !strings.Contains(res.body, "[REDACTED]") {
+		t.Fatalf("a notification on an exchange nothing was decided on: %s", res.body)
+	}
+}

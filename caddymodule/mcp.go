@@ -128,7 +128,7 @@ func (h *MCPHandler) newGateway(app *App) (*mcp.Gateway, error) {
 		}
 		return mcp.Identity{Principal: id.Principal, Agent: id.Agent}, nil
 	}
-	var opts []mcp.GatewayOption
+	opts := []mcp.GatewayOption{mcp.WithRedactor(app.red.String)}
 	if h.Builtins {
 		set, err := app.builtinTools(svc, h.Policy, h.Upstreams)
 		if err != nil {

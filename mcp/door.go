@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 
@@ -139,6 +140,27 @@ func DeniedErrorOf(res AuthzResult) *jsonrpc.Error { return denialError(res) }
 // "" for none) capped. It returns the result and whether isError was set.
 func ShapeResult(result json.RawMessage, res AuthzResult, capKey string) (any, bool) {
 	return shapeOutput(result, res, capKey)
+}
+
+// RedactMessage redacts every string of an encoded JSON-RPC message from
+// an upstream (protocol fields excepted) with redact; nil redact keeps it.
+// A message that does not decode is dropped (nil): it never leaves
+// unredacted.
+func RedactMessage(data []byte, redact func(string) string) []byte {
+	if redact == nil {
+		return data
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return nil
+	}
+	out, err := json.Marshal(redactValue(v, "", redact))
+	if err != nil {
+		return nil
+	}
+	return out
 }
 
 // RedactValue redacts the string leaves of a decoded JSON value in place,

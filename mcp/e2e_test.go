@@ -197,7 +197,10 @@ func runRelaySuite(t *testing.T, transport, version string) {
 	gov := newTestGovernor()
 	gov.hidden["test_audio_content"] = true
 	gov.set("test_error_handling", AuthzResult{Decision: policy.Deny, Reason: "deny_by_rule"})
-	g, err := NewGateway(RouteConfig{Upstreams: []string{"everything"}}, map[string]*Upstream{"everything": u}, gov, headerAuth, quietLog())
+	// The app's redaction rules, as caddymodule passes them: here a word
+	// the server's log messages carry stands for a secret.
+	redact := func(s string) string { return strings.ReplaceAll(s, "execution", "[REDACTED]") }
+	g, err := NewGateway(RouteConfig{Upstreams: []string{"everything"}}, map[string]*Upstream{"everything": u}, gov, headerAuth, quietLog(), WithRedactor(redact))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,6 +320,11 @@ func runRelaySuite(t *testing.T, transport, version string) {
 			defer ev.mu.Unlock()
 			return len(ev.logs) == 3
 		})
+		ev.mu.Lock()
+		defer ev.mu.Unlock()
+		if joined := strings.Join(ev.logs, "\n"); strings.Contains(joined, "execution") || !strings.Contains(joined, "[REDACTED]") {
+			t.Fatalf("log messages not redacted with the app's rules: %s", joined)
+		}
 	})
 	t.Run("sampling", func(t *testing.T) {
 		res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "test_sampling", Arguments: map[string]any{"prompt": "hi"}})

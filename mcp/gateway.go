@@ -34,6 +34,9 @@ type Gateway struct {
 	successor atomic.Pointer[Gateway]
 	// builtins, when set, are listed first and answered in process.
 	builtins Builtins
+	// redact is applied to what upstreams send clients outside a decided
+	// answer (notifications, relayed requests); nil keeps them.
+	redact func(string) string
 }
 
 // GatewayOption configures a Gateway beyond its route.
@@ -43,6 +46,14 @@ type GatewayOption func(*Gateway)
 // A route with built-in tools may have no upstream at all.
 func WithBuiltins(b Builtins) GatewayOption {
 	return func(g *Gateway) { g.builtins = b }
+}
+
+// WithRedactor redacts every string of the notifications and requests an
+// upstream sends a client outside the answer to a decided request (log
+// messages, progress, sampling prompts), with the app's rules; an answer
+// to a decided request is redacted with the decision's.
+func WithRedactor(redact func(string) string) GatewayOption {
+	return func(g *Gateway) { g.redact = redact }
 }
 
 // NewGateway builds a gateway for route over started upstreams (keyed by

@@ -47,7 +47,9 @@ func (c *conn) onNotification(n mcpgo.JSONRPCNotification) {
 	case m.Method == "notifications/resources/updated":
 		c.routeResourceUpdated(&m, raw)
 	case c.dedicated != nil:
-		c.dedicated.push(raw)
+		if msg := c.dedicated.redacted(raw); msg != nil {
+			c.dedicated.push(msg)
+		}
 	}
 }
 
@@ -65,7 +67,9 @@ func (c *conn) routeProgress(m *message) {
 	}
 	p["progressToken"] = f.downToken
 	params, _ := json.Marshal(p)
-	f.sess.deliver(f.related, jsonrpc.Notification(m.Method, json.RawMessage(params)))
+	if msg := f.sess.redacted(jsonrpc.Notification(m.Method, json.RawMessage(params))); msg != nil {
+		f.sess.deliver(f.related, msg)
+	}
 }
 
 // routeCancelled forwards the upstream's cancellation of one of its own
@@ -111,7 +115,9 @@ func (c *conn) routeLog(m *message, raw []byte) {
 	if f := c.latestInflight(); f != nil && f.sess == s {
 		related = f.related
 	}
-	s.deliver(related, raw)
+	if msg := s.redacted(raw); msg != nil {
+		s.deliver(related, msg)
+	}
 }
 
 func (c *conn) routeListChanged(m *message, raw []byte) {
@@ -169,7 +175,13 @@ func (c *conn) onRequest(ctx context.Context, req transport.JSONRPCRequest) (*tr
 	defer cancel()
 	g := s.gw.Load()
 	var resp *transport.JSONRPCResponse
-	e := g.governServerRequest(ctx, s, c.up.cfg.Name, req.Method, params, func() Outcome {
+	e := g.governServerRequest(ctx, s, c.up.cfg.Name, req.Method, params, func(redact func(string) string) Outcome {
+		if params != nil {
+			if params = RedactMessage(params, redact); params == nil {
+				resp = rpcErrorResponse(req.ID, jsonrpc.CodeInvalidParams, "params could not be read")
+				return serverRequestOutcome(resp)
+			}
+		}
 		resp = c.relayServerRequest(ctx, s, related, req, params)
 		return serverRequestOutcome(resp)
 	})

@@ -339,10 +339,10 @@ var serverRequestTypes = map[string][2]string{
 
 // governServerRequest runs the governed-call path for an upstream→client
 // request; relay carries it to the client and classifies the answer.
-func (g *Gateway) governServerRequest(ctx context.Context, s *session, server, method string, params json.RawMessage, relay func() Outcome) *rpcError {
+func (g *Gateway) governServerRequest(ctx context.Context, s *session, server, method string, params json.RawMessage, relay func(redact func(string) string) Outcome) *rpcError {
 	req, governed := ServerRequest(s.identity, server, method, params)
 	if !governed {
-		relay()
+		relay(g.redact)
 		return nil
 	}
 	u := g.byName[server]
@@ -352,7 +352,12 @@ func (g *Gateway) governServerRequest(ctx context.Context, s *session, server, m
 		g.path.Refuse(ctx, req, audit.ResultValidationError, reason)
 		return denialError(AuthzResult{Decision: policy.Deny, Reason: reason})
 	}
-	if res, ok := g.path.Run(ctx, req, func(AuthzResult) Outcome { return relay() }); !ok {
+	if res, ok := g.path.Run(ctx, req, func(res AuthzResult) Outcome {
+		if res.Redact != nil {
+			return relay(res.Redact)
+		}
+		return relay(g.redact)
+	}); !ok {
 		return denialError(res)
 	}
 	return nil
