@@ -209,10 +209,26 @@ func (q *mcpRequest) servePost() error {
 	if m.IsRequest() && m.Method == "initialize" {
 		return q.initialize()
 	}
-	if !m.IsRequest() { // notifications and the client's answers pass
+	if m.IsNotification() && !clientNotifications[m.Method] {
+		// A request sent without an id (tools/call as a notification) is
+		// never decided: it is not carried to a server that might run it.
+		// nomos_mcp drops such notifications alike.
+		q.h.logger.Warn("guard dropped a client notification it does not carry", zap.String("guard", q.h.Name),
+			zap.String("principal", q.id.Principal), zap.String("method", m.Method))
+		q.w.WriteHeader(http.StatusAccepted)
+		return nil
+	}
+	if !m.IsRequest() { // the notifications above and the client's answers pass
 		return q.pass(sid)
 	}
 	return q.request(sid)
+}
+
+// clientNotifications are the notifications a client sends a server in
+// the MCP specification; the guard carries these only.
+var clientNotifications = map[string]bool{
+	"notifications/initialized": true, "notifications/cancelled": true,
+	"notifications/progress": true, "notifications/roots/list_changed": true,
 }
 
 // writeRaw writes an already encoded JSON body.

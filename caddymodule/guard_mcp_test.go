@@ -803,3 +803,48 @@ func TestGuardMCPRedactsEveryServerMessage(t *testing.T) {
 		t.Fatalf("a notification on an exchange nothing was decided on: %s", res.body)
 	}
 }
+
+// TestGuardMCPDecidesOnTheMemberTheServerReads: a resource request is
+// decided on its "uri", the member a server reads; a "name" beside it
+// (naming an allowed resource) never stands in for it.
+func TestGuardMCPDecidesOnTheMemberTheServerReads(t *testing.T) {
+	h, _ := newMCPGuardWith(t, nil, guardMCPBundle+`  - id: public-resource
+    action_type: mcp.resource_read
+    resource: "mcp://remote/resource/public"
+    decision: ALLOW
+`)
+	up := new(fakeMCP)
+	sid := initSession(t, h, up, "alice-key")
+	before := len(up.got)
+	for _, method := range []string{"resources/read", "resources/subscribe"} {
+		body := `{"jsonrpc":"2.0","id":7,"method":"` + method + `","params":{"uri":"file:///etc/passwd","name":"public"}}`
+		if res := mcpSend(t, h, up, "alice-key", sid, body); !strings.Contains(res.body, "unknown resource: file:///etc/passwd") {
+			t.Fatalf("%s of a hidden uri beside an allowed name: %s", method, res.body)
+		}
+	}
+	if len(up.got) != before {
+		t.Fatal("a hidden resource's request reached the server")
+	}
+	if res := mcpSend(t, h, up, "alice-key", sid, `{"jsonrpc":"2.0","id":7,"method":"resources/read","params":{"uri":"public","name":"file:///etc/passwd"}}`); strings.Contains(res.body, "unknown resource") {
+		t.Fatalf("the allowed uri: %s", res.body)
+	}
+}
+
+// TestGuardMCPCarriesOnlyClientNotifications: a request sent without an
+// id (a tools/call some servers would run) is never carried ungoverned;
+// the notifications a client sends in the protocol are.
+func TestGuardMCPCarriesOnlyClientNotifications(t *testing.T) {
+	h, _ := newMCPGuard(t, nil)
+	up := new(fakeMCP)
+	sid := initSession(t, h, up, "alice-key")
+	before := len(up.got)
+	for _, method := range []string{"tools/call", "resources/read", "notifications/custom"} {
+		res := mcpSend(t, h, up, "alice-key", sid, `{"jsonrpc":"2.0","method":"`+method+`","params":{"name":"wipe","uri":"x"}}`)
+		if res.code != http.StatusAccepted || len(up.got) != before {
+			t.Fatalf("%s without an id: %d, reached the server: %v", method, res.code, len(up.got) != before)
+		}
+	}
+	if res := mcpSend(t, h, up, "alice-key", sid, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}`); res.code != http.StatusAccepted || len(up.got) != before+1 {
+		t.Fatalf("notifications/cancelled was not carried: %d", res.code)
+	}
+}

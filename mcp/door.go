@@ -26,7 +26,8 @@ func CheckRoutingHeaders(r *http.Request, m *jsonrpc.Message) string {
 	return checkRoutingHeaders(r, m)
 }
 
-// MessageName is the tool or prompt name, or resource URI, of a request.
+// MessageName is the tool or prompt name, or resource URI, of a request,
+// read from the member its method defines (see messageName).
 func MessageName(m *jsonrpc.Message) string { return messageName(m) }
 
 // CheckOriginHost is the DNS-rebinding defence of every Streamable HTTP

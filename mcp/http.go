@@ -202,17 +202,29 @@ func checkRoutingHeaders(r *http.Request, m *message) string {
 	return ""
 }
 
-// messageName is the tool or prompt name, or resource URI, of a request.
+// messageName is what a request names, read from the exact member the
+// specification gives its method (the one a server acts on): the tool or
+// prompt "name" of tools/call and prompts/get, the resource "uri" of
+// resources/read, subscribe and unsubscribe; "" for other methods or when
+// the member is not a string. A decision is taken on this value only, so
+// a second member (a "name" beside a resource's "uri") never stands in for
+// the one the server reads.
 func messageName(m *message) string {
-	var p struct {
-		Name string `json:"name"`
-		URI  string `json:"uri"`
+	var member string
+	switch m.Method {
+	case "tools/call", "prompts/get":
+		member = "name"
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		member = "uri"
+	default:
+		return ""
 	}
-	_ = json.Unmarshal(m.Params, &p)
-	if p.Name != "" {
-		return p.Name
+	var p map[string]json.RawMessage
+	var v string
+	if json.Unmarshal(m.Params, &p) != nil || json.Unmarshal(p[member], &v) != nil {
+		return ""
 	}
-	return p.URI
+	return v
 }
 
 // sessionFor finds the session of a request: missing 400, unknown or
