@@ -279,34 +279,50 @@ func (x *mcpExchange) rethrow() {
 	}
 }
 
-// shapeEvent shapes the data of one SSE event; an event without data
-// (a comment, a retry) passes, and nil drops the event.
+// shapeEvent rebuilds one SSE event from what the guard read of it: its
+// data shaped as one message, and only the id, retry and event fields a
+// client acts on. Nothing else of the server's bytes goes on (comments,
+// unknown fields, a byte order mark a client would strip before reading
+// "data"), so a client can read nothing the guard did not. An event with
+// no data keeps its fields, a comment (a keep-alive) becomes a bare ":",
+// and nil drops the event.
 func shapeEvent(event []byte, s messageShaper) []byte {
 	text := strings.ReplaceAll(strings.ReplaceAll(string(event), "\r\n", "\n"), "\r", "\n")
-	var data, other []string
+	text = strings.TrimPrefix(text, "\uFEFF")
+	var data []string
+	var b bytes.Buffer
+	comment := false
 	for _, line := range strings.Split(text, "\n") {
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
 		switch {
-		case line == "":
-		case line == "data" || strings.HasPrefix(line, "data:"):
-			v := strings.TrimPrefix(strings.TrimPrefix(line, "data"), ":")
-			data = append(data, strings.TrimPrefix(v, " "))
-		default:
-			other = append(other, line)
+		case line != "" && field == "":
+			comment = true
+		case field == "data":
+			data = append(data, value)
+		case field == "id" && !strings.ContainsRune(value, 0),
+			field == "retry" && value != "" && strings.Trim(value, "0123456789") == "",
+			field == "event" && value != "":
+			b.WriteString(field + ": " + value + "\n")
 		}
 	}
-	if len(data) == 0 {
-		return event
+	if joined := strings.Join(data, "\n"); joined != "" {
+		out := s.message([]byte(joined))
+		if out == nil {
+			return nil
+		}
+		b.WriteString("data: ")
+		b.Write(bytes.ReplaceAll(out, []byte("\n"), []byte("\ndata: ")))
+		b.WriteString("\n")
+	} else if len(data) > 0 {
+		b.WriteString("data:\n") // an empty event, such as a stream's priming one
 	}
-	out := s.message([]byte(strings.Join(data, "\n")))
-	if out == nil {
+	if b.Len() == 0 {
+		if comment {
+			return []byte(":\n\n")
+		}
 		return nil
 	}
-	var b bytes.Buffer
-	for _, line := range other {
-		b.WriteString(line + "\n")
-	}
-	b.WriteString("data: ")
-	b.Write(bytes.ReplaceAll(out, []byte("\n"), []byte("\ndata: ")))
-	b.WriteString("\n\n")
+	b.WriteString("\n")
 	return b.Bytes()
 }

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-nomos/nomos/internal/jsonrpc"
@@ -85,10 +88,11 @@ func newMCPGuardWith(t *testing.T, cfg *GuardMCPConfig, policyYAML string) (*Gua
 // ids, answers in JSON or, with sse, as an event stream that also carries
 // a progress notification and a sampling request before the answer.
 type fakeMCP struct {
-	sse    bool
-	raw    map[string]string // method -> a JSON body answered as is
-	rawSSE map[string]string // method -> an event stream answered as is
-	down   bool              // tools/call fails as reverse_proxy does when it cannot dial
+	sse     bool
+	raw     map[string]string // method -> a JSON body answered as is
+	rawSSE  map[string]string // method -> an event stream answered as is
+	sseType string            // the Content-Type of rawSSE; default text/event-stream
+	down    bool              // tools/call fails as reverse_proxy does when it cannot dial
 
 	mu       sync.Mutex
 	sessions int
@@ -110,7 +114,7 @@ func (f *fakeMCP) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp: connection refused"))
 	}
 	if raw, ok := f.rawSSE[m.Method]; ok {
-		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Type", cmp.Or(f.sseType, "text/event-stream"))
 		_, err := io.WriteString(w, raw)
 		return err
 	}
@@ -166,15 +170,31 @@ func mcpSend(t *testing.T, h *GuardHandler, next caddyhttp.Handler, key, sid, bo
 	if sid != "" {
 		req.Header.Set(mcp.HeaderSessionID, sid)
 	}
-	rec, _, err := serveGuard(t, h, req, next)
-	return &httpResult{code: rec.Code, header: rec.Header(), body: rec.Body.String(), err: err}
+	repl := caddyhttp.NewTestReplacer(req)
+	ctx := context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl)
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+	rec := httptest.NewRecorder()
+	res := &httpResult{}
+	func() {
+		defer func() {
+			if p := recover(); p == http.ErrAbortHandler { // the guard ended the connection
+				res.aborted = true
+			} else if p != nil {
+				panic(p)
+			}
+		}()
+		res.err = h.ServeHTTP(rec, req.WithContext(ctx), next)
+	}()
+	res.code, res.header, res.body = rec.Code, rec.Header(), rec.Body.String()
+	return res
 }
 
 type httpResult struct {
-	code   int
-	header http.Header
-	body   string
-	err    error
+	code    int
+	header  http.Header
+	body    string
+	err     error
+	aborted bool // the connection was ended (http.ErrAbortHandler)
 }
 
 // initSession initializes a session as key's holder and returns its id.
@@ -846,5 +866,35 @@ func TestGuardMCPCarriesOnlyClientNotifications(t *testing.T) {
 	}
 	if res := mcpSend(t, h, up, "alice-key", sid, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}`); res.code != http.StatusAccepted || len(up.got) != before+1 {
 		t.Fatalf("notifications/cancelled was not carried: %d", res.code)
+	}
+}
+
+// TestGuardMCPStreamRebuiltFromWhatWasRead: the guard sends on only what
+// it read of each SSE event (data shaped, id, retry, event); bytes a
+// client could read differently never pass: a byte order mark before
+// "data" (a client strips it), comments and unknown fields, and a charset
+// other than UTF-8 (refused).
+func TestGuardMCPStreamRebuiltFromWhatWasRead(t *testing.T) {
+	list := `{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"echo"},{"name":"secret"}]}}`
+	listReq := `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`
+	h, _ := newMCPGuard(t, nil)
+
+	up := &fakeMCP{rawSSE: map[string]string{"tools/list": "\xEF\xBB\xBFid: 7\nretry: 500\n: keep-alive\nfoo: bar\ndata: " + list + "\n\n: ping\n\nid: 8\ndata:\n\n"}}
+	sid := initSession(t, h, up, "alice-key")
+	res := mcpSend(t, h, up, "alice-key", sid, listReq)
+	want := "id: 7\nretry: 500\ndata: " + `{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"echo"}]}}` + "\n\n:\n\nid: 8\ndata:\n\n"
+	if res.body != want || res.header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("rebuilt stream (%s):\n%q\nwant\n%q", res.header.Get("Content-Type"), res.body, want)
+	}
+
+	var u16 []byte
+	for _, r := range "data: " + list + "\n\n" {
+		u16 = append(u16, byte(r), 0)
+	}
+	up = &fakeMCP{rawSSE: map[string]string{"tools/list": string(u16)}, sseType: "text/event-stream; charset=utf-16le"}
+	sid = initSession(t, h, up, "alice-key")
+	res = mcpSend(t, h, up, "alice-key", sid, listReq)
+	if !res.aborted || res.code != http.StatusBadGateway || strings.Contains(strings.ReplaceAll(res.body, "\x00", ""), "secret") {
+		t.Fatalf("a UTF-16 stream: %d %q", res.code, res.body)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -89,8 +91,18 @@ func (fw *filterWriter) writeHeader(status int) {
 	fw.reportOnce(outcomeFor(status >= 500 || fw.slowness > 0 && time.Since(fw.start) > fw.slowness))
 	h := fw.w.Header()
 	if enc := h.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") && mayHaveBody(status) {
-		fw.refuseEncoded(enc)
+		fw.refuse("upstream sent a " + enc + "-encoded response, which cannot be redacted")
 		return
+	}
+	if fw.shaper != nil && mayHaveBody(status) && h.Get("Content-Type") != "" {
+		// MCP mode reads the messages as UTF-8; a client must read the
+		// same bytes the same way, so the type goes on without parameters.
+		media, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+		if cs, ok := params["charset"]; err != nil || ok && !strings.EqualFold(cs, "utf-8") {
+			fw.refuse("upstream sent a response of type " + strconv.Quote(h.Get("Content-Type")) + ", which cannot be read as UTF-8 messages")
+			return
+		}
+		h.Set("Content-Type", media)
 	}
 	h.Del("Content-Length")
 	fw.sse = isEventStream(h.Get("Content-Type"))
@@ -104,7 +116,8 @@ func mayHaveBody(status int) bool {
 	return status != http.StatusNoContent && status != http.StatusNotModified
 }
 
-func (fw *filterWriter) refuseEncoded(enc string) {
+// refuse answers 502 in place of a response the filter cannot read.
+func (fw *filterWriter) refuse(why string) {
 	h := fw.w.Header()
 	actionID := h.Get(headerActionID)
 	for k := range h {
@@ -113,7 +126,7 @@ func (fw *filterWriter) refuseEncoded(enc string) {
 	h.Set(headerActionID, actionID)
 	fw.status, fw.stop = http.StatusBadGateway, errUnfilterable
 	_ = writeJSON(fw.w, http.StatusBadGateway, errorBody{Decision: policy.Deny,
-		Reason: "UPSTREAM_ERROR: upstream sent a " + enc + "-encoded response, which cannot be redacted"})
+		Reason: "UPSTREAM_ERROR: " + why})
 }
 
 func isEventStream(ct string) bool {
