@@ -39,8 +39,12 @@ type GuardHandler struct {
 	// are replaced per request. Default: net.http_request.
 	ActionType string `json:"action_type,omitempty"`
 	// Resource is the resource of every request; Caddy placeholders are
-	// replaced per request. Default: url://<host>[:port]<path> (the path
-	// as the client escaped it).
+	// replaced per request, and {nomos.request.escaped_path} is the path
+	// as the client escaped it. The decoded path placeholders
+	// ({http.request.uri*}, {http.request.orig_uri*}) are refused: a
+	// client's %3F or %2F would change the resource policy sees but not
+	// the path the upstream gets. Default: url://<host>[:port]<path> (the
+	// path as the client escaped it).
 	Resource string `json:"resource,omitempty"`
 	// Params adds string params whose values are Caddy placeholders, e.g.
 	// {"customer": "{http.request.header.X-Customer}"}. Default: none.

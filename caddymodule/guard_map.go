@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -40,6 +41,14 @@ const (
 	paramBodySHA256 = "body_sha256"
 )
 
+// placeholderEscapedPath is the request path as the client escaped it, the
+// path reverse_proxy sends on, for resource templates.
+const placeholderEscapedPath = "nomos.request.escaped_path"
+
+// methodOverrideHeaders make many frameworks run a request as another
+// method than the one policy decides on; the guard refuses them.
+var methodOverrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
 // headerApprovalID is how a client presents an approval on its retry.
 const headerApprovalID = "X-Nomos-Approval-Id"
 
@@ -71,6 +80,12 @@ type bodyParam struct {
 // collide and templates that cannot form a valid action.
 func newHTTPMapping(h *GuardHandler) (*httpMapping, error) {
 	m := &httpMapping{actionType: h.ActionType, resource: h.Resource}
+	for _, decoded := range []string{"{http.request.uri", "{http.request.orig_uri"} {
+		if strings.Contains(h.Resource, decoded) {
+			return nil, fmt.Errorf("resource %q uses a decoded path placeholder (%s...}): a request's %%3F or %%2F would change the resource policy sees but not the path the upstream gets; use {%s}",
+				h.Resource, decoded, placeholderEscapedPath)
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(h.Params)) {
 		if err := checkParamName(name); err != nil {
 			return nil, err
@@ -145,7 +160,16 @@ func parseBodyPath(p string) ([]string, error) {
 // envelope builds the request's action.
 func (m *httpMapping) envelope(r *http.Request, body []byte) (*action.Envelope, error) {
 	repl := replacerOf(r)
-	env := action.NewEnvelope(repl.ReplaceAll(m.actionType, ""), m.resourceOf(r, repl),
+	repl.Set(placeholderEscapedPath, r.URL.EscapedPath())
+	resource := m.resourceOf(r, repl)
+	if strings.ContainsAny(resource, "?#") {
+		// The resource would be cut there, and the rest never decided on.
+		return nil, service.Errorf(http.StatusBadRequest, service.CodeValidation, "the request's resource would contain a query or fragment")
+	}
+	if e := refuseAmbiguous(r, len(m.bodyParams) > 0); e != nil {
+		return nil, e
+	}
+	env := action.NewEnvelope(repl.ReplaceAll(m.actionType, ""), resource,
 		json.RawMessage("{}"), r.Header.Get(headerTraceID))
 	if err := approvalExtension(r, env); err != nil {
 		return env, err
@@ -159,6 +183,44 @@ func (m *httpMapping) envelope(r *http.Request, body []byte) (*action.Envelope, 
 	}
 	env.Params = params
 	return env, nil
+}
+
+// refuseAmbiguous refuses what would let the upstream run a request other
+// than the one policy decides on: a method override (header, or _method in
+// the query), request trailers (headers sent after the body, which the
+// guard never sees), and, when params come from the body, a body that is
+// not declared as JSON in UTF-8 (a form parser reads
+// {"amount":50,"x":"&amount=5000"} differently) or is content-encoded.
+func refuseAmbiguous(r *http.Request, bodyParams bool) *service.Error {
+	bad := func(format string, args ...any) *service.Error {
+		return service.Errorf(http.StatusBadRequest, service.CodeValidation, format, args...)
+	}
+	for _, name := range methodOverrideHeaders {
+		if _, ok := r.Header[name]; ok {
+			return bad("method override header %s is refused: policy decides on the request method", name)
+		}
+	}
+	for key := range r.URL.Query() {
+		if strings.EqualFold(key, "_method") {
+			return bad("method override query parameter %q is refused: policy decides on the request method", key)
+		}
+	}
+	if len(r.Trailer) > 0 || r.Header.Get("Trailer") != "" {
+		return bad("request trailers are refused: they are not part of what policy decides on")
+	}
+	if !bodyParams {
+		return nil
+	}
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+		return bad("a %s-encoded body cannot be read for body params", enc)
+	}
+	media, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if cs, ok := params["charset"]; err != nil || len(r.Header.Values("Content-Type")) != 1 ||
+		(media != "application/json" && !strings.HasSuffix(media, "+json")) || ok && !strings.EqualFold(cs, "utf-8") {
+		return service.Errorf(http.StatusUnsupportedMediaType, service.CodeValidation,
+			"body params are read from a JSON body: Content-Type must be application/json (UTF-8)")
+	}
+	return nil
 }
 
 func (m *httpMapping) resourceOf(r *http.Request, repl *caddy.Replacer) string {
@@ -263,34 +325,47 @@ func (m *httpMapping) addBodyParams(p map[string]any, body []byte) error {
 		return service.Errorf(http.StatusBadRequest, service.CodeValidation, "request body is not valid JSON")
 	}
 	for _, bp := range m.bodyParams {
-		if v, ok := lookupPath(root, bp.path); ok {
+		v, ok, folded := lookupPath(root, bp.path)
+		if folded != "" {
+			// The service may read it as the field policy found missing.
+			return service.Errorf(http.StatusBadRequest, service.CodeValidation,
+				"request body key %q differs from the body param path %q only in case or Unicode form", folded, strings.Join(bp.path, "."))
+		}
+		if ok {
 			p[bp.name] = v
 		}
 	}
 	return nil
 }
 
-// lookupPath walks objects by key and arrays by index.
-func lookupPath(v any, path []string) (any, bool) {
+// lookupPath walks objects by key and arrays by index. Where a key is
+// missing but another equals it under case folding or compatibility form,
+// folded is that key.
+func lookupPath(v any, path []string) (value any, found bool, folded string) {
 	for _, seg := range path {
 		switch node := v.(type) {
 		case map[string]any:
 			next, ok := node[seg]
 			if !ok {
-				return nil, false
+				for k := range node {
+					if action.SameKey(k, seg) {
+						return nil, false, k
+					}
+				}
+				return nil, false, ""
 			}
 			v = next
 		case []any:
 			i, err := strconv.Atoi(seg)
 			if err != nil || i < 0 || i >= len(node) {
-				return nil, false
+				return nil, false, ""
 			}
 			v = node[i]
 		default:
-			return nil, false
+			return nil, false, ""
 		}
 	}
-	return v, true
+	return v, true, ""
 }
 
 // approvalExtension binds the retry to the approval the client presents.

@@ -108,6 +108,9 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 func guardRequest(method, target, body string) *http.Request {
 	req := httptest.NewRequest(method, "http://api.test"+target, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer alice-key")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	return req
 }
 
@@ -178,7 +181,7 @@ func TestGuardAuthenticationRequired(t *testing.T) {
 func refundGuard(t *testing.T, app *App) *GuardHandler {
 	return newGuard(t, app, &GuardHandler{
 		ActionType: "payments.refund",
-		Resource:   "payments://{http.request.host}{http.request.uri.path}",
+		Resource:   "payments://{http.request.host}{nomos.request.escaped_path}",
 		BodyParams: map[string]string{"amount": "refund.amount"},
 	})
 }
@@ -689,5 +692,36 @@ func TestGuardStateUnavailableIs503(t *testing.T) {
 	}
 	if !found {
 		t.Error("the refusal is not audited")
+	}
+}
+
+// TestGuardResourceTemplatesSeeThePathSent: a resource template must not
+// use a decoded path placeholder (a request's %3F would cut the resource
+// policy sees: /v1/x%3F/../../admin was decided as /v1/x), and a resource
+// that would carry a query or fragment is refused, never cut.
+func TestGuardResourceTemplatesSeeThePathSent(t *testing.T) {
+	app := newGuardApp(t, nil)
+	for _, res := range []string{"url://api.test{http.request.uri.path}", "url://api.test{http.request.uri}", "url://api.test{http.request.orig_uri.path}"} {
+		h := &GuardHandler{Resource: res}
+		no := false
+		h.RequireAgent = &no
+		if err := h.bind(app, nil); err == nil || !strings.Contains(err.Error(), "{nomos.request.escaped_path}") {
+			t.Errorf("%s: %v", res, err)
+		}
+	}
+	h := newGuard(t, app, &GuardHandler{Resource: "url://api.test{nomos.request.escaped_path}"})
+	up := new(upstream)
+	rec, _, _ := serveGuard(t, h, guardRequest(http.MethodGet, "/v1/x%3F/../../../admin/users", ""), up)
+	if rec.Code != http.StatusBadRequest || up.calls != 0 {
+		t.Fatalf("a path hiding dot segments behind %%3F: %d %s", rec.Code, rec.Body)
+	}
+	if rec, _, _ := serveGuard(t, h, guardRequest(http.MethodGet, "/v1/orders", ""), up); rec.Code != 200 {
+		t.Fatalf("a plain path: %d %s", rec.Code, rec.Body)
+	}
+	cut := newGuard(t, app, &GuardHandler{Resource: "url://api.test/v1/{http.request.header.X-Item}"})
+	req := guardRequest(http.MethodGet, "/v1/orders", "")
+	req.Header.Set("X-Item", "orders?admin=1")
+	if rec, _, _ := serveGuard(t, cut, req, up); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "query or fragment") {
+		t.Fatalf("a resource with a query: %d %s", rec.Code, rec.Body)
 	}
 }

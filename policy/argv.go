@@ -179,10 +179,11 @@ func spanEquals(b []byte, sp span, s string) (bool, error) {
 	return d == s, err
 }
 
+var argvPath = [1]pathSeg{newPathSeg("argv", -1)}
+
 // extractArgv adds the spans of params.argv to out. found is false when
 // argv is absent; argv that is not an array of strings is an error.
 func extractArgv(b []byte, out *spanList) (bool, error) {
-	argvPath := [1]pathSeg{{key: "argv", index: -1}}
 	start, found, err := lookup(b, argvPath[:])
 	if err != nil || !found {
 		return false, err

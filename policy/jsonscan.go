@@ -1,10 +1,15 @@
 package policy
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 // A small scanner over the canonical params JSON. It finds values by path
@@ -20,6 +25,12 @@ func (e scanError) Error() string { return string(e) }
 
 const (
 	errMalformed = scanError("params are not valid JSON")
+	// errFoldedKey: the params hold, where a path names a key, another key
+	// equal to it under case folding or Unicode compatibility form. A
+	// service that matches keys that way (Go's encoding/json does) reads
+	// it as the key policy found missing: {"Amount":5000} is an amount of
+	// 5000 to it, so the rule cannot be evaluated, which denies.
+	errFoldedKey = scanError("params hold a key that differs from a params_match path only in case or Unicode form")
 	maxScanDepth = 512
 )
 
@@ -106,10 +117,17 @@ func skipContainer(b []byte, i int) (int, error) {
 }
 
 // pathSeg is one compiled dot-path step: key is the JSON-escaped object key
-// (as canonical JSON writes it) and index the array index it also names, or -1.
+// (as canonical JSON writes it), fold the key case-folded in compatibility
+// form (see errFoldedKey), and index the array index it also names, or -1.
 type pathSeg struct {
 	key   string
+	fold  string
 	index int
+}
+
+func newPathSeg(key string, index int) pathSeg {
+	escaped, _ := json.Marshal(key)
+	return pathSeg{key: string(escaped[1 : len(escaped)-1]), fold: action.FoldKey(norm.NFKC.String(key)), index: index}
 }
 
 // lookup returns the start offset of the value at path, or found=false.
@@ -123,7 +141,7 @@ func lookup(b []byte, path []pathSeg) (int, bool, error) {
 		var err error
 		switch b[i] {
 		case '{':
-			i, found, err = objectField(b, i, seg.key)
+			i, found, err = objectField(b, i, &seg)
 		case '[':
 			i, found, err = arrayElem(b, i, seg.index)
 		}
@@ -134,8 +152,9 @@ func lookup(b []byte, path []pathSeg) (int, bool, error) {
 	return i, true, nil
 }
 
-// objectField returns the offset of the value under key in the object at i.
-func objectField(b []byte, i int, key string) (int, bool, error) {
+// objectField returns the offset of the value under seg's key in the
+// object at i; another key equal to it under folding is errFoldedKey.
+func objectField(b []byte, i int, seg *pathSeg) (int, bool, error) {
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		return 0, false, nil
@@ -152,14 +171,37 @@ func objectField(b []byte, i int, key string) (int, bool, error) {
 		if i = skipWS(b, i+1); i >= len(b) {
 			return 0, false, errMalformed
 		}
-		if string(b[k.start:k.end]) == key {
+		if string(b[k.start:k.end]) == seg.key {
 			return i, true, nil
+		}
+		if foldsTo(b, k, seg.fold) {
+			return 0, false, errFoldedKey
 		}
 		if i, err = nextMember(b, i, '}'); err != nil || i < 0 {
 			return 0, false, err
 		}
 	}
 	return 0, false, errMalformed
+}
+
+// foldsTo reports whether the key at k is fold under case folding and
+// compatibility form. An ASCII key compares without decoding.
+func foldsTo(b []byte, k span, fold string) bool {
+	raw := b[k.start:k.end]
+	if !k.escaped && isASCII(raw) {
+		return len(raw) == len(fold) && strings.EqualFold(string(raw), fold)
+	}
+	s, err := decodeString(b, k)
+	return err == nil && action.FoldKey(norm.NFKC.String(s)) == fold
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // nextMember skips the value at i and the comma after it; it returns -1 at

@@ -72,8 +72,7 @@ func compileDotPath(path string) ([]pathSeg, error) {
 		if p == "" {
 			return nil, errGlob("empty segment in params path")
 		}
-		key, _ := json.Marshal(p)
-		segs[i] = pathSeg{key: string(key[1 : len(key)-1]), index: arrayIndex(p)}
+		segs[i] = newPathSeg(p, arrayIndex(p))
 	}
 	return segs, nil
 }

@@ -138,3 +138,35 @@ rules:
 		t.Errorf("lint findings %v, want %v", got, want)
 	}
 }
+
+// TestParamsKeyFoldedLikeAPathDenies: a key that differs from a
+// params_match path only in case or Unicode compatibility form is read by
+// many services as that key ({"Amount":5000} is an amount of 5000 to Go's
+// encoding/json), so a rule on the path cannot be evaluated: the action is
+// denied, whether the rule would allow or deny.
+func TestParamsKeyFoldedLikeAPathDenies(t *testing.T) {
+	e := mustLoad(t, "fold.yaml", `version: v1
+rules:
+  - id: refunds
+    action_type: mcp.call
+    resource: mcp://retail/refund_order
+    decision: ALLOW
+  - id: large-refunds
+    action_type: mcp.call
+    resource: mcp://retail/refund_order
+    decision: DENY
+    params_match:
+      tool_arguments.amount: {gt: 100}
+`)
+	call := func(args string) *action.Action {
+		return act(t, action.TypeMCPCall, "mcp://retail/refund_order", `{"tool_arguments":`+args+`}`)
+	}
+	checkDecision(t, e.Evaluate(call(`{"amount":5}`)), Allow, ReasonAllowByRule, "refunds")
+	checkDecision(t, e.Evaluate(call(`{"amount":5000}`)), Deny, ReasonDenyByRule, "large-refunds")
+	for _, args := range []string{`{"Amount":5000}`, `{"AMOUNT":5}`, `{"ａｍｏｕｎｔ":5000}`, `{"\u0041mount":5000}`, `{"ＡＭＯＵＮＴ":5000}`} {
+		if got := e.Evaluate(call(args)); got.Decision != Deny || got.ReasonCode != ReasonDenyByEvaluationError {
+			t.Errorf("%s: %s %s", args, got.Decision, got.ReasonCode)
+		}
+	}
+	checkDecision(t, e.Evaluate(call(`{"amounts":5000}`)), Allow, ReasonAllowByRule, "refunds")
+}

@@ -71,7 +71,7 @@ http://127.0.0.1:{PORT} {
 		nomos_guard {
 			name refunds
 			action_type payments.refund
-			resource payments://{http.request.host}{http.request.uri.path}
+			resource payments://{http.request.host}{nomos.request.escaped_path}
 			body_param amount amount
 			require_agent false
 		}
@@ -173,6 +173,9 @@ func guardDo(t *testing.T, method, url, body string, header ...string) (int, htt
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer alice-key")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}

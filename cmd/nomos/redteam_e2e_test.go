@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -169,4 +171,52 @@ func TestShippedCIApprovalBoundToContent(t *testing.T) {
 	}
 	wantAbsent(t, filepath.Join(ws, ".github", "workflows", "ci.yml"))
 	wantAnswer(t, write("ci-3", a.str("approval_id"), "on: push\njobs: {}\n"), 200, "ALLOW", "allow_by_approval")
+}
+
+// TestGuardRefusesWhatTheUpstreamWouldReadOtherwise: requests whose
+// effect at the service differs from what policy decides on are refused
+// before reverse_proxy: a method override (read-only GET run as DELETE by
+// many frameworks), a body param read from a body not declared as JSON (a
+// form parser reads {"amount":50,"x":"&amount=5000"} as 5000), a key that
+// differs from the body param only in case (Go reads "Amount" as amount),
+// and request trailers, which the guard never sees.
+func TestGuardRefusesWhatTheUpstreamWouldReadOtherwise(t *testing.T) {
+	s, u := startGuard(t, "")
+	refused := func(name string, code int, out string, wantCode int, want string) {
+		t.Helper()
+		if code != wantCode || !strings.Contains(out, want) {
+			t.Errorf("%s: %d %s", name, code, out)
+		}
+	}
+	before := u.hits.Load()
+	code, _, out := guardDo(t, "GET", s.base+"/api/orders", "", "X-HTTP-Method-Override", "DELETE")
+	refused("method override header", code, out, 400, "method override header")
+	code, _, out = guardDo(t, "GET", s.base+"/api/orders?_method=DELETE", "")
+	refused("_method query", code, out, 400, "method override query parameter")
+	code, _, out = guardDo(t, "POST", s.base+"/refunds", `{"amount":50,"x":"&amount=5000&"}`, "Content-Type", "application/x-www-form-urlencoded")
+	refused("form polyglot", code, out, 415, "Content-Type must be application/json")
+	code, _, out = guardDo(t, "POST", s.base+"/refunds", `{"amount":50}`, "Content-Type", "application/json; charset=utf-7")
+	refused("utf-7 JSON", code, out, 415, "Content-Type must be application/json")
+	code, _, out = guardDo(t, "POST", s.base+"/refunds", `{"Amount":5000}`)
+	refused("case-variant key", code, out, 400, `differs from the body param path`)
+
+	req, _ := http.NewRequest("POST", s.base+"/refunds", io.MultiReader(strings.NewReader(`{"amount":50}`)))
+	req.Header.Set("Authorization", "Bearer alice-key")
+	req.Header.Set("Content-Type", "application/json")
+	req.Trailer = http.Header{"X-Amount": {"5000"}}
+	req.ContentLength = -1 // chunked, so the trailer is sent
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	refused("trailer", resp.StatusCode, string(body), 400, "request trailers are refused")
+
+	if u.hits.Load() != before {
+		t.Fatalf("%d refused requests reached the upstream", u.hits.Load()-before)
+	}
+	if code, _, out := guardDo(t, "POST", s.base+"/refunds", `{"amount":50}`, "Content-Type", "application/json; charset=UTF-8"); code != 200 {
+		t.Fatalf("a plain small refund: %d %s", code, out)
+	}
 }

@@ -321,6 +321,12 @@ func duplicateKey(key string) error {
 	return fmt.Errorf("%w %s", ErrDuplicateKey, quoteKey(key))
 }
 
+// SameKey reports whether two object keys are one key under the strict
+// check: equal under case folding as they are or after NFKC.
+func SameKey(a, b string) bool {
+	return strings.EqualFold(a, b) || FoldKey(norm.NFKC.String(a)) == FoldKey(norm.NFKC.String(b))
+}
+
 // FoldKey maps key to one representative of its Unicode simple case
 // folding class, rune by rune: FoldKey(a) == FoldKey(b) exactly when
 // strings.EqualFold(a, b). That is the widest matching any common decoder
