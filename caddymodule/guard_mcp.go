@@ -138,6 +138,12 @@ func (h *GuardHandler) admitMCP(w http.ResponseWriter, r *http.Request, next cad
 	}
 	setPlaceholder(r, "principal", id.Principal)
 	stripNomosHeaders(r, h.app.trustedHeaders())
+	if r.Method == http.MethodPost {
+		// Resumption is a GET's: a server that replayed a stream on a POST
+		// could send an earlier call's answer under this request's id,
+		// shaped by this request's decision.
+		r.Header.Del("Last-Event-ID")
+	}
 	r.Body = newBodyReader(body)
 	r.ContentLength, r.TransferEncoding = int64(len(body)), nil
 	return &mcpRequest{h: h, w: w, r: r, next: next, body: body, id: mcp.Identity{Principal: id.Principal, Agent: id.Agent}}, nil

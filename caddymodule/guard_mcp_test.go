@@ -898,3 +898,25 @@ func TestGuardMCPStreamRebuiltFromWhatWasRead(t *testing.T) {
 		t.Fatalf("a UTF-16 stream: %d %q", res.code, res.body)
 	}
 }
+
+// TestGuardMCPPostCarriesNoLastEventID: resumption is a GET's; a POST's
+// Last-Event-ID is not carried, so no server replays an earlier stream
+// under this request's id and decision.
+func TestGuardMCPPostCarriesNoLastEventID(t *testing.T) {
+	h, _ := newMCPGuard(t, nil)
+	up := new(fakeMCP)
+	sid := initSession(t, h, up, "alice-key")
+	var got []string
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		got = append(got, r.Header.Get("Last-Event-ID"))
+		return up.ServeHTTP(w, r)
+	})
+	req := guardRequest(http.MethodPost, "/mcp", callBody("echo", `{}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set(mcp.HeaderSessionID, sid)
+	req.Header.Set("Last-Event-ID", "old-stream-7")
+	if rec, _, _ := serveGuard(t, h, req, next); rec.Code != http.StatusOK || len(got) != 1 || got[0] != "" {
+		t.Fatalf("%d, the server saw Last-Event-ID %q", rec.Code, got)
+	}
+}
