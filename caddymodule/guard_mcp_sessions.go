@@ -55,7 +55,7 @@ const (
 	maxToolListings = 1024
 	// maxListedTools bounds the tools remembered for one session; a call
 	// of a tool past it has no known definition (see policy toolMatches).
-	maxListedTools = 10000
+	maxListedTools = 1000
 )
 
 func newMCPBindings(c *GuardMCPConfig) (*mcpBindings, error) {
