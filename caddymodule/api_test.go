@@ -78,12 +78,12 @@ const orderBody = `{"schema_version":"v1","action_id":"a1","trace_id":"t1","acti
 // vars in its context, as Caddy's server would.
 func serve(t *testing.T, h *APIHandler, req *http.Request, vars map[string]any) (*httptest.ResponseRecorder, *caddy.Replacer) {
 	t.Helper()
-	repl := caddy.NewReplacer()
-	ctx := context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl)
 	if vars == nil {
 		vars = map[string]any{}
 	}
-	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, vars)
+	req = req.WithContext(context.WithValue(req.Context(), caddyhttp.VarsCtxKey, vars))
+	repl := caddyhttp.NewTestReplacer(req) // with Caddy's http.* placeholders, as a server has
+	ctx := context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl)
 	rec := httptest.NewRecorder()
 	if err := h.ServeHTTP(rec, req.WithContext(ctx), nil); err != nil {
 		t.Fatal(err)
@@ -196,9 +196,25 @@ func TestHandlerRouteIdentity(t *testing.T) {
 	}
 	upstream := newTestHandler(t, app, &APIHandler{RouteAuth: RouteAuth{PrincipalFrom: "{http.vars.user}", RequireAgent: &no}})
 	req := httptest.NewRequest(http.MethodPost, "/action", strings.NewReader(orderBody))
-	rec, _ = serve(t, upstream, req, map[string]any{"user": "carol"})
-	if rec.Code != 200 {
-		t.Fatalf("principal_from: %d %s", rec.Code, rec.Body)
+	rec, repl = serve(t, upstream, req, map[string]any{"user": "carol"})
+	if p, _ := repl.GetString("nomos.principal"); rec.Code != 200 || p != "carol" {
+		t.Fatalf("principal_from: %d %s principal %q", rec.Code, rec.Body, p)
+	}
+	// An auth handler that did not run for this request leaves no
+	// principal: never the placeholder's own text.
+	rec, _ = serve(t, upstream, httptest.NewRequest(http.MethodPost, "/action", strings.NewReader(orderBody)), nil)
+	if rec.Code != 401 {
+		t.Fatalf("principal_from unset: %d %s", rec.Code, rec.Body)
+	}
+	for setting, want := range map[string]string{
+		"{http.auth.user.id}": "", "{http.vars.user}": "", "{http.request.tls.client.subject}": "",
+		"{http.request.header.X-User}": "a value the client sends", "{http.request.uri.query.user}": "a value the client sends",
+		"user-{http.auth.user.id}": "exactly one placeholder", "{http.auth.user.id}{http.vars.x}": "exactly one placeholder",
+	} {
+		err := (&RouteAuth{PrincipalFrom: setting}).validate()
+		if (want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), want) {
+			t.Errorf("principal_from %s: %v", setting, err)
+		}
 	}
 }
 

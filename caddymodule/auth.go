@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -141,15 +142,34 @@ func authError(err error) *service.Error {
 	return service.Errorf(http.StatusUnauthorized, service.CodeAuth, "%s", msg)
 }
 
+// upstreamPrincipal is the value of the principal_from placeholder, ""
+// when no earlier handler set it: an unset placeholder is no principal
+// (a template would keep its literal text, and every caller that skipped
+// the auth handler would share that name).
 func (ra *RouteAuth) upstreamPrincipal(r *http.Request) string {
-	if ra.PrincipalFrom == "" {
+	key, ok := principalFromKey(ra.PrincipalFrom)
+	if !ok {
 		return ""
 	}
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
 		return ""
 	}
-	return repl.ReplaceKnown(ra.PrincipalFrom, "")
+	v, _ := repl.GetString(key)
+	return v
+}
+
+// principalFromKey is the placeholder key of a principal_from setting,
+// which must be exactly one placeholder.
+func principalFromKey(setting string) (string, bool) {
+	if len(setting) < 3 || setting[0] != '{' || setting[len(setting)-1] != '}' {
+		return "", false
+	}
+	key := setting[1 : len(setting)-1]
+	if strings.ContainsAny(key, "{} ") {
+		return "", false
+	}
+	return key, true
 }
 
 // presentsCredentials reports whether the request carries any credential

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -45,6 +46,24 @@ func (h *APIHandler) Validate() error {
 func (ra *RouteAuth) validate() error {
 	if ra.AnonymousAgent != "" && ra.Anonymous == "" {
 		return errors.New("anonymous_agent needs anonymous")
+	}
+	return validatePrincipalFrom(ra.PrincipalFrom)
+}
+
+// validatePrincipalFrom accepts exactly one placeholder that an earlier
+// handler sets ({http.auth.user.id}, {http.vars.*}), never one the client
+// writes itself: a request header, query, cookie or path would let any
+// caller name its principal.
+func validatePrincipalFrom(setting string) error {
+	if setting == "" {
+		return nil
+	}
+	key, ok := principalFromKey(setting)
+	if !ok {
+		return fmt.Errorf("principal_from %q must be exactly one placeholder, such as {http.auth.user.id}", setting)
+	}
+	if strings.HasPrefix(key, "http.request.") && !strings.HasPrefix(key, "http.request.tls.client.") {
+		return fmt.Errorf("principal_from %q is a value the client sends; take the principal from an authentication handler ({http.auth.user.id}), a verified client certificate, or trusted_headers from a trusted proxy", setting)
 	}
 	return nil
 }
