@@ -23,10 +23,14 @@ const urlResourcePrefix = "url://"
 var allowedMethods = []string{"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"}
 
 // forbiddenHeaders are request headers params may not set: they would let
-// the request differ from what policy saw (Host) or confuse framing.
+// the request differ from what policy saw (Host), confuse framing, or ask
+// for a slice or an encoding of the response that redaction cannot read
+// whole (two Range requests split a token so neither part matches its
+// pattern; Accept-Encoding gets compressed bytes the transport does not
+// decode).
 var forbiddenHeaders = []string{
-	"connection", "content-length", "host", "keep-alive", "proxy-authorization", "proxy-connection",
-	"te", "trailer", "transfer-encoding", "upgrade",
+	"accept-encoding", "connection", "content-length", "host", "if-range", "keep-alive", "proxy-authorization",
+	"proxy-connection", "range", "te", "trailer", "transfer-encoding", "upgrade",
 }
 
 // redirectError is a redirect the obligations refuse.
@@ -157,6 +161,10 @@ func (e *Executor) send(req *http.Request, ob policy.Obligations, allow []string
 		return nil, httpError(ctx, err)
 	}
 	defer resp.Body.Close()
+	if enc := resp.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") && !resp.Uncompressed {
+		// Bytes redaction cannot read never reach the agent.
+		return nil, fail(CodeExecutionError, "the server sent a %s-encoded body, which cannot be redacted", enc)
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, e.cfg.MaxOutputBytes+lookahead+1))
 	if err != nil {
 		return nil, httpError(ctx, err)

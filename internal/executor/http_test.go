@@ -111,6 +111,9 @@ func TestHTTPParamsAreStrict(t *testing.T) {
 	for _, params := range []map[string]any{
 		{"method": "CONNECT"}, {"method": "TRACE"}, {"headers": map[string]string{"Host": "internal"}},
 		{"headers": map[string]string{"transfer-encoding": "chunked"}}, {"url": "http://x"}, {"headers": "x"},
+		// a slice or an encoding of the response that redaction cannot read whole
+		{"headers": map[string]string{"Range": "bytes=17-36"}}, {"headers": map[string]string{"If-Range": "x"}},
+		{"headers": map[string]string{"accept-encoding": "br"}},
 	} {
 		_, xerr := execute(t, e, newAction(t, "net.http_request", "url://example.com/", params), netOb("example.com"))
 		wantError(t, xerr, CodeInvalidParams)
@@ -276,5 +279,18 @@ func TestHTTPSByDefault(t *testing.T) {
 	}
 	untrusted := newTestExecutor(t, Config{Resolver: resolver, AllowedPrivateCIDRs: []string{"127.0.0.0/8"}})
 	_, xerr := execute(t, untrusted, newAction(t, "net.http_request", "url://"+host+"/", map[string]any{}), netOb(host))
+	wantError(t, xerr, CodeExecutionError)
+}
+
+// TestHTTPRefusesBodiesRedactionCannotRead: a body the transport did not
+// decode (a server answering gzip unasked) is refused, never returned as
+// bytes in which no pattern can match.
+func TestHTTPRefusesBodiesRedactionCannotRead(t *testing.T) {
+	s := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Encoding", "br")
+		_, _ = w.Write([]byte("\x1b\x02ghp_0123456789"))
+	})
+	e := newTestExecutor(t, loopbackConfig())
+	_, xerr := execute(t, e, newAction(t, "net.http_request", "url://"+s.host+"/x", map[string]any{}), netOb(s.host))
 	wantError(t, xerr, CodeExecutionError)
 }
