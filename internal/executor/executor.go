@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/caddy-nomos/nomos/internal/credentials"
@@ -117,6 +118,11 @@ type Executor struct {
 	runs        map[string]run
 	files       map[string]fileRun
 	hooks       testHooks
+	// writeMu makes checking what the workspace will hold and writing it
+	// one step: two writes that each look harmless alone (HEAD, then
+	// refs/x beside an objects/) cannot both pass before either lands.
+	// Replicas sharing a workspace directory are not covered.
+	writeMu sync.Mutex
 }
 
 // testHooks let tests change the filesystem at the worst moment.
@@ -290,6 +296,12 @@ func (e *Executor) dispatch(ctx context.Context, a *action.Action, d policy.Deci
 	}
 	if err := checkNormalized(a); err != nil {
 		return nil, err
+	}
+	if a.ActionType == action.TypeFSWrite || a.ActionType == action.TypeRepoApplyPatch {
+		// The check of what the workspace will hold (plantsRepository, in
+		// checkDecided) and the write are one step for every writer.
+		e.writeMu.Lock()
+		defer e.writeMu.Unlock()
 	}
 	ts, xerr := e.checkDecided(a, decided)
 	if xerr != nil {

@@ -56,6 +56,8 @@ func (e *Executor) targets(a *action.Action) ([]Target, *Error) {
 			return nil, xerr
 		}
 	}
+	var ts []Target
+	var xerr *Error
 	switch a.ActionType {
 	case action.TypeFSRead, action.TypeFSWrite:
 		rel, xerr := filePath(a.Resource)
@@ -67,13 +69,28 @@ func (e *Executor) targets(a *action.Action) ([]Target, *Error) {
 			access = AccessWrite
 		}
 		t, xerr := e.target(access, rel)
-		return []Target{t}, xerr
+		if xerr != nil {
+			return nil, xerr
+		}
+		ts = []Target{t}
 	case action.TypeRepoApplyPatch:
-		return e.patchTargets(a)
+		ts, xerr = e.patchTargets(a)
 	case action.TypeProcessExec:
 		return e.cwdTargets(a)
 	}
-	return nil, nil
+	if xerr != nil {
+		return nil, xerr
+	}
+	var writes []string
+	for _, t := range ts {
+		if t.Access == AccessWrite {
+			writes = append(writes, t.Resolved)
+		}
+	}
+	if xerr := e.plantsRepository(writes); xerr != nil {
+		return nil, xerr
+	}
+	return ts, nil
 }
 
 // target resolves one path.
@@ -81,11 +98,6 @@ func (e *Executor) target(access, rel string) (Target, *Error) {
 	resolved, xerr := e.resolve(rel, access != AccessWrite)
 	if xerr != nil {
 		return Target{}, xerr
-	}
-	if access == AccessWrite {
-		if xerr := e.plantsRepository(resolved); xerr != nil {
-			return Target{}, xerr
-		}
 	}
 	res, err := action.MCPFileShorthand(resolved)
 	if err != nil {
@@ -102,36 +114,51 @@ func (e *Executor) target(access, rel string) (Target, *Error) {
 // and a commondir file naming where those are.
 var gitDirMarkers = [][]string{{"HEAD", "objects", "refs"}, {"HEAD", "commondir"}}
 
-// plantsRepository refuses a write that would create git metadata under
-// any name: a ".git" in another letter case (the same directory on a
-// case-insensitive file system), or a directory that would then hold HEAD,
-// objects/ and refs/, an embedded repository whose config (core.fsmonitor,
-// core.worktree) runs a command when a developer, a shell prompt or an
-// editor runs git inside it. A deny rule on .git/** cannot see either.
-func (e *Executor) plantsRepository(rel string) *Error {
-	parts := strings.Split(rel, "/")
-	if slices.Contains(parts, ".git") {
-		return nil // a real .git: policy decides on it (base.yaml denies writes)
-	}
-	dir := ""
-	for _, name := range parts {
-		if strings.EqualFold(name, ".git") || wouldBeGitDir(filepath.Join(e.root, filepath.FromSlash(dir)), name) {
-			return fail(CodeSandboxViolation, "%s would plant git repository metadata in the workspace", rel)
+// plantsRepository refuses writes (the resolved paths of one action) that
+// would create git metadata under any name: a ".git" in another letter
+// case (the same directory on a case-insensitive file system), or a
+// directory that would then hold HEAD, objects/ and refs/, an embedded
+// repository whose config (core.fsmonitor, core.pager) runs a command when
+// a developer, a shell prompt or an editor runs git inside it. A deny rule
+// on .git/** cannot see either. The writes are weighed together, on the
+// disk as it will be once all of them exist: a patch creating HEAD,
+// objects/x and refs/x at once plants as surely as three writes one after
+// the other (writes of separate actions are serialized, see writeMu).
+func (e *Executor) plantsRepository(rels []string) *Error {
+	adds := map[string][]string{} // directory -> the names the writes create in it
+	for _, rel := range rels {
+		dir := ""
+		for _, name := range strings.Split(rel, "/") {
+			adds[dir] = append(adds[dir], name)
+			dir = path.Join(dir, name)
 		}
-		dir = path.Join(dir, name)
+	}
+	for _, rel := range rels {
+		parts := strings.Split(rel, "/")
+		if slices.Contains(parts, ".git") {
+			continue // a real .git: policy decides on it (base.yaml denies writes)
+		}
+		dir := ""
+		for _, name := range parts {
+			if strings.EqualFold(name, ".git") || e.wouldBeGitDir(dir, adds[dir]) {
+				return fail(CodeSandboxViolation, "%s would plant git repository metadata in the workspace", rel)
+			}
+			dir = path.Join(dir, name)
+		}
 	}
 	return nil
 }
 
-// wouldBeGitDir reports whether dir holds every marker of one set once
-// adding (a file or directory name written into it) exists.
-func wouldBeGitDir(dir, adding string) bool {
+// wouldBeGitDir reports whether workspace directory dir holds every marker
+// of one set once the names adding (written into it) exist.
+func (e *Executor) wouldBeGitDir(dir string, adding []string) bool {
+	full := filepath.Join(e.root, filepath.FromSlash(dir))
 	return slices.ContainsFunc(gitDirMarkers, func(set []string) bool {
 		return !slices.ContainsFunc(set, func(m string) bool {
-			if strings.EqualFold(adding, m) {
+			if slices.ContainsFunc(adding, func(a string) bool { return strings.EqualFold(a, m) }) {
 				return false
 			}
-			_, err := os.Lstat(filepath.Join(dir, m))
+			_, err := os.Lstat(filepath.Join(full, m))
 			return err != nil
 		})
 	})
