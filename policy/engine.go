@@ -1,6 +1,11 @@
 package policy
 
-import "github.com/caddy-nomos/nomos/policy/action"
+import (
+	"maps"
+	"slices"
+
+	"github.com/caddy-nomos/nomos/policy/action"
+)
 
 // Engine is a compiled, immutable set of rules from one or more bundles.
 type Engine struct {
@@ -31,6 +36,19 @@ func (e *Engine) Sources() []string { return append([]string(nil), e.sources...)
 // The rules share their slices and maps with the engine's copy; the
 // compiled rules do not, so changing them cannot change a decision.
 func (e *Engine) Rules() []Rule { return append([]Rule(nil), e.rules...) }
+
+// ParamsPaths are the params_match paths of the rules with these ids,
+// sorted: the params a decision by those rules turned on.
+func (e *Engine) ParamsPaths(ruleIDs []string) []string {
+	var out []string
+	for i := range e.rules {
+		if slices.Contains(ruleIDs, e.rules[i].ID) {
+			out = append(out, slices.Collect(maps.Keys(e.rules[i].ParamsMatch))...)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
 
 // evalState is the per-evaluation scratch space. It lives on the stack: the
 // fixed buffers hold the usual handful of matches without allocating. No

@@ -1,9 +1,14 @@
 package service
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddy-nomos/nomos/audit"
@@ -123,7 +128,7 @@ func (s *Service) pendingApproval(ctx context.Context, r *run) error {
 	req := approvals.Request{
 		Fingerprint: approvalFingerprint(r), ScopeType: scopeType, ScopeKey: key,
 		TraceID: r.a.TraceID, ActionID: r.a.ActionID, ActionType: r.a.ActionType,
-		Resource: r.a.Resource, ParamsHash: r.a.ParamsHash, ParamsPreview: s.paramsPreview(r.a),
+		Resource: r.a.Resource, ParamsHash: r.a.ParamsHash, ParamsPreview: s.paramsPreview(r.a, r.d.MatchedRuleIDs),
 		Principal: r.a.Principal, Agent: r.a.Agent, Environment: r.a.Environment,
 		SingleUse: s.cfg.SingleUseApprovals,
 	}
@@ -142,10 +147,61 @@ func (s *Service) pendingApproval(ctx context.Context, r *run) error {
 }
 
 // paramsPreview is what a reviewer sees of the params: redacted like the
-// audit summaries, capped at the store's limit.
-func (s *Service) paramsPreview(a *action.Action) string {
-	out, _ := redact.Cap(s.cfg.Redactor.String(string(a.Params)), approvals.MaxPreviewBytes, 0)
-	return out
+// audit summaries, within the store's limit. Params too long to show
+// whole (the agent chooses their keys, so it could pad ahead of the one
+// that matters) start with the values the deciding rules' params_match
+// paths name, each on its own line, then the params cut, said so: a
+// reviewer never approves an amount the preview hid.
+func (s *Service) paramsPreview(a *action.Action, ruleIDs []string) string {
+	full := s.cfg.Redactor.String(string(a.Params))
+	if len(full) <= approvals.MaxPreviewBytes {
+		return full
+	}
+	var b strings.Builder
+	var root any
+	dec := json.NewDecoder(bytes.NewReader(a.Params))
+	dec.UseNumber()
+	_ = dec.Decode(&root)
+	for _, p := range s.cfg.Policy.ParamsPaths(ruleIDs) {
+		v := "(absent)"
+		if val, ok := valueAt(root, strings.Split(p, ".")); ok {
+			raw, _ := json.Marshal(val)
+			var cut bool
+			if v, cut = redact.Cap(s.cfg.Redactor.String(string(raw)), previewValueBytes, 0); cut {
+				v += "…"
+			}
+		}
+		fmt.Fprintf(&b, "%s: %s\n", p, v)
+	}
+	fmt.Fprintf(&b, "params (%d bytes, cut to fit): %s", len(full), full)
+	out, _ := redact.Cap(b.String(), int64(approvals.MaxPreviewBytes-len("…")), 0)
+	return out + "…"
+}
+
+// previewValueBytes caps one decisive value in a cut preview.
+const previewValueBytes = 160
+
+// valueAt walks decoded JSON by object key and array index.
+func valueAt(v any, path []string) (any, bool) {
+	for _, seg := range path {
+		switch node := v.(type) {
+		case map[string]any:
+			next, ok := node[seg]
+			if !ok {
+				return nil, false
+			}
+			v = next
+		case []any:
+			i, err := strconv.Atoi(seg)
+			if err != nil || i < 0 || i >= len(node) {
+				return nil, false
+			}
+			v = node[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
 }
 
 // approvalEvent is the approval.requested or approval.applied event that

@@ -37,3 +37,23 @@ func TestApprovalKeepsRedactedPreview(t *testing.T) {
 		t.Fatalf("preview longer than the cap")
 	}
 }
+
+// TestCutPreviewLeadsWithTheDecisiveParams: the agent chooses the keys of
+// its params, so it could pad ahead of the one that matters and leave it
+// past the cut. A preview too long to show whole starts with the values
+// the deciding rules' params_match paths name, and says it was cut.
+func TestCutPreviewLeadsWithTheDecisiveParams(t *testing.T) {
+	f := newFixture(t, true)
+	f.svc.cfg.Redactor = upperRedactor{}
+	params := map[string]any{"aaa_note": "routine goodwill refund, password hunter2 " + strings.Repeat("x", 1100), "amount": 500000}
+	resp, err := f.svc.Process(context.Background(), body("p1", "payments.refund", "payments://shop/9", params, ""), alice)
+	if err != nil || resp.Decision != policy.RequireApproval {
+		t.Fatalf("%+v %v", resp, err)
+	}
+	rec, _ := f.store.Get(context.Background(), resp.ApprovalID)
+	p := rec.ParamsPreview
+	if !strings.HasPrefix(p, "amount: 500000\nparams (") || !strings.Contains(p, "bytes, cut to fit)") ||
+		!strings.HasSuffix(p, "…") || strings.Contains(p, "hunter2") || len(p) > approvals.MaxPreviewBytes {
+		t.Fatalf("cut preview (%d bytes): %q", len(p), p)
+	}
+}
