@@ -1,8 +1,8 @@
 package approvals
 
 import (
+	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -25,8 +25,9 @@ func validateRequest(req Request, ttl time.Duration) error {
 			return fmt.Errorf("%w: fingerprint scope key must equal the fingerprint", ErrInvalid)
 		}
 	case ScopeClass:
-		if !strings.Contains(req.ScopeKey, "|") {
-			return fmt.Errorf("%w: class scope key must be <action_type>|<resource>", ErrInvalid)
+		var tuple []string
+		if json.Unmarshal([]byte(req.ScopeKey), &tuple) != nil || len(tuple) < 2 || tuple[0] == "" || tuple[1] == "" {
+			return fmt.Errorf("%w: class scope key must be a JSON array [action_type, resource, ...]", ErrInvalid)
 		}
 	default:
 		return fmt.Errorf("%w: unknown scope type %q", ErrInvalid, req.ScopeType)

@@ -102,7 +102,7 @@ func TestCreatePending(t *testing.T) {
 
 func TestPendingReuse(t *testing.T) {
 	class := request()
-	class.ScopeType, class.ScopeKey = ScopeClass, "fs.write|file://workspace/a.txt"
+	class.ScopeType, class.ScopeKey = ScopeClass, `["fs.write","file://workspace/a.txt","",""]`
 	tests := []struct {
 		name  string
 		first Request
@@ -119,7 +119,7 @@ func TestPendingReuse(t *testing.T) {
 		{name: "expired pending", first: request(), again: same, at: ttl},
 		{name: "just before expiry", first: request(), again: same, at: ttl - time.Nanosecond, reuse: true},
 		{name: "class scope with new params", first: class, again: func(r Request) Request { r.Fingerprint = "fp-9"; return r }, reuse: true},
-		{name: "class scope, other resource", first: class, again: func(r Request) Request { r.ScopeKey = "fs.write|file://workspace/b.txt"; return r }},
+		{name: "class scope, other resource", first: class, again: func(r Request) Request { r.ScopeKey = `["fs.write","file://workspace/b.txt","",""]`; return r }},
 		{name: "class versus fingerprint scope", first: class, again: func(r Request) Request { r.ScopeType, r.ScopeKey = ScopeFingerprint, r.Fingerprint; return r }},
 	}
 	for _, tt := range tests {
@@ -162,7 +162,7 @@ func TestCreateRejectsInvalidRequests(t *testing.T) {
 		{name: "no principal", mod: func(r *Request) { r.Principal = "" }, ttl: ttl},
 		{name: "unknown scope", mod: func(r *Request) { r.ScopeType = "global" }, ttl: ttl},
 		{name: "fingerprint scope with other key", mod: func(r *Request) { r.ScopeKey = "something" }, ttl: ttl},
-		{name: "class scope without separator", mod: func(r *Request) { r.ScopeType = ScopeClass }, ttl: ttl},
+		{name: "class scope key not a tuple", mod: func(r *Request) { r.ScopeType = ScopeClass }, ttl: ttl},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

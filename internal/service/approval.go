@@ -39,11 +39,16 @@ type approvalInfo struct {
 func scope(r *run) (string, string) {
 	a, d := r.a, r.d
 	if d.Obligations.ApprovalScopeClass == scopeClassActionResource && a.ActionType != action.TypeRepoApplyPatch {
-		key := a.ActionType + "|" + a.Resource
+		// Everything the fingerprint binds but the params: the type, the
+		// resource, the tool definition an mcp.call targets, and the paths
+		// the resource resolved to, as one JSON array (no separator a
+		// resource could contain makes two tuples one key).
+		var resolved string
 		if len(r.resolved) > 0 {
-			key += "|" + boundFingerprint("", r.resolved)
+			resolved = boundFingerprint("", r.resolved)
 		}
-		return approvals.ScopeClass, key
+		key, _ := json.Marshal([]string{a.ActionType, a.Resource, a.ToolFingerprint, resolved})
+		return approvals.ScopeClass, string(key)
 	}
 	return approvals.ScopeFingerprint, approvalFingerprint(r)
 }

@@ -2,11 +2,13 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
 	"github.com/caddy-nomos/nomos/internal/approvals"
 	"github.com/caddy-nomos/nomos/policy"
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 // upperRedactor stands in for the operator's redactor: it hides "hunter2".
@@ -55,5 +57,34 @@ func TestCutPreviewLeadsWithTheDecisiveParams(t *testing.T) {
 	if !strings.HasPrefix(p, "amount: 500000\nparams (") || !strings.Contains(p, "bytes, cut to fit)") ||
 		!strings.HasSuffix(p, "…") || strings.Contains(p, "hunter2") || len(p) > approvals.MaxPreviewBytes {
 		t.Fatalf("cut preview (%d bytes): %q", len(p), p)
+	}
+}
+
+// TestClassScopeKeyBindsAllButParams: a class-scoped approval covers other
+// params, never another tool definition (an mcp.call approved for one
+// definition of a tool must not run its changed definition) nor another
+// resolution; and the key is a tuple no resource spelling can forge.
+func TestClassScopeKeyBindsAllButParams(t *testing.T) {
+	mk := func(resource, tool string, resolved ...string) *run {
+		env := &action.Envelope{SchemaVersion: action.SchemaVersion, ActionID: "a1", TraceID: "t1",
+			ActionType: action.TypeMCPCall, Resource: resource, Params: json.RawMessage(`{"tool_arguments":{}}`)}
+		a, err := action.New(env.WithToolDefinition(tool), action.Identity{Principal: "alice", Environment: "dev"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &run{a: a, resolved: resolved}
+		r.d.Obligations.ApprovalScopeClass = scopeClassActionResource
+		return r
+	}
+	fpA, fpB := "sha256:"+strings.Repeat("a", 64), "sha256:"+strings.Repeat("b", 64)
+	_, ka := scope(mk("mcp://crm/lookup", fpA))
+	_, kb := scope(mk("mcp://crm/lookup", fpB))
+	_, kr := scope(mk("mcp://crm/lookup", fpA, "src/x"))
+	if ka == kb || ka == kr {
+		t.Fatalf("class keys do not bind the tool definition or the resolved paths: %s %s %s", ka, kb, kr)
+	}
+	var tuple []string
+	if json.Unmarshal([]byte(ka), &tuple) != nil || len(tuple) != 4 || tuple[2] != fpA {
+		t.Fatalf("class key %s", ka)
 	}
 }
