@@ -2,6 +2,8 @@ package identity
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -284,5 +286,45 @@ func TestReplayCacheFullFailsClosed(t *testing.T) {
 	}
 	if err := r2.admit("other", now-50, now); err == nil {
 		t.Fatal("floor not raised by an unexpired eviction")
+	}
+}
+
+// TestReplayFloorIsPerAgent: one agent filling the cache with signatures
+// timestamped up to the skew ahead raises only its own floor; the other
+// agents' current signatures still pass.
+func TestReplayFloorIsPerAgent(t *testing.T) {
+	r, err := newReplayCache(2, 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Unix()
+	for i := range 5 { // evicts unexpired, future-dated entries of mallory's
+		_ = r.admit(fmt.Sprintf("n\x00mallory\x00%d", i), now+300-int64(i), now)
+	}
+	if _, raised := r.floors["mallory"]; !raised {
+		t.Fatal("the flood evicted nothing")
+	}
+	if err := r.admit("n\x00alice\x00x", now, now+240); err != nil {
+		t.Fatalf("another agent refused by mallory's flood: %v", err)
+	}
+	if err := r.admit("n\x00mallory\x00y", now+200, now+240); err == nil || !strings.Contains(err.Error(), "replay cache full") {
+		t.Fatalf("the flooding agent's own window did not shrink: %v", err)
+	}
+}
+
+// TestReplayCacheRefusesSignaturesFromBeforeItsStart: a process that just
+// started has forgotten every nonce, so a signature timestamped before the
+// cache was made could be a replay and is refused.
+func TestReplayCacheRefusesSignaturesFromBeforeItsStart(t *testing.T) {
+	r, err := NewReplayCache(10, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := r.Admit(context.Background(), "n\x00alice\x00old", now.Add(-10*time.Second), now); !errors.Is(err, ErrReplayWindow) {
+		t.Fatalf("a signature from before the start: %v", err)
+	}
+	if err := r.Admit(context.Background(), "n\x00alice\x00new", now.Add(time.Second), now); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,16 +57,23 @@ func (e *unavailableError) Unwrap() []error { return []error{e.auth, e.cause} }
 // ReplayCache remembers authentic agent signatures (v2: agent and nonce;
 // legacy: the MAC) for as long as their timestamp is inside the clock skew
 // window. It is bounded: when full it forgets the least recently seen entry,
-// and if that entry could still be replayed it raises a floor, so every
-// signature timestamped at or before the forgotten one is refused from then
-// on. Eviction therefore shrinks the accepted window instead of opening a
-// replay hole. Expiry is checked on read; there is no janitor goroutine.
+// and if that entry could still be replayed it raises its agent's floor, so
+// every signature of that agent timestamped at or before the forgotten one
+// is refused from then on. Eviction therefore shrinks the accepted window
+// instead of opening a replay hole, and only for the agent whose entry was
+// forgotten: one agent flooding the cache (with timestamps up to the skew
+// ahead) cannot refuse the others. The floors are few: only configured
+// agents' verified signatures are admitted. A cache made by NewReplayCache
+// also refuses signatures timestamped before it was made, which a process
+// that just started cannot tell from replays. Expiry is checked on read;
+// there is no janitor goroutine.
 type ReplayCache struct {
-	mu    sync.Mutex // makes check-and-add atomic; guards the fields below
-	cache *simplelru.LRU[string, int64]
-	skew  int64 // seconds
-	floor int64 // signatures timestamped at or before it are refused
-	now   int64 // the time of the admit in progress, for onEvict
+	mu     sync.Mutex // makes check-and-add atomic; guards the fields below
+	cache  *simplelru.LRU[string, int64]
+	skew   int64            // seconds
+	start  int64            // signatures timestamped before it are refused
+	floors map[string]int64 // per agent: signatures at or before it are refused
+	now    int64            // the time of the admit in progress, for onEvict
 }
 
 // NewReplayCache returns an empty cache for size nonces (0 means
@@ -84,11 +92,15 @@ func NewReplayCache(size int, skew time.Duration) (*ReplayCache, error) {
 	if skew == 0 {
 		skew = DefaultMaxClockSkew
 	}
-	return newReplayCache(size, int64((skew+time.Second-1)/time.Second))
+	r, err := newReplayCache(size, int64((skew+time.Second-1)/time.Second))
+	if r != nil {
+		r.start = time.Now().Unix()
+	}
+	return r, err
 }
 
 func newReplayCache(size int, skewSeconds int64) (*ReplayCache, error) {
-	r := &ReplayCache{skew: skewSeconds, floor: -1 << 62}
+	r := &ReplayCache{skew: skewSeconds, start: -1 << 62, floors: map[string]int64{}}
 	c, err := simplelru.NewLRU[string, int64](size, r.onEvict)
 	if err != nil {
 		return nil, fmt.Errorf("replay cache: %w", err)
@@ -106,7 +118,7 @@ func (r *ReplayCache) Admit(_ context.Context, key string, ts, now time.Time) er
 func (r *ReplayCache) admit(key string, ts, now int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if ts <= r.floor {
+	if floor, ok := r.floors[replayAgent(key)]; ts < r.start || ok && ts <= floor {
 		return ErrReplayWindow
 	}
 	if prev, ok := r.cache.Peek(key); ok && now <= prev+r.skew {
@@ -118,9 +130,17 @@ func (r *ReplayCache) admit(key string, ts, now int64) error {
 }
 
 // onEvict runs inside Add, under r.mu. An evicted entry that could still
-// be accepted raises the floor to its timestamp.
-func (r *ReplayCache) onEvict(_ string, ts int64) {
-	if r.now <= ts+r.skew && ts > r.floor {
-		r.floor = ts
+// be accepted raises its agent's floor to its timestamp.
+func (r *ReplayCache) onEvict(key string, ts int64) {
+	agent := replayAgent(key)
+	if floor, ok := r.floors[agent]; r.now <= ts+r.skew && (!ok || ts > floor) {
+		r.floors[agent] = ts
 	}
+}
+
+// replayAgent is the agent of a replay key ("<kind>\x00<agent>\x00<...>").
+func replayAgent(key string) string {
+	_, rest, _ := strings.Cut(key, "\x00")
+	agent, _, _ := strings.Cut(rest, "\x00")
+	return agent
 }
