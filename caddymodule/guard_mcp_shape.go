@@ -306,6 +306,8 @@ func shapeEvent(event []byte, s messageShaper) []byte {
 			b.WriteString(field + ": " + value + "\n")
 		}
 	}
+	// An event whose data is empty (a stream's priming event) dispatches
+	// nothing in a client; its id still sets where a client resumes.
 	if joined := strings.Join(data, "\n"); joined != "" {
 		out := s.message([]byte(joined))
 		if out == nil {
@@ -314,8 +316,6 @@ func shapeEvent(event []byte, s messageShaper) []byte {
 		b.WriteString("data: ")
 		b.Write(bytes.ReplaceAll(out, []byte("\n"), []byte("\ndata: ")))
 		b.WriteString("\n")
-	} else if len(data) > 0 {
-		b.WriteString("data:\n") // an empty event, such as a stream's priming one
 	}
 	if b.Len() == 0 {
 		if comment {

@@ -183,8 +183,8 @@ var argvPath = [1]pathSeg{newPathSeg("argv", -1)}
 
 // extractArgv adds the spans of params.argv to out. found is false when
 // argv is absent; argv that is not an array of strings is an error.
-func extractArgv(b []byte, out *spanList) (bool, error) {
-	start, found, err := lookup(b, argvPath[:])
+func extractArgv(b []byte, out *spanList, fc *foldCache) (bool, error) {
+	start, found, err := lookup(b, argvPath[:], fc)
 	if err != nil || !found {
 		return false, err
 	}

@@ -120,7 +120,7 @@ func FuzzArgvMatch(f *testing.F) {
 			return
 		}
 		var spans spanList
-		if _, err := extractArgv(params, &spans); err != nil {
+		if _, err := extractArgv(params, &spans, &foldCache{}); err != nil {
 			t.Fatal(err)
 		}
 		c := compileArgvPattern(p, false)

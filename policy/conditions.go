@@ -73,7 +73,7 @@ func (rc *ruleCheck) noteFailure(bit condMask, ok bool, err error) {
 
 func (c *compiledRule) checkParams(st *evalState, rc *ruleCheck) {
 	for i := range c.params {
-		ok, err := c.params[i].eval(st.a.Params)
+		ok, err := c.params[i].eval(st.a.Params, &st.folds)
 		if err != nil && rc.failed == 0 {
 			rc.err = paramError(c.params[i].path, err)
 		}

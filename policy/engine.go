@@ -64,6 +64,7 @@ type evalState struct {
 	argvDone  bool
 	argvFound bool
 	argvErr   error
+	folds     foldCache
 }
 
 func (st *evalState) init(a *action.Action) {

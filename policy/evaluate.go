@@ -86,7 +86,7 @@ func (c *compiledRule) matches(st *evalState) (bool, error) {
 			return false, err
 		}
 	}
-	return c.matchParams(a.Params)
+	return c.matchParams(a.Params, &st.folds)
 }
 
 // matchArgv parses params.argv once per evaluation, on first need.
@@ -96,7 +96,7 @@ func (c *compiledRule) matchArgv(st *evalState) (bool, error) {
 	}
 	if !st.argvDone {
 		st.argvDone = true
-		st.argvFound, st.argvErr = extractArgv(st.a.Params, &st.argv)
+		st.argvFound, st.argvErr = extractArgv(st.a.Params, &st.argv, &st.folds)
 	}
 	argv := st.argv.items()
 	if st.argvErr != nil || !st.argvFound || len(argv) == 0 {
@@ -110,9 +110,9 @@ func (c *compiledRule) matchArgv(st *evalState) (bool, error) {
 	return false, nil
 }
 
-func (c *compiledRule) matchParams(params []byte) (bool, error) {
+func (c *compiledRule) matchParams(params []byte, fc *foldCache) (bool, error) {
 	for i := range c.params {
-		if ok, err := c.params[i].eval(params); !ok || err != nil {
+		if ok, err := c.params[i].eval(params, fc); !ok || err != nil {
 			return false, err
 		}
 	}

@@ -184,7 +184,7 @@ func TestArgvPatternMatch(t *testing.T) {
 	for _, tt := range tests {
 		params := []byte(`{"argv":` + tt.argv + `}`)
 		var argv spanList
-		found, err := extractArgv(params, &argv)
+		found, err := extractArgv(params, &argv, &foldCache{})
 		if err != nil || !found {
 			t.Fatalf("%s: %v %v", tt.argv, found, err)
 		}
@@ -198,11 +198,11 @@ func TestArgvPatternMatch(t *testing.T) {
 
 func TestExtractArgvErrors(t *testing.T) {
 	for _, params := range []string{`{"argv":"ls"}`, `{"argv":["ls",1]}`, `{"argv":["ls"`, `{"argv":`} {
-		if _, err := extractArgv([]byte(params), &spanList{}); err == nil {
+		if _, err := extractArgv([]byte(params), &spanList{}, &foldCache{}); err == nil {
 			t.Errorf("%s: accepted", params)
 		}
 	}
-	if found, err := extractArgv([]byte(`{"cwd":"x"}`), &spanList{}); found || err != nil {
+	if found, err := extractArgv([]byte(`{"cwd":"x"}`), &spanList{}, &foldCache{}); found || err != nil {
 		t.Errorf("absent argv: found=%v err=%v", found, err)
 	}
 }

@@ -120,18 +120,20 @@ func skipContainer(b []byte, i int) (int, error) {
 // (as canonical JSON writes it), fold the key case-folded in compatibility
 // form (see errFoldedKey), and index the array index it also names, or -1.
 type pathSeg struct {
-	key   string
-	fold  string
-	index int
+	key       string
+	fold      string
+	asciiFold bool
+	index     int
 }
 
 func newPathSeg(key string, index int) pathSeg {
 	escaped, _ := json.Marshal(key)
-	return pathSeg{key: string(escaped[1 : len(escaped)-1]), fold: action.FoldKey(norm.NFKC.String(key)), index: index}
+	fold := action.FoldKey(norm.NFKC.String(key))
+	return pathSeg{key: string(escaped[1 : len(escaped)-1]), fold: fold, asciiFold: isASCII([]byte(fold)), index: index}
 }
 
 // lookup returns the start offset of the value at path, or found=false.
-func lookup(b []byte, path []pathSeg) (int, bool, error) {
+func lookup(b []byte, path []pathSeg, fc *foldCache) (int, bool, error) {
 	i := skipWS(b, 0)
 	for _, seg := range path {
 		if i >= len(b) {
@@ -141,7 +143,7 @@ func lookup(b []byte, path []pathSeg) (int, bool, error) {
 		var err error
 		switch b[i] {
 		case '{':
-			i, found, err = objectField(b, i, &seg)
+			i, found, err = objectField(b, i, &seg, fc)
 		case '[':
 			i, found, err = arrayElem(b, i, seg.index)
 		}
@@ -154,7 +156,7 @@ func lookup(b []byte, path []pathSeg) (int, bool, error) {
 
 // objectField returns the offset of the value under seg's key in the
 // object at i; another key equal to it under folding is errFoldedKey.
-func objectField(b []byte, i int, seg *pathSeg) (int, bool, error) {
+func objectField(b []byte, i int, seg *pathSeg, fc *foldCache) (int, bool, error) {
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		return 0, false, nil
@@ -174,7 +176,7 @@ func objectField(b []byte, i int, seg *pathSeg) (int, bool, error) {
 		if string(b[k.start:k.end]) == seg.key {
 			return i, true, nil
 		}
-		if foldsTo(b, k, seg.fold) {
+		if fc.foldsTo(b, k, seg) {
 			return 0, false, errFoldedKey
 		}
 		if i, err = nextMember(b, i, '}'); err != nil || i < 0 {
@@ -184,15 +186,37 @@ func objectField(b []byte, i int, seg *pathSeg) (int, bool, error) {
 	return 0, false, errMalformed
 }
 
-// foldsTo reports whether the key at k is fold under case folding and
-// compatibility form. An ASCII key compares without decoding.
-func foldsTo(b []byte, k span, fold string) bool {
+// foldCache keeps, for one evaluation, the folded form of the non-ASCII
+// object keys the scanner met (by offset in the params), so each is
+// decoded and folded once however many rules and paths look past it: an
+// agent's thousands of such keys cost one pass, not one per rule.
+type foldCache struct{ m map[int]string }
+
+// foldsTo reports whether the key at k equals seg's key under case folding
+// and compatibility form. An ASCII key compares without decoding; a key
+// with more runes than an ASCII path key cannot fold to it (no
+// compatibility mapping removes a rune).
+func (fc *foldCache) foldsTo(b []byte, k span, seg *pathSeg) bool {
 	raw := b[k.start:k.end]
 	if !k.escaped && isASCII(raw) {
-		return len(raw) == len(fold) && strings.EqualFold(string(raw), fold)
+		return len(raw) == len(seg.fold) && strings.EqualFold(string(raw), seg.fold)
 	}
-	s, err := decodeString(b, k)
-	return err == nil && action.FoldKey(norm.NFKC.String(s)) == fold
+	if !k.escaped && seg.asciiFold && utf8.RuneCount(raw) > len(seg.fold) {
+		return false
+	}
+	f, ok := fc.m[k.start]
+	if !ok {
+		s, err := decodeString(b, k)
+		if err != nil {
+			return false
+		}
+		f = action.FoldKey(norm.NFKC.String(s))
+		if fc.m == nil {
+			fc.m = map[int]string{}
+		}
+		fc.m[k.start] = f
+	}
+	return f == seg.fold
 }
 
 func isASCII(b []byte) bool {

@@ -136,8 +136,8 @@ func compileLiteral(raw json.RawMessage) literal {
 }
 
 // eval reports whether the condition holds for the params b.
-func (c *paramCond) eval(b []byte) (bool, error) {
-	start, found, err := lookup(b, c.segs)
+func (c *paramCond) eval(b []byte, fc *foldCache) (bool, error) {
+	start, found, err := lookup(b, c.segs, fc)
 	if err != nil {
 		return false, err
 	}

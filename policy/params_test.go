@@ -58,7 +58,7 @@ func TestParamsMatchers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := c.eval([]byte(params))
+			got, err := c.eval([]byte(params), &foldCache{})
 			if got != tt.want || (err != nil) != tt.err {
 				t.Errorf("got %v, %v; want %v, error %v", got, err, tt.want, tt.err)
 			}
@@ -72,7 +72,7 @@ func TestParamsMatchers(t *testing.T) {
 func TestParamsMalformedIsAnError(t *testing.T) {
 	c, _ := compileParamCond("a.b", Matcher{Equals: json.RawMessage("1")})
 	for _, p := range []string{`{"a":`, `{"a":{"b"`, `{"a" 1}`, `{"x":"unterminated`, `{"x":1 "a":{}}`, `{"x":[1,{"y":"}]`} {
-		if _, err := c.eval([]byte(p)); err == nil {
+		if _, err := c.eval([]byte(p), &foldCache{}); err == nil {
 			t.Errorf("%s: no error", p)
 		}
 	}
