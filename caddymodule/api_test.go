@@ -208,7 +208,7 @@ func TestHandlerRouteIdentity(t *testing.T) {
 	}
 	for setting, want := range map[string]string{
 		"{http.auth.user.id}": "", "{http.vars.user}": "", "{http.request.tls.client.subject}": "",
-		"{http.request.header.X-User}": "a value the client sends", "{http.request.uri.query.user}": "a value the client sends",
+		"{http.request.header.X-User}": "not set by an authentication handler", "{http.request.uri.query.user}": "not set by an authentication handler", "{http.regexp.user.1}": "not set by an authentication handler",
 		"user-{http.auth.user.id}": "exactly one placeholder", "{http.auth.user.id}{http.vars.x}": "exactly one placeholder",
 	} {
 		err := (&RouteAuth{PrincipalFrom: setting}).validate()
@@ -342,4 +342,22 @@ func TestUnchangedReloadSharesState(t *testing.T) {
 		t.Fatalf("after old cleanup: %d %s", rec.Code, rec.Body)
 	}
 	_ = newApp.Cleanup()
+}
+
+// TestEveryDoorValidatesPrincipalFrom: a principal_from the client could
+// write refuses to load on every handler that takes one.
+func TestEveryDoorValidatesPrincipalFrom(t *testing.T) {
+	const bad = "{http.request.header.X-User}"
+	guard := &GuardHandler{RouteAuth: RouteAuth{PrincipalFrom: bad}}
+	guard.Breaker = new(GuardBreakerConfig)
+	if err := guard.Validate(); err == nil || !strings.Contains(err.Error(), "principal_from") {
+		t.Errorf("nomos_guard: %v", err)
+	}
+	if err := (&APIHandler{RouteAuth: RouteAuth{PrincipalFrom: bad}}).Validate(); err == nil {
+		t.Error("nomos_api accepted it")
+	}
+	ui := &UIHandler{PrincipalFrom: bad}
+	if err := ui.bind(newTestApp(t, nil)); err == nil || !strings.Contains(err.Error(), "principal_from") {
+		t.Errorf("nomos_ui: %v", err)
+	}
 }

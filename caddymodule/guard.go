@@ -155,6 +155,9 @@ func (h *GuardHandler) applyDefaults() {
 // Validate refuses settings that cannot work; templates are checked by
 // building the mapping.
 func (h *GuardHandler) Validate() error {
+	if err := h.RouteAuth.validate(); err != nil {
+		return fmt.Errorf("nomos_guard: %w", err)
+	}
 	for _, name := range h.ParamHeaders {
 		if err := checkParamHeader(name); err != nil {
 			return fmt.Errorf("nomos_guard: param_headers: %w", err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"slices"
@@ -166,7 +167,7 @@ func (m *httpMapping) envelope(r *http.Request, body []byte) (*action.Envelope, 
 		// The resource would be cut there, and the rest never decided on.
 		return nil, service.Errorf(http.StatusBadRequest, service.CodeValidation, "the request's resource would contain a query or fragment")
 	}
-	if e := refuseAmbiguous(r, len(m.bodyParams) > 0); e != nil {
+	if e := refuseAmbiguous(r, body, len(m.bodyParams) > 0); e != nil {
 		return nil, e
 	}
 	env := action.NewEnvelope(repl.ReplaceAll(m.actionType, ""), resource,
@@ -186,12 +187,13 @@ func (m *httpMapping) envelope(r *http.Request, body []byte) (*action.Envelope, 
 }
 
 // refuseAmbiguous refuses what would let the upstream run a request other
-// than the one policy decides on: a method override (header, or _method in
-// the query), request trailers (headers sent after the body, which the
-// guard never sees), and, when params come from the body, a body that is
-// not declared as JSON in UTF-8 (a form parser reads
-// {"amount":50,"x":"&amount=5000"} differently) or is content-encoded.
-func refuseAmbiguous(r *http.Request, bodyParams bool) *service.Error {
+// than the one policy decides on: a method override (a header, or _method
+// in the query or a form body, which Rails, Laravel and Symfony read),
+// request trailers (headers sent after the body, which the guard never
+// sees), and, when params come from the body, a body that is not declared
+// as JSON in UTF-8 (a form parser reads {"amount":50,"x":"&amount=5000"}
+// differently) or is content-encoded.
+func refuseAmbiguous(r *http.Request, body []byte, bodyParams bool) *service.Error {
 	bad := func(format string, args ...any) *service.Error {
 		return service.Errorf(http.StatusBadRequest, service.CodeValidation, format, args...)
 	}
@@ -204,6 +206,9 @@ func refuseAmbiguous(r *http.Request, bodyParams bool) *service.Error {
 		if strings.EqualFold(key, "_method") {
 			return bad("method override query parameter %q is refused: policy decides on the request method", key)
 		}
+	}
+	if formOverridesMethod(r.Header.Get("Content-Type"), body) {
+		return bad("a form body with a _method field is refused: policy decides on the request method")
 	}
 	if len(r.Trailer) > 0 || r.Header.Get("Trailer") != "" {
 		return bad("request trailers are refused: they are not part of what policy decides on")
@@ -221,6 +226,36 @@ func refuseAmbiguous(r *http.Request, bodyParams bool) *service.Error {
 			"body params are read from a JSON body: Content-Type must be application/json (UTF-8)")
 	}
 	return nil
+}
+
+// formOverridesMethod reports whether a form body (urlencoded or
+// multipart) carries a _method field, in any letter case. A body that does
+// not parse as its type is looked at as urlencoded too, the most lenient
+// reading a framework might make of it.
+func formOverridesMethod(contentType string, body []byte) bool {
+	if len(body) == 0 || !bytes.Contains(bytes.ToLower(body), []byte("method")) {
+		return false
+	}
+	media, params, _ := mime.ParseMediaType(contentType)
+	if media == "multipart/form-data" && params["boundary"] != "" {
+		mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+		for {
+			part, err := mr.NextPart()
+			if err != nil {
+				break
+			}
+			if strings.EqualFold(part.FormName(), "_method") {
+				return true
+			}
+		}
+	}
+	for _, pair := range strings.FieldsFunc(string(body), func(r rune) bool { return r == '&' || r == ';' }) {
+		key, _, _ := strings.Cut(pair, "=")
+		if k, err := url.QueryUnescape(key); err == nil && strings.EqualFold(strings.TrimSpace(k), "_method") || strings.EqualFold(strings.TrimSpace(key), "_method") {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *httpMapping) resourceOf(r *http.Request, repl *caddy.Replacer) string {

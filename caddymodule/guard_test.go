@@ -725,3 +725,29 @@ func TestGuardResourceTemplatesSeeThePathSent(t *testing.T) {
 		t.Fatalf("a resource with a query: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// TestGuardRefusesFormMethodOverride: Rails, Laravel and Symfony run a
+// POST whose form body carries _method=DELETE as a DELETE; policy decided
+// a POST, so the guard refuses such a body, urlencoded or multipart.
+func TestGuardRefusesFormMethodOverride(t *testing.T) {
+	h := newGuard(t, newGuardApp(t, nil), nil)
+	up := new(upstream)
+	for name, c := range map[string]struct{ ct, body string }{
+		"urlencoded":  {"application/x-www-form-urlencoded", "id=7&_method=DELETE"},
+		"encoded key": {"application/x-www-form-urlencoded", "id=7&%5Fmethod=DELETE"},
+		"multipart":   {"multipart/form-data; boundary=XX", "--XX\r\nContent-Disposition: form-data; name=\"_METHOD\"\r\n\r\nDELETE\r\n--XX--\r\n"},
+	} {
+		req := guardRequest(http.MethodGet, "/v1/orders", c.body)
+		req.Header.Set("Content-Type", c.ct)
+		if rec, _, _ := serveGuard(t, h, req, up); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "_method") {
+			t.Errorf("%s: %d %s", name, rec.Code, rec.Body)
+		}
+	}
+	if up.calls != 0 {
+		t.Fatal("a refused request reached the upstream")
+	}
+	req := guardRequest(http.MethodGet, "/v1/orders", `{"note":"the _method field is ours"}`)
+	if rec, _, _ := serveGuard(t, h, req, up); rec.Code != 200 {
+		t.Fatalf("a JSON body mentioning _method: %d %s", rec.Code, rec.Body)
+	}
+}

@@ -102,6 +102,9 @@ func (h *UIHandler) bind(app *App) error {
 		h.logger = zap.NewNop()
 	}
 	h.app, h.auth, h.routes = app, RouteAuth{PrincipalFrom: h.PrincipalFrom}, uiRoutes()
+	if err := h.auth.validate(); err != nil {
+		return fmt.Errorf("nomos_ui: %w", err)
+	}
 	var err error
 	if h.svc, err = app.Service(h.Policy); err != nil {
 		return err

@@ -50,10 +50,15 @@ func (ra *RouteAuth) validate() error {
 	return validatePrincipalFrom(ra.PrincipalFrom)
 }
 
-// validatePrincipalFrom accepts exactly one placeholder that an earlier
-// handler sets ({http.auth.user.id}, {http.vars.*}), never one the client
-// writes itself: a request header, query, cookie or path would let any
-// caller name its principal.
+// principalFromSources are the placeholders principal_from may name: set
+// by an authentication handler, by a handler of the operator's (vars), or
+// from the client certificate Caddy's TLS verified.
+var principalFromSources = []string{"http.auth.user.", "http.vars.", "http.request.tls.client."}
+
+// validatePrincipalFrom accepts exactly one placeholder among
+// principalFromSources, never one the client writes itself (a request
+// header, query, cookie, path or a regexp capture of them would let any
+// caller name its principal).
 func validatePrincipalFrom(setting string) error {
 	if setting == "" {
 		return nil
@@ -62,10 +67,12 @@ func validatePrincipalFrom(setting string) error {
 	if !ok {
 		return fmt.Errorf("principal_from %q must be exactly one placeholder, such as {http.auth.user.id}", setting)
 	}
-	if strings.HasPrefix(key, "http.request.") && !strings.HasPrefix(key, "http.request.tls.client.") {
-		return fmt.Errorf("principal_from %q is a value the client sends; take the principal from an authentication handler ({http.auth.user.id}), a verified client certificate, or trusted_headers from a trusted proxy", setting)
+	for _, prefix := range principalFromSources {
+		if strings.HasPrefix(key, prefix) {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("principal_from %q is not set by an authentication handler; use {http.auth.user.*} (basic_auth, forward_auth), {http.vars.*}, {http.request.tls.client.*}, or trusted_headers from a trusted proxy", setting)
 }
 
 // Interface guards
