@@ -215,7 +215,7 @@ func (q *mcpRequest) servePost() error {
 	if m.IsRequest() && m.Method == "initialize" {
 		return q.initialize()
 	}
-	if m.IsNotification() && !clientNotifications[m.Method] {
+	if m.IsNotification() && !mcp.ClientNotifications[m.Method] {
 		// A request sent without an id (tools/call as a notification) is
 		// never decided: it is not carried to a server that might run it.
 		// nomos_mcp drops such notifications alike.
@@ -228,13 +228,6 @@ func (q *mcpRequest) servePost() error {
 		return q.pass(sid)
 	}
 	return q.request(sid)
-}
-
-// clientNotifications are the notifications a client sends a server in
-// the MCP specification; the guard carries these only.
-var clientNotifications = map[string]bool{
-	"notifications/initialized": true, "notifications/cancelled": true,
-	"notifications/progress": true, "notifications/roots/list_changed": true,
 }
 
 // writeRaw writes an already encoded JSON body.

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"maps"
 	"net/http"
 	"slices"
@@ -174,10 +175,10 @@ func (b *mcpBindings) toolFingerprint(sid, tool string) string {
 func listingKey(l toolListing) [sha256.Size]byte {
 	h := sha256.New()
 	for _, name := range slices.Sorted(maps.Keys(l)) {
-		h.Write([]byte(name))
-		h.Write([]byte{0})
-		h.Write([]byte(l[name]))
-		h.Write([]byte{0})
+		for _, s := range []string{name, l[name]} { // length-prefixed: no two listings share a key
+			_ = binary.Write(h, binary.BigEndian, uint32(len(s)))
+			h.Write([]byte(s))
+		}
 	}
 	var key [sha256.Size]byte
 	h.Sum(key[:0])

@@ -120,9 +120,7 @@ func (x *mcpExchange) answer(m *jsonrpc.Message, data []byte) []byte {
 			if len(shown) < maxListedTools {
 				shown[name] = fp
 			}
-			req := mcp.NewRequest(id, action.TypeMCPCall, server, []string{name}, nil)
-			req.Metadata = map[string]string{}
-			return req.WithToolFingerprint(fp)
+			return mcp.NewRequest(id, action.TypeMCPCall, server, []string{name}, nil).WithToolFingerprint(fp)
 		})
 		if x.sid != "" && !x.rpcErr {
 			x.q.h.mcp.sessions.listed(x.sid, shown, hasCursor(x.q.msg.Params))

@@ -87,10 +87,13 @@ type AuthzRequest struct {
 
 // WithToolFingerprint binds an mcp.call to the fingerprint of the tool
 // definition it targets ("" binds none) and records it as evidence
-// (metadata tool_fingerprint). Metadata must be set.
+// (metadata tool_fingerprint).
 func (r AuthzRequest) WithToolFingerprint(fingerprint string) AuthzRequest {
 	r.ToolFingerprint = fingerprint
 	if fingerprint != "" {
+		if r.Metadata == nil {
+			r.Metadata = map[string]string{}
+		}
 		r.Metadata["tool_fingerprint"] = fingerprint
 	}
 	return r

@@ -50,6 +50,9 @@ type inflight struct {
 	related    *responder // the POST stream of the request, if any
 	cancel     context.CancelFunc
 	cancelSent atomic.Bool
+	// redact is the decision's (its redact obligations), for the
+	// upstream's messages related to the request; nil when none.
+	redact func(string) string
 }
 
 // srvRequest is an upstream→client request relayed to a downstream session.
@@ -254,6 +257,33 @@ func (c *conn) latestInflight() *inflight {
 		}
 	}
 	return best
+}
+
+// redactorFor is what an upstream's notification or request for session s
+// is redacted with: the gateway's (the app's rules) and the redact
+// obligations of every call s has in flight on the conn, since a message
+// on a shared conn is not attributed to one call. nil when there are none.
+func (c *conn) redactorFor(s *session) func(string) string {
+	var fns []func(string) string
+	if g := s.gw.Load(); g != nil && g.redact != nil {
+		fns = append(fns, g.redact)
+	}
+	c.mu.Lock()
+	for _, f := range c.inflight {
+		if f.sess == s && f.redact != nil {
+			fns = append(fns, f.redact)
+		}
+	}
+	c.mu.Unlock()
+	if len(fns) == 0 {
+		return nil
+	}
+	return func(x string) string {
+		for _, fn := range fns {
+			x = fn(x)
+		}
+		return x
+	}
 }
 
 // onlyInflightSession is the single session with requests in flight or,

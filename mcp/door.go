@@ -143,10 +143,21 @@ func ShapeResult(result json.RawMessage, res AuthzResult, capKey string) (any, b
 	return shapeOutput(result, res, capKey)
 }
 
-// RedactMessage redacts every string of an encoded JSON-RPC message from
-// an upstream (protocol fields excepted) with redact; nil redact keeps it.
-// A message that does not decode is dropped (nil): it never leaves
-// unredacted.
+// ClientNotifications are the notifications a client sends a server in
+// the MCP specification. The doors act on these only: anything else sent
+// without an id (such as a tools/call, which some servers would run) is
+// dropped, never carried undecided.
+var ClientNotifications = map[string]bool{
+	"notifications/initialized": true, "notifications/cancelled": true,
+	"notifications/progress": true, "notifications/roots/list_changed": true,
+}
+
+// RedactMessage redacts every string of an encoded JSON-RPC message (or
+// of a request's params) from an upstream with redact, but its protocol
+// fields: jsonrpc, id and method at the top, and type, mimeType,
+// progressToken and requestId anywhere, which a client correlates and
+// dispatches on. nil redact keeps the message. One that does not decode is
+// dropped (nil): it never leaves unredacted.
 func RedactMessage(data []byte, redact func(string) string) []byte {
 	if redact == nil {
 		return data
@@ -157,7 +168,16 @@ func RedactMessage(data []byte, redact func(string) string) []byte {
 	if dec.Decode(&v) != nil {
 		return nil
 	}
-	out, err := json.Marshal(redactValue(v, "", redact))
+	if obj, ok := v.(map[string]any); ok {
+		for k, e := range obj {
+			if k != "jsonrpc" && k != "id" && k != "method" {
+				obj[k] = redactValue(e, k, redact)
+			}
+		}
+	} else {
+		v = redactValue(v, "", redact)
+	}
+	out, err := json.Marshal(v)
 	if err != nil {
 		return nil
 	}

@@ -312,6 +312,9 @@ func runRelaySuite(t *testing.T, transport, version string) {
 		if err := cs.SetLoggingLevel(ctx, &sdk.SetLoggingLevelParams{Level: "debug"}); err != nil {
 			t.Fatal(err)
 		}
+		// The call's own redact obligations apply to the messages it causes.
+		gov.set("test_tool_with_logging", AuthzResult{Decision: policy.Allow, Reason: "allow_by_rule",
+			Redact: func(s string) string { return strings.ReplaceAll(s, "completed", "[CALL-REDACTED]") }})
 		if _, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "test_tool_with_logging"}); err != nil {
 			t.Fatal(err)
 		}
@@ -322,8 +325,9 @@ func runRelaySuite(t *testing.T, transport, version string) {
 		})
 		ev.mu.Lock()
 		defer ev.mu.Unlock()
-		if joined := strings.Join(ev.logs, "\n"); strings.Contains(joined, "execution") || !strings.Contains(joined, "[REDACTED]") {
-			t.Fatalf("log messages not redacted with the app's rules: %s", joined)
+		if joined := strings.Join(ev.logs, "\n"); strings.Contains(joined, "execution") || !strings.Contains(joined, "[REDACTED]") ||
+			strings.Contains(joined, "completed") || !strings.Contains(joined, "[CALL-REDACTED]") {
+			t.Fatalf("log messages not redacted with the app's rules and the call's: %s", joined)
 		}
 	})
 	t.Run("sampling", func(t *testing.T) {

@@ -244,6 +244,10 @@ func (g *Gateway) answeredVersion(upstream json.RawMessage, asked string) string
 
 // handleNotification relays a client notification.
 func (g *Gateway) handleNotification(ctx context.Context, s *session, m *message) {
+	if !ClientNotifications[m.Method] {
+		g.log.Warn("mcp client notification dropped: not one a client sends in the protocol", "method", m.Method, "downstream_session_id", s.id)
+		return
+	}
 	switch m.Method {
 	case "notifications/cancelled":
 		s.cancelInflight(ctx, m.Params)
@@ -296,14 +300,16 @@ func (g *Gateway) handleRequest(ctx context.Context, s *session, m *message, rel
 // forward sends one request to u on the session's conn, tracking it so
 // progress, logs and server requests reach this request, and propagating
 // a downstream cancellation.
-func (g *Gateway) forward(ctx context.Context, s *session, u *Upstream, m *message, params json.RawMessage, related *responder) (json.RawMessage, *rpcError, error) {
+// redact, when set, is the decision's: the upstream's notifications and
+// requests related to this one are redacted with it too (conn.redactorFor).
+func (g *Gateway) forward(ctx context.Context, s *session, u *Upstream, m *message, params json.RawMessage, related *responder, redact func(string) string) (json.RawMessage, *rpcError, error) {
 	c, err := u.connFor(ctx, s)
 	if err != nil {
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	f := &inflight{upstream: u.cfg.Name, sess: s, downID: m.ID, upID: c.newID(), related: related, cancel: cancel}
+	f := &inflight{upstream: u.cfg.Name, sess: s, downID: m.ID, upID: c.newID(), related: related, cancel: cancel, redact: redact}
 	params = f.rewriteProgress(params, c)
 	c.track(f)
 	s.trackInflight(f)

@@ -47,7 +47,7 @@ func (c *conn) onNotification(n mcpgo.JSONRPCNotification) {
 	case m.Method == "notifications/resources/updated":
 		c.routeResourceUpdated(&m, raw)
 	case c.dedicated != nil:
-		if msg := c.dedicated.redacted(raw); msg != nil {
+		if msg := RedactMessage(raw, c.redactorFor(c.dedicated)); msg != nil {
 			c.dedicated.push(msg)
 		}
 	}
@@ -67,7 +67,7 @@ func (c *conn) routeProgress(m *message) {
 	}
 	p["progressToken"] = f.downToken
 	params, _ := json.Marshal(p)
-	if msg := f.sess.redacted(jsonrpc.Notification(m.Method, json.RawMessage(params))); msg != nil {
+	if msg := RedactMessage(jsonrpc.Notification(m.Method, json.RawMessage(params)), c.redactorFor(f.sess)); msg != nil {
 		f.sess.deliver(f.related, msg)
 	}
 }
@@ -90,7 +90,9 @@ func (c *conn) routeCancelled(m *message) {
 	}
 	p["requestId"] = json.RawMessage(r.downID)
 	params, _ := json.Marshal(p)
-	r.sess.push(jsonrpc.Notification(m.Method, json.RawMessage(params)))
+	if msg := RedactMessage(jsonrpc.Notification(m.Method, json.RawMessage(params)), c.redactorFor(r.sess)); msg != nil {
+		r.sess.push(msg) // its reason is the server's text
+	}
 }
 
 // routeLog delivers a log message to the one session with requests in
@@ -115,7 +117,7 @@ func (c *conn) routeLog(m *message, raw []byte) {
 	if f := c.latestInflight(); f != nil && f.sess == s {
 		related = f.related
 	}
-	if msg := s.redacted(raw); msg != nil {
+	if msg := RedactMessage(raw, c.redactorFor(s)); msg != nil {
 		s.deliver(related, msg)
 	}
 }
@@ -177,6 +179,17 @@ func (c *conn) onRequest(ctx context.Context, req transport.JSONRPCRequest) (*tr
 	var resp *transport.JSONRPCResponse
 	e := g.governServerRequest(ctx, s, c.up.cfg.Name, req.Method, params, func(redact func(string) string) Outcome {
 		if params != nil {
+			related := c.redactorFor(s) // the calls it serves, and the app's rules
+			own := redact
+			redact = func(x string) string {
+				if own != nil {
+					x = own(x)
+				}
+				if related != nil {
+					x = related(x)
+				}
+				return x
+			}
 			if params = RedactMessage(params, redact); params == nil {
 				resp = rpcErrorResponse(req.ID, jsonrpc.CodeInvalidParams, "params could not be read")
 				return serverRequestOutcome(resp)

@@ -275,15 +275,6 @@ func (s *session) capabilities() clientCapabilities {
 	return s.caps
 }
 
-// redacted is an upstream's notification for this session, redacted with
-// the gateway's rules (nil when it cannot be read).
-func (s *session) redacted(msg []byte) []byte {
-	if g := s.gw.Load(); g != nil {
-		return RedactMessage(msg, g.redact)
-	}
-	return msg
-}
-
 // narrowCapabilities serves the session with cc, a part of what it
 // declared, when a stdio upstream has no child for all of it: the child
 // never asks for more, and requests route to that child from then on.

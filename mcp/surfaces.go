@@ -237,7 +237,7 @@ func (g *Gateway) subscribe(ctx context.Context, s *session, m *message) []byte 
 	}
 	on := m.Method == "resources/subscribe"
 	if c := s.link(u.cfg.Name); c == nil || c.dedicated != nil || !c.subscribedElsewhere(s, uri, u.cfg.Name) {
-		res, rerr, err := g.forward(ctx, s, u, m, m.Params, nil)
+		res, rerr, err := g.forward(ctx, s, u, m, m.Params, nil, nil)
 		if err != nil {
 			return g.upstreamRPCError(m.ID, u, err)
 		}
@@ -275,7 +275,7 @@ func (g *Gateway) setLevel(ctx context.Context, s *session, m *message) []byte {
 	s.mu.Unlock()
 	for _, u := range g.ups {
 		if c := s.link(u.cfg.Name); c != nil && c.dedicated == s && u.advertises(s, "logging") {
-			if _, _, err := g.forward(ctx, s, u, m, m.Params, nil); err != nil {
+			if _, _, err := g.forward(ctx, s, u, m, m.Params, nil, nil); err != nil {
 				return g.upstreamRPCError(m.ID, u, err)
 			}
 		}
@@ -297,7 +297,7 @@ func setMember(raw json.RawMessage, key string, value any) (json.RawMessage, err
 func (g *Gateway) governedForward(ctx context.Context, s *session, m *message, related *responder, u *Upstream, req AuthzRequest, params json.RawMessage, capKey string) []byte {
 	var out []byte
 	res, ok := g.path.Run(ctx, req, func(res AuthzResult) Outcome {
-		result, rerr, err := g.forward(ctx, s, u, m, params, related)
+		result, rerr, err := g.forward(ctx, s, u, m, params, related, res.Redact)
 		var outcome Outcome
 		out, outcome = g.surfaceOutcome(m.ID, u, result, rerr, err, res, capKey)
 		return outcome
@@ -342,7 +342,7 @@ var serverRequestTypes = map[string][2]string{
 func (g *Gateway) governServerRequest(ctx context.Context, s *session, server, method string, params json.RawMessage, relay func(redact func(string) string) Outcome) *rpcError {
 	req, governed := ServerRequest(s.identity, server, method, params)
 	if !governed {
-		relay(g.redact)
+		relay(nil)
 		return nil
 	}
 	u := g.byName[server]
@@ -352,12 +352,7 @@ func (g *Gateway) governServerRequest(ctx context.Context, s *session, server, m
 		g.path.Refuse(ctx, req, audit.ResultValidationError, reason)
 		return denialError(AuthzResult{Decision: policy.Deny, Reason: reason})
 	}
-	if res, ok := g.path.Run(ctx, req, func(res AuthzResult) Outcome {
-		if res.Redact != nil {
-			return relay(res.Redact)
-		}
-		return relay(g.redact)
-	}); !ok {
+	if res, ok := g.path.Run(ctx, req, func(res AuthzResult) Outcome { return relay(res.Redact) }); !ok {
 		return denialError(res)
 	}
 	return nil

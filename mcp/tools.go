@@ -267,7 +267,7 @@ func (g *Gateway) governedCall(ctx context.Context, s *session, m *message, rela
 	}
 	var out []byte
 	res, ok := g.path.Run(ctx, req, func(res AuthzResult) Outcome {
-		result, rerr, err := g.forward(ctx, s, ref.up, m, params, related)
+		result, rerr, err := g.forward(ctx, s, ref.up, m, params, related, res.Redact)
 		var outcome Outcome
 		out, outcome = g.callOutcome(m.ID, ref.up, result, rerr, err, res)
 		return outcome
