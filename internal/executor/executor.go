@@ -105,6 +105,15 @@ type Config struct {
 
 // Executor runs allowed built-in actions. It is immutable after New and
 // safe for concurrent use.
+// workspaceLocks holds one write lock per workspace root, for the life of
+// the process (roots are few: one per configured workspace).
+var workspaceLocks sync.Map
+
+func workspaceLock(root string) *sync.Mutex {
+	mu, _ := workspaceLocks.LoadOrStore(root, new(sync.Mutex))
+	return mu.(*sync.Mutex)
+}
+
 type Executor struct {
 	cfg     Config
 	root    string // absolute, symlinks resolved
@@ -120,9 +129,11 @@ type Executor struct {
 	hooks       testHooks
 	// writeMu makes checking what the workspace will hold and writing it
 	// one step: two writes that each look harmless alone (HEAD, then
-	// refs/x beside an objects/) cannot both pass before either lands.
-	// Replicas sharing a workspace directory are not covered.
-	writeMu sync.Mutex
+	// refs/x beside an objects/) cannot both pass before either lands. It
+	// is the workspace root's (workspaceLock), shared by the executors a
+	// reload leaves side by side. Replicas sharing a workspace directory
+	// are not covered.
+	writeMu *sync.Mutex
 }
 
 // testHooks let tests change the filesystem at the worst moment.
@@ -196,7 +207,7 @@ func (e *Executor) setRoot() error {
 	if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
 		return fmt.Errorf("executor: workspace root %q is not a directory", abs)
 	}
-	e.root = abs
+	e.root, e.writeMu = abs, workspaceLock(abs)
 	return nil
 }
 

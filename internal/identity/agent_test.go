@@ -321,7 +321,7 @@ func TestReplayCacheRefusesSignaturesFromBeforeItsStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	if err := r.Admit(context.Background(), "n\x00alice\x00old", now.Add(-10*time.Second), now); !errors.Is(err, ErrReplayWindow) {
+	if err := r.Admit(context.Background(), "n\x00alice\x00old", now.Add(-10*time.Second), now); !errors.Is(err, ErrReplayBeforeStart) {
 		t.Fatalf("a signature from before the start: %v", err)
 	}
 	if err := r.Admit(context.Background(), "n\x00alice\x00new", now.Add(time.Second), now); err != nil {

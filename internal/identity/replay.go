@@ -28,6 +28,9 @@ type ReplayStore interface {
 var (
 	ErrReplayed     = errors.New("replayed signature")
 	ErrReplayWindow = errors.New("replay cache full: retry with a fresh timestamp")
+	// ErrReplayBeforeStart refuses a signature timestamped before the
+	// replay cache was made (the process started): its nonces are gone.
+	ErrReplayBeforeStart = errors.New("signature timestamped before this process started: retry with a fresh timestamp")
 )
 
 // replayError turns a ReplayStore refusal into the agent failure a client
@@ -36,8 +39,8 @@ func replayError(err error) error {
 	switch {
 	case errors.Is(err, ErrReplayed):
 		return agentError(ErrReplayed.Error())
-	case errors.Is(err, ErrReplayWindow):
-		return agentError(ErrReplayWindow.Error())
+	case errors.Is(err, ErrReplayWindow), errors.Is(err, ErrReplayBeforeStart):
+		return agentError(err.Error())
 	}
 	return &unavailableError{agentError("replay check unavailable"), err}
 }
@@ -118,7 +121,10 @@ func (r *ReplayCache) Admit(_ context.Context, key string, ts, now time.Time) er
 func (r *ReplayCache) admit(key string, ts, now int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if floor, ok := r.floors[replayAgent(key)]; ts < r.start || ok && ts <= floor {
+	if ts < r.start {
+		return ErrReplayBeforeStart
+	}
+	if floor, ok := r.floors[replayAgent(key)]; ok && ts <= floor {
 		return ErrReplayWindow
 	}
 	if prev, ok := r.cache.Peek(key); ok && now <= prev+r.skew {
