@@ -100,7 +100,8 @@ func shapeAll(contentType string, chunks [][]byte) string {
 
 // FuzzGuardMCPShaping checks MCP mode's filter: what the client gets does
 // not depend on how the upstream cut its stream into writes, and every
-// event's data is a message the shaper accepted, never raw upstream bytes.
+// event's data is a message the shaper accepted (or empty, a priming
+// event), never raw upstream bytes.
 func FuzzGuardMCPShaping(f *testing.F) {
 	f.Add([]byte("event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n"), uint16(7), uint16(30), true)
 	f.Add([]byte("data: {\"jsonrpc\":\"2.0\",\r\ndata: \"method\":\"ping\",\"id\":2}\r\n\r\n: c\n\n"), uint16(3), uint16(44), true)
@@ -128,7 +129,7 @@ func FuzzGuardMCPShaping(f *testing.F) {
 			return
 		}
 		for _, line := range strings.Split(whole, "\n") {
-			if data, ok := strings.CutPrefix(line, "data:"); ok {
+			if data, ok := strings.CutPrefix(line, "data:"); ok && data != "" { // "data:" alone: a priming event
 				if _, err := mcp.DecodeMessage([]byte(strings.TrimPrefix(data, " "))); err != nil {
 					t.Fatalf("client got data %q from %q: %v", data, body, err)
 				}

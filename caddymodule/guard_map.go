@@ -228,34 +228,63 @@ func refuseAmbiguous(r *http.Request, body []byte, bodyParams bool) *service.Err
 	return nil
 }
 
-// formOverridesMethod reports whether a form body (urlencoded or
-// multipart) carries a _method field, in any letter case. A body that does
-// not parse as its type is looked at as urlencoded too, the most lenient
-// reading a framework might make of it.
+// formOverridesMethod reports whether a body could carry a method
+// override for the framework behind the guard: a _method field in a form
+// (urlencoded, or multipart), read as leniently as frameworks read them
+// (keys percent-decoded; PHP turns ".", " " and "[" in names into "_"), a
+// top-level _method in a JSON object (Laravel reads JSON bodies as input),
+// or a multipart body whose boundary Go cannot parse but a lenient parser
+// might. Letter case never matters.
 func formOverridesMethod(contentType string, body []byte) bool {
-	if len(body) == 0 || !bytes.Contains(bytes.ToLower(body), []byte("method")) {
+	if len(body) == 0 {
 		return false
 	}
-	media, params, _ := mime.ParseMediaType(contentType)
-	if media == "multipart/form-data" && params["boundary"] != "" {
+	_, params, err := mime.ParseMediaType(contentType)
+	if strings.HasPrefix(strings.ToLower(strings.TrimSpace(contentType)), "multipart/") {
+		if err != nil || params["boundary"] == "" {
+			return true // cannot be read as the framework might read it
+		}
 		mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
 		for {
 			part, err := mr.NextPart()
-			if err != nil {
+			if err == io.EOF {
 				break
 			}
-			if strings.EqualFold(part.FormName(), "_method") {
+			if err != nil || isMethodField(part.FormName()) {
+				return true
+			}
+		}
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(body, &obj) == nil {
+		for k := range obj {
+			if isMethodField(k) {
 				return true
 			}
 		}
 	}
 	for _, pair := range strings.FieldsFunc(string(body), func(r rune) bool { return r == '&' || r == ';' }) {
 		key, _, _ := strings.Cut(pair, "=")
-		if k, err := url.QueryUnescape(key); err == nil && strings.EqualFold(strings.TrimSpace(k), "_method") || strings.EqualFold(strings.TrimSpace(key), "_method") {
+		if decoded, err := url.QueryUnescape(key); err == nil {
+			key = decoded
+		}
+		if isMethodField(key) {
 			return true
 		}
 	}
 	return false
+}
+
+// isMethodField reports whether a form field name is _method as a
+// framework may read it: trimmed, any case, PHP's "." and " " for "_",
+// and an array suffix ("_method[]") dropped.
+func isMethodField(name string) bool {
+	name = strings.TrimSpace(name)
+	if i := strings.IndexByte(name, '['); i >= 0 {
+		name = name[:i]
+	}
+	name = strings.NewReplacer(".", "_", " ", "_").Replace(name)
+	return strings.EqualFold(name, "_method")
 }
 
 func (m *httpMapping) resourceOf(r *http.Request, repl *caddy.Replacer) string {

@@ -219,7 +219,7 @@ func (q *mcpRequest) servePost() error {
 		// A request sent without an id (tools/call as a notification) is
 		// never decided: it is not carried to a server that might run it.
 		// nomos_mcp drops such notifications alike.
-		q.h.logger.Warn("guard dropped a client notification it does not carry", zap.String("guard", q.h.Name),
+		q.h.logger.Debug("guard dropped a client notification it does not carry", zap.String("guard", q.h.Name),
 			zap.String("principal", q.id.Principal), zap.String("method", m.Method))
 		q.w.WriteHeader(http.StatusAccepted)
 		return nil

@@ -304,8 +304,6 @@ func shapeEvent(event []byte, s messageShaper) []byte {
 			b.WriteString(field + ": " + value + "\n")
 		}
 	}
-	// An event whose data is empty (a stream's priming event) dispatches
-	// nothing in a client; its id still sets where a client resumes.
 	if joined := strings.Join(data, "\n"); joined != "" {
 		out := s.message([]byte(joined))
 		if out == nil {
@@ -314,6 +312,11 @@ func shapeEvent(event []byte, s messageShaper) []byte {
 		b.WriteString("data: ")
 		b.Write(bytes.ReplaceAll(out, []byte("\n"), []byte("\ndata: ")))
 		b.WriteString("\n")
+	} else if len(data) > 0 {
+		// A stream's priming event (an id and empty data): some clients
+		// (eventsource-parser, so the TypeScript SDK) take its id only
+		// from an event that has a data line.
+		b.WriteString("data:\n")
 	}
 	if b.Len() == 0 {
 		if comment {

@@ -882,7 +882,7 @@ func TestGuardMCPStreamRebuiltFromWhatWasRead(t *testing.T) {
 	up := &fakeMCP{rawSSE: map[string]string{"tools/list": "\xEF\xBB\xBFid: 7\nretry: 500\n: keep-alive\nfoo: bar\ndata: " + list + "\n\n: ping\n\nid: 8\ndata:\n\n"}}
 	sid := initSession(t, h, up, "alice-key")
 	res := mcpSend(t, h, up, "alice-key", sid, listReq)
-	want := "id: 7\nretry: 500\ndata: " + `{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"echo"}]}}` + "\n\n:\n\nid: 8\n\n"
+	want := "id: 7\nretry: 500\ndata: " + `{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"echo"}]}}` + "\n\n:\n\nid: 8\ndata:\n\n"
 	if res.body != want || res.header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("rebuilt stream (%s):\n%q\nwant\n%q", res.header.Get("Content-Type"), res.body, want)
 	}

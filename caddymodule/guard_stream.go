@@ -94,17 +94,21 @@ func (fw *filterWriter) writeHeader(status int) {
 		fw.refuse("upstream sent a " + enc + "-encoded response, which cannot be redacted")
 		return
 	}
-	if fw.shaper != nil && status/100 == 2 && mayHaveBody(status) && h.Get("Content-Type") != "" {
+	if fw.shaper != nil && mayHaveBody(status) && h.Get("Content-Type") != "" {
 		// MCP mode reads the messages as UTF-8; a client must read the
 		// same bytes the same way, so the type goes on without parameters.
-		// (An error status keeps its answer: a 404 tells the client to
-		// initialize again, whatever its body.)
+		// A success in another charset is refused; an error status keeps
+		// its status (a 404 tells the client to initialize again).
 		media, params, err := mime.ParseMediaType(h.Get("Content-Type"))
-		if cs, ok := params["charset"]; err != nil || ok && !strings.EqualFold(cs, "utf-8") {
+		if cs, ok := params["charset"]; status/100 == 2 && (err != nil || ok && !strings.EqualFold(cs, "utf-8")) {
 			fw.refuse("upstream sent a response of type " + strconv.Quote(h.Get("Content-Type")) + ", which cannot be read as UTF-8 messages")
 			return
 		}
-		h.Set("Content-Type", media)
+		if err == nil {
+			h.Set("Content-Type", media)
+		} else {
+			h.Del("Content-Type")
+		}
 	}
 	h.Del("Content-Length")
 	fw.sse = isEventStream(h.Get("Content-Type"))

@@ -733,9 +733,15 @@ func TestGuardRefusesFormMethodOverride(t *testing.T) {
 	h := newGuard(t, newGuardApp(t, nil), nil)
 	up := new(upstream)
 	for name, c := range map[string]struct{ ct, body string }{
-		"urlencoded":  {"application/x-www-form-urlencoded", "id=7&_method=DELETE"},
-		"encoded key": {"application/x-www-form-urlencoded", "id=7&%5Fmethod=DELETE"},
-		"multipart":   {"multipart/form-data; boundary=XX", "--XX\r\nContent-Disposition: form-data; name=\"_METHOD\"\r\n\r\nDELETE\r\n--XX--\r\n"},
+		"urlencoded":         {"application/x-www-form-urlencoded", "id=7&_method=DELETE"},
+		"encoded key":        {"application/x-www-form-urlencoded", "id=7&%5Fmethod=DELETE"},
+		"multipart":          {"multipart/form-data; boundary=XX", "--XX\r\nContent-Disposition: form-data; name=\"_METHOD\"\r\n\r\nDELETE\r\n--XX--\r\n"},
+		"encoded letters":    {"application/x-www-form-urlencoded", "id=7&_m%65thod=DELETE"},
+		"all encoded":        {"application/x-www-form-urlencoded", "%5F%6D%65%74%68%6F%64=DELETE"},
+		"PHP dot":            {"application/x-www-form-urlencoded", ".method=DELETE"},
+		"PHP array":          {"application/x-www-form-urlencoded", "_method[]=DELETE"},
+		"multipart bad type": {"multipart/form-data; boundary=XX; foo", "--XX\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--XX--\r\n"},
+		"JSON (Laravel)":     {"application/json", `{"_method":"DELETE","id":7}`},
 	} {
 		req := guardRequest(http.MethodGet, "/v1/orders", c.body)
 		req.Header.Set("Content-Type", c.ct)

@@ -51,9 +51,11 @@ func (ra *RouteAuth) validate() error {
 }
 
 // principalFromSources are the placeholders principal_from may name: set
-// by an authentication handler, by a handler of the operator's (vars), or
-// from the client certificate Caddy's TLS verified.
-var principalFromSources = []string{"http.auth.user.", "http.vars.", "http.request.tls.client."}
+// by an authentication handler (basic_auth and other http.authentication
+// providers set http.auth.user.*; forward_auth leaves its auth server's
+// answer in http.reverse_proxy.header.*), by a handler of the operator's
+// (vars), or from the client certificate Caddy's TLS verified.
+var principalFromSources = []string{"http.auth.user.", "http.reverse_proxy.header.", "http.vars.", "http.request.tls.client."}
 
 // validatePrincipalFrom accepts exactly one placeholder among
 // principalFromSources, never one the client writes itself (a request
@@ -72,7 +74,7 @@ func validatePrincipalFrom(setting string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("principal_from %q is not set by an authentication handler; use {http.auth.user.*} (basic_auth, forward_auth), {http.vars.*}, {http.request.tls.client.*}, or trusted_headers from a trusted proxy", setting)
+	return fmt.Errorf("principal_from %q is not set by an authentication handler; use {http.auth.user.*} (basic_auth), {http.reverse_proxy.header.*} (the auth server's answer to forward_auth), {http.vars.*}, {http.request.tls.client.*}, or trusted_headers from a trusted proxy", setting)
 }
 
 // Interface guards

@@ -152,13 +152,23 @@ var ClientNotifications = map[string]bool{
 	"notifications/progress": true, "notifications/roots/list_changed": true,
 }
 
-// RedactMessage redacts every string of an encoded JSON-RPC message (or
-// of a request's params) from an upstream with redact, but its protocol
-// fields: jsonrpc, id and method at the top, and type, mimeType,
-// progressToken and requestId anywhere, which a client correlates and
-// dispatches on. nil redact keeps the message. One that does not decode is
+// RedactMessage redacts every string of an encoded JSON-RPC message from
+// an upstream with redact, but the fields a client correlates and
+// dispatches on: jsonrpc, id and method; params._meta.progressToken; the
+// progressToken of notifications/progress and the requestId of
+// notifications/cancelled (and type and mimeType, as in every shaped
+// output). nil redact keeps the message. One that does not decode is
 // dropped (nil): it never leaves unredacted.
 func RedactMessage(data []byte, redact func(string) string) []byte {
+	return redactJSON(data, redact, true)
+}
+
+// RedactParams is RedactMessage for the params of a request alone.
+func RedactParams(params []byte, redact func(string) string) []byte {
+	return redactJSON(params, redact, false)
+}
+
+func redactJSON(data []byte, redact func(string) string, message bool) []byte {
 	if redact == nil {
 		return data
 	}
@@ -168,20 +178,49 @@ func RedactMessage(data []byte, redact func(string) string) []byte {
 	if dec.Decode(&v) != nil {
 		return nil
 	}
-	if obj, ok := v.(map[string]any); ok {
+	if obj, ok := v.(map[string]any); ok && message {
+		method, _ := obj["method"].(string)
 		for k, e := range obj {
-			if k != "jsonrpc" && k != "id" && k != "method" {
+			switch k {
+			case "jsonrpc", "id", "method":
+			case "params":
+				obj[k] = redactParams(e, method, redact)
+			default:
 				obj[k] = redactValue(e, k, redact)
 			}
 		}
 	} else {
-		v = redactValue(v, "", redact)
+		v = redactParams(v, "", redact)
 	}
 	out, err := json.Marshal(v)
 	if err != nil {
 		return nil
 	}
 	return out
+}
+
+// redactParams redacts the params of a message of method, keeping its
+// protocol tokens.
+func redactParams(v any, method string, redact func(string) string) any {
+	p, ok := v.(map[string]any)
+	if !ok {
+		return redactValue(v, "", redact)
+	}
+	for k, e := range p {
+		switch meta, isMeta := e.(map[string]any); {
+		case k == "_meta" && isMeta:
+			for mk, me := range meta {
+				if mk != "progressToken" {
+					meta[mk] = redactValue(me, mk, redact)
+				}
+			}
+		case k == "progressToken" && method == "notifications/progress",
+			k == "requestId" && method == "notifications/cancelled":
+		default:
+			p[k] = redactValue(e, k, redact)
+		}
+	}
+	return p
 }
 
 // RedactValue redacts the string leaves of a decoded JSON value in place,

@@ -37,7 +37,7 @@ func shapeOutput(result json.RawMessage, res AuthzResult, capKey string) (any, b
 func redactValue(v any, key string, redact func(string) string) any {
 	switch t := v.(type) {
 	case string:
-		if key == "type" || key == "mimeType" || key == "progressToken" || key == "requestId" {
+		if key == "type" || key == "mimeType" {
 			return t
 		}
 		return redact(t)

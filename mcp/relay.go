@@ -245,7 +245,7 @@ func (g *Gateway) answeredVersion(upstream json.RawMessage, asked string) string
 // handleNotification relays a client notification.
 func (g *Gateway) handleNotification(ctx context.Context, s *session, m *message) {
 	if !ClientNotifications[m.Method] {
-		g.log.Warn("mcp client notification dropped: not one a client sends in the protocol", "method", m.Method, "downstream_session_id", s.id)
+		g.log.Debug("mcp client notification dropped: not one a client sends in the protocol", "method", m.Method, "downstream_session_id", s.id)
 		return
 	}
 	switch m.Method {

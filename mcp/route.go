@@ -190,7 +190,7 @@ func (c *conn) onRequest(ctx context.Context, req transport.JSONRPCRequest) (*tr
 				}
 				return x
 			}
-			if params = RedactMessage(params, redact); params == nil {
+			if params = RedactParams(params, redact); params == nil {
 				resp = rpcErrorResponse(req.ID, jsonrpc.CodeInvalidParams, "params could not be read")
 				return serverRequestOutcome(resp)
 			}

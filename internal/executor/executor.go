@@ -103,17 +103,19 @@ type Config struct {
 	InsecureHTTP bool
 }
 
-// Executor runs allowed built-in actions. It is immutable after New and
-// safe for concurrent use.
 // workspaceLocks holds one write lock per workspace root, for the life of
 // the process (roots are few: one per configured workspace).
 var workspaceLocks sync.Map
 
+// workspaceLock is root's write lock. Roots are compared as resolved
+// paths, exactly: nested roots (/w and /w/sub) do not share one.
 func workspaceLock(root string) *sync.Mutex {
 	mu, _ := workspaceLocks.LoadOrStore(root, new(sync.Mutex))
 	return mu.(*sync.Mutex)
 }
 
+// Executor runs allowed built-in actions. It is immutable after New and
+// safe for concurrent use.
 type Executor struct {
 	cfg     Config
 	root    string // absolute, symlinks resolved

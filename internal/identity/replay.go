@@ -29,8 +29,9 @@ var (
 	ErrReplayed     = errors.New("replayed signature")
 	ErrReplayWindow = errors.New("replay cache full: retry with a fresh timestamp")
 	// ErrReplayBeforeStart refuses a signature timestamped before the
-	// replay cache was made (the process started): its nonces are gone.
-	ErrReplayBeforeStart = errors.New("signature timestamped before this process started: retry with a fresh timestamp")
+	// replay cache was made (the process started, or a reload changed the
+	// cache's size or skew): the nonces seen before are gone.
+	ErrReplayBeforeStart = errors.New("signature timestamped before the replay cache started: retry with a fresh timestamp")
 )
 
 // replayError turns a ReplayStore refusal into the agent failure a client
