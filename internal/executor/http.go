@@ -155,7 +155,7 @@ func (e *Executor) send(req *http.Request, ob policy.Obligations, allow []string
 	ctx, cancel := context.WithTimeout(req.Context(), e.cfg.HTTPTimeout)
 	defer cancel()
 	hops := 0
-	client := &http.Client{Transport: e.client, CheckRedirect: e.redirectPolicy(ob, allow, &hops)}
+	client := &http.Client{Transport: e.client, CheckRedirect: e.redirectPolicy(ob, allow, &hops, redirectCheckFrom(req.Context()))}
 	resp, err := client.Do(req.WithContext(ctx))
 	if err != nil {
 		return nil, httpError(ctx, err)
@@ -190,7 +190,7 @@ func (e *Executor) send(req *http.Request, ob policy.Obligations, allow []string
 // redirectPolicy follows a redirect only when obligated, within the hop
 // limit, to an http(s) target on an allowlisted host; it never downgrades
 // https to http.
-func (e *Executor) redirectPolicy(ob policy.Obligations, allow []string, hops *int) func(*http.Request, []*http.Request) error {
+func (e *Executor) redirectPolicy(ob policy.Obligations, allow []string, hops *int, check func(resource string) error) func(*http.Request, []*http.Request) error {
 	limit := DefaultRedirectHopLimit
 	if ob.HTTPRedirectHopLimit != nil {
 		limit = *ob.HTTPRedirectHopLimit
@@ -210,8 +210,33 @@ func (e *Executor) redirectPolicy(ob policy.Obligations, allow []string, hops *i
 		if !slices.Contains(allow, host) {
 			return &redirectError{"http redirect destination is not allowlisted"}
 		}
+		if check != nil {
+			res := resourceOf(req.URL)
+			if res == "" {
+				return &redirectError{"http redirect target is invalid"}
+			}
+			if check(res) != nil {
+				return &redirectError{"http redirect destination is refused by policy"}
+			}
+		}
 		return nil
 	}
+}
+
+type redirectCheckKey struct{}
+
+// WithRedirectCheck returns ctx carrying check, which the net.http_request
+// executor asks about each redirect hop's url:// resource (normalized)
+// before following it; an error refuses the hop (redirect_blocked). The
+// service decides each hop on policy this way: an allowlisted host can
+// still redirect to a path policy denies.
+func WithRedirectCheck(ctx context.Context, check func(resource string) error) context.Context {
+	return context.WithValue(ctx, redirectCheckKey{}, check)
+}
+
+func redirectCheckFrom(ctx context.Context) func(string) error {
+	check, _ := ctx.Value(redirectCheckKey{}).(func(string) error)
+	return check
 }
 
 // redirectHost normalizes a redirect target as a url:// resource and

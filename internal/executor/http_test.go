@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -293,4 +294,36 @@ func TestHTTPRefusesBodiesRedactionCannotRead(t *testing.T) {
 	e := newTestExecutor(t, loopbackConfig())
 	_, xerr := execute(t, e, newAction(t, "net.http_request", "url://"+s.host+"/x", map[string]any{}), netOb(s.host))
 	wantError(t, xerr, CodeExecutionError)
+}
+
+// TestHTTPRedirectHopsAskTheCheck: each hop's resource is put to the
+// redirect check (the service decides it on policy) before it is
+// followed; a refused hop never reaches the server.
+func TestHTTPRedirectHopsAskTheCheck(t *testing.T) {
+	var admin atomic.Int32
+	s := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/public":
+			http.Redirect(w, r, "/admin/users?x=1", http.StatusFound)
+		case "/admin/users":
+			admin.Add(1)
+			io.WriteString(w, "admin")
+		}
+	})
+	e := newTestExecutor(t, loopbackConfig())
+	ob := policy.Obligations{NetAllowlist: []string{s.host}, HTTPRedirects: ptr(true)}
+	a := newAction(t, "net.http_request", "url://"+s.host+"/public", map[string]any{})
+	var asked []string
+	ctx := WithRedirectCheck(context.Background(), func(res string) error {
+		asked = append(asked, res)
+		return errors.New("denied")
+	})
+	_, err := e.Execute(ctx, a, allow(ob), nil)
+	var xerr *Error
+	if !errors.As(err, &xerr) || xerr.Code != CodeRedirectBlocked || !strings.Contains(xerr.Message, "refused by policy") {
+		t.Fatalf("got %v", err)
+	}
+	if len(asked) != 1 || asked[0] != "url://"+s.host+"/admin/users" || admin.Load() != 0 {
+		t.Fatalf("asked %v, admin hits %d", asked, admin.Load())
+	}
 }

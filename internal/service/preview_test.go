@@ -88,3 +88,44 @@ func TestClassScopeKeyBindsAllButParams(t *testing.T) {
 		t.Fatalf("class key %s", ka)
 	}
 }
+
+// TestRedirectHopsAreDecided: a redirect hop of a net.http_request is
+// refused when a DENY rule names its resource, or a rule asks approval for
+// it (the approval was for the first resource); a hop no rule names is
+// left to the decision's redirect obligations.
+func TestRedirectHopsAreDecided(t *testing.T) {
+	eng, err := policy.Load([]policy.BundleSource{{Path: "r.yaml", Data: []byte(`version: v1
+rules:
+  - id: api
+    action_type: net.http_request
+    resource: "url://api.example.com/public/**"
+    decision: ALLOW
+  - id: admin
+    action_type: net.http_request
+    resource: "url://api.example.com/admin/**"
+    decision: DENY
+  - id: pay
+    action_type: net.http_request
+    resource: "url://api.example.com/pay/**"
+    decision: REQUIRE_APPROVAL
+`)}}, policy.LoadOptions{Environment: "dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixtureWith(t, false, func(c *Config) { c.Policy = eng })
+	env := &action.Envelope{SchemaVersion: action.SchemaVersion, ActionID: "h1", TraceID: "t1",
+		ActionType: action.TypeNetHTTPRequest, Resource: "url://api.example.com/public/x", Params: json.RawMessage(`{"method":"GET"}`)}
+	a, err := action.New(env, action.Identity{Principal: "alice", Agent: "bot", Environment: "dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hop := f.svc.redirectHop(a)
+	for res, refused := range map[string]bool{
+		"url://api.example.com/public/y": false, "url://api.example.com/other": false,
+		"url://api.example.com/admin/users": true, "url://api.example.com/pay/1": true,
+	} {
+		if got := hop(res) != nil; got != refused {
+			t.Errorf("%s: refused %v, want %v", res, got, refused)
+		}
+	}
+}

@@ -200,9 +200,32 @@ func (s *Service) deny(resp *Response, code, msg string) *Response {
 	return resp
 }
 
+// errRedirectRefused refuses a redirect hop policy does not let through.
+var errRedirectRefused = errors.New("redirect hop refused by policy")
+
+// redirectHop decides a redirect hop of a as the same request on the hop's
+// resource: a DENY rule, or a rule asking for approval (the approval given
+// was for the first resource), refuses it. A hop no rule names is left to
+// the decision's own redirect obligations (http_redirects and the
+// net_allowlist hosts), as before.
+func (s *Service) redirectHop(a *action.Action) func(string) error {
+	return func(resource string) error {
+		hop := *a
+		hop.Resource = resource
+		d := s.cfg.Policy.Evaluate(&hop)
+		if d.Decision == policy.RequireApproval || d.Decision == policy.Deny && d.ReasonCode != policy.ReasonDenyByDefault {
+			return errRedirectRefused
+		}
+		return nil
+	}
+}
+
 // execute runs the executor and maps its result; executor refusals are
 // DENY outcomes, not transport errors.
 func (s *Service) execute(ctx context.Context, r *run, resp *Response) *Response {
+	if r.a.ActionType == action.TypeNetHTTPRequest {
+		ctx = executor.WithRedirectCheck(ctx, s.redirectHop(r.a))
+	}
 	res, err := s.cfg.Executor.Execute(ctx, r.a, r.d, r.targets)
 	if err != nil {
 		var ee *executor.Error
