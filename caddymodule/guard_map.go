@@ -255,13 +255,18 @@ func formOverridesMethod(contentType string, body []byte) bool {
 			}
 		}
 	}
+	// The name can only be spelled without "method" through escapes.
+	plain := bytes.Contains(bytes.ToLower(body), []byte("method"))
 	var obj map[string]json.RawMessage
-	if json.Unmarshal(body, &obj) == nil {
+	if (plain || bytes.Contains(body, []byte(`\u`))) && json.Unmarshal(body, &obj) == nil {
 		for k := range obj {
 			if isMethodField(k) {
 				return true
 			}
 		}
+	}
+	if !plain && bytes.IndexByte(body, '%') < 0 {
+		return false
 	}
 	for _, pair := range strings.FieldsFunc(string(body), func(r rune) bool { return r == '&' || r == ';' }) {
 		key, _, _ := strings.Cut(pair, "=")

@@ -742,6 +742,7 @@ func TestGuardRefusesFormMethodOverride(t *testing.T) {
 		"PHP array":          {"application/x-www-form-urlencoded", "_method[]=DELETE"},
 		"multipart bad type": {"multipart/form-data; boundary=XX; foo", "--XX\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--XX--\r\n"},
 		"JSON (Laravel)":     {"application/json", `{"_method":"DELETE","id":7}`},
+		"JSON escaped":       {"application/json", `{"\u005f\u006D\u0065\u0074\u0068\u006f\u0064":"DELETE"}`},
 	} {
 		req := guardRequest(http.MethodGet, "/v1/orders", c.body)
 		req.Header.Set("Content-Type", c.ct)
