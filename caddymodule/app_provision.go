@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/approvals"
@@ -256,13 +257,23 @@ func openSink(c SinkConfig, ck *audit.CheckpointKey) (audit.Sink, error) {
 	return w, nil
 }
 
+// errAuditLogOff is the stdout sink's failure when Caddy's log config
+// would drop its lines (nomos.audit excluded, or a level above INFO): an
+// event the sink cannot hand on is a failed write, never a silent drop,
+// so the decision it records is refused.
+var errAuditLogOff = errors.New("audit: the nomos.audit logger is off in Caddy's log config (excluded, or a level above INFO); the stdout sink cannot write")
+
 // zapAuditWrite logs one event through the logger named nomos.audit, so
-// Caddy's log config can route, filter or silence it. caddy.Log() is read
-// on every write because the pooled recorder outlives any one config. The
-// line is not copied: zap encodes the field before Info returns, and a
-// sealed line is never changed.
+// Caddy's log config can route it. caddy.Log() is read on every write
+// because the pooled recorder outlives any one config. The line is not
+// copied: zap encodes the field before Write returns, and a sealed line is
+// never changed.
 func zapAuditWrite(line []byte) error {
-	auditLogger().Info("audit event", zap.Reflect("event", json.RawMessage(line)))
+	ce := auditLogger().Check(zapcore.InfoLevel, "audit event")
+	if ce == nil {
+		return errAuditLogOff
+	}
+	ce.Write(zap.Reflect("event", json.RawMessage(line)))
 	return nil
 }
 
