@@ -19,6 +19,7 @@ import (
 
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/service"
+	"github.com/caddy-nomos/nomos/policy/action"
 )
 
 func init() {
@@ -63,8 +64,9 @@ type UIHandler struct {
 	ctx     caddy.Context
 	logger  *zap.Logger
 	auth    RouteAuth
-	readers []string
-	decider []string
+	readers   []string
+	decider   []string
+	approvers []string // the nomos app's: a decider must also be one
 	csrfKey []byte
 	events  *audit.SQLiteSink
 	assets  fs.FS
@@ -113,6 +115,7 @@ func (h *UIHandler) bind(app *App) error {
 	if app.Approvals != nil {
 		approvers = app.Approvals.Approvers
 	}
+	h.approvers = approvers
 	h.decider = orDefault(h.Deciders, approvers)
 	h.readers = orDefault(h.Readers, append(slices.Clone(approvers), h.decider...))
 	h.csrfKey = make([]byte, 32)
@@ -217,13 +220,10 @@ type uiCaller struct {
 	canDecide bool
 }
 
-// caller authenticates the request the way nomos_api does for principal
-// endpoints (API key, JWT, mTLS, trusted headers or principal_from).
-func (h *UIHandler) caller(r *http.Request, body []byte) (uiCaller, *service.Error) {
-	id, e := h.auth.authenticate(h.app, r, body, false)
-	if e != nil {
-		return uiCaller{}, e
-	}
+// callerOf is what a principal, authenticated the way nomos_api does for
+// principal endpoints (API key, JWT, mTLS, trusted headers or
+// principal_from), may do in the UI.
+func (h *UIHandler) callerOf(id action.Identity) (uiCaller, *service.Error) {
 	if id.Principal == "" {
 		return uiCaller{}, service.Errorf(http.StatusUnauthorized, service.CodeAuth, "authentication failed")
 	}

@@ -45,8 +45,10 @@ func uiRoutes() map[string]uiRoute {
 	}
 }
 
-// serveAPI authenticates, authorizes, checks CSRF on POST and runs the
-// endpoint inside a concurrency slot.
+// serveAPI authenticates (principal from the headers before any body is
+// read; a GET reads none), authorizes, checks CSRF on POST, and only then
+// runs the endpoint inside a concurrency slot: an unauthenticated or slow
+// client never holds one of the slots the app's doors share.
 func (h *UIHandler) serveAPI(w http.ResponseWriter, r *http.Request, name string) error {
 	route, ok := h.routes[name]
 	if !ok {
@@ -56,18 +58,22 @@ func (h *UIHandler) serveAPI(w http.ResponseWriter, r *http.Request, name string
 		w.Header().Set("Allow", route.method)
 		return writeError(w, service.Errorf(http.StatusMethodNotAllowed, service.CodeMethod, "use %s", route.method))
 	}
+	limit := int64(0)
+	if route.method == http.MethodPost {
+		limit = maxBody
+	}
+	body, id, e := h.auth.admit(h.app, r, limit, false)
+	if e != nil {
+		return writeError(w, e)
+	}
+	c, e := h.authorize(r, id, route)
+	if e != nil {
+		return writeError(w, e)
+	}
 	if !h.app.acquire() {
 		return writeError(w, service.Errorf(http.StatusTooManyRequests, service.CodeRateLimited, "concurrency limit reached"))
 	}
 	defer h.app.release()
-	body, e := readBody(r, maxBody)
-	if e != nil {
-		return writeError(w, e)
-	}
-	c, e := h.authorize(r, body, route)
-	if e != nil {
-		return writeError(w, e)
-	}
 	setPlaceholder(r, "principal", c.principal)
 	resp, err := route.serve(h, r, c, body)
 	if err != nil {
@@ -80,8 +86,8 @@ func (h *UIHandler) serveAPI(w http.ResponseWriter, r *http.Request, name string
 	return writeJSON(w, http.StatusOK, resp)
 }
 
-func (h *UIHandler) authorize(r *http.Request, body []byte, route uiRoute) (uiCaller, *service.Error) {
-	c, e := h.caller(r, body)
+func (h *UIHandler) authorize(r *http.Request, id action.Identity, route uiRoute) (uiCaller, *service.Error) {
+	c, e := h.callerOf(id)
 	if e != nil {
 		return c, e
 	}

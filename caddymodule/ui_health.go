@@ -192,6 +192,10 @@ func (h *UIHandler) apiPinDecide(r *http.Request, c uiCaller, body []byte) (any,
 		d.Decision != "accept" && d.Decision != "reject" {
 		return nil, service.Errorf(http.StatusBadRequest, service.CodeValidation, "want {upstream, tool, fingerprint, decision: accept|reject}")
 	}
+	if !slices.Contains(h.approvers, c.principal) {
+		// As for approvals: deciding needs a decider who is an approver.
+		return nil, service.Errorf(http.StatusForbidden, service.CodeApprovalForbidden, "principal is not an approver of the nomos app")
+	}
 	if h.app.pins == nil {
 		return nil, service.Errorf(http.StatusNotFound, service.CodeNotFound, "no pin store: the nomos app has no upstreams")
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/approvals"
+	"github.com/caddy-nomos/nomos/internal/pins"
 )
 
 const uiBundle = `version: v1
@@ -312,5 +313,47 @@ func (f *uiFixture) assertDecidedAudited(t *testing.T, by string) {
 	page, err := f.ui.events.Search(context.Background(), audit.SearchQuery{EventType: audit.EventApprovalDecided})
 	if err != nil || len(page.Events) != 1 || page.Events[0].Principal != by || page.Events[0].ApprovalID != f.approvalID {
 		t.Fatalf("approval.decided not audited: %+v %v", page.Events, err)
+	}
+}
+
+// TestUISlotsOnlyAfterAuthentication: the UI takes one of the slots the
+// app's doors share only once its caller is authenticated and its body
+// read, so a client trickling a body without credentials cannot hold it.
+func TestUISlotsOnlyAfterAuthentication(t *testing.T) {
+	f := newUIFixture(t, nil)
+	f.app.slots = make(chan struct{}, 1)
+	for _, key := range []string{"", reviewerKey} {
+		pr, pw := io.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			req := httptest.NewRequest(http.MethodPost, "/api/ui/explain", pr)
+			if key != "" {
+				req.Header.Set("Authorization", "Bearer "+key)
+			}
+			ctx := context.WithValue(req.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
+			_ = f.ui.ServeHTTP(httptest.NewRecorder(), req.WithContext(ctx), nil)
+		}()
+		if key != "" {
+			_, _ = pw.Write([]byte("{")) // the handler is reading the body
+		}
+		if !f.app.acquire() {
+			t.Fatalf("a UI request (key %q) whose body has not arrived holds the only slot", key)
+		}
+		f.app.release()
+		_ = pw.CloseWithError(io.ErrUnexpectedEOF)
+		<-done
+	}
+}
+
+// TestUIPinDecisionNeedsAnApprover: as for approvals, a decider who is not
+// one of the app's approvers cannot accept a tool definition.
+func TestUIPinDecisionNeedsAnApprover(t *testing.T) {
+	f := newUIFixture(t, &UIHandler{Readers: []string{"auditor"}, Deciders: []string{"auditor"}})
+	f.app.pins = pins.NewMemory()
+	body := `{"upstream":"retail","tool":"refund","fingerprint":"sha256:` + strings.Repeat("a", 64) + `","decision":"accept"}`
+	rec := f.do(t, http.MethodPost, "/api/ui/pins/decide", auditorKey, body, f.decideHeaders("auditor"))
+	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "not an approver") {
+		t.Fatalf("a non-approver decider: %d %s", rec.Code, rec.Body)
 	}
 }
