@@ -59,18 +59,18 @@ type UIHandler struct {
 	// authentication handler, e.g. {http.auth.user.id}. Default: off.
 	PrincipalFrom string `json:"principal_from,omitempty"`
 
-	app     *App
-	svc     *service.Service
-	ctx     caddy.Context
-	logger  *zap.Logger
-	auth    RouteAuth
+	app       *App
+	svc       *service.Service
+	ctx       caddy.Context
+	logger    *zap.Logger
+	auth      RouteAuth
 	readers   []string
 	decider   []string
 	approvers []string // the nomos app's: a decider must also be one
-	csrfKey []byte
-	events  *audit.SQLiteSink
-	assets  fs.FS
-	routes  map[string]uiRoute
+	csrfKey   []byte
+	events    *audit.SQLiteSink
+	assets    fs.FS
+	routes    map[string]uiRoute
 }
 
 // CaddyModule returns the Caddy module information.
