@@ -133,6 +133,9 @@ func checkLimits(cfg Config) error {
 		if l.Calls < 0 || l.WriteCalls < 0 || l.DistinctTools < 0 || l.IdenticalCalls < 0 {
 			return errors.New("loop_breakers: limits must not be negative")
 		}
+		if l.DistinctTools > maxKeysPerWindow {
+			return fmt.Errorf("loop_breakers: max_distinct_tools must be at most %d (the tools one window remembers)", maxKeysPerWindow)
+		}
 	}
 	return nil
 }

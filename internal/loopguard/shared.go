@@ -101,14 +101,14 @@ local known = redis.call('SISMEMBER', KEYS[2], ARGV[6])
 local same = tonumber(redis.call('HGET', KEYS[3], ARGV[7])) or 0
 local maxCalls, maxWrites, maxTools, maxSame = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local write = ARGV[5] == '1'
+local keys = tonumber(ARGV[9])
 local limit = 0
 if maxCalls > 0 and calls + 1 > maxCalls then limit = 1
 elseif write and maxWrites > 0 and writes + 1 > maxWrites then limit = 2
-elseif maxTools > 0 and known == 0 and tools + 1 > maxTools then limit = 3
-elseif maxSame > 0 and same + 1 > maxSame then limit = 4
+elseif maxTools > 0 and known == 0 and (tools + 1 > maxTools or tools >= keys) then limit = 3
+elseif maxSame > 0 and (same + 1 > maxSame or (same == 0 and redis.call('HLEN', KEYS[3]) >= keys)) then limit = 4
 end
 if limit == 0 then
-  local keys = tonumber(ARGV[9])
   redis.call('HINCRBY', KEYS[1], 'calls', 1)
   if write then redis.call('HINCRBY', KEYS[1], 'writes', 1) end
   if tools < keys then redis.call('SADD', KEYS[2], ARGV[6]) end

@@ -128,3 +128,40 @@ func TestSharedAgentWindowStartsAgain(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestFullWindowNeverPassesUncounted: a window remembers a bounded number
+// of distinct calls; once an agent has filled it with junk, a call it
+// cannot count trips max_identical_calls instead of passing uncounted
+// forever, in memory and on Redis alike.
+func TestFullWindowNeverPassesUncounted(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Window: time.Hour, Agent: Limits{IdenticalCalls: 5}}
+	shared, _ := sharedReplica(t, srv.Addr, cfg)
+	mem := mustGuard(t, cfg)
+	ctx := context.Background()
+	check := map[string]func(Call) (Verdict, error){
+		"memory": func(c Call) (Verdict, error) { return mem.Check(c, t0), nil },
+		"redis":  func(c Call) (Verdict, error) { return shared.Check(ctx, c, t0) },
+	}
+	for name, do := range check {
+		mk := func(p string) Call {
+			return Call{Principal: "mallory-" + name, Agent: "a1", ActionType: action.TypeMCPCall, Resource: "mcp://bank/transfer", ParamsHash: p}
+		}
+		for i := range maxKeysPerWindow {
+			if v, err := do(mk(fmt.Sprintf("junk-%d", i))); err != nil || v.Tripped {
+				t.Fatalf("%s: junk %d: %+v %v", name, i, v, err)
+			}
+		}
+		allowed := 0
+		for range 50 {
+			if v, err := do(mk("the-same-transfer")); err == nil && !v.Tripped {
+				allowed++
+			} else if err == nil && v.Limit != LimitIdenticalCalls {
+				t.Fatalf("%s: tripped %s", name, v.Limit)
+			}
+		}
+		if allowed > 5 {
+			t.Fatalf("%s: max_identical_calls 5, and %d identical calls passed after a full window", name, allowed)
+		}
+	}
+}

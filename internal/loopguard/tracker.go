@@ -22,17 +22,21 @@ func (t *tracker) roll(now time.Time, window time.Duration) {
 	t.tools, t.identical = map[string]bool{}, map[string]int{}
 }
 
-// check reports the first cap the call would exceed.
+// check reports the first cap the call would exceed. A window remembers
+// at most maxKeysPerWindow tools and distinct calls; past that a call it
+// cannot count trips the cap that needs the count, never passes uncounted
+// (4,096 junk calls would otherwise switch max_identical_calls off).
 func (t *tracker) check(l Limits, k callKeys, now time.Time, window time.Duration) Verdict {
 	limit, most := "", 0
+	seen, tracked := t.identical[k.identical]
 	switch {
 	case l.Calls > 0 && t.calls+1 > l.Calls:
 		limit, most = LimitCalls, l.Calls
 	case k.write && l.WriteCalls > 0 && t.writes+1 > l.WriteCalls:
 		limit, most = LimitWriteCalls, l.WriteCalls
-	case l.DistinctTools > 0 && !t.tools[k.tool] && len(t.tools)+1 > l.DistinctTools:
+	case l.DistinctTools > 0 && !t.tools[k.tool] && (len(t.tools)+1 > l.DistinctTools || len(t.tools) >= maxKeysPerWindow):
 		limit, most = LimitDistinctTools, l.DistinctTools
-	case l.IdenticalCalls > 0 && t.identical[k.identical]+1 > l.IdenticalCalls:
+	case l.IdenticalCalls > 0 && (seen+1 > l.IdenticalCalls || !tracked && len(t.identical) >= maxKeysPerWindow):
 		limit, most = LimitIdenticalCalls, l.IdenticalCalls
 	default:
 		return Verdict{}
