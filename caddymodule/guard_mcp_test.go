@@ -920,3 +920,24 @@ func TestGuardMCPPostCarriesNoLastEventID(t *testing.T) {
 		t.Fatalf("%d, the server saw Last-Event-ID %q", rec.Code, got)
 	}
 }
+
+// TestGuardMCPHidesUnprintableToolNames: a tool whose name holds an
+// invisible or control character ("echo\u200b" reads as "echo" in a
+// review) is never listed nor callable.
+func TestGuardMCPHidesUnprintableToolNames(t *testing.T) {
+	h, _ := newMCPGuardWith(t, nil, guardMCPBundle+`  - id: all-remote
+    action_type: mcp.call
+    resource: "mcp://remote/**"
+    decision: ALLOW
+`)
+	up := &fakeMCP{raw: map[string]string{"tools/list": `{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"echo"},{"name":"echo\u200b"},{"name":"x\u202egnp.exe"}]}}`}}
+	sid := initSession(t, h, up, "alice-key")
+	res := mcpSend(t, h, up, "alice-key", sid, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`)
+	if !strings.Contains(res.body, `{"name":"echo"}`) || strings.Contains(res.body, `\u200b`) || strings.Contains(res.body, "\u200b") || strings.Contains(res.body, "gnp") {
+		t.Fatalf("listing: %s", res.body)
+	}
+	before := len(up.got)
+	if res := mcpSend(t, h, up, "alice-key", sid, callBody("echo\u200b", `{}`)); !strings.Contains(res.body, "error") || len(up.got) != before {
+		t.Fatalf("call of an unprintable name: %s (reached the server: %v)", res.body, len(up.got) != before)
+	}
+}

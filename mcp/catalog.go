@@ -79,6 +79,10 @@ func (u *Upstream) tools(ctx context.Context, c *conn) ([]*toolDef, error) {
 	tools := make([]*toolDef, 0, len(items))
 	for _, raw := range items {
 		def, err := parseTool(raw)
+		if errors.Is(err, errUnprintableName) {
+			u.log.Warn("mcp upstream tool left out: its name has control or invisible characters", "error", err)
+			continue
+		}
 		if err != nil {
 			return nil, newUpstreamError(ErrUpstreamProtocol, err, "upstream %q: tools/list", u.cfg.Name)
 		}
@@ -91,6 +95,10 @@ func (u *Upstream) tools(ctx context.Context, c *conn) ([]*toolDef, error) {
 	return tools, nil
 }
 
+// errUnprintableName: a tool whose name a reviewer could not read as it
+// is (see PrintableName); it is left out of the catalog.
+var errUnprintableName = errors.New("tool name has control or invisible characters")
+
 func parseTool(raw json.RawMessage) (*toolDef, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -99,6 +107,9 @@ func parseTool(raw json.RawMessage) (*toolDef, error) {
 	var name string
 	if json.Unmarshal(m["name"], &name) != nil || name == "" {
 		return nil, errors.New("tool without a name")
+	}
+	if !PrintableName(name) {
+		return nil, fmt.Errorf("%w: %q", errUnprintableName, name)
 	}
 	d := &toolDef{name: name, raw: m, schema: m["inputSchema"]}
 	if def, ok := pinDefinition(name, m); ok {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
@@ -69,7 +71,7 @@ func (p *Path) VisibleItems(ctx context.Context, items []json.RawMessage, field 
 	for _, it := range items {
 		var obj map[string]json.RawMessage
 		var name string
-		if json.Unmarshal(it, &obj) != nil || json.Unmarshal(obj[field], &name) != nil {
+		if json.Unmarshal(it, &obj) != nil || json.Unmarshal(obj[field], &name) != nil || !PrintableName(name) {
 			hidden = append(hidden, name)
 			continue
 		}
@@ -165,4 +167,15 @@ func DenialText(res AuthzResult) string {
 	}
 	return text + " Nothing was done. Once a human approves it (nomos approvals approve " + res.ApprovalID +
 		"), call the same tool again with the same arguments plus the argument " + approvalArgumentName + " set to this id."
+}
+
+// PrintableName reports whether an upstream-chosen name (a tool, prompt or
+// resource) can be shown to a human as it is: no control or format
+// characters (zero-width, bidirectional overrides) and no line
+// separators, which would make "refund\u200b" look like "refund" in a
+// review. Such names are never listed nor callable.
+func PrintableName(name string) bool {
+	return name != "" && !strings.ContainsFunc(name, func(r rune) bool {
+		return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp)
+	})
 }

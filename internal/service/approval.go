@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf16"
 
 	"github.com/caddy-nomos/nomos/audit"
 	"github.com/caddy-nomos/nomos/internal/approvals"
@@ -158,7 +160,7 @@ func (s *Service) pendingApproval(ctx context.Context, r *run) error {
 // paths name, each on its own line, then the params cut, said so: a
 // reviewer never approves an amount the preview hid.
 func (s *Service) paramsPreview(a *action.Action, ruleIDs []string) string {
-	full := s.cfg.Redactor.String(string(a.Params))
+	full := visible(s.cfg.Redactor.String(string(a.Params)))
 	if len(full) <= approvals.MaxPreviewBytes {
 		return full
 	}
@@ -172,7 +174,7 @@ func (s *Service) paramsPreview(a *action.Action, ruleIDs []string) string {
 		if val, ok := valueAt(root, strings.Split(p, ".")); ok {
 			raw, _ := json.Marshal(val)
 			var cut bool
-			if v, cut = redact.Cap(s.cfg.Redactor.String(string(raw)), previewValueBytes, 0); cut {
+			if v, cut = redact.Cap(visible(s.cfg.Redactor.String(string(raw))), previewValueBytes, 0); cut {
 				v += "…"
 			}
 		}
@@ -181,6 +183,34 @@ func (s *Service) paramsPreview(a *action.Action, ruleIDs []string) string {
 	fmt.Fprintf(&b, "params (%d bytes, cut to fit): %s", len(full), full)
 	out, _ := redact.Cap(b.String(), int64(approvals.MaxPreviewBytes-len("…")), 0)
 	return out + "…"
+}
+
+// visible escapes, as JSON would, the characters that display as nothing
+// or reorder the text around them (format characters: bidi overrides and
+// isolates, zero-width spaces; line and paragraph separators), so a
+// reviewer reads the preview as the bytes are: "\u202e10000" is not shown
+// as "00001".
+func visible(s string) string {
+	if !strings.ContainsFunc(s, invisible) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case !invisible(r):
+			b.WriteRune(r)
+		case r > 0xFFFF:
+			hi, lo := utf16.EncodeRune(r)
+			fmt.Fprintf(&b, "\\u%04x\\u%04x", hi, lo)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	return b.String()
+}
+
+func invisible(r rune) bool {
+	return unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp)
 }
 
 // previewValueBytes caps one decisive value in a cut preview.

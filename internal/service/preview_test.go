@@ -129,3 +129,20 @@ rules:
 		}
 	}
 }
+
+// TestPreviewShowsInvisibleCharacters: a reviewer reads the params as the
+// bytes are: a right-to-left override or a zero-width space is shown
+// escaped, never applied ("\u202e10000" must not display as "00001").
+func TestPreviewShowsInvisibleCharacters(t *testing.T) {
+	f := newFixture(t, true)
+	params := map[string]any{"amount": 500, "to": "acct-\u202e10000\u202c", "memo": "a\u200bb\U000E0041"}
+	resp, err := f.svc.Process(context.Background(), body("p1", "payments.refund", "payments://shop/9", params, ""), alice)
+	if err != nil || resp.Decision != policy.RequireApproval {
+		t.Fatalf("%+v %v", resp, err)
+	}
+	rec, _ := f.store.Get(context.Background(), resp.ApprovalID)
+	p := rec.ParamsPreview
+	if strings.ContainsFunc(p, invisible) || !strings.Contains(p, `\u202e10000\u202c`) || !strings.Contains(p, `a\u200bb\udb40\udc41`) {
+		t.Fatalf("preview %q", p)
+	}
+}

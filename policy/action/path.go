@@ -3,6 +3,7 @@ package action
 import (
 	"errors"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -92,14 +93,13 @@ func isDotSegment(d string) bool {
 	return strings.Contains(d, ".") && strings.Trim(d, ". ") == ""
 }
 
+// isControl reports characters a path must not hold: controls, and every
+// format character (Unicode category Cf: bidirectional marks, overrides
+// and isolates, the Arabic letter mark, zero-width spaces and joiners, the
+// soft hyphen, invisible tags...), which display as nothing or reorder
+// what a human approver reads, plus the line and paragraph separators.
 func isControl(r rune) bool {
-	switch {
-	case r < 0x20, r >= 0x7f && r <= 0x9f:
-		return true
-	case r == 0x200e, r == 0x200f, r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
-		return true
-	}
-	return false
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == 0x2028 || r == 0x2029
 }
 
 // joinSegments writes decoded segments back as a path.

@@ -27,6 +27,13 @@ func TestNormalizeResourceErrors(t *testing.T) {
 		{"fs.read", "file://workspace/a%7F", "file path contains a control character"},
 		{"fs.read", "file://workspace/a\u0085", "file path contains a control character"},
 		{"fs.read", "file://workspace/a\u2066b", "file path contains a control character"},
+		// every format character: invisible, or reordering what an approver reads
+		{"fs.read", "file://workspace/a\u200bb", "file path contains a control character"},
+		{"fs.read", "file://workspace/a%E2%80%8Db", "file path contains a control character"},
+		{"fs.read", "file://workspace/a\u00adb", "file path contains a control character"},
+		{"fs.read", "file://workspace/a\U000E0041b", "file path contains a control character"},
+		{"fs.read", "file://workspace/a\u2028b", "file path contains a control character"},
+		{"payments.refund", "payments://shop/re\u061cdnuf", "resource path contains a control character"},
 		{"fs.read", "file://workspace/..", "file path traversal detected"},
 		{"net.http_request", "url://u@h/", "url userinfo is not allowed"},
 		{"net.http_request", "url:///p", "url host is required"},
