@@ -3,10 +3,12 @@ package audit
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -106,6 +108,15 @@ func (w *WebhookSink) post(ctx context.Context, batch []outboxEvent) error {
 	req.Header.Set("Idempotency-Key", batchKey(batch))
 	resp, err := w.cfg.Client.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			// The collector's URL may carry a token in its query; errors
+			// are logged, so they name the URL without it.
+			if u, perr := url.Parse(ue.URL); perr == nil {
+				u.RawQuery, u.User, u.Fragment = "", nil, ""
+				ue.URL = u.String()
+			}
+		}
 		return fmt.Errorf("audit: webhook: post %d event(s): %w", len(batch), err)
 	}
 	defer resp.Body.Close()

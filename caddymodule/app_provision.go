@@ -249,6 +249,12 @@ func openSink(c SinkConfig, ck *audit.CheckpointKey) (audit.Sink, error) {
 	w, err := audit.NewWebhookSink(audit.WebhookConfig{
 		URL: c.URL, OutboxPath: c.Outbox, Headers: c.Headers, BatchSize: c.BatchSize,
 		FlushInterval: time.Duration(c.FlushInterval),
+		// A collector that keeps refusing leaves events waiting in the
+		// outbox; say so, so an operator sees it before the disk does.
+		OnError: func(err error) {
+			caddy.Log().Named("nomos.audit_delivery").Warn("audit webhook delivery failed; events wait in the outbox",
+				zap.String("outbox", c.Outbox), zap.Error(err))
+		},
 	})
 	if err != nil {
 		return nil, err
