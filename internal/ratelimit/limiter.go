@@ -51,15 +51,23 @@ type Verdict struct {
 type Rules struct {
 	rules      []compiledRule
 	evictAfter time.Duration
+	maxBuckets int
+	quota      int // buckets one principal may hold
 
 	mu      sync.Mutex
 	buckets *simplelru.LRU[string, *bucket]
+	owned   map[string]int // buckets held per principal
 }
 
 type bucket struct {
 	level    int64 // micro-tokens
 	lastSeen time.Time
+	owner    string // the principal whose action made it
 }
+
+// principalShare: one principal holds at most 1/principalShare of
+// max_buckets, so no principal can crowd out another's buckets.
+const principalShare = 8
 
 // New validates cfg and builds a limiter whose buckets all start full.
 func NewRules(cfg RulesConfig) (*Rules, error) {
@@ -73,11 +81,20 @@ func NewRules(cfg RulesConfig) (*Rules, error) {
 	if err != nil {
 		return nil, err
 	}
-	lru, err := simplelru.NewLRU[string, *bucket](cfg.MaxBuckets, nil)
+	l := &Rules{rules: rules, evictAfter: cfg.EvictAfter, maxBuckets: cfg.MaxBuckets,
+		quota: max(cfg.MaxBuckets/principalShare, 1), owned: map[string]int{}}
+	// Only idle buckets leave (prune, or a key past evictAfter reused):
+	// the LRU is never asked to evict for room, see refill.
+	lru, err := simplelru.NewLRU[string, *bucket](cfg.MaxBuckets+1, func(_ string, b *bucket) {
+		if l.owned[b.owner]--; l.owned[b.owner] <= 0 {
+			delete(l.owned, b.owner)
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
-	return &Rules{rules: rules, evictAfter: cfg.EvictAfter, buckets: lru}, nil
+	l.buckets = lru
+	return l, nil
 }
 
 // Check takes one token from every bucket of every rule matching a, or
@@ -109,7 +126,7 @@ func (l *Rules) inspect(a Action, matched []*compiledRule, now time.Time) ([]*bu
 	v := Verdict{Allowed: true, Hits: make([]Hit, len(matched))}
 	for i, r := range matched {
 		key := r.bucketKey(a)
-		bs[i] = l.refill(key, r, now)
+		bs[i] = l.refill(key, r, a.Principal, now)
 		v.Hits[i] = Hit{RuleID: r.ID, Scope: r.Scope, BucketKey: key, RefillPerMinute: r.RefillPerMinute,
 			Remaining: bs[i].level / micro, Allowed: bs[i].level >= micro}
 		if !v.Hits[i].Allowed {
@@ -131,15 +148,27 @@ func (l *Rules) matching(a Action) []*compiledRule {
 }
 
 // refill returns key's bucket topped up to now. A bucket not seen for
-// evictAfter starts over full, which checkEviction makes equivalent.
-func (l *Rules) refill(key string, r *compiledRule, now time.Time) *bucket {
+// evictAfter starts over full, which checkEviction makes equivalent. A
+// bucket in use is never forgotten to make room: that would refill it (an
+// agent could empty a bucket, then flood made-up keys until it was evicted
+// and came back full). When principal holds its share of max_buckets, or
+// every bucket is in use, a new key gets an empty bucket that is not kept:
+// the action is refused until buckets go idle.
+func (l *Rules) refill(key string, r *compiledRule, principal string, now time.Time) *bucket {
 	b, ok := l.buckets.Get(key)
-	if !ok || now.Sub(b.lastSeen) >= l.evictAfter {
-		b = &bucket{level: r.capacity, lastSeen: now}
-		l.buckets.Add(key, b)
+	if ok && now.Sub(b.lastSeen) < l.evictAfter {
+		r.topUp(b, now)
 		return b
 	}
-	r.topUp(b, now)
+	if ok {
+		l.buckets.Remove(key) // idle: it starts over full
+	}
+	if l.owned[principal] >= l.quota || l.buckets.Len() >= l.maxBuckets {
+		return &bucket{level: 0, lastSeen: now, owner: principal}
+	}
+	b = &bucket{level: r.capacity, lastSeen: now, owner: principal}
+	l.buckets.Add(key, b)
+	l.owned[principal]++
 	return b
 }
 

@@ -125,7 +125,7 @@ func TestIdleBucketsAreForgotten(t *testing.T) {
 	l := mustNew(t, RulesConfig{Rules: []Rule{{ID: "r", Scope: ScopePrincipalResource, Resource: "**", Burst: 1, RefillPerMinute: 60}},
 		EvictAfter: time.Minute, MaxBuckets: 50})
 	for i := 0; i < 1000; i++ {
-		l.Check(Action{"p", "fs.read", fmt.Sprint("r/", i)}, t0)
+		l.Check(Action{fmt.Sprint("p", i%20), "fs.read", fmt.Sprint("r/", i)}, t0)
 	}
 	if n := l.Buckets(); n != 50 {
 		t.Fatalf("kept %d buckets, want the bound 50", n)
@@ -194,5 +194,37 @@ func TestWindow(t *testing.T) {
 	}
 	if _, err := NewWindow(0, 0); err == nil {
 		t.Fatal("zero limit accepted")
+	}
+}
+
+// TestBucketsInUseAreNeverForgottenForRoom: forgetting a bucket still in
+// use would refill it, so an agent that emptied one could flood made-up
+// keys until it was evicted and came back full. New keys past the bound
+// are refused instead; and one principal holds at most its share, so its
+// flood cannot crowd out another principal's buckets.
+func TestBucketsInUseAreNeverForgottenForRoom(t *testing.T) {
+	l := mustNew(t, RulesConfig{Rules: []Rule{
+		{ID: "w", Scope: ScopePrincipalAction, ActionType: "*", Burst: 2, RefillPerMinute: 0.1},
+	}, MaxBuckets: 80})
+	drain := Action{"mallory", "fs.write", "file://workspace/README.md"}
+	for range 2 {
+		if !l.Check(drain, t0).Allowed {
+			t.Fatal("the burst")
+		}
+	}
+	refusedJunk := 0
+	for i := range 1000 {
+		if !l.Check(Action{"mallory", fmt.Sprintf("x.junk%d", i), "x://y"}, t0.Add(time.Millisecond)).Allowed {
+			refusedJunk++
+		}
+	}
+	if refusedJunk == 0 {
+		t.Fatal("a principal's made-up keys past its share were all given fresh buckets")
+	}
+	if l.Check(drain, t0.Add(2*time.Millisecond)).Allowed {
+		t.Fatal("the emptied bucket came back full after the flood")
+	}
+	if !l.Check(Action{"alice", "fs.write", "file://workspace/a"}, t0.Add(3*time.Millisecond)).Allowed {
+		t.Fatal("another principal was crowded out by the flood")
 	}
 }
