@@ -222,7 +222,3 @@ func redactParams(v any, method string, redact func(string) string) any {
 	}
 	return p
 }
-
-// RedactValue redacts the string leaves of a decoded JSON value in place,
-// protocol fields (type, mimeType) excepted.
-func RedactValue(v any, redact func(string) string) any { return redactValue(v, "", redact) }

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/caddy-nomos/nomos/policy"
 	"github.com/caddy-nomos/nomos/policy/action"
@@ -175,7 +174,5 @@ func DenialText(res AuthzResult) string {
 // separators, which would make "refund\u200b" look like "refund" in a
 // review. Such names are never listed nor callable.
 func PrintableName(name string) bool {
-	return name != "" && !strings.ContainsFunc(name, func(r rune) bool {
-		return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp)
-	})
+	return name != "" && !strings.ContainsFunc(name, action.Invisible)
 }

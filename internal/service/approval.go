@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf16"
 
 	"github.com/caddy-nomos/nomos/audit"
@@ -191,13 +190,13 @@ func (s *Service) paramsPreview(a *action.Action, ruleIDs []string) string {
 // reviewer reads the preview as the bytes are: "\u202e10000" is not shown
 // as "00001".
 func visible(s string) string {
-	if !strings.ContainsFunc(s, invisible) {
+	if !strings.ContainsFunc(s, action.Invisible) {
 		return s
 	}
 	var b strings.Builder
 	for _, r := range s {
 		switch {
-		case !invisible(r):
+		case !action.Invisible(r):
 			b.WriteRune(r)
 		case r > 0xFFFF:
 			hi, lo := utf16.EncodeRune(r)
@@ -207,10 +206,6 @@ func visible(s string) string {
 		}
 	}
 	return b.String()
-}
-
-func invisible(r rune) bool {
-	return unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp)
 }
 
 // previewValueBytes caps one decisive value in a cut preview.

@@ -142,7 +142,7 @@ func TestPreviewShowsInvisibleCharacters(t *testing.T) {
 	}
 	rec, _ := f.store.Get(context.Background(), resp.ApprovalID)
 	p := rec.ParamsPreview
-	if strings.ContainsFunc(p, invisible) || !strings.Contains(p, `\u202e10000\u202c`) || !strings.Contains(p, `a\u200bb\udb40\udc41`) {
+	if strings.ContainsFunc(p, action.Invisible) || !strings.Contains(p, `\u202e10000\u202c`) || !strings.Contains(p, `a\u200bb\udb40\udc41`) {
 		t.Fatalf("preview %q", p)
 	}
 }

@@ -72,7 +72,7 @@ func checkSegment(d, kind string) error {
 	if !utf8.ValidString(d) {
 		return errors.New(kind + " path is not valid utf-8")
 	}
-	if strings.IndexFunc(d, isControl) >= 0 {
+	if strings.IndexFunc(d, Invisible) >= 0 {
 		return errors.New(kind + " path contains a control character")
 	}
 	if isDotSegment(d) {
@@ -93,12 +93,13 @@ func isDotSegment(d string) bool {
 	return strings.Contains(d, ".") && strings.Trim(d, ". ") == ""
 }
 
-// isControl reports characters a path must not hold: controls, and every
-// format character (Unicode category Cf: bidirectional marks, overrides
-// and isolates, the Arabic letter mark, zero-width spaces and joiners, the
-// soft hyphen, invisible tags...), which display as nothing or reorder
-// what a human approver reads, plus the line and paragraph separators.
-func isControl(r rune) bool {
+// Invisible reports characters that display as nothing or change what a
+// human reads around them: controls, every format character (Unicode
+// category Cf: bidirectional marks, overrides and isolates, the Arabic
+// letter mark, zero-width spaces and joiners, the soft hyphen, invisible
+// tags...), and the line and paragraph separators. A path must not hold
+// them; approval previews escape them; MCP names holding them are hidden.
+func Invisible(r rune) bool {
 	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == 0x2028 || r == 0x2029
 }
 
